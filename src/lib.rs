@@ -1,0 +1,8 @@
+//! cachedeck: the on-call engineer's terminal for Valkey/Redis caches on AWS.
+//!
+//! See ARCHITECTURE.md for the modules and how data flows between them.
+
+pub mod cli;
+pub mod config;
+pub mod controlplane;
+pub mod domain;
