@@ -428,6 +428,10 @@ fn hint_for(message: &str) -> String {
         "remove the field or correct its spelling (see assets/config.example.toml)".into()
     } else if message.starts_with("unknown variant") {
         "use one of the values listed above".into()
+    } else if message.contains("expected a duration") {
+        "write a duration such as \"500ms\", \"20s\" or \"1m30s\"".into()
+    } else if message.starts_with("missing field `provider`") {
+        "add `provider = \"aws\"` (with profile/region) or `provider = \"sandbox\"`".into()
     } else if message.starts_with("missing field") {
         "add the field (see assets/config.example.toml)".into()
     } else if message.starts_with("invalid type") {

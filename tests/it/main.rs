@@ -1,1 +1,3 @@
+//! cachedeck's integration tests: one binary, real valkey-server processes, moto for AWS.
 
+mod config;
