@@ -69,10 +69,16 @@ fn shipped_example_config_loads_with_every_seed_estate() {
     }
     let storefront = &envs["storefront-dev"];
     let vars = storefront.template_vars("storefront-dev");
-    let endpoint = storefront.ssm[0].endpoint.as_deref().expect("endpoint template");
+    let endpoint = storefront.ssm[0]
+        .endpoint
+        .as_deref()
+        .expect("endpoint template");
     assert_eq!(
         cachedeck::config::expand_template(endpoint, &vars).as_deref(),
         Ok("/storefront-dev/redis/endpoint")
     );
-    assert_eq!(envs["trigpointing"].ecs[0].host.as_deref(), Some("valkey.trigpointing.local"));
+    assert_eq!(
+        envs["trigpointing"].ecs[0].host.as_deref(),
+        Some("valkey.trigpointing.local")
+    );
 }
