@@ -234,16 +234,16 @@ impl Config {
                     format!("environment `{name}` uses provider sandbox but sets AWS options"),
                 ));
             }
-            if let Some(url) = &env.endpoint_url {
-                if url::Url::parse(url).is_err() {
-                    return Err(invalid(
-                        path,
-                        text,
-                        locate(text, url),
-                        "write a full URL such as http://127.0.0.1:5000".into(),
-                        format!("environment `{name}`: endpoint_url `{url}` is not a URL"),
-                    ));
-                }
+            if let Some(url) = &env.endpoint_url
+                && url::Url::parse(url).is_err()
+            {
+                return Err(invalid(
+                    path,
+                    text,
+                    locate(text, url),
+                    "write a full URL such as http://127.0.0.1:5000".into(),
+                    format!("environment `{name}`: endpoint_url `{url}` is not a URL"),
+                ));
             }
             for ssm in &env.ssm {
                 if ssm.endpoint.is_none() && ssm.url.is_none() {
@@ -428,6 +428,10 @@ fn hint_for(message: &str) -> String {
         "remove the field or correct its spelling (see assets/config.example.toml)".into()
     } else if message.starts_with("unknown variant") {
         "use one of the values listed above".into()
+    } else if message.contains("expected a duration") {
+        "write a duration such as \"500ms\", \"20s\" or \"1m30s\"".into()
+    } else if message.starts_with("missing field `provider`") {
+        "add `provider = \"aws\"` (with profile/region) or `provider = \"sandbox\"`".into()
     } else if message.starts_with("missing field") {
         "add the field (see assets/config.example.toml)".into()
     } else if message.starts_with("invalid type") {
@@ -466,7 +470,10 @@ mod tests {
         let err = parse("[environments.dev]\nprovider = \"aws\"\nregoin = \"us-east-1\"\n")
             .expect_err("must fail");
         let text = err.to_string();
-        assert!(text.starts_with("cfg.toml:3:1: unknown field `regoin`"), "{text}");
+        assert!(
+            text.starts_with("cfg.toml:3:1: unknown field `regoin`"),
+            "{text}"
+        );
         assert!(text.contains("fix: remove the field"), "{text}");
     }
 

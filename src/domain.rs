@@ -333,8 +333,11 @@ impl Cache {
         self.shards.iter().flat_map(|s| s.nodes.iter())
     }
 
+    /// Nodes known to be down (not merely unprobed).
     pub fn nodes_down(&self) -> usize {
-        self.nodes().filter(|n| !n.health.is_up()).count()
+        self.nodes()
+            .filter(|n| matches!(n.health, NodeHealth::Down(_)))
+            .count()
     }
 
     /// "3×1" style shape: shards × replicas per shard (the largest replica count).

@@ -7,3 +7,6 @@ pub mod cli;
 pub mod config;
 pub mod controlplane;
 pub mod domain;
+pub mod estate;
+pub mod headless;
+pub mod logging;

@@ -1,15 +1,64 @@
-//! The cachedeck binary: parses the command line and hands over to the library.
+//! The cachedeck binary: parses the command line, sets up logging and the TLS provider,
+//! and hands over to the library's headless commands or the TUI.
 
+use cachedeck::cli::{Cli, Command};
+use cachedeck::estate::{Estate, PlaneFactory};
+use cachedeck::{headless, logging};
 use clap::Parser;
+use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 fn main() -> ExitCode {
-    let cli = cachedeck::cli::Cli::parse();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    match cli.command {
-        _ => {
-            eprintln!("cachedeck: nothing here yet");
-            ExitCode::from(2)
+    let cli = Cli::parse();
+    // One process-wide TLS provider, chosen before any client (AWS SDK, Valkey) is built.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _log_guard = logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(headless::exit::BAD_INPUT);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(headless::exit::BAD_INPUT)
         }
     }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Envs { output }) => {
+            let estate = load(cli.config).await?;
+            headless::envs::run(&estate, output).await
+        }
+        Some(Command::Caches { env, output }) => {
+            let estate = load(cli.config).await?;
+            headless::caches::run(&estate, env.as_deref(), output).await
+        }
+        Some(Command::Sandbox { .. }) | None => {
+            anyhow::bail!("this command is not available in this build")
+        }
+    }
+}
+
+async fn load(config: Option<std::path::PathBuf>) -> anyhow::Result<Estate> {
+    let factory: PlaneFactory = Arc::new(|name, _cfg, _settings| {
+        Box::pin(async move {
+            Err(cachedeck::controlplane::ControlPlaneError::Unsupported {
+                operation: "discovery".into(),
+                target: name,
+                why: "this build has no control plane".into(),
+            })
+        })
+    });
+    Ok(Estate::load_with(config, BTreeMap::new(), factory).await?)
 }

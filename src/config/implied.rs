@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 pub async fn aws_profile_environments() -> BTreeMap<String, EnvConfig> {
     let fs = aws_types::os_shim_internal::Fs::real();
     let env = aws_types::os_shim_internal::Env::real();
-    let files = aws_config::profile::profile_file::ProfileFiles::default();
+    let files = aws_runtime::env_config::file::EnvConfigFiles::default();
     let Ok(profiles) = aws_config::profile::load(&fs, &env, &files, None).await else {
         return BTreeMap::new();
     };

@@ -1,1 +1,4 @@
+//! cachedeck's integration tests: one binary, real valkey-server processes, moto for AWS.
 
+mod config;
+mod envs;

@@ -1,0 +1,231 @@
+//! The estate: every environment the user has, each with its control plane, and discovery of
+//! all of them at once. The one place that turns config into live control planes.
+//!
+//! Environments come from the config file, or — with none — from the user's AWS profiles;
+//! the sandbox's environments join while it is up. Discovery runs every environment
+//! concurrently under its own deadline, so one broken profile never hides the others.
+
+mod statics;
+
+pub use statics::static_caches;
+
+use crate::config::{self, Config, ConfigError, EnvConfig, Settings};
+use crate::controlplane::{ControlPlane, ControlPlaneError, Discovery};
+use crate::domain::{Cache, Environment};
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Builds the control plane of one environment.
+pub type PlaneFactory = Arc<
+    dyn Fn(
+            String,
+            EnvConfig,
+            Settings,
+        ) -> BoxFuture<'static, Result<Arc<dyn ControlPlane>, ControlPlaneError>>
+        + Send
+        + Sync,
+>;
+
+/// Why the estate (or a part of it the user named) could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum EstateError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "config file {0} does not exist; create it (see assets/config.example.toml) or drop --config/CACHEDECK_CONFIG"
+    )]
+    MissingConfig(PathBuf),
+    #[error("unknown environment `{name}`; known: {known}")]
+    UnknownEnv { name: String, known: String },
+    #[error("environment `{env}`: {source}")]
+    Plane {
+        env: String,
+        source: ControlPlaneError,
+    },
+    #[error("no cache `{cache}` in environment `{env}`; it has: {known}")]
+    UnknownCache {
+        env: String,
+        cache: String,
+        known: String,
+    },
+}
+
+/// One environment with its control plane (or the reason it has none).
+pub struct EnvHandle {
+    pub env: Environment,
+    pub config: EnvConfig,
+    pub plane: Result<Arc<dyn ControlPlane>, ControlPlaneError>,
+}
+
+/// What discovery found in one environment.
+pub struct EnvDiscovery {
+    pub env: Environment,
+    pub result: Result<Discovery, ControlPlaneError>,
+}
+
+/// Every environment the user has.
+pub struct Estate {
+    pub settings: Settings,
+    pub envs: Vec<EnvHandle>,
+}
+
+impl Estate {
+    /// Reads the config (or implies environments), then builds each control plane with
+    /// `factory`, concurrently. `sandbox_envs` are the sandbox's environments while it is up.
+    pub async fn load_with(
+        config_flag: Option<PathBuf>,
+        sandbox_envs: BTreeMap<String, EnvConfig>,
+        factory: PlaneFactory,
+    ) -> Result<Estate, EstateError> {
+        let (path, named) = config::config_path(config_flag);
+        let (settings, configs, source) = if path.exists() {
+            let config = Config::load(&path)?;
+            let mut envs = config.environments;
+            for (name, env) in sandbox_envs {
+                envs.entry(name).or_insert(env);
+            }
+            (config.settings, envs, path.display().to_string())
+        } else if named {
+            return Err(EstateError::MissingConfig(path));
+        } else {
+            let envs = config::implied_environments(sandbox_envs).await;
+            (Settings::default(), envs, "implied".to_string())
+        };
+        let builds = configs.into_iter().map(|(name, cfg)| {
+            let factory = factory.clone();
+            let settings = settings.clone();
+            let source = implied_source(&cfg, &source);
+            async move {
+                let env = cfg.environment(&name, &source);
+                let deadline = settings.call_timeout;
+                let plane = crate::controlplane::with_timeout(
+                    "loading AWS configuration",
+                    deadline,
+                    factory(name, cfg.clone(), settings),
+                )
+                .await;
+                EnvHandle {
+                    env,
+                    config: cfg,
+                    plane,
+                }
+            }
+        });
+        let envs = futures::future::join_all(builds).await;
+        Ok(Estate { settings, envs })
+    }
+
+    /// The named environment, or an error listing the known ones.
+    pub fn env(&self, name: &str) -> Result<&EnvHandle, EstateError> {
+        self.envs
+            .iter()
+            .find(|e| e.env.name == name)
+            .ok_or_else(|| EstateError::UnknownEnv {
+                name: name.to_string(),
+                known: self.known_envs(),
+            })
+    }
+
+    fn known_envs(&self) -> String {
+        if self.envs.is_empty() {
+            return "none (run `cachedeck sandbox up`, or write a config file)".into();
+        }
+        self.envs
+            .iter()
+            .map(|e| e.env.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The named environment's control plane.
+    pub fn plane(&self, env: &str) -> Result<Arc<dyn ControlPlane>, EstateError> {
+        let handle = self.env(env)?;
+        handle.plane.clone().map_err(|source| EstateError::Plane {
+            env: env.to_string(),
+            source,
+        })
+    }
+
+    /// Discovers every environment concurrently (or only `only`), each under its own
+    /// deadline; environments come back in name order.
+    pub async fn discover_all(&self, only: Option<&str>) -> Vec<EnvDiscovery> {
+        let deadline = self.discovery_deadline();
+        let runs = self
+            .envs
+            .iter()
+            .filter(|h| only.is_none_or(|name| h.env.name == name))
+            .map(|handle| async move {
+                EnvDiscovery {
+                    env: handle.env.clone(),
+                    result: discover_one(handle, deadline).await,
+                }
+            });
+        futures::future::join_all(runs).await
+    }
+
+    /// One cache by environment and name.
+    pub async fn find_cache(
+        &self,
+        env: &str,
+        cache: &str,
+    ) -> Result<(Arc<dyn ControlPlane>, Cache), EstateError> {
+        let handle = self.env(env)?;
+        let plane = self.plane(env)?;
+        let discovery = discover_one(handle, self.discovery_deadline())
+            .await
+            .map_err(|source| EstateError::Plane {
+                env: env.to_string(),
+                source,
+            })?;
+        let known = discovery
+            .caches
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let found = discovery
+            .caches
+            .into_iter()
+            .find(|c| c.name == cache)
+            .ok_or_else(|| EstateError::UnknownCache {
+                env: env.to_string(),
+                cache: cache.to_string(),
+                known: if known.is_empty() {
+                    "no caches".into()
+                } else {
+                    known
+                },
+            })?;
+        Ok((plane, found))
+    }
+
+    /// A discovery pass makes several paginated calls; give it a few call deadlines.
+    fn discovery_deadline(&self) -> Duration {
+        self.settings.call_timeout * 3
+    }
+}
+
+fn implied_source(cfg: &EnvConfig, source: &str) -> String {
+    match (cfg.provider, source) {
+        (crate::domain::ProviderKind::Sandbox, _) => "sandbox".into(),
+        (_, "implied") => "aws config".into(),
+        (_, file) => file.into(),
+    }
+}
+
+async fn discover_one(
+    handle: &EnvHandle,
+    deadline: Duration,
+) -> Result<Discovery, ControlPlaneError> {
+    let plane = handle.plane.clone()?;
+    let mut discovery =
+        crate::controlplane::with_timeout("discovery", deadline, plane.discover()).await?;
+    discovery
+        .caches
+        .extend(static_caches(&handle.env, &handle.config));
+    discovery.caches.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(discovery)
+}

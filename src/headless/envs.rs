@@ -1,0 +1,96 @@
+//! `cachedeck envs`: every environment, its provider and protection, and how many caches
+//! discovery finds there (or the one line saying why it could not look).
+
+use super::{Table, code, report_env_errors};
+use crate::cli::Output;
+use crate::estate::Estate;
+use serde::Serialize;
+use std::process::ExitCode;
+
+#[derive(Serialize)]
+struct EnvRow<'a> {
+    name: &'a str,
+    provider: &'a str,
+    protection: &'a str,
+    profile: Option<&'a str>,
+    region: Option<&'a str>,
+    endpoint_url: Option<&'a str>,
+    source: &'a str,
+    caches: Option<usize>,
+    nodes_down: Option<usize>,
+    error: Option<String>,
+}
+
+pub async fn run(estate: &Estate, output: Output) -> anyhow::Result<ExitCode> {
+    let found = estate.discover_all(None).await;
+    let rows: Vec<EnvRow> = found
+        .iter()
+        .map(|d| {
+            let (caches, nodes_down, error) = match &d.result {
+                Ok(discovery) => (
+                    Some(discovery.caches.len()),
+                    Some(discovery.caches.iter().map(|c| c.nodes_down()).sum()),
+                    None,
+                ),
+                Err(e) => (None, None, Some(e.to_string())),
+            };
+            EnvRow {
+                name: &d.env.name,
+                provider: d.env.provider.as_str(),
+                protection: d.env.protection.as_str(),
+                profile: d.env.profile.as_deref(),
+                region: d.env.region.as_deref(),
+                endpoint_url: d.env.endpoint_url.as_deref(),
+                source: &d.env.source,
+                caches,
+                nodes_down,
+                error,
+            }
+        })
+        .collect();
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "environments": rows }))?
+        ),
+        Output::Table => {
+            if rows.is_empty() {
+                eprintln!(
+                    "no environments: run `cachedeck sandbox up`, or write a config file (see assets/config.example.toml)"
+                );
+            }
+            let mut table = Table::new([
+                "NAME",
+                "PROVIDER",
+                "PROFILE/REGION",
+                "PROTECTION",
+                "CACHES",
+                "HEALTH",
+            ]);
+            for r in &rows {
+                let place = match (r.profile, r.region) {
+                    (Some(p), Some(reg)) => format!("{p}/{reg}"),
+                    (Some(p), None) => p.to_string(),
+                    (None, Some(reg)) => reg.to_string(),
+                    (None, None) => "-".into(),
+                };
+                let health = match (&r.error, r.nodes_down) {
+                    (Some(_), _) => "error".to_string(),
+                    (None, Some(0)) => "ok".to_string(),
+                    (None, Some(n)) => format!("{n} node(s) down"),
+                    (None, None) => "-".to_string(),
+                };
+                table.row([
+                    r.name.to_string(),
+                    r.provider.to_string(),
+                    place,
+                    r.protection.to_string(),
+                    r.caches.map_or("-".into(), |n| n.to_string()),
+                    health,
+                ]);
+            }
+            print!("{}", table.render());
+        }
+    }
+    Ok(code(report_env_errors(&found)))
+}
