@@ -83,10 +83,10 @@ impl AwsControlPlane {
             aws_sdk_ecs::Client::new(&shared),
             aws_sdk_ssm::Client::new(&shared),
         );
-        if cfg.endpoint_url.is_none() {
-            if let Some(region) = region {
-                plane.ctx.endpoint = format!("AWS ({region})");
-            }
+        if cfg.endpoint_url.is_none()
+            && let Some(region) = region
+        {
+            plane.ctx.endpoint = format!("AWS ({region})");
         }
         plane
     }

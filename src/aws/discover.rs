@@ -45,12 +45,20 @@ impl AwsControlPlane {
 
         let mut tally = Tally::default();
         let clusters = tally.take("cache clusters", clusters)?.unwrap_or_default();
-        let groups = tally.take("replication groups", groups)?.unwrap_or_default();
-        let serverless = tally.take("serverless caches", serverless)?.unwrap_or_default();
+        let groups = tally
+            .take("replication groups", groups)?
+            .unwrap_or_default();
+        let serverless = tally
+            .take("serverless caches", serverless)?
+            .unwrap_or_default();
 
         let mut found: Vec<Cache> = Vec::new();
         let members = map::member_index(&clusters);
-        found.extend(groups.iter().map(|rg| map::replication_group(env, rg, &members)));
+        found.extend(
+            groups
+                .iter()
+                .map(|rg| map::replication_group(env, rg, &members)),
+        );
         found.extend(serverless.iter().map(|sc| map::serverless(env, sc)));
         if want_clusters {
             found.extend(
@@ -68,7 +76,9 @@ impl AwsControlPlane {
                 let mut warnings = Vec::new();
                 let result = self.discover_ecs(ecs, &mut warnings).await;
                 tally.warnings.append(&mut warnings);
-                if let Some(mut more) = tally.take(&format!("ecs cluster {}", ecs.cluster), Some(result))? {
+                if let Some(mut more) =
+                    tally.take(&format!("ecs cluster {}", ecs.cluster), Some(result))?
+                {
                     caches.append(&mut more);
                 }
             }
@@ -80,15 +90,18 @@ impl AwsControlPlane {
             let mut warnings = Vec::new();
             let result = self.resolve_ssm(ssm, &vars, &mut warnings).await;
             tally.warnings.append(&mut warnings);
-            if let Some(Some(target)) = tally.take(&format!("ssm cache {}", ssm.name), Some(result))? {
+            if let Some(Some(target)) =
+                tally.take(&format!("ssm cache {}", ssm.name), Some(result))?
+            {
                 ssm_caches::merge(env, &mut caches, target, add_endpoints);
             }
         }
 
-        if tally.attempted > 0 && tally.failed == tally.attempted {
-            if let Some(first) = tally.first_error {
-                return Err(first);
-            }
+        if tally.attempted > 0
+            && tally.failed == tally.attempted
+            && let Some(first) = tally.first_error
+        {
+            return Err(first);
         }
         caches.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         for warning in &tally.warnings {

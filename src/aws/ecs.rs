@@ -325,7 +325,10 @@ mod tests {
 
     #[test]
     fn versions_come_from_image_tags() {
-        assert_eq!(image_version("valkey/valkey:8.1.1-alpine").as_deref(), Some("8.1.1"));
+        assert_eq!(
+            image_version("valkey/valkey:8.1.1-alpine").as_deref(),
+            Some("8.1.1")
+        );
         assert_eq!(
             image_version("123.dkr.ecr.eu-west-1.amazonaws.com:443/valkey:8.0").as_deref(),
             Some("8.0")
@@ -357,10 +360,16 @@ mod tests {
             Some("valkey.orders.local")
         );
         let node = &cache.shards[0].nodes[0];
-        assert_eq!((node.id.as_str(), node.host.as_str()), ("abc123", "10.0.1.5"));
+        assert_eq!(
+            (node.id.as_str(), node.host.as_str()),
+            ("abc123", "10.0.1.5")
+        );
         assert_eq!(node.role, NodeRole::Primary);
         assert!(node.health.is_up());
-        assert_eq!(cache.ecs.as_ref().map(|e| e.service.as_str()), Some("valkey"));
+        assert_eq!(
+            cache.ecs.as_ref().map(|e| e.service.as_str()),
+            Some("valkey")
+        );
     }
 
     #[test]
@@ -371,8 +380,14 @@ mod tests {
             task("b", "10.0.2.6", "RUNNING"),
         ];
         let cache = ecs_cache("dev", &cfg(None), &service, &tasks, None);
-        assert_eq!(cache.endpoint.as_ref().map(|e| e.host.as_str()), Some("10.0.2.6"));
-        assert_eq!(cache.shards[0].nodes[0].health, NodeHealth::Down("task stopped".into()));
+        assert_eq!(
+            cache.endpoint.as_ref().map(|e| e.host.as_str()),
+            Some("10.0.2.6")
+        );
+        assert_eq!(
+            cache.shards[0].nodes[0].health,
+            NodeHealth::Down("task stopped".into())
+        );
         assert_eq!(cache.shards[0].nodes[1].role, NodeRole::Unknown);
         assert_eq!(cache.engine_version, "unknown");
     }

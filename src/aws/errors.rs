@@ -251,7 +251,11 @@ fn chain_of(err: &(dyn StdError + 'static)) -> String {
         let text = e.to_string();
         let generic = matches!(
             text.as_str(),
-            "dispatch failure" | "io error" | "other" | "failed to construct request" | "response error"
+            "dispatch failure"
+                | "io error"
+                | "other"
+                | "failed to construct request"
+                | "response error"
         );
         if !generic && !parts.iter().any(|p| p == &text) {
             parts.push(text);
@@ -308,14 +312,18 @@ mod tests {
             ControlPlaneError::Throttled { .. }
         ));
         let other = classify_code("GetParameter", &c, "InternalError", "boom\n  again", 500);
-        assert_eq!(other.to_string(), "GetParameter failed: InternalError: boom again");
+        assert_eq!(
+            other.to_string(),
+            "GetParameter failed: InternalError: boom again"
+        );
     }
 
     #[test]
     fn expired_token_names_the_profile_to_log_in() {
         let err = classify_code("ListServices", &ctx(), "ExpiredTokenException", "", 400);
         assert!(
-            err.to_string().contains("aws sso login --profile acme-prod"),
+            err.to_string()
+                .contains("aws sso login --profile acme-prod"),
             "{err}"
         );
     }

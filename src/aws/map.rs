@@ -2,8 +2,7 @@
 //! every rule (roles, endpoints, auth mode, health) is unit-tested without a network.
 
 use crate::domain::{
-    AuthMode, Cache, CacheKind, Credentials, Endpoint, Endpoints, Node, NodeHealth, NodeRole,
-    Shard,
+    AuthMode, Cache, CacheKind, Credentials, Endpoint, Endpoints, Node, NodeHealth, NodeRole, Shard,
 };
 use aws_sdk_elasticache::types::{
     AutomaticFailoverStatus, CacheCluster, ClusterMode, MultiAzStatus, ReplicationGroup,
@@ -289,10 +288,13 @@ pub fn role(current_role: Option<&str>) -> NodeRole {
 pub fn health(status: &str) -> NodeHealth {
     match status.to_ascii_lowercase().as_str() {
         "available" => NodeHealth::Up,
-        "deleting" | "deleted" | "create-failed" | "failed" | "incompatible-network"
-        | "incompatible-parameters" | "restore-failed" => {
-            NodeHealth::Down(format!("status: {status}"))
-        }
+        "deleting"
+        | "deleted"
+        | "create-failed"
+        | "failed"
+        | "incompatible-network"
+        | "incompatible-parameters"
+        | "restore-failed" => NodeHealth::Down(format!("status: {status}")),
         _ => NodeHealth::Unknown,
     }
 }
@@ -381,7 +383,10 @@ mod tests {
         assert_eq!(cache.engine_version, "8.0.1");
         assert!(!cache.cluster_mode && cache.tls && cache.automatic_failover && cache.multi_az);
         assert_eq!(cache.auth, AuthMode::None);
-        assert_eq!(cache.endpoint.as_ref().map(|e| e.host.as_str()), Some("master.jobs"));
+        assert_eq!(
+            cache.endpoint.as_ref().map(|e| e.host.as_str()),
+            Some("master.jobs")
+        );
         assert_eq!(
             cache.endpoints.reader.as_ref().map(|e| e.host.as_str()),
             Some("replica.jobs")
@@ -392,7 +397,10 @@ mod tests {
         assert_eq!(shard.nodes[0].health, NodeHealth::Up);
         // jobs-002 is missing from DescribeCacheClusters: status falls back to the group's.
         assert_eq!(shard.nodes[1].status, "available");
-        assert_eq!(shard.nodes[1].availability_zone.as_deref(), Some("eu-west-1b"));
+        assert_eq!(
+            shard.nodes[1].availability_zone.as_deref(),
+            Some("eu-west-1b")
+        );
     }
 
     #[test]
@@ -406,7 +414,9 @@ mod tests {
                     .node_group_id("0001")
                     .slots("0-8191")
                     .node_group_members(
-                        NodeGroupMember::builder().cache_cluster_id("pw-0001-001").build(),
+                        NodeGroupMember::builder()
+                            .cache_cluster_id("pw-0001-001")
+                            .build(),
                     )
                     .build(),
             )
@@ -438,7 +448,10 @@ mod tests {
             .replication_group_id("x")
             .user_group_ids("ug-1")
             .build();
-        assert_eq!(replication_group("dev", &rg, &HashMap::new()).auth, AuthMode::Rbac);
+        assert_eq!(
+            replication_group("dev", &rg, &HashMap::new()).auth,
+            AuthMode::Rbac
+        );
     }
 
     #[test]
@@ -478,12 +491,18 @@ mod tests {
         let cache = cache_cluster("dev", &redis).expect("redis cluster maps");
         assert_eq!(cache.kind, CacheKind::CacheCluster);
         assert_eq!(cache.shards[0].nodes[0].id, "solo-0001");
-        assert_eq!(cache.endpoint.as_ref().map(|e| e.host.as_str()), Some("solo.node"));
+        assert_eq!(
+            cache.endpoint.as_ref().map(|e| e.host.as_str()),
+            Some("solo.node")
+        );
     }
 
     #[test]
     fn failed_status_is_down() {
-        assert_eq!(health("create-failed"), NodeHealth::Down("status: create-failed".into()));
+        assert_eq!(
+            health("create-failed"),
+            NodeHealth::Down("status: create-failed".into())
+        );
         assert_eq!(health("modifying"), NodeHealth::Unknown);
     }
 }

@@ -164,7 +164,10 @@ impl AwsControlPlane {
                 }
             };
             let username = parts.username.clone().or(username);
-            let auth = auth_mode(parts.has_password || password.is_some(), username.as_deref());
+            let auth = auth_mode(
+                parts.has_password || password.is_some(),
+                username.as_deref(),
+            );
             return Ok(Some(SsmTarget {
                 name: ssm.name.clone(),
                 endpoint: Endpoint::new(parts.host, parts.port, parts.tls),
@@ -184,7 +187,10 @@ impl AwsControlPlane {
         };
         let endpoint_name = expand(endpoint_template);
         let Some(host) = self.ssm_get(&endpoint_name).await? else {
-            warnings.push(format!("ssm {endpoint_name}: not found (cache `{}`)", ssm.name));
+            warnings.push(format!(
+                "ssm {endpoint_name}: not found (cache `{}`)",
+                ssm.name
+            ));
             return Ok(None);
         };
         let host = host.value.expose().trim().to_string();
@@ -264,7 +270,10 @@ mod tests {
     fn plain_url_defaults_port_and_user_means_acl() {
         let parts = parse_cache_url("redis://app:pw@10.0.0.5").expect("valid");
         assert_eq!((parts.port, parts.tls), (6379, false));
-        assert_eq!(auth_mode(parts.has_password, parts.username.as_deref()), AuthMode::Acl);
+        assert_eq!(
+            auth_mode(parts.has_password, parts.username.as_deref()),
+            AuthMode::Acl
+        );
         assert_eq!(auth_mode(false, None), AuthMode::None);
     }
 
