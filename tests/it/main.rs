@@ -1,4 +1,6 @@
 //! cachedeck's integration tests: one binary, real valkey-server processes, moto for AWS.
 
+mod aws_moto;
 mod config;
 mod envs;
+mod harness;

@@ -1,0 +1,3 @@
+//! Shared helpers of the integration tests: real servers on random loopback ports.
+
+pub mod moto;
