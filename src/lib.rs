@@ -10,3 +10,4 @@ pub mod domain;
 pub mod estate;
 pub mod headless;
 pub mod logging;
+pub mod valkey;

@@ -2,3 +2,5 @@
 
 mod config;
 mod envs;
+mod harness;
+mod server;
