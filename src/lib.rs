@@ -6,6 +6,8 @@ pub mod cli;
 pub mod config;
 pub mod controlplane;
 pub mod domain;
+pub mod escape;
 pub mod estate;
 pub mod headless;
 pub mod logging;
+pub mod valkey;
