@@ -139,47 +139,34 @@ impl Connector {
             })??;
         let _ = tcp.set_nodelay(true);
 
-        let info = self.redis_info();
-        let config = AsyncConnectionConfig::new()
-            .set_response_timeout(Some(self.options.command_timeout))
-            .set_connection_timeout(Some(deadline));
-        let setup = async {
-            if endpoint.tls {
-                let tls_config = match &self.tls {
-                    Some(c) => c.clone(),
-                    None => tls::client_config(None)?,
-                };
-                let name = tls::server_name(&endpoint.host)?;
-                let stream = tokio_rustls::TlsConnector::from(tls_config)
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| {
-                        let cause = tls::handshake_cause(&e);
-                        let err =
-                            ConnectError::new(Layer::Tls, target.clone(), e.to_string(), None);
-                        match cause {
-                            Some(c) => err.with_cause(c),
-                            None => err,
-                        }
-                    })?;
-                self.finish(
-                    MultiplexedConnection::new_with_config(&info, stream, config).await,
-                    endpoint,
-                )
-            } else {
-                self.finish(
-                    MultiplexedConnection::new_with_config(&info, tcp, config).await,
-                    endpoint,
-                )
-            }
+        let mut conn = if endpoint.tls {
+            let tls_config = match &self.tls {
+                Some(c) => c.clone(),
+                None => tls::client_config(None)?,
+            };
+            let name = tls::server_name(&endpoint.host)?;
+            let handshake = tokio_rustls::TlsConnector::from(tls_config).connect(name, tcp);
+            let stream = tokio::time::timeout(left(), handshake)
+                .await
+                .map_err(|_| {
+                    // A plain server reads the ClientHello as the start of an inline command
+                    // and waits for a newline that never comes.
+                    timed_out("the tls handshake").with_cause(
+                        "the endpoint does not speak TLS (a plain server stays silent); use redis:// (tls off) for it",
+                    )
+                })?
+                .map_err(|e| {
+                    let cause = tls::handshake_cause(&e);
+                    let err = ConnectError::new(Layer::Tls, target.clone(), e.to_string(), None);
+                    match cause {
+                        Some(c) => err.with_cause(c),
+                        None => err,
+                    }
+                })?;
+            self.login(stream, endpoint, left()).await?
+        } else {
+            self.login(tcp, endpoint, left()).await?
         };
-        let mut conn = tokio::time::timeout(left(), setup).await.map_err(|_| {
-            timed_out(if endpoint.tls {
-                "tls handshake or login"
-            } else {
-                "login"
-            })
-        })??;
         // A plain server with no password says nothing until asked: PING proves the link.
         let pong: String = tokio::time::timeout(left(), conn.query(&redis::cmd("PING")))
             .await
@@ -214,14 +201,38 @@ impl Connector {
         info
     }
 
-    fn finish(
+    /// AUTH (and CLIENT SETINFO) over an established stream, under what is left of the
+    /// connect deadline.
+    async fn login<S>(
         &self,
-        made: redis::RedisResult<(
-            MultiplexedConnection,
-            impl std::future::Future<Output = ()> + Send + 'static,
-        )>,
+        stream: S,
         endpoint: &Endpoint,
-    ) -> Result<NodeConnection, ConnectError> {
+        left: Duration,
+    ) -> Result<NodeConnection, ConnectError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(self.options.command_timeout))
+            .set_connection_timeout(Some(left));
+        let made = tokio::time::timeout(
+            left,
+            MultiplexedConnection::new_with_config(&self.redis_info(), stream, config),
+        )
+        .await
+        .map_err(|_| {
+            let err = ConnectError::new(
+                Layer::Timeout,
+                endpoint.address(),
+                format!("no answer within {left:?} during login"),
+                None,
+            );
+            if endpoint.tls {
+                err
+            } else {
+                err.with_cause("the endpoint may require TLS: use rediss:// (tls on)")
+            }
+        })?;
         let (conn, driver) = made.map_err(|e| classify(&e, endpoint, self.auth.secret(), true))?;
         tokio::spawn(driver);
         Ok(NodeConnection {
