@@ -2,4 +2,6 @@
 
 mod config;
 mod envs;
+mod harness;
+mod server;
 mod valkey;

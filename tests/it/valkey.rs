@@ -2,17 +2,20 @@
 //! password, missing AUTH), each connection layer's failure, TLS through a terminating proxy,
 //! live stats under load, a node going down while another keeps updating, hostile key names.
 
-mod server;
+#![allow(clippy::expect_used)]
 
+mod tls_proxy;
+
+use crate::harness::valkey::{ServerSpec, ValkeyServer, server, start};
 use cachedeck::domain::Endpoint;
 use cachedeck::valkey::connect::{Auth, ConnectOptions, Connector, Layer, NodeConnection};
 use cachedeck::valkey::stats::{
     NodeKey, PollTarget, Poller, PollerConfig, StatsBook, StatsEvent, fetch_slowlog,
 };
 use secrecy::SecretString;
-use server::{Server, TlsProxy, free_port};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tls_proxy::{TlsProxy, free_port};
 
 fn options() -> ConnectOptions {
     ConnectOptions {
@@ -33,16 +36,16 @@ fn local(port: u16) -> Endpoint {
     Endpoint::new("127.0.0.1", port, false)
 }
 
-async fn admin(server: &Server, password: Option<&str>) -> NodeConnection {
+async fn admin(server: &ValkeyServer, password: Option<&str>) -> NodeConnection {
     connector(None, password)
-        .connect(&local(server.port))
+        .connect(&local(server.port()))
         .await
         .expect("admin connection")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_user_logs_in_and_a_wrong_password_is_an_auth_error_without_the_password() {
-    let server = Server::start(&["--requirepass", "admin-pw-1234"]);
+    let server = start(ServerSpec::new().config_line("requirepass admin-pw-1234"));
     let mut adm = admin(&server, Some("admin-pw-1234")).await;
     let _: () = adm
         .query(
@@ -52,7 +55,7 @@ async fn acl_user_logs_in_and_a_wrong_password_is_an_auth_error_without_the_pass
         .expect("acl setuser");
 
     let mut app = connector(Some("app"), Some("app-s3cret-pw"))
-        .connect(&local(server.port))
+        .connect(&local(server.port()))
         .await
         .expect("ACL user logs in");
     let (info, _) = app.info().await.expect("INFO as the ACL user");
@@ -64,7 +67,7 @@ async fn acl_user_logs_in_and_a_wrong_password_is_an_auth_error_without_the_pass
     assert_eq!(whoami, "app");
 
     let err = connector(Some("app"), Some("wrong-Pa55word-xyz"))
-        .connect(&local(server.port))
+        .connect(&local(server.port()))
         .await
         .err()
         .expect("wrong password must fail");
@@ -81,7 +84,7 @@ async fn acl_user_logs_in_and_a_wrong_password_is_an_auth_error_without_the_pass
     );
 
     let err = connector(None, None)
-        .connect(&local(server.port))
+        .connect(&local(server.port()))
         .await
         .err()
         .expect("no password must fail");
@@ -110,8 +113,8 @@ async fn a_refused_port_is_a_tcp_error_and_a_bad_name_a_dns_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_through_a_terminating_proxy_and_each_mismatch_named() {
-    let server = Server::start(&[]);
-    let proxy = TlsProxy::start(server.port).await;
+    let server = server();
+    let proxy = TlsProxy::start(server.port()).await;
     let ca = proxy.ca_file.to_str().expect("utf-8 path");
 
     // Trusted CA, SNI = localhost: works end to end.
@@ -134,7 +137,7 @@ async fn tls_through_a_terminating_proxy_and_each_mismatch_named() {
 
     // TLS client against the plain server.
     let err = tls
-        .connect(&Endpoint::new("localhost", server.port, true))
+        .connect(&Endpoint::new("localhost", server.port(), true))
         .await
         .err()
         .expect("plain server");
@@ -185,15 +188,15 @@ async fn until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ops_per_second_rise_under_load() {
-    let server = Server::start(&[]);
+    let server = server();
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let config = PollerConfig {
         interval: Duration::from_millis(300),
         max_backoff: Duration::from_secs(1),
     };
-    let _poller = Poller::spawn(vec![target("n1", server.port)], config, tx);
+    let _poller = Poller::spawn(vec![target("n1", server.port())], config, tx);
     let mut book = StatsBook::new(100);
-    let key = target("n1", server.port).key;
+    let key = target("n1", server.port()).key;
     // Idle: two samples, so the rate is a real delta.
     assert!(
         until(&mut rx, &mut book, Duration::from_secs(5), |b, _| {
@@ -247,14 +250,14 @@ async fn ops_per_second_rise_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_is_down_with_the_reason_while_the_other_keeps_updating() {
-    let mut doomed = Server::start(&[]);
-    let healthy = Server::start(&[]);
+    let mut doomed = server();
+    let healthy = server();
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let interval = Duration::from_millis(300);
     let _poller = Poller::spawn(
         vec![
-            target("doomed", doomed.port),
-            target("healthy", healthy.port),
+            target("doomed", doomed.port()),
+            target("healthy", healthy.port()),
         ],
         PollerConfig {
             interval,
@@ -263,8 +266,8 @@ async fn a_killed_node_is_down_with_the_reason_while_the_other_keeps_updating() 
         tx,
     );
     let mut book = StatsBook::new(100);
-    let doomed_key = target("doomed", doomed.port).key;
-    let healthy_key = target("healthy", healthy.port).key;
+    let doomed_key = target("doomed", doomed.port()).key;
+    let healthy_key = target("healthy", healthy.port()).key;
     assert!(
         until(&mut rx, &mut book, Duration::from_secs(5), |b, _| {
             b.get(&doomed_key).is_some_and(|e| e.status.is_up())
@@ -312,7 +315,7 @@ async fn a_killed_node_is_down_with_the_reason_while_the_other_keeps_updating() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_key_names_in_the_slowlog_are_escaped() {
-    let server = Server::start(&["--slowlog-log-slower-than", "0"]);
+    let server = start(ServerSpec::new().args(["--slowlog-log-slower-than", "0"]));
     let mut conn = admin(&server, None).await;
     let hostile: &[u8] = b"evil\x1b[2J\x1b]0;owned\x07\xe2\x80\xaegpj.exe\r\n\xff";
     let _: () = conn

@@ -46,7 +46,7 @@ pub fn client_config(ca_file: Option<&str>) -> Result<Arc<rustls::ClientConfig>,
     let builder = match rustls::crypto::CryptoProvider::get_default() {
         Some(provider) => rustls::ClientConfig::builder_with_provider(provider.clone()),
         None => rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         )),
     };
     let config = builder

