@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod controlplane;
 pub mod domain;
+pub mod escape;
 pub mod estate;
 pub mod headless;
 pub mod logging;

@@ -7,3 +7,4 @@ mod config;
 mod envs;
 mod harness;
 mod server;
+mod valkey;
