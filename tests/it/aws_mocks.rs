@@ -1,8 +1,6 @@
 //! The AWS control plane against aws-smithy-mocks, for what moto lacks: serverless caches,
 //! DescribeEvents, TestFailover and its faults, and the one-line error classification.
 
-#![allow(clippy::expect_used)] // test helpers: a failed setup step should stop the test loudly
-
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, future};
 use aws_sdk_elasticache::Client as Ec;

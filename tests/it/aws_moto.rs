@@ -1,8 +1,6 @@
 //! The AWS control plane at the wire against moto 5.2: ElastiCache replication groups and
 //! clusters, SSM parameters (String + SecureString URL) and an ECS Valkey service.
 
-#![allow(clippy::expect_used)] // test helpers: a failed setup step should stop the test loudly
-
 use crate::harness::moto::Moto;
 use cachedeck::aws::AwsControlPlane;
 use cachedeck::config::{Config, Settings};

@@ -1,7 +1,13 @@
 //! cachedeck's integration tests: one binary, real valkey-server processes, moto for AWS.
 
+// Test helpers may fail loudly with a reason; `unwrap` stays denied.
+#![allow(clippy::expect_used)]
+
 mod aws_mocks;
 mod aws_moto;
 mod config;
 mod envs;
 mod harness;
+mod probe;
+mod server;
+mod valkey;

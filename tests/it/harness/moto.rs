@@ -4,8 +4,6 @@
 //! Without the binary the test is skipped with a loud message, unless `CI` is set: there,
 //! absence is a failure.
 
-#![allow(clippy::expect_used)] // test helpers: a failed setup step should stop the test loudly
-
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
