@@ -9,6 +9,7 @@ use crate::domain::{
     NodeRole, Shard,
 };
 use aws_sdk_ecs::types::{HealthStatus, Service, Task};
+use futures::future::join_all;
 
 /// DescribeServices takes at most 10 names per call, DescribeTasks at most 100 ARNs.
 const SERVICES_PER_CALL: usize = 10;
@@ -47,17 +48,24 @@ impl AwsControlPlane {
                     failure.reason().unwrap_or("not found").to_ascii_lowercase()
                 ));
             }
-            for service in out.services() {
-                let tasks = self.service_tasks(&cfg.cluster, service).await?;
-                let image = match service.task_definition() {
-                    Some(td) => self.valkey_image(td, cfg.container.as_deref()).await,
-                    None => None,
+            // Each service's tasks and image are looked up at once; order is kept.
+            let lookups = join_all(out.services().iter().map(|service| async move {
+                let image = async {
+                    match service.task_definition() {
+                        Some(td) => self.valkey_image(td, cfg.container.as_deref()).await,
+                        None => None,
+                    }
                 };
+                let (tasks, image) = tokio::join!(self.service_tasks(&cfg.cluster, service), image);
+                (service, tasks, image)
+            }))
+            .await;
+            for (service, tasks, image) in lookups {
                 caches.push(ecs_cache(
                     &self.env.name,
                     cfg,
                     service,
-                    &tasks,
+                    &tasks?,
                     image.as_deref(),
                 ));
             }
