@@ -9,4 +9,5 @@ pub mod domain;
 pub mod estate;
 pub mod headless;
 pub mod logging;
+pub mod sandbox;
 pub mod valkey;

@@ -2,10 +2,12 @@
 //! and hands over to the library's headless commands or the TUI.
 
 use cachedeck::cli::{Cli, Command};
+use cachedeck::controlplane::{ControlPlane, ControlPlaneError};
+use cachedeck::domain::ProviderKind;
 use cachedeck::estate::{Estate, PlaneFactory};
+use cachedeck::sandbox::SandboxControlPlane;
 use cachedeck::{headless, logging};
 use clap::Parser;
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -44,21 +46,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let estate = load(cli.config).await?;
             headless::caches::run(&estate, env.as_deref(), output).await
         }
-        Some(Command::Sandbox { .. }) | None => {
+        Some(Command::Sandbox { action }) => headless::sandbox::run(action).await,
+        None => {
             anyhow::bail!("this command is not available in this build")
         }
     }
 }
 
 async fn load(config: Option<std::path::PathBuf>) -> anyhow::Result<Estate> {
-    let factory: PlaneFactory = Arc::new(|name, _cfg, _settings| {
+    let factory: PlaneFactory = Arc::new(|name, cfg, settings| {
         Box::pin(async move {
-            Err(cachedeck::controlplane::ControlPlaneError::Unsupported {
-                operation: "discovery".into(),
-                target: name,
-                why: "this build has no control plane".into(),
-            })
+            match cfg.provider {
+                ProviderKind::Sandbox => {
+                    let plane = SandboxControlPlane::open(&name, &cfg, &settings)?;
+                    Ok(Arc::new(plane) as Arc<dyn ControlPlane>)
+                }
+                ProviderKind::Aws => Err(ControlPlaneError::Unsupported {
+                    operation: "discovery".into(),
+                    target: name,
+                    why: "this build has no AWS control plane".into(),
+                }),
+            }
         })
     });
-    Ok(Estate::load_with(config, BTreeMap::new(), factory).await?)
+    Ok(Estate::load_with(config, cachedeck::sandbox::environments(), factory).await?)
 }
