@@ -138,10 +138,10 @@ impl ParamStore {
                 let p = entry.path();
                 if p.is_dir() {
                     stack.push(p);
-                } else if p.extension().is_some_and(|e| e == "param") {
-                    if let Some(param) = self.read_file("GetParametersByPath", &p)? {
-                        found.push(param);
-                    }
+                } else if p.extension().is_some_and(|e| e == "param")
+                    && let Some(param) = self.read_file("GetParametersByPath", &p)?
+                {
+                    found.push(param);
                 }
             }
         }

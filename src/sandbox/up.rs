@@ -606,14 +606,15 @@ fn stop_all(dir: &Path, state: &State) -> Result<usize, SandboxError> {
     // Removing the state first also tells the daemon to leave.
     let state_file = dir.join(super::state::STATE_FILE);
     let _ = std::fs::remove_file(&state_file);
-    if let Some(daemon) = &state.daemon {
-        if srv::pid_alive(daemon.pid) && is_our_daemon(daemon.pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(daemon.pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            stopped += 1;
-        }
+    if let Some(daemon) = &state.daemon
+        && srv::pid_alive(daemon.pid)
+        && is_our_daemon(daemon.pid)
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon.pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        stopped += 1;
     }
     let nodes: Vec<(i32, u16)> = state.nodes().map(|(_, n)| (n.pid, n.port)).collect();
     for &(pid, _) in &nodes {

@@ -3,4 +3,5 @@
 mod config;
 mod envs;
 mod harness;
+mod sandbox;
 mod server;
