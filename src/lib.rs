@@ -2,12 +2,15 @@
 //!
 //! See ARCHITECTURE.md for the modules and how data flows between them.
 
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod controlplane;
 pub mod domain;
+pub mod escape;
 pub mod estate;
 pub mod headless;
 pub mod logging;
+pub mod probe;
 pub mod sandbox;
 pub mod valkey;

@@ -2,14 +2,10 @@
 //! and hands over to the library's headless commands or the TUI.
 
 use cachedeck::cli::{Cli, Command};
-use cachedeck::controlplane::{ControlPlane, ControlPlaneError};
-use cachedeck::domain::ProviderKind;
-use cachedeck::estate::{Estate, PlaneFactory};
-use cachedeck::sandbox::SandboxControlPlane;
+use cachedeck::estate::Estate;
 use cachedeck::{headless, logging};
 use clap::Parser;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -54,20 +50,5 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn load(config: Option<std::path::PathBuf>) -> anyhow::Result<Estate> {
-    let factory: PlaneFactory = Arc::new(|name, cfg, settings| {
-        Box::pin(async move {
-            match cfg.provider {
-                ProviderKind::Sandbox => {
-                    let plane = SandboxControlPlane::open(&name, &cfg, &settings)?;
-                    Ok(Arc::new(plane) as Arc<dyn ControlPlane>)
-                }
-                ProviderKind::Aws => Err(ControlPlaneError::Unsupported {
-                    operation: "discovery".into(),
-                    target: name,
-                    why: "this build has no AWS control plane".into(),
-                }),
-            }
-        })
-    });
-    Ok(Estate::load_with(config, cachedeck::sandbox::environments(), factory).await?)
+    Ok(Estate::load(config).await?)
 }
