@@ -134,8 +134,9 @@ async fn build(opts: &UpOptions, started: Instant) -> Result<UpReport, SandboxEr
     publish_parameters(&params, &mut state)?;
     state.save(dir)?;
 
-    let mut seeded = 0;
-    for (i, plan) in layout::caches().iter().enumerate() {
+    // Caches are seeded concurrently: each is its own server(s), so they do not contend.
+    let mut jobs = Vec::new();
+    for (i, plan) in layout::caches().into_iter().enumerate() {
         let Some(cache) = state.cache(plan.env, plan.name) else {
             continue;
         };
@@ -155,14 +156,17 @@ async fn build(opts: &UpOptions, started: Instant) -> Result<UpReport, SandboxEr
             })
             .collect();
         let auth = NodeAuth::of(cache, &params);
-        seeded += seed::seed(&targets, &auth, plan.profile, keys, 2026 + i as u64)
-            .await
-            .map_err(|detail| SandboxError::Setup {
-                cache: format!("{}/{}", plan.env, plan.name),
-                detail: format!("seeding failed: {detail}"),
-                dir: dir.clone(),
-            })?;
+        jobs.push(async move {
+            seed::seed(&targets, &auth, plan.profile, keys, 2026 + i as u64)
+                .await
+                .map_err(|detail| SandboxError::Setup {
+                    cache: format!("{}/{}", plan.env, plan.name),
+                    detail: format!("seeding failed: {detail}"),
+                    dir: dir.clone(),
+                })
+        });
     }
+    let seeded: u64 = futures::future::try_join_all(jobs).await?.into_iter().sum();
     state.seeded_keys = seeded;
     state.save(dir)?;
     Ok(UpReport {
