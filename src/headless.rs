@@ -3,6 +3,7 @@
 
 pub mod caches;
 pub mod envs;
+pub mod stats;
 mod table;
 
 pub use table::Table;

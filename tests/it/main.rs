@@ -4,4 +4,5 @@ mod config;
 mod envs;
 mod harness;
 mod server;
+mod stats_cmd;
 mod valkey;
