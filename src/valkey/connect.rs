@@ -16,6 +16,7 @@ pub use secrets::{Auth, resolve as resolve_auth};
 
 use crate::controlplane::ControlPlane;
 use crate::domain::{Cache, Endpoint, Node};
+use crate::escape::escape_capped;
 use crate::valkey::info::Info;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, FromRedisValue, RedisConnectionInfo, RedisError};
@@ -120,6 +121,16 @@ impl Connector {
 
     /// Connects and logs in to `endpoint`, then checks the link with PING.
     pub async fn connect(&self, endpoint: &Endpoint) -> Result<NodeConnection, ConnectError> {
+        self.connect_traced(endpoint, &mut |_| {}).await
+    }
+
+    /// [`Connector::connect`], reporting each layer that succeeded (with its duration) to
+    /// `step` as it goes: the connectivity check prints these.
+    pub async fn connect_traced(
+        &self,
+        endpoint: &Endpoint,
+        step: &mut (dyn FnMut(Step) + Send),
+    ) -> Result<NodeConnection, ConnectError> {
         let target = endpoint.address();
         let deadline = self.options.connect_timeout;
         let timed_out = |stage: &str| {
@@ -133,11 +144,30 @@ impl Connector {
         let started = Instant::now();
         let left = || deadline.saturating_sub(started.elapsed());
 
+        let mut mark = Instant::now();
+        let mut done = |layer: Layer, detail: String, mark: &mut Instant| {
+            step(Step {
+                layer,
+                took: mark.elapsed(),
+                detail,
+            });
+            *mark = Instant::now();
+        };
         let addrs = tokio::time::timeout(left(), resolve(endpoint))
             .await
             .map_err(|_| {
                 timed_out("dns lookup").with_cause("the DNS resolver does not answer")
             })??;
+        let shown: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+        done(
+            Layer::Dns,
+            format!(
+                "{} → {}",
+                escape_capped(&endpoint.host, 200),
+                shown.join(", ")
+            ),
+            &mut mark,
+        );
         let tcp = tokio::time::timeout(left(), connect_tcp(&addrs, &target))
             .await
             .map_err(|_| {
@@ -146,6 +176,11 @@ impl Connector {
                 )
             })??;
         let _ = tcp.set_nodelay(true);
+        let peer = tcp
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| target.clone());
+        done(Layer::Tcp, format!("connected to {peer}"), &mut mark);
 
         let mut conn = if endpoint.tls {
             let tls_config = match &self.tls {
@@ -171,6 +206,19 @@ impl Connector {
                         None => err,
                     }
                 })?;
+            let version = stream
+                .get_ref()
+                .1
+                .protocol_version()
+                .map_or_else(|| "TLS".to_string(), |v| format!("{v:?}"));
+            done(
+                Layer::Tls,
+                format!(
+                    "{version} handshake, certificate valid for {}",
+                    endpoint.host
+                ),
+                &mut mark,
+            );
             self.login(stream, endpoint, left()).await?
         } else {
             self.login(tcp, endpoint, left()).await?
@@ -194,6 +242,14 @@ impl Connector {
                 None,
             ));
         }
+        let who = match (&self.auth.username, &self.auth.password) {
+            (Some(user), Some(_)) => {
+                format!("logged in as {}, PING answered", escape_capped(user, 64))
+            }
+            (None, Some(_)) => "AUTH accepted, PING answered".to_string(),
+            _ => "no AUTH needed, PING answered".to_string(),
+        };
+        done(Layer::Auth, who, &mut mark);
         Ok(conn)
     }
 
@@ -250,6 +306,20 @@ impl Connector {
             command_timeout: self.options.command_timeout,
         })
     }
+}
+
+/// One layer of a connection that worked, for the connectivity check.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Step {
+    pub layer: Layer,
+    #[serde(serialize_with = "serialize_millis", rename = "took_ms")]
+    pub took: Duration,
+    /// What was found, e.g. `valkey.orders.local → 10.0.3.7`, `TLSv1_3 handshake…`.
+    pub detail: String,
+}
+
+fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0)
 }
 
 /// A logged-in connection to one node.
@@ -346,7 +416,7 @@ fn classify(
     let target = endpoint.address();
     let text = e.to_string();
     let code = e.code().unwrap_or_default();
-    let new = |layer| ConnectError::new(layer, target.clone(), &text, secret);
+    let new = |layer| ConnectError::new(layer, target.clone(), &text, secret).with_code(code);
     if e.kind() == ErrorKind::AuthenticationFailed || code == "WRONGPASS" {
         return new(Layer::Auth).with_cause(
             "wrong user or password for this cache (check the env var / SSM parameter it comes from), or the server has no password set",
