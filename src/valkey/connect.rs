@@ -15,7 +15,7 @@ pub use error::{ConnectError, Layer};
 pub use secrets::{Auth, resolve as resolve_auth};
 
 use crate::controlplane::ControlPlane;
-use crate::domain::{Cache, Endpoint, Node};
+use crate::domain::{Cache, Endpoint, Node, ProviderKind};
 use crate::escape::escape_capped;
 use crate::valkey::info::Info;
 use redis::aio::MultiplexedConnection;
@@ -50,6 +50,7 @@ impl Default for ConnectOptions {
 pub struct Connector {
     auth: Auth,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Whether node endpoints speak TLS.
     cache_tls: bool,
     options: ConnectOptions,
 }
@@ -72,12 +73,19 @@ impl Connector {
         options: ConnectOptions,
     ) -> Result<Connector, ConnectError> {
         let auth = secrets::resolve(&cache.credentials, plane).await?;
-        Connector::new(
+        let mut connector = Connector::new(
             auth,
             cache.tls,
             cache.credentials.ca_file.as_deref(),
             options,
-        )
+        )?;
+        // The sandbox terminates TLS only in its endpoint proxies (the bundled valkey-server
+        // has no TLS), so its nodes are dialled in plain text; ElastiCache nodes of a TLS
+        // cache speak TLS like its endpoints.
+        if plane.is_some_and(|p| p.environment().provider == ProviderKind::Sandbox) {
+            connector.cache_tls = false;
+        }
+        Ok(connector)
     }
 
     /// A connector from parts (tests, ad-hoc endpoints).
