@@ -9,10 +9,12 @@ mod render;
 use super::exit;
 use crate::cli::Output;
 use crate::controlplane::ControlPlane;
-use crate::domain::{Cache, Node, NodeHealth, NodeRole};
+use crate::domain::Cache;
 use crate::estate::{Estate, EstateError, static_caches};
 use crate::valkey::connect::{ConnectOptions, Connector};
-use crate::valkey::stats::{NodeKey, PollTarget, Poller, PollerConfig, StatsBook, StatsEvent};
+use crate::valkey::stats::{
+    NodeKey, PollTarget, Poller, PollerConfig, StatsBook, StatsEvent, poll_nodes,
+};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -48,9 +50,16 @@ pub async fn run(
         connect_timeout: estate.settings.valkey_timeout,
         command_timeout: estate.settings.valkey_timeout,
     };
-    let nodes = nodes_of(&cache);
+    let nodes = poll_nodes(&cache);
     let mut book = StatsBook::new(4);
-    let keys: Vec<NodeKey> = nodes.iter().map(|n| key(&cache, n)).collect();
+    let keys: Vec<NodeKey> = nodes
+        .iter()
+        .map(|n| NodeKey {
+            env: cache.env.clone(),
+            cache: cache.name.clone(),
+            node: n.id.clone(),
+        })
+        .collect();
     for k in &keys {
         book.track(k.clone());
     }
@@ -58,15 +67,7 @@ pub async fn run(
     // Credentials that cannot be resolved make every node a "down" row with the reason.
     let _poller = match Connector::for_cache(&cache, plane.as_deref(), options).await {
         Ok(connector) => {
-            let connector = Arc::new(connector);
-            let targets = nodes
-                .iter()
-                .map(|n| PollTarget {
-                    key: key(&cache, n),
-                    endpoint: connector.node_endpoint(n),
-                    connector: connector.clone(),
-                })
-                .collect();
+            let targets = PollTarget::for_cache(&cache, &Arc::new(connector));
             let config = PollerConfig {
                 interval,
                 max_backoff: interval.max(Duration::from_secs(30)),
@@ -183,35 +184,5 @@ async fn find(
                 })
         }
         Err(e) => Err((exit::BAD_INPUT, e.to_string())),
-    }
-}
-
-/// The nodes to poll: every node of every shard, or the cache's endpoint when the control
-/// plane lists no nodes (serverless).
-fn nodes_of(cache: &Cache) -> Vec<Node> {
-    let nodes: Vec<Node> = cache.nodes().cloned().collect();
-    if !nodes.is_empty() {
-        return nodes;
-    }
-    cache
-        .endpoint
-        .iter()
-        .map(|e| Node {
-            id: cache.name.clone(),
-            role: NodeRole::Unknown,
-            host: e.host.clone(),
-            port: e.port,
-            availability_zone: None,
-            status: cache.status.clone(),
-            health: NodeHealth::Unknown,
-        })
-        .collect()
-}
-
-fn key(cache: &Cache, node: &Node) -> NodeKey {
-    NodeKey {
-        env: cache.env.clone(),
-        cache: cache.name.clone(),
-        node: node.id.clone(),
     }
 }
