@@ -42,6 +42,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let estate = load(cli.config).await?;
             headless::caches::run(&estate, env.as_deref(), output).await
         }
+        Some(Command::Stats {
+            cache,
+            env,
+            once: _,
+            watch,
+            interval,
+            output,
+        }) => {
+            let estate = load(cli.config).await?;
+            let mode = if watch {
+                headless::stats::Mode::Watch
+            } else {
+                headless::stats::Mode::Once
+            };
+            headless::stats::run(&estate, &env, &cache, mode, interval, output).await
+        }
         Some(Command::Sandbox { action }) => headless::sandbox::run(action).await,
         None => {
             anyhow::bail!("this command is not available in this build")

@@ -11,4 +11,5 @@ mod harness;
 mod probe;
 mod sandbox;
 mod server;
+mod stats_cmd;
 mod valkey;
