@@ -5,7 +5,10 @@
 //! the sandbox's environments join while it is up. Discovery runs every environment
 //! concurrently under its own deadline, so one broken profile never hides the others.
 
+mod planes;
 mod statics;
+
+pub use planes::default_factory;
 
 pub use statics::static_caches;
 
@@ -73,6 +76,11 @@ pub struct Estate {
 }
 
 impl Estate {
+    /// The user's estate with the real control planes.
+    pub async fn load(config_flag: Option<PathBuf>) -> Result<Estate, EstateError> {
+        Estate::load_with(config_flag, BTreeMap::new(), default_factory()).await
+    }
+
     /// Reads the config (or implies environments), then builds each control plane with
     /// `factory`, concurrently. `sandbox_envs` are the sandbox's environments while it is up.
     pub async fn load_with(

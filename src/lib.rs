@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the modules and how data flows between them.
 
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod controlplane;
@@ -10,5 +11,6 @@ pub mod escape;
 pub mod estate;
 pub mod headless;
 pub mod logging;
+pub mod probe;
 pub mod tui;
 pub mod valkey;

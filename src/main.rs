@@ -2,17 +2,15 @@
 //! and hands over to the library's headless commands or the TUI.
 
 use cachedeck::cli::{Cli, Command};
-use cachedeck::estate::{Estate, PlaneFactory};
+use cachedeck::estate::Estate;
 use cachedeck::{headless, logging};
 use clap::Parser;
-use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One process-wide TLS provider, chosen before any client (AWS SDK, Valkey) is built.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let _log_guard = logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -56,14 +54,5 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn load(config: Option<std::path::PathBuf>) -> anyhow::Result<Estate> {
-    let factory: PlaneFactory = Arc::new(|name, _cfg, _settings| {
-        Box::pin(async move {
-            Err(cachedeck::controlplane::ControlPlaneError::Unsupported {
-                operation: "discovery".into(),
-                target: name,
-                why: "this build has no control plane".into(),
-            })
-        })
-    });
-    Ok(Estate::load_with(config, BTreeMap::new(), factory).await?)
+    Ok(Estate::load(config).await?)
 }

@@ -1,5 +1,12 @@
 //! cachedeck's integration tests: one binary, real valkey-server processes, moto for AWS.
 
+// Test helpers may fail loudly with a reason; `unwrap` stays denied.
+#![allow(clippy::expect_used)]
+
 mod config;
 mod envs;
+mod harness;
+mod probe;
+mod server;
 mod tui;
+mod valkey;

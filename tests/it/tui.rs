@@ -1,7 +1,6 @@
 //! TUI screens rendered with ratatui's `TestBackend` from hand-built state, pinned with
 //! insta snapshots (tests/snapshots): every view, the help overlay, a filter, a node down, a
 //! cache with hostile key names, and the `:` commands.
-#![allow(clippy::expect_used)] // test set-up: a failure here is a broken test, said in the message
 
 use cachedeck::controlplane::{CacheEvent, Discovery};
 use cachedeck::domain::{

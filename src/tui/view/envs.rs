@@ -76,7 +76,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     // The selected environment's problems in full: a table cell cannot hold an SSO hint.
     let problems: Vec<String> = match envs.get(app.selected[0]).map(|e| &e.discovery) {
         Some(Load::Failed(e)) => vec![format!("discovery failed: {}", escape(e))],
-        Some(Load::Ready(d)) => d.warnings.iter().map(|w| escape(w)).collect(),
+        Some(Load::Ready(d)) => d.warnings.iter().map(escape).collect(),
         _ => Vec::new(),
     };
     let [list, detail] = Layout::vertical([

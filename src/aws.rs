@@ -1,0 +1,188 @@
+//! The AWS control plane: ElastiCache, ECS and SSM through the aws-sdk, behind
+//! [`ControlPlane`]. Every call runs under the environment's deadline and every failure is
+//! classified into one [`ControlPlaneError`] line (see [`errors`]).
+
+mod discover;
+mod ecs;
+mod elasticache;
+pub mod errors;
+pub mod map;
+mod ssm;
+pub mod ssm_caches;
+
+use crate::config::{EnvConfig, Settings};
+use crate::controlplane::{
+    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery, Parameter, PutParameter,
+};
+use crate::domain::Environment;
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use errors::ErrorContext;
+use std::time::Duration;
+
+/// How long establishing a TCP/TLS connection to an AWS endpoint may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The aws-sdk implementation of [`ControlPlane`] for one environment.
+#[derive(Clone)]
+pub struct AwsControlPlane {
+    env: Environment,
+    cfg: EnvConfig,
+    settings: Settings,
+    elasticache: aws_sdk_elasticache::Client,
+    ecs: aws_sdk_ecs::Client,
+    ssm: aws_sdk_ssm::Client,
+    ctx: ErrorContext,
+}
+
+impl std::fmt::Debug for AwsControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The SDK clients' Debug output is long and unhelpful; the environment says it all.
+        f.debug_struct("AwsControlPlane")
+            .field("env", &self.env.name)
+            .field("endpoint", &self.ctx.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AwsControlPlane {
+    /// Builds the clients of environment `name` from its profile, region and endpoint
+    /// override. Nothing is resolved here: a broken profile shows up as an error from
+    /// [`ControlPlane::discover`], never as a panic.
+    pub async fn connect(name: &str, cfg: &EnvConfig, settings: &Settings) -> AwsControlPlane {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(settings.call_timeout)
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard());
+        if let Some(profile) = &cfg.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = &cfg.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(url) = &cfg.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = loader.load().await;
+        let env = cfg.environment(name, "config");
+        let region = shared.region().map(|r| r.to_string());
+        let mut plane = AwsControlPlane::from_clients(
+            env,
+            cfg.clone(),
+            settings.clone(),
+            aws_sdk_elasticache::Client::new(&shared),
+            aws_sdk_ecs::Client::new(&shared),
+            aws_sdk_ssm::Client::new(&shared),
+        );
+        if cfg.endpoint_url.is_none()
+            && let Some(region) = region
+        {
+            plane.ctx.endpoint = format!("AWS ({region})");
+        }
+        plane
+    }
+
+    /// Wraps ready-made clients (tests point them at moto or aws-smithy-mocks).
+    pub fn from_clients(
+        env: Environment,
+        cfg: EnvConfig,
+        settings: Settings,
+        elasticache: aws_sdk_elasticache::Client,
+        ecs: aws_sdk_ecs::Client,
+        ssm: aws_sdk_ssm::Client,
+    ) -> AwsControlPlane {
+        let endpoint = cfg
+            .endpoint_url
+            .clone()
+            .or_else(|| cfg.region.as_ref().map(|r| format!("AWS ({r})")))
+            .unwrap_or_else(|| "AWS".to_string());
+        let ctx = ErrorContext {
+            profile: cfg.profile.clone(),
+            endpoint,
+            call_timeout: settings.call_timeout,
+        };
+        AwsControlPlane {
+            env,
+            cfg,
+            settings,
+            elasticache,
+            ecs,
+            ssm,
+            ctx,
+        }
+    }
+
+    /// Replaces where the environment came from (e.g. the config file path).
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.env.source = source.into();
+        self
+    }
+
+    /// Classifies an SDK failure of `operation`.
+    fn fail<E>(&self, operation: &str, err: &SdkError<E, HttpResponse>) -> ControlPlaneError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let classified = errors::classify(operation, &self.ctx, err);
+        tracing::debug!(env = %self.env.name, operation, error = %classified, "aws call failed");
+        classified
+    }
+
+    fn timeout(&self) -> Duration {
+        self.settings.call_timeout
+    }
+}
+
+#[async_trait]
+impl ControlPlane for AwsControlPlane {
+    fn environment(&self) -> &Environment {
+        &self.env
+    }
+
+    async fn discover(&self) -> Result<Discovery, ControlPlaneError> {
+        self.discover_all().await
+    }
+
+    async fn get_parameter(&self, name: &str) -> Result<Option<Parameter>, ControlPlaneError> {
+        self.ssm_get(name).await
+    }
+
+    async fn get_parameters_by_path(
+        &self,
+        path: &str,
+    ) -> Result<Vec<Parameter>, ControlPlaneError> {
+        self.ssm_get_by_path(path).await
+    }
+
+    async fn put_parameter(&self, put: PutParameter) -> Result<i64, ControlPlaneError> {
+        self.ssm_put(put).await
+    }
+
+    async fn delete_parameter(&self, name: &str) -> Result<(), ControlPlaneError> {
+        self.ssm_delete(name).await
+    }
+
+    async fn describe_events(
+        &self,
+        query: EventQuery,
+    ) -> Result<Vec<CacheEvent>, ControlPlaneError> {
+        self.events(query).await
+    }
+
+    async fn test_failover(
+        &self,
+        replication_group: &str,
+        node_group: &str,
+    ) -> Result<(), ControlPlaneError> {
+        self.failover(replication_group, node_group).await
+    }
+}

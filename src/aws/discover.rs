@@ -1,0 +1,187 @@
+//! One discovery pass over an environment: the ElastiCache describes run concurrently, then
+//! ECS services and SSM-named caches; filters from `[discovery]` are applied throughout.
+//!
+//! A failure that dooms every call (credentials, no network) ends the pass with that error;
+//! a failure of one source (e.g. no IAM permission for ECS) becomes a warning line so the
+//! rest of the estate still shows.
+
+use super::AwsControlPlane;
+use super::map;
+use super::ssm_caches;
+use crate::controlplane::{ControlPlaneError, Discovery};
+use crate::domain::{Cache, CacheKind};
+
+impl AwsControlPlane {
+    pub(super) async fn discover_all(&self) -> Result<Discovery, ControlPlaneError> {
+        let filter = &self.cfg.discovery;
+        let env = self.env.name.as_str();
+        let want_groups = filter.wants(CacheKind::ReplicationGroup);
+        let want_clusters = filter.wants(CacheKind::CacheCluster);
+        let want_serverless = filter.wants(CacheKind::Serverless);
+
+        let (clusters, groups, serverless) = tokio::join!(
+            async {
+                if want_groups || want_clusters {
+                    Some(self.describe_cache_clusters().await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if want_groups {
+                    Some(self.describe_replication_groups().await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if want_serverless {
+                    Some(self.describe_serverless_caches().await)
+                } else {
+                    None
+                }
+            },
+        );
+
+        let mut tally = Tally::default();
+        let clusters = tally.take("cache clusters", clusters)?.unwrap_or_default();
+        let groups = tally
+            .take("replication groups", groups)?
+            .unwrap_or_default();
+        let serverless = tally
+            .take("serverless caches", serverless)?
+            .unwrap_or_default();
+
+        let mut found: Vec<Cache> = Vec::new();
+        let members = map::member_index(&clusters);
+        found.extend(
+            groups
+                .iter()
+                .map(|rg| map::replication_group(env, rg, &members)),
+        );
+        found.extend(serverless.iter().map(|sc| map::serverless(env, sc)));
+        if want_clusters {
+            found.extend(
+                clusters
+                    .iter()
+                    .filter(|c| c.replication_group_id().is_none_or(str::is_empty))
+                    .filter_map(|c| map::cache_cluster(env, c)),
+            );
+        }
+        found.retain(|c| filter.keeps_name(&c.name));
+        let mut caches = self.keep_tagged(found, &mut tally.warnings).await?;
+
+        if filter.wants(CacheKind::EcsService) {
+            for ecs in &self.cfg.ecs {
+                let mut warnings = Vec::new();
+                let result = self.discover_ecs(ecs, &mut warnings).await;
+                tally.warnings.append(&mut warnings);
+                if let Some(mut more) =
+                    tally.take(&format!("ecs cluster {}", ecs.cluster), Some(result))?
+                {
+                    caches.append(&mut more);
+                }
+            }
+        }
+
+        let vars = self.cfg.template_vars(env);
+        let add_endpoints = filter.wants(CacheKind::Endpoint);
+        for ssm in &self.cfg.ssm {
+            let mut warnings = Vec::new();
+            let result = self.resolve_ssm(ssm, &vars, &mut warnings).await;
+            tally.warnings.append(&mut warnings);
+            if let Some(Some(target)) =
+                tally.take(&format!("ssm cache {}", ssm.name), Some(result))?
+            {
+                ssm_caches::merge(env, &mut caches, target, add_endpoints);
+            }
+        }
+
+        if tally.attempted > 0
+            && tally.failed == tally.attempted
+            && let Some(first) = tally.first_error
+        {
+            return Err(first);
+        }
+        caches.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        for warning in &tally.warnings {
+            tracing::warn!(env, warning = %warning, "discovery warning");
+        }
+        Ok(Discovery {
+            caches,
+            warnings: tally.warnings,
+        })
+    }
+
+    /// Keeps caches carrying every configured tag; ListTagsForResource is only called when
+    /// tags are configured (it costs one call per cache).
+    async fn keep_tagged(
+        &self,
+        caches: Vec<Cache>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<Cache>, ControlPlaneError> {
+        let wanted = &self.cfg.discovery.tags;
+        if wanted.is_empty() {
+            return Ok(caches);
+        }
+        let mut kept = Vec::new();
+        for cache in caches {
+            let Some(arn) = cache.arn.as_deref() else {
+                warnings.push(format!("{}: no ARN to read tags from; skipped", cache.name));
+                continue;
+            };
+            match self.tags_of(arn).await {
+                Ok(tags) => {
+                    if wanted.iter().all(|(k, v)| tags.get(k) == Some(v)) {
+                        kept.push(cache);
+                    }
+                }
+                Err(e) if is_fatal(&e) => return Err(e),
+                Err(e) => warnings.push(format!("tags of {}: {e}; skipped", cache.name)),
+            }
+        }
+        Ok(kept)
+    }
+}
+
+/// Errors that would repeat for every further call, so discovery stops at once.
+fn is_fatal(err: &ControlPlaneError) -> bool {
+    matches!(
+        err,
+        ControlPlaneError::Credentials { .. } | ControlPlaneError::Unreachable { .. }
+    )
+}
+
+/// Counts sources tried and failed, and turns survivable failures into warnings.
+#[derive(Default)]
+struct Tally {
+    attempted: usize,
+    failed: usize,
+    first_error: Option<ControlPlaneError>,
+    warnings: Vec<String>,
+}
+
+impl Tally {
+    fn take<T>(
+        &mut self,
+        what: &str,
+        result: Option<Result<T, ControlPlaneError>>,
+    ) -> Result<Option<T>, ControlPlaneError> {
+        let Some(result) = result else {
+            return Ok(None);
+        };
+        self.attempted += 1;
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(e) if is_fatal(&e) => Err(e),
+            Err(e) => {
+                self.failed += 1;
+                self.warnings.push(format!("{what}: {e}"));
+                if self.first_error.is_none() {
+                    self.first_error = Some(e);
+                }
+                Ok(None)
+            }
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Self-managed Valkey on ECS (seed 004): services → tasks → one `ecs-service` cache each,
+//! one node per task, version from the task definition's image tag.
+
+use super::AwsControlPlane;
+use crate::config::EcsConfig;
+use crate::controlplane::{ControlPlaneError, with_timeout};
+use crate::domain::{
+    AuthMode, Cache, CacheKind, Credentials, EcsRef, Endpoint, Endpoints, Node, NodeHealth,
+    NodeRole, Shard,
+};
+use aws_sdk_ecs::types::{HealthStatus, Service, Task};
+
+/// DescribeServices takes at most 10 names per call, DescribeTasks at most 100 ARNs.
+const SERVICES_PER_CALL: usize = 10;
+const TASKS_PER_CALL: usize = 100;
+
+impl AwsControlPlane {
+    /// Every configured (or name-matched) service of one ECS cluster as a cache.
+    pub(super) async fn discover_ecs(
+        &self,
+        cfg: &EcsConfig,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<Cache>, ControlPlaneError> {
+        let names = if cfg.services.is_empty() {
+            self.list_valkey_services(&cfg.cluster).await?
+        } else {
+            cfg.services.clone()
+        };
+        let mut caches = Vec::new();
+        for chunk in names.chunks(SERVICES_PER_CALL) {
+            const OP: &str = "DescribeServices";
+            let out = with_timeout(OP, self.timeout(), async {
+                self.ecs
+                    .describe_services()
+                    .cluster(&cfg.cluster)
+                    .set_services(Some(chunk.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| self.fail(OP, &e))
+            })
+            .await?;
+            for failure in out.failures() {
+                warnings.push(format!(
+                    "ecs {}/{}: {}",
+                    cfg.cluster,
+                    failure.arn().map(last_segment).unwrap_or("?"),
+                    failure.reason().unwrap_or("not found").to_ascii_lowercase()
+                ));
+            }
+            for service in out.services() {
+                let tasks = self.service_tasks(&cfg.cluster, service).await?;
+                let image = match service.task_definition() {
+                    Some(td) => self.valkey_image(td, cfg.container.as_deref()).await,
+                    None => None,
+                };
+                caches.push(ecs_cache(
+                    &self.env.name,
+                    cfg,
+                    service,
+                    &tasks,
+                    image.as_deref(),
+                ));
+            }
+        }
+        Ok(caches)
+    }
+
+    async fn list_valkey_services(&self, cluster: &str) -> Result<Vec<String>, ControlPlaneError> {
+        const OP: &str = "ListServices";
+        let arns: Vec<String> = with_timeout(OP, self.timeout(), async {
+            self.ecs
+                .list_services()
+                .cluster(cluster)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| self.fail(OP, &e))
+        })
+        .await?;
+        Ok(arns
+            .iter()
+            .map(|a| last_segment(a).to_string())
+            .filter(|n| {
+                let n = n.to_ascii_lowercase();
+                n.contains("valkey") || n.contains("redis")
+            })
+            .collect())
+    }
+
+    async fn service_tasks(
+        &self,
+        cluster: &str,
+        service: &Service,
+    ) -> Result<Vec<Task>, ControlPlaneError> {
+        let Some(name) = service.service_name() else {
+            return Ok(Vec::new());
+        };
+        const LIST: &str = "ListTasks";
+        let arns: Vec<String> = with_timeout(LIST, self.timeout(), async {
+            self.ecs
+                .list_tasks()
+                .cluster(cluster)
+                .service_name(name)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| self.fail(LIST, &e))
+        })
+        .await?;
+        let mut tasks = Vec::new();
+        for chunk in arns.chunks(TASKS_PER_CALL) {
+            const OP: &str = "DescribeTasks";
+            let out = with_timeout(OP, self.timeout(), async {
+                self.ecs
+                    .describe_tasks()
+                    .cluster(cluster)
+                    .set_tasks(Some(chunk.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| self.fail(OP, &e))
+            })
+            .await?;
+            tasks.extend(out.tasks.unwrap_or_default());
+        }
+        Ok(tasks)
+    }
+
+    /// The image of the Valkey container; `None` on any failure (the version is a nicety).
+    async fn valkey_image(&self, task_definition: &str, container: Option<&str>) -> Option<String> {
+        let call = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(task_definition)
+            .send();
+        let out = match tokio::time::timeout(self.timeout(), call).await {
+            Ok(Ok(out)) => out,
+            _ => {
+                tracing::debug!(task_definition, "task definition lookup failed");
+                return None;
+            }
+        };
+        let defs = out.task_definition()?.container_definitions();
+        let chosen = match container {
+            Some(name) => defs.iter().find(|d| d.name() == Some(name)),
+            None => defs
+                .iter()
+                .find(|d| {
+                    d.image()
+                        .is_some_and(|i| i.contains("valkey") || i.contains("redis"))
+                })
+                .or(defs.first()),
+        };
+        chosen.and_then(|d| d.image()).map(str::to_string)
+    }
+}
+
+/// One ECS service and its tasks as a cache.
+pub fn ecs_cache(
+    env: &str,
+    cfg: &EcsConfig,
+    service: &Service,
+    tasks: &[Task],
+    image: Option<&str>,
+) -> Cache {
+    let name = service.service_name().unwrap_or_default().to_string();
+    let single = tasks.len() == 1;
+    let nodes: Vec<Node> = tasks
+        .iter()
+        .map(|task| {
+            let status = task.last_status().unwrap_or("UNKNOWN").to_string();
+            Node {
+                id: task.task_arn().map(last_segment).unwrap_or("?").to_string(),
+                role: if single {
+                    NodeRole::Primary
+                } else {
+                    NodeRole::Unknown
+                },
+                host: task_ip(task).unwrap_or_default(),
+                port: cfg.port,
+                availability_zone: task.availability_zone().map(str::to_string),
+                health: task_health(&status, task.health_status()),
+                status,
+            }
+        })
+        .collect();
+    // Prefer a running task's address: a stopped task's IP may already belong to another.
+    let host = cfg.host.clone().or_else(|| {
+        nodes
+            .iter()
+            .filter(|n| !n.host.is_empty())
+            .min_by_key(|n| !n.health.is_up())
+            .map(|n| n.host.clone())
+    });
+    let endpoint = host.map(|h| Endpoint::new(h, cfg.port, cfg.tls));
+    let engine = match image {
+        Some(i) if i.contains("redis") && !i.contains("valkey") => "redis",
+        _ => "valkey",
+    };
+    Cache {
+        name: name.clone(),
+        env: env.to_string(),
+        kind: CacheKind::EcsService,
+        engine: engine.to_string(),
+        engine_version: image
+            .and_then(image_version)
+            .unwrap_or_else(|| "unknown".to_string()),
+        status: service.status().unwrap_or("UNKNOWN").to_ascii_lowercase(),
+        cluster_mode: false,
+        auth: AuthMode::None,
+        tls: cfg.tls,
+        endpoint: endpoint.clone(),
+        endpoints: Endpoints {
+            primary: endpoint,
+            ..Endpoints::default()
+        },
+        shards: vec![Shard {
+            id: name.clone(),
+            slots: None,
+            nodes,
+        }],
+        automatic_failover: false,
+        multi_az: false,
+        arn: service.service_arn().map(str::to_string),
+        description: None,
+        notes: vec![format!(
+            "ecs {}: {} of {} tasks running",
+            cfg.cluster,
+            service.running_count(),
+            service.desired_count()
+        )],
+        credentials: Credentials::default(),
+        ecs: Some(EcsRef {
+            cluster: cfg.cluster.clone(),
+            service: name,
+            container: cfg.container.clone(),
+        }),
+    }
+}
+
+/// The task's private IPv4 address from its ENI attachment (awsvpc) or container.
+fn task_ip(task: &Task) -> Option<String> {
+    task.attachments()
+        .iter()
+        .flat_map(|a| a.details())
+        .find(|d| d.name() == Some("privateIPv4Address"))
+        .and_then(|d| d.value())
+        .or_else(|| {
+            task.containers()
+                .iter()
+                .flat_map(|c| c.network_interfaces())
+                .find_map(|n| n.private_ipv4_address())
+        })
+        .map(str::to_string)
+}
+
+fn task_health(last_status: &str, health: Option<&HealthStatus>) -> NodeHealth {
+    match last_status {
+        "RUNNING" if health == Some(&HealthStatus::Unhealthy) => {
+            NodeHealth::Down("container health check: unhealthy".to_string())
+        }
+        "RUNNING" => NodeHealth::Up,
+        "STOPPED" | "STOPPING" | "DEPROVISIONING" | "DEACTIVATING" => {
+            NodeHealth::Down(format!("task {}", last_status.to_ascii_lowercase()))
+        }
+        _ => NodeHealth::Unknown,
+    }
+}
+
+/// "valkey/valkey:8.1.1-alpine" → "8.1.1"; `None` for tags like "latest" or digests.
+pub fn image_version(image: &str) -> Option<String> {
+    let image = image.split('@').next()?;
+    let (_, tag) = image.rsplit_once(':')?;
+    if tag.contains('/') || !tag.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let version: String = tag
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    Some(version.trim_end_matches('.').to_string())
+}
+
+fn last_segment(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::types::{Attachment, KeyValuePair};
+
+    fn cfg(host: Option<&str>) -> EcsConfig {
+        EcsConfig {
+            cluster: "orders".into(),
+            services: vec![],
+            container: Some("valkey".into()),
+            host: host.map(str::to_string),
+            port: 6379,
+            tls: false,
+        }
+    }
+
+    fn task(id: &str, ip: &str, status: &str) -> Task {
+        Task::builder()
+            .task_arn(format!("arn:aws:ecs:eu-west-1:1:task/orders/{id}"))
+            .last_status(status)
+            .availability_zone("eu-west-1a")
+            .attachments(
+                Attachment::builder()
+                    .r#type("ElasticNetworkInterface")
+                    .details(
+                        KeyValuePair::builder()
+                            .name("privateIPv4Address")
+                            .value(ip)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn versions_come_from_image_tags() {
+        assert_eq!(
+            image_version("valkey/valkey:8.1.1-alpine").as_deref(),
+            Some("8.1.1")
+        );
+        assert_eq!(
+            image_version("123.dkr.ecr.eu-west-1.amazonaws.com:443/valkey:8.0").as_deref(),
+            Some("8.0")
+        );
+        assert_eq!(image_version("valkey/valkey:latest"), None);
+        assert_eq!(image_version("valkey/valkey"), None);
+    }
+
+    #[test]
+    fn service_maps_to_one_shard_with_a_node_per_task() {
+        let service = Service::builder()
+            .service_name("valkey")
+            .status("ACTIVE")
+            .running_count(1)
+            .desired_count(1)
+            .build();
+        let tasks = [task("abc123", "10.0.1.5", "RUNNING")];
+        let cache = ecs_cache(
+            "prod",
+            &cfg(Some("valkey.orders.local")),
+            &service,
+            &tasks,
+            Some("valkey/valkey:8.1.1"),
+        );
+        assert_eq!(cache.kind, CacheKind::EcsService);
+        assert_eq!(cache.engine_version, "8.1.1");
+        assert_eq!(
+            cache.endpoint.as_ref().map(|e| e.host.as_str()),
+            Some("valkey.orders.local")
+        );
+        let node = &cache.shards[0].nodes[0];
+        assert_eq!(
+            (node.id.as_str(), node.host.as_str()),
+            ("abc123", "10.0.1.5")
+        );
+        assert_eq!(node.role, NodeRole::Primary);
+        assert!(node.health.is_up());
+        assert_eq!(
+            cache.ecs.as_ref().map(|e| e.service.as_str()),
+            Some("valkey")
+        );
+    }
+
+    #[test]
+    fn without_a_host_a_running_task_ip_is_the_endpoint() {
+        let service = Service::builder().service_name("valkey").build();
+        let tasks = [
+            task("a", "10.0.1.5", "STOPPED"),
+            task("b", "10.0.2.6", "RUNNING"),
+        ];
+        let cache = ecs_cache("dev", &cfg(None), &service, &tasks, None);
+        assert_eq!(
+            cache.endpoint.as_ref().map(|e| e.host.as_str()),
+            Some("10.0.2.6")
+        );
+        assert_eq!(
+            cache.shards[0].nodes[0].health,
+            NodeHealth::Down("task stopped".into())
+        );
+        assert_eq!(cache.shards[0].nodes[1].role, NodeRole::Unknown);
+        assert_eq!(cache.engine_version, "unknown");
+    }
+}

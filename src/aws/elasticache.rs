@@ -1,0 +1,228 @@
+//! ElastiCache calls: paginated describes for discovery, tags, DescribeEvents and
+//! TestFailover with its faults mapped to what a runbook can act on.
+
+use super::AwsControlPlane;
+use super::errors::{one_line, service_message};
+use crate::controlplane::{CacheEvent, ControlPlaneError, EventQuery, with_timeout};
+use aws_sdk_elasticache::operation::test_failover::TestFailoverError;
+use aws_sdk_elasticache::types::{
+    CacheCluster, Event, ReplicationGroup, ServerlessCache, SourceType,
+};
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+
+impl AwsControlPlane {
+    /// Every replication group of the environment, all pages.
+    pub(super) async fn describe_replication_groups(
+        &self,
+    ) -> Result<Vec<ReplicationGroup>, ControlPlaneError> {
+        const OP: &str = "DescribeReplicationGroups";
+        with_timeout(OP, self.timeout(), async {
+            self.elasticache
+                .describe_replication_groups()
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| self.fail(OP, &e))
+        })
+        .await
+    }
+
+    /// Every cache cluster with node info, all pages: one pass serves both the engine
+    /// versions of replication groups and the stand-alone clusters.
+    pub(super) async fn describe_cache_clusters(
+        &self,
+    ) -> Result<Vec<CacheCluster>, ControlPlaneError> {
+        const OP: &str = "DescribeCacheClusters";
+        with_timeout(OP, self.timeout(), async {
+            self.elasticache
+                .describe_cache_clusters()
+                .show_cache_node_info(true)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| self.fail(OP, &e))
+        })
+        .await
+    }
+
+    /// Every serverless cache, all pages.
+    pub(super) async fn describe_serverless_caches(
+        &self,
+    ) -> Result<Vec<ServerlessCache>, ControlPlaneError> {
+        const OP: &str = "DescribeServerlessCaches";
+        with_timeout(OP, self.timeout(), async {
+            self.elasticache
+                .describe_serverless_caches()
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| self.fail(OP, &e))
+        })
+        .await
+    }
+
+    /// The tags of one resource by ARN.
+    pub(super) async fn tags_of(
+        &self,
+        arn: &str,
+    ) -> Result<BTreeMap<String, String>, ControlPlaneError> {
+        const OP: &str = "ListTagsForResource";
+        with_timeout(OP, self.timeout(), async {
+            let out = self
+                .elasticache
+                .list_tags_for_resource()
+                .resource_name(arn)
+                .send()
+                .await
+                .map_err(|e| self.fail(OP, &e))?;
+            Ok(out
+                .tag_list()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
+                .collect())
+        })
+        .await
+    }
+
+    /// DescribeEvents since `query.since`, all pages, oldest first.
+    pub(super) async fn events(
+        &self,
+        query: EventQuery,
+    ) -> Result<Vec<CacheEvent>, ControlPlaneError> {
+        const OP: &str = "DescribeEvents";
+        let start = aws_smithy_types::DateTime::from_secs(query.since.unix_timestamp());
+        with_timeout(OP, self.timeout(), async {
+            let mut request = self.elasticache.describe_events().start_time(start);
+            if let Some(source) = &query.source {
+                request = request
+                    .source_identifier(source)
+                    .source_type(SourceType::ReplicationGroup);
+            }
+            let events: Vec<Event> = request
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| self.fail(OP, &e))?;
+            let mut out: Vec<CacheEvent> = events.iter().filter_map(event).collect();
+            // AWS answers newest first; runbooks read a timeline.
+            out.sort_by_key(|e| e.time);
+            Ok(out)
+        })
+        .await
+    }
+
+    /// TestFailover of one node group, with its faults classified.
+    pub(super) async fn failover(
+        &self,
+        replication_group: &str,
+        node_group: &str,
+    ) -> Result<(), ControlPlaneError> {
+        const OP: &str = "TestFailover";
+        let result = with_timeout(OP, self.timeout(), async {
+            self.elasticache
+                .test_failover()
+                .replication_group_id(replication_group)
+                .node_group_id(node_group)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| match e.as_service_error() {
+                    Some(
+                        TestFailoverError::TestFailoverNotAvailableFault(_)
+                        | TestFailoverError::ApiCallRateForCustomerExceededFault(_),
+                    ) => ControlPlaneError::QuotaExceeded {
+                        operation: OP.to_string(),
+                        detail: or_default(
+                            service_message(&e),
+                            "at most 15 node groups per rolling 24 hours",
+                        ),
+                    },
+                    Some(
+                        TestFailoverError::InvalidReplicationGroupStateFault(_)
+                        | TestFailoverError::InvalidCacheClusterStateFault(_),
+                    ) => ControlPlaneError::InvalidState {
+                        operation: OP.to_string(),
+                        detail: or_default(
+                            service_message(&e),
+                            "the replication group is not in the available state",
+                        ),
+                    },
+                    Some(TestFailoverError::NodeGroupNotFoundFault(_)) => {
+                        ControlPlaneError::NotFound {
+                            what: format!(
+                                "node group {node_group} of replication group {replication_group}"
+                            ),
+                        }
+                    }
+                    Some(TestFailoverError::ReplicationGroupNotFoundFault(_)) => {
+                        ControlPlaneError::NotFound {
+                            what: format!("replication group {replication_group}"),
+                        }
+                    }
+                    _ => self.fail(OP, &e),
+                })
+        })
+        .await;
+        match result {
+            Err(ControlPlaneError::NotFound { what })
+                if what.starts_with("replication group") && self.is_serverless(replication_group).await =>
+            {
+                Err(ControlPlaneError::Unsupported {
+                    operation: OP.to_string(),
+                    target: replication_group.to_string(),
+                    why: "serverless caches have no node groups to fail over; AWS manages their availability"
+                        .to_string(),
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Whether `name` is a serverless cache (best effort: any failure answers no).
+    async fn is_serverless(&self, name: &str) -> bool {
+        let lookup = self
+            .elasticache
+            .describe_serverless_caches()
+            .serverless_cache_name(name)
+            .send();
+        matches!(
+            tokio::time::timeout(self.timeout(), lookup).await,
+            Ok(Ok(out)) if !out.serverless_caches().is_empty()
+        )
+    }
+}
+
+fn or_default(message: String, default: &str) -> String {
+    if message.is_empty() {
+        default.to_string()
+    } else {
+        one_line(&message)
+    }
+}
+
+/// One ElastiCache event in domain form; events without a date are dropped.
+pub(super) fn event(e: &Event) -> Option<CacheEvent> {
+    let date = e.date()?;
+    let time = OffsetDateTime::from_unix_timestamp(date.secs())
+        .ok()?
+        .replace_nanosecond(date.subsec_nanos())
+        .ok()?;
+    Some(CacheEvent {
+        time,
+        source: e.source_identifier().unwrap_or_default().to_string(),
+        source_type: e
+            .source_type()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        message: e.message().unwrap_or_default().to_string(),
+    })
+}

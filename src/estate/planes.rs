@@ -1,0 +1,28 @@
+//! The real control planes behind each provider: what `Estate::load` builds per environment.
+
+use super::PlaneFactory;
+use crate::aws::AwsControlPlane;
+use crate::controlplane::{ControlPlane, ControlPlaneError};
+use crate::domain::ProviderKind;
+use std::sync::Arc;
+
+/// AWS environments get the SDK control plane; sandbox environments the local estate's.
+pub fn default_factory() -> PlaneFactory {
+    Arc::new(|name, cfg, settings| {
+        Box::pin(async move {
+            let plane: Arc<dyn ControlPlane> = match cfg.provider {
+                ProviderKind::Aws => {
+                    Arc::new(AwsControlPlane::connect(&name, &cfg, &settings).await)
+                }
+                ProviderKind::Sandbox => {
+                    return Err(ControlPlaneError::Unsupported {
+                        operation: "discovery".into(),
+                        target: name,
+                        why: "the sandbox is not part of this build".into(),
+                    });
+                }
+            };
+            Ok(plane)
+        })
+    })
+}

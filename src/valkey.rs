@@ -1,0 +1,8 @@
+//! Valkey: finding the server binary and running servers (for tests and the sandbox), and
+//! the data plane: connections to nodes (TLS, AUTH/ACL), INFO parsing and live stats.
+
+pub mod binary;
+pub mod connect;
+pub mod info;
+pub mod server;
+pub mod stats;

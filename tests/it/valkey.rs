@@ -1,0 +1,344 @@
+//! The Valkey data plane against real valkey-server processes: logging in (ACL user, wrong
+//! password, missing AUTH), each connection layer's failure, TLS through a terminating proxy,
+//! live stats under load, a node going down while another keeps updating, hostile key names.
+
+#![allow(clippy::expect_used)]
+
+mod tls_proxy;
+
+use crate::harness::valkey::{ServerSpec, ValkeyServer, server, start};
+use cachedeck::domain::Endpoint;
+use cachedeck::valkey::connect::{Auth, ConnectOptions, Connector, Layer, NodeConnection};
+use cachedeck::valkey::stats::{
+    NodeKey, PollTarget, Poller, PollerConfig, StatsBook, StatsEvent, fetch_slowlog,
+};
+use secrecy::SecretString;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tls_proxy::{TlsProxy, free_port};
+
+fn options() -> ConnectOptions {
+    ConnectOptions {
+        connect_timeout: Duration::from_secs(3),
+        command_timeout: Duration::from_secs(3),
+    }
+}
+
+fn connector(user: Option<&str>, password: Option<&str>) -> Connector {
+    let auth = Auth::new(
+        user.map(str::to_string),
+        password.map(|p| SecretString::from(p.to_string())),
+    );
+    Connector::new(auth, false, None, options()).expect("plain connector")
+}
+
+fn local(port: u16) -> Endpoint {
+    Endpoint::new("127.0.0.1", port, false)
+}
+
+async fn admin(server: &ValkeyServer, password: Option<&str>) -> NodeConnection {
+    connector(None, password)
+        .connect(&local(server.port()))
+        .await
+        .expect("admin connection")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_user_logs_in_and_a_wrong_password_is_an_auth_error_without_the_password() {
+    let server = start(ServerSpec::new().config_line("requirepass admin-pw-1234"));
+    let mut adm = admin(&server, Some("admin-pw-1234")).await;
+    let _: () = adm
+        .query(
+            redis::cmd("ACL").arg(&["SETUSER", "app", "on", ">app-s3cret-pw", "~*", "+@all"][..]),
+        )
+        .await
+        .expect("acl setuser");
+
+    let mut app = connector(Some("app"), Some("app-s3cret-pw"))
+        .connect(&local(server.port()))
+        .await
+        .expect("ACL user logs in");
+    let (info, _) = app.info().await.expect("INFO as the ACL user");
+    assert_eq!(info.server.engine, "valkey");
+    let whoami: String = app
+        .query(redis::cmd("ACL").arg("WHOAMI"))
+        .await
+        .expect("whoami");
+    assert_eq!(whoami, "app");
+
+    let err = connector(Some("app"), Some("wrong-Pa55word-xyz"))
+        .connect(&local(server.port()))
+        .await
+        .err()
+        .expect("wrong password must fail");
+    assert_eq!(err.layer, Layer::Auth, "{err}");
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains("wrong-Pa55word-xyz"),
+        "password leaked: {shown}"
+    );
+    assert!(
+        err.likely_cause
+            .as_deref()
+            .is_some_and(|c| c.contains("password"))
+    );
+
+    let err = connector(None, None)
+        .connect(&local(server.port()))
+        .await
+        .err()
+        .expect("no password must fail");
+    assert_eq!(err.layer, Layer::Auth, "{err}");
+    assert!(err.to_string().contains("requires AUTH"), "{err}");
+}
+
+#[tokio::test]
+async fn a_refused_port_is_a_tcp_error_and_a_bad_name_a_dns_error() {
+    let port = free_port();
+    let err = connector(None, None)
+        .connect(&local(port))
+        .await
+        .err()
+        .expect("nothing listens");
+    assert_eq!(err.layer, Layer::Tcp, "{err}");
+    assert!(err.to_string().contains("nothing listens"), "{err}");
+
+    let err = connector(None, None)
+        .connect(&Endpoint::new("no-such-host.invalid", 6379, false))
+        .await
+        .err()
+        .expect("no such host");
+    assert!(matches!(err.layer, Layer::Dns | Layer::Timeout), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_through_a_terminating_proxy_and_each_mismatch_named() {
+    let server = server();
+    let proxy = TlsProxy::start(server.port()).await;
+    let ca = proxy.ca_file.to_str().expect("utf-8 path");
+
+    // Trusted CA, SNI = localhost: works end to end.
+    let tls = Connector::new(Auth::default(), true, Some(ca), options()).expect("connector");
+    let mut conn = tls
+        .connect(&Endpoint::new("localhost", proxy.port, true))
+        .await
+        .expect("tls connection with the cache's CA");
+    assert!(conn.info().await.is_ok());
+
+    // Same endpoint without the CA: unknown issuer, with what to do about it.
+    let untrusted = Connector::new(Auth::default(), true, None, options()).expect("connector");
+    let err = untrusted
+        .connect(&Endpoint::new("localhost", proxy.port, true))
+        .await
+        .err()
+        .expect("unknown CA");
+    assert_eq!(err.layer, Layer::Tls, "{err}");
+    assert!(err.to_string().contains("ca_file"), "{err}");
+
+    // TLS client against the plain server.
+    let err = tls
+        .connect(&Endpoint::new("localhost", server.port(), true))
+        .await
+        .err()
+        .expect("plain server");
+    assert!(matches!(err.layer, Layer::Tls | Layer::Timeout), "{err}");
+    assert!(err.to_string().contains("does not speak TLS"), "{err}");
+
+    // Plain client against the TLS endpoint.
+    let err = connector(None, None)
+        .connect(&local(proxy.port))
+        .await
+        .err()
+        .expect("plain client on a TLS port");
+    assert!(
+        matches!(err.layer, Layer::Protocol | Layer::Timeout),
+        "{err}"
+    );
+    assert!(err.to_string().contains("rediss://"), "{err}");
+}
+
+fn target(node: &str, port: u16) -> PollTarget {
+    PollTarget {
+        key: NodeKey {
+            env: "it".into(),
+            cache: "c".into(),
+            node: node.into(),
+        },
+        endpoint: local(port),
+        connector: Arc::new(connector(None, None)),
+    }
+}
+
+/// Receives events into `book` until `done` holds or the deadline passes.
+async fn until(
+    rx: &mut tokio::sync::mpsc::Receiver<StatsEvent>,
+    book: &mut StatsBook,
+    within: Duration,
+    done: impl Fn(&StatsBook, &StatsEvent) -> bool,
+) -> bool {
+    let deadline = Instant::now() + within;
+    while let Ok(Some(ev)) = tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+        book.apply(ev.clone());
+        if done(book, &ev) {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_per_second_rise_under_load() {
+    let server = server();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let config = PollerConfig {
+        interval: Duration::from_millis(300),
+        max_backoff: Duration::from_secs(1),
+    };
+    let _poller = Poller::spawn(vec![target("n1", server.port())], config, tx);
+    let mut book = StatsBook::new(100);
+    let key = target("n1", server.port()).key;
+    // Idle: two samples, so the rate is a real delta.
+    assert!(
+        until(&mut rx, &mut book, Duration::from_secs(5), |b, _| {
+            b.get(&key).is_some_and(|e| e.history.len() >= 2)
+        })
+        .await
+    );
+    let idle = book
+        .get(&key)
+        .and_then(|e| e.latest.as_ref()?.ops_per_sec)
+        .expect("idle rate");
+    assert!(idle < 100.0, "idle node at {idle} ops/s");
+
+    let mut load = admin(&server, None).await;
+    let loader = tokio::spawn(async move {
+        for i in 0u64.. {
+            let mut pipe = redis::pipe();
+            for j in 0..100 {
+                pipe.cmd("SET")
+                    .arg(format!("load:{}", i * 100 + j))
+                    .arg(j)
+                    .ignore();
+            }
+            if pipe.query_async::<()>(load.raw()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let rose = until(&mut rx, &mut book, Duration::from_secs(10), |b, _| {
+        b.get(&key)
+            .and_then(|e| e.latest.as_ref()?.ops_per_sec)
+            .is_some_and(|r| r > 1000.0)
+    })
+    .await;
+    loader.abort();
+    assert!(
+        rose,
+        "ops/s never passed 1000 under load: {:?}",
+        book.get(&key).map(|e| &e.latest)
+    );
+    let entry = book.get(&key).expect("entry");
+    assert!(entry.latest.as_ref().is_some_and(|s| s.keys > 0));
+    assert!(
+        entry
+            .latest
+            .as_ref()
+            .and_then(|s| s.net_in_bytes_per_sec)
+            .is_some_and(|v| v > 0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_down_with_the_reason_while_the_other_keeps_updating() {
+    let mut doomed = server();
+    let healthy = server();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let interval = Duration::from_millis(300);
+    let _poller = Poller::spawn(
+        vec![
+            target("doomed", doomed.port()),
+            target("healthy", healthy.port()),
+        ],
+        PollerConfig {
+            interval,
+            max_backoff: Duration::from_secs(2),
+        },
+        tx,
+    );
+    let mut book = StatsBook::new(100);
+    let doomed_key = target("doomed", doomed.port()).key;
+    let healthy_key = target("healthy", healthy.port()).key;
+    assert!(
+        until(&mut rx, &mut book, Duration::from_secs(5), |b, _| {
+            b.get(&doomed_key).is_some_and(|e| e.status.is_up())
+                && b.get(&healthy_key).is_some_and(|e| e.status.is_up())
+        })
+        .await
+    );
+
+    doomed.kill();
+    let killed_at = Instant::now();
+    assert!(
+        until(&mut rx, &mut book, Duration::from_secs(5), |b, _| {
+            b.get(&doomed_key)
+                .is_some_and(|e| e.status.label() == "down")
+        })
+        .await,
+        "the killed node was never marked down"
+    );
+    assert!(
+        killed_at.elapsed() <= interval * 2 + Duration::from_millis(500),
+        "marked down after {:?}",
+        killed_at.elapsed()
+    );
+    let reason = book
+        .get(&doomed_key)
+        .and_then(|e| e.status.reason())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains("tcp") || reason.contains("refused"),
+        "{reason}"
+    );
+
+    // The healthy node keeps sending samples after the other went down.
+    let before = book.get(&healthy_key).map_or(0, |e| e.history.len());
+    assert!(
+        until(&mut rx, &mut book, Duration::from_secs(3), |b, _| {
+            b.get(&healthy_key)
+                .is_some_and(|e| e.history.len() >= before + 2)
+        })
+        .await
+    );
+    assert!(book.get(&healthy_key).is_some_and(|e| e.status.is_up()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_key_names_in_the_slowlog_are_escaped() {
+    let server = start(ServerSpec::new().args(["--slowlog-log-slower-than", "0"]));
+    let mut conn = admin(&server, None).await;
+    let hostile: &[u8] = b"evil\x1b[2J\x1b]0;owned\x07\xe2\x80\xaegpj.exe\r\n\xff";
+    let _: () = conn
+        .query(redis::cmd("SET").arg(hostile).arg("v"))
+        .await
+        .expect("set hostile key");
+    let entries = fetch_slowlog(&mut conn, 10).await.expect("slowlog");
+    let set = entries
+        .iter()
+        .find(|e| {
+            e.args
+                .first()
+                .is_some_and(|a| a.eq_ignore_ascii_case(b"set"))
+        })
+        .expect("the SET is in the slowlog");
+    let line = set.command_line(200);
+    assert!(
+        line.contains("evil\\x1b[2J\\x1b]0;owned\\x07\\u{202e}gpj.exe\\r\\n\\xff"),
+        "{line}"
+    );
+    assert!(
+        line.chars().all(|c| !cachedeck::escape::is_unsafe(c)),
+        "{line:?}"
+    );
+    assert!(set.duration_micros < 10_000_000);
+}
