@@ -667,3 +667,29 @@ fn tui_stale_stats_from_a_left_view_are_dropped() {
     });
     assert_eq!(app.book.cache_ops_per_sec("sandbox-dev", "orders"), None);
 }
+
+#[test]
+fn tui_without_a_terminal_points_at_the_headless_commands() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let out = assert_cmd::Command::cargo_bin("cachedeck")
+        .expect("binary")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("CACHEDECK_CONFIG_DIR", home.path().join("config"))
+        .env("CACHEDECK_STATE_DIR", home.path().join("state"))
+        .env("CACHEDECK_SANDBOX_DIR", home.path().join("sandbox"))
+        .env("AWS_CONFIG_FILE", home.path().join("aws-config"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("run cachedeck");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing may garble a pipe");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("not a terminal") && stderr.contains("cachedeck caches"),
+        "{stderr}"
+    );
+}
