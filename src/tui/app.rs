@@ -345,7 +345,9 @@ impl App {
     }
 
     fn set_tab(&mut self, tab: Tab) {
-        if matches!(self.route, Route::Cache { .. }) {
+        if matches!(self.route, Route::Cache { .. }) && tab != self.tab {
+            // A filter belongs to the list it was typed for.
+            self.filter.clear();
             self.tab = tab;
             self.scroll = 0;
         }

@@ -88,7 +88,8 @@ impl CacheAlert {
 const LAG_ALERT_BYTES: u64 = 1 << 20;
 
 impl App {
-    fn matches(&self, text: &str) -> bool {
+    /// Whether `text` passes the current filter (case-insensitive substring).
+    pub fn matches(&self, text: &str) -> bool {
         self.filter.is_empty() || text.to_lowercase().contains(&self.filter.to_lowercase())
     }
 
@@ -149,13 +150,14 @@ impl App {
                 }),
             })
             .filter(|r| {
-                self.matches(&format!(
-                    "{} {} {} {}",
-                    r.shard,
-                    r.node.id,
-                    r.role(),
-                    r.node.availability_zone.as_deref().unwrap_or("")
-                ))
+                !matches!(self.tab, super::Tab::Stats | super::Tab::Keyspace)
+                    || self.matches(&format!(
+                        "{} {} {} {}",
+                        r.shard,
+                        r.node.id,
+                        r.role(),
+                        r.node.availability_zone.as_deref().unwrap_or("")
+                    ))
             })
             .collect()
     }

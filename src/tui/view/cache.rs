@@ -51,7 +51,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             format!(
                 "{} {} · {} · {}/{} · {}",
                 cache.engine,
-                cache.engine_version,
+                super::caches::engine_version(app, cache),
                 escape(&cache.status),
                 if cache.tls { "tls" } else { "tcp" },
                 cache.auth,

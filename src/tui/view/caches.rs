@@ -73,7 +73,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, env: &str) 
         Row::new(vec![
             Cell::from(escape(&c.name)),
             Cell::from(kind_label(c.kind)),
-            Cell::from(format!("{} {}", c.engine, c.engine_version)),
+            Cell::from(format!("{} {}", c.engine, engine_version(app, c))),
             Cell::from(c.shape()),
             Cell::from(format!("{}/{}", if c.tls { "tls" } else { "tcp" }, c.auth)),
             Cell::from(fmt::opt(mem, fmt::bytes)),
@@ -104,6 +104,18 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, env: &str) 
     .block(block);
     let mut state = TableState::default().with_selected(Some(app.selected[1]));
     frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// The version discovery found, else the one the nodes report in INFO.
+pub fn engine_version(app: &App, c: &crate::domain::Cache) -> String {
+    if !c.engine_version.is_empty() {
+        return c.engine_version.clone();
+    }
+    app.book
+        .cache_nodes(&c.env, &c.name)
+        .find_map(|(_, e)| e.latest.as_ref()?.version.clone())
+        .map(|v| escape(&v))
+        .unwrap_or_default()
 }
 
 /// Kinds short enough for a narrow column.

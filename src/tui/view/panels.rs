@@ -298,7 +298,11 @@ pub fn slowlog(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let mut failures = Vec::new();
     for (node, load) in &app.slowlog {
         match load {
-            Load::Ready(list) => entries.extend(list.iter().map(|e| (node.as_str(), e))),
+            Load::Ready(list) => entries.extend(
+                list.iter()
+                    .filter(|e| app.matches(&e.command_line(200)))
+                    .map(|e| (node.as_str(), e)),
+            ),
             Load::Failed(e) => failures.push(format!("{}: {e}", escape(node))),
             Load::Loading => {}
         }
@@ -370,13 +374,18 @@ pub fn events(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         }
         Load::Ready(list) => list,
     };
-    let rows = list.iter().rev().skip(app.scroll).map(|e| {
-        Row::new(vec![
-            Cell::from(fmt::clock(e.time)),
-            Cell::from(escape(&e.source)),
-            Cell::from(escape(&e.message)),
-        ])
-    });
+    let rows = list
+        .iter()
+        .rev()
+        .filter(|e| app.matches(&e.message))
+        .skip(app.scroll)
+        .map(|e| {
+            Row::new(vec![
+                Cell::from(fmt::clock(e.time)),
+                Cell::from(escape(&e.source)),
+                Cell::from(escape(&e.message)),
+            ])
+        });
     let table = Table::new(
         rows,
         [
