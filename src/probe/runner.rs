@@ -76,7 +76,7 @@ pub fn start(connector: &Connector, config: ProbeConfig) -> ProbeHandle {
             }
             seq += 1;
             if conn.is_none() {
-                match open(&connector, &target, &config).await {
+                match open(&connector, &target).await {
                     Ok((c, server)) => conn = Some((c, server, false)),
                     Err(class) => {
                         attempts.push(Attempt {
@@ -148,7 +148,6 @@ pub fn start(connector: &Connector, config: ProbeConfig) -> ProbeHandle {
 async fn open(
     connector: &Connector,
     target: &Endpoint,
-    config: &ProbeConfig,
 ) -> Result<(NodeConnection, String), super::ErrorClass> {
     let mut conn = connector.connect(target).await.map_err(|e| classify(&e))?;
     let info: String = conn
