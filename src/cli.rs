@@ -60,4 +60,7 @@ pub enum SandboxAction {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Serve the sandbox's TLS endpoints (started by `up`; runs until `down`).
+    #[command(hide = true)]
+    Serve,
 }

@@ -12,5 +12,6 @@ pub mod estate;
 pub mod headless;
 pub mod logging;
 pub mod probe;
+pub mod sandbox;
 pub mod tui;
 pub mod valkey;

@@ -42,13 +42,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let estate = load(cli.config).await?;
             headless::caches::run(&estate, env.as_deref(), output).await
         }
+        Some(Command::Sandbox { action }) => headless::sandbox::run(action).await,
         None => {
             let estate = load(cli.config).await?;
             cachedeck::tui::run(estate).await?;
             Ok(ExitCode::SUCCESS)
-        }
-        Some(Command::Sandbox { .. }) => {
-            anyhow::bail!("this command is not available in this build")
         }
     }
 }

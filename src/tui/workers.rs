@@ -6,7 +6,7 @@
 use super::action::Action;
 use super::app::Effect;
 use crate::controlplane::{ControlPlane, EventQuery};
-use crate::domain::{Cache, NodeRole};
+use crate::domain::{Cache, Endpoint, Node, NodeRole};
 use crate::estate::Estate;
 use crate::valkey::connect::{ConnectOptions, Connector, NodeConnection};
 use crate::valkey::stats::{NodeKey, PollTarget, Poller, PollerConfig, fetch_slowlog};
@@ -126,6 +126,47 @@ impl Workers {
     }
 }
 
+/// Longest wait for a TLS handshake with a loopback node before trying it in plain text.
+const LOOPBACK_TLS_PROBE: Duration = Duration::from_millis(800);
+
+/// The endpoint to poll for each node of `cache`.
+///
+/// A TLS cache's nodes speak TLS — except in the sandbox, which (like a local TLS-terminating
+/// proxy) offers TLS only on its endpoints while the nodes behind listen in plain text on
+/// loopback. So a loopback node that does not complete a TLS handshake is tried in plain
+/// text. Never for a non-loopback host: that would send the AUTH token across a network
+/// unencrypted.
+async fn node_endpoints(connector: &Connector, cache: &Cache) -> Vec<(Node, Endpoint)> {
+    let probes = cache.nodes().map(|node| async move {
+        let endpoint = connector.node_endpoint(node);
+        if !endpoint.tls || !is_loopback(&endpoint.host) {
+            return (node.clone(), endpoint);
+        }
+        let tls = tokio::time::timeout(LOOPBACK_TLS_PROBE, connector.connect(&endpoint)).await;
+        if matches!(tls, Ok(Ok(_))) {
+            return (node.clone(), endpoint);
+        }
+        let plain = Endpoint {
+            tls: false,
+            ..endpoint.clone()
+        };
+        match connector.connect(&plain).await {
+            Ok(_) => (node.clone(), plain),
+            Err(_) => (node.clone(), endpoint),
+        }
+    });
+    futures::future::join_all(probes).await
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 async fn connector(
     cache: &Cache,
     plane: Option<&Arc<dyn ControlPlane>>,
@@ -170,20 +211,22 @@ async fn watch_stats(
                 continue;
             }
         };
+        let endpoints = node_endpoints(&connector, cache).await;
         tokio::spawn(detect_queues(
             id,
-            cache.clone(),
+            cache.name.clone(),
+            endpoints.clone(),
             connector.clone(),
             tx.clone(),
         ));
-        for node in cache.nodes() {
+        for (node, endpoint) in endpoints {
             targets.push(PollTarget {
                 key: NodeKey {
                     env: cache.env.clone(),
                     cache: cache.name.clone(),
                     node: node.id.clone(),
                 },
-                endpoint: connector.node_endpoint(node),
+                endpoint,
                 connector: connector.clone(),
             });
         }
@@ -210,10 +253,19 @@ async fn watch_stats(
 
 /// Looks for Sidekiq/Celery keys on the primaries (each key on its own: in cluster mode a
 /// node only answers for its own slots, and errors there just mean "not here").
-async fn detect_queues(id: u64, cache: Cache, connector: Arc<Connector>, tx: mpsc::Sender<Action>) {
+async fn detect_queues(
+    id: u64,
+    cache: String,
+    endpoints: Vec<(Node, Endpoint)>,
+    connector: Arc<Connector>,
+    tx: mpsc::Sender<Action>,
+) {
     let mut queues = false;
-    for node in cache.nodes().filter(|n| n.role == NodeRole::Primary) {
-        let Ok(mut conn) = connector.connect(&connector.node_endpoint(node)).await else {
+    for (_, endpoint) in endpoints
+        .iter()
+        .filter(|(n, _)| n.role == NodeRole::Primary)
+    {
+        let Ok(mut conn) = connector.connect(endpoint).await else {
             continue;
         };
         for key in QUEUE_MARKERS {
@@ -229,7 +281,7 @@ async fn detect_queues(id: u64, cache: Cache, connector: Arc<Connector>, tx: mps
     let _ = tx
         .send(Action::QueueCache {
             watch: id,
-            cache: cache.name,
+            cache,
             queues,
         })
         .await;
@@ -246,37 +298,43 @@ async fn watch_detail(
     poke: Arc<Notify>,
 ) {
     let connector = connector(&cache, plane.as_ref(), options).await;
-    let mut conns: Vec<Option<NodeConnection>> = cache.nodes().map(|_| None).collect();
+    let endpoints = match &connector {
+        Ok(c) => node_endpoints(c, &cache).await,
+        Err(_) => Vec::new(),
+    };
+    let mut conns: Vec<Option<NodeConnection>> = endpoints.iter().map(|_| None).collect();
     let mut events_due = tokio::time::Instant::now();
     loop {
         if let Some(plane) = plane
             .as_ref()
             .filter(|_| tokio::time::Instant::now() >= events_due)
         {
-            {
-                events_due = tokio::time::Instant::now() + events_interval;
-                let query = EventQuery {
-                    source: Some(cache.name.clone()),
-                    since: time::OffsetDateTime::now_utc() - EVENTS_WINDOW,
-                };
-                let result = plane
-                    .describe_events(query)
-                    .await
-                    .map_err(|e| e.to_string());
-                if tx.send(Action::Events { watch: id, result }).await.is_err() {
-                    return;
-                }
+            events_due = tokio::time::Instant::now() + events_interval;
+            let query = EventQuery {
+                source: Some(cache.name.clone()),
+                since: time::OffsetDateTime::now_utc() - EVENTS_WINDOW,
+            };
+            let result = plane
+                .describe_events(query)
+                .await
+                .map_err(|e| e.to_string());
+            if tx.send(Action::Events { watch: id, result }).await.is_err() {
+                return;
             }
         }
         match &connector {
             Ok(connector) => {
-                let fetches = cache.nodes().zip(conns.iter_mut()).map(|(node, slot)| {
-                    let connector = connector.clone();
-                    async move {
-                        let result = slowlog_of(&connector, node, slot).await;
-                        (node.id.clone(), result)
-                    }
-                });
+                let fetches =
+                    endpoints
+                        .iter()
+                        .zip(conns.iter_mut())
+                        .map(|((node, endpoint), slot)| {
+                            let connector = connector.clone();
+                            async move {
+                                let result = slowlog_of(&connector, endpoint, slot).await;
+                                (node.id.clone(), result)
+                            }
+                        });
                 for (node, result) in futures::future::join_all(fetches).await {
                     if tx
                         .send(Action::Slowlog {
@@ -311,13 +369,13 @@ async fn watch_detail(
 
 async fn slowlog_of(
     connector: &Connector,
-    node: &crate::domain::Node,
+    endpoint: &Endpoint,
     slot: &mut Option<NodeConnection>,
 ) -> Result<Vec<crate::valkey::stats::SlowlogEntry>, String> {
     if slot.is_none() {
         *slot = Some(
             connector
-                .connect(&connector.node_endpoint(node))
+                .connect(endpoint)
                 .await
                 .map_err(|e| e.to_string())?,
         );

@@ -9,4 +9,5 @@ mod harness;
 mod probe;
 mod server;
 mod tui;
+mod tui_e2e;
 mod valkey;
