@@ -176,15 +176,15 @@ async fn load(
     let connector = Connector::for_cache(&cache, Some(plane.as_ref()), ConnectOptions::default())
         .await
         .expect("connector for orders");
-    let primary = cache
-        .nodes()
-        .find(|n| n.role == NodeRole::Primary)
-        .expect("a primary")
-        .clone();
+    // Through the primary endpoint (TLS, following the primary), as applications write.
+    let endpoint = cache
+        .endpoint
+        .clone()
+        .expect("orders has a primary endpoint");
     let mut conn = connector
-        .connect(&connector.node_endpoint(&primary))
+        .connect(&endpoint)
         .await
-        .expect("connect to the primary");
+        .expect("connect to the primary endpoint");
     let mut i = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let mut pipe = redis::pipe();
