@@ -60,7 +60,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Sandbox { action }) => headless::sandbox::run(action).await,
         None => {
-            anyhow::bail!("this command is not available in this build")
+            let estate = load(cli.config).await?;
+            cachedeck::tui::run(estate).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

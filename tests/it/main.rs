@@ -12,4 +12,6 @@ mod probe;
 mod sandbox;
 mod server;
 mod stats_cmd;
+mod tui;
+mod tui_e2e;
 mod valkey;
