@@ -11,4 +11,5 @@ pub mod escape;
 pub mod estate;
 pub mod headless;
 pub mod logging;
+pub mod runbook;
 pub mod valkey;
