@@ -3,8 +3,11 @@
 // Test helpers may fail loudly with a reason; `unwrap` stays denied.
 #![allow(clippy::expect_used)]
 
+mod aws_mocks;
+mod aws_moto;
 mod config;
 mod envs;
 mod harness;
+mod probe;
 mod server;
 mod valkey;
