@@ -9,6 +9,7 @@ mod config;
 mod envs;
 mod harness;
 mod probe;
+mod runbook;
 mod sandbox;
 mod server;
 mod stats_cmd;
