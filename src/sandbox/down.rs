@@ -10,6 +10,15 @@ use std::time::{Duration, Instant};
 /// Stops every process the sandbox started, waits for their ports, removes its state.
 /// Returns how many processes were stopped.
 pub async fn down(dir: &Path) -> Result<usize, SandboxError> {
+    if State::load(dir)?.is_none() {
+        return Ok(0);
+    }
+    let _lock = super::up::lock(dir).await?;
+    down_locked(dir).await
+}
+
+/// [`down`] for a caller that already holds the sandbox lock (a failed `up`).
+pub(super) async fn down_locked(dir: &Path) -> Result<usize, SandboxError> {
     let Some(state) = State::load(dir)? else {
         return Ok(0);
     };

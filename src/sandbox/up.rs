@@ -72,6 +72,7 @@ pub enum SandboxError {
 pub async fn up(opts: &UpOptions) -> Result<UpReport, SandboxError> {
     let started = Instant::now();
     let dir = opts.dir.clone();
+    let _lock = lock(&dir).await?;
     if let Some(state) = State::load(&dir)? {
         let down: Vec<String> = super::status::processes(&state)
             .into_iter()
@@ -96,7 +97,7 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, SandboxError> {
     let result = build(opts, started).await;
     if result.is_err() {
         // Leave nothing half-started behind.
-        let _ = super::down::down(&dir).await;
+        let _ = super::down::down_locked(&dir).await;
     }
     result
 }
@@ -186,7 +187,42 @@ fn parse_range(text: &str) -> Option<(u16, u16)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-fn make_private_dir(dir: &Path) -> Result<(), SandboxError> {
+/// Takes the sandbox's exclusive lock (held until the file drops), so two `up`/`down` runs
+/// never build or tear down the same sandbox at once; waits up to two minutes for it.
+pub(super) async fn lock(dir: &Path) -> Result<std::fs::File, SandboxError> {
+    make_private_dir(dir)?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| SandboxError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(SandboxError::Broken {
+                    dir: dir.to_path_buf(),
+                    detail: "another `cachedeck sandbox up` or `down` held its lock for 2 minutes"
+                        .into(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(SandboxError::Io { path, source });
+            }
+        }
+    }
+}
+
+pub(super) fn make_private_dir(dir: &Path) -> Result<(), SandboxError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
