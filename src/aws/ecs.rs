@@ -204,6 +204,19 @@ pub fn ecs_cache(
             .map(|n| n.host.clone())
     });
     let endpoint = host.map(|h| Endpoint::new(h, cfg.port, cfg.tls));
+    let mut notes = vec![format!(
+        "ecs {}: {} of {} tasks running",
+        cfg.cluster,
+        service.running_count(),
+        service.desired_count()
+    )];
+    // The connectivity check runs through ECS Exec; say up front when it cannot.
+    if !service.enable_execute_command() || tasks.iter().any(|t| !t.enable_execute_command()) {
+        notes.push(
+            "ECS Exec is off (enableExecuteCommand=false); update the service with --enable-execute-command and redeploy to use the connectivity check"
+                .to_string(),
+        );
+    }
     let engine = match image {
         Some(i) if i.contains("redis") && !i.contains("valkey") => "redis",
         _ => "valkey",
@@ -234,12 +247,7 @@ pub fn ecs_cache(
         multi_az: false,
         arn: service.service_arn().map(str::to_string),
         description: None,
-        notes: vec![format!(
-            "ecs {}: {} of {} tasks running",
-            cfg.cluster,
-            service.running_count(),
-            service.desired_count()
-        )],
+        notes,
         credentials: Credentials::default(),
         ecs: Some(EcsRef {
             cluster: cfg.cluster.clone(),
@@ -352,8 +360,11 @@ mod tests {
             .status("ACTIVE")
             .running_count(1)
             .desired_count(1)
+            .enable_execute_command(true)
             .build();
-        let tasks = [task("abc123", "10.0.1.5", "RUNNING")];
+        let mut running = task("abc123", "10.0.1.5", "RUNNING");
+        running.enable_execute_command = true;
+        let tasks = [running];
         let cache = ecs_cache(
             "prod",
             &cfg(Some("valkey.orders.local")),
@@ -398,5 +409,6 @@ mod tests {
         );
         assert_eq!(cache.shards[0].nodes[1].role, NodeRole::Unknown);
         assert_eq!(cache.engine_version, "unknown");
+        assert!(cache.notes.iter().any(|n| n.starts_with("ECS Exec is off")));
     }
 }
