@@ -456,9 +456,15 @@ async fn unreachable_endpoint_is_one_line() {
         matches!(err, ControlPlaneError::Unreachable { .. }),
         "{err:?}"
     );
+    let line = err.to_string();
     assert!(
-        err.to_string().starts_with(&format!("cannot reach {dead}")),
-        "{err}"
+        line.starts_with(&format!("cannot reach {dead} (")),
+        "{line}"
+    );
+    assert!(line.contains("Connection refused"), "{line}");
+    assert!(
+        line.ends_with("); check the region, endpoint_url and network"),
+        "{line}"
     );
 }
 
