@@ -11,5 +11,6 @@ pub mod escape;
 pub mod estate;
 pub mod headless;
 pub mod logging;
+pub mod probe;
 pub mod runbook;
 pub mod valkey;

@@ -105,6 +105,14 @@ impl Connector {
         self.options
     }
 
+    /// The same credentials and TLS with other deadlines (probes want short ones).
+    pub fn with_options(&self, options: ConnectOptions) -> Connector {
+        Connector {
+            options,
+            ..self.clone()
+        }
+    }
+
     /// The endpoint of one node, speaking TLS when the cache does.
     pub fn node_endpoint(&self, node: &Node) -> Endpoint {
         node.endpoint(self.cache_tls)

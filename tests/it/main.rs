@@ -6,5 +6,6 @@
 mod config;
 mod envs;
 mod harness;
+mod probe;
 mod server;
 mod valkey;
