@@ -7,5 +7,17 @@
 //! headless [`runner`], the TUI) only read those events.
 
 pub mod action;
+pub mod actions;
+pub mod catalog;
+pub mod engine;
 pub mod events;
+pub mod file;
+pub mod journal;
+pub mod lock;
+pub mod protect;
+pub mod runner;
+pub mod template;
+pub mod validate;
 pub mod value;
+
+pub use validate::{Runbook, RunbookError};

@@ -168,17 +168,6 @@ where
     }
 }
 
-/// The service's message of a service error, made one line and short.
-pub fn service_message<E>(err: &SdkError<E, HttpResponse>) -> String
-where
-    E: ProvideErrorMetadata,
-{
-    match err {
-        SdkError::ServiceError(service) => one_line(service.err().message().unwrap_or("")),
-        _ => String::new(),
-    }
-}
-
 fn credentials(ctx: &ErrorContext, creds: &CredentialsError) -> ControlPlaneError {
     let text = one_line(&chain_of(creds));
     let lower = text.to_lowercase();

@@ -3,6 +3,8 @@
 // Test helpers may fail loudly with a reason; `unwrap` stays denied.
 #![allow(clippy::expect_used)]
 
+mod aws_mocks;
+mod aws_moto;
 mod config;
 mod envs;
 mod harness;
