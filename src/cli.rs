@@ -97,6 +97,9 @@ pub enum SandboxAction {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Serve the sandbox's TLS endpoints (started by `up`; runs until `down`).
+    #[command(hide = true)]
+    Serve,
 }
 
 /// Exit codes of `cachedeck run` and `cachedeck runs resume` (see docs/runbooks.md).

@@ -78,7 +78,12 @@ pub struct Estate {
 impl Estate {
     /// The user's estate with the real control planes.
     pub async fn load(config_flag: Option<PathBuf>) -> Result<Estate, EstateError> {
-        Estate::load_with(config_flag, BTreeMap::new(), default_factory()).await
+        Estate::load_with(
+            config_flag,
+            crate::sandbox::environments(),
+            default_factory(),
+        )
+        .await
     }
 
     /// Reads the config (or implies environments), then builds each control plane with

@@ -3,6 +3,7 @@
 
 pub mod caches;
 pub mod envs;
+pub mod sandbox;
 mod table;
 
 pub use table::Table;

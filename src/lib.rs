@@ -13,4 +13,5 @@ pub mod headless;
 pub mod logging;
 pub mod probe;
 pub mod runbook;
+pub mod sandbox;
 pub mod valkey;

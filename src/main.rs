@@ -95,7 +95,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 runner::resume(&estate, &run_id, approval, force_unlock, output).await
             }
         })),
-        Some(Command::Sandbox { .. }) | None => {
+        Some(Command::Sandbox { action }) => headless::sandbox::run(action).await,
+        None => {
             anyhow::bail!("this command is not available in this build")
         }
     }

@@ -2,8 +2,9 @@
 
 use super::PlaneFactory;
 use crate::aws::AwsControlPlane;
-use crate::controlplane::{ControlPlane, ControlPlaneError};
+use crate::controlplane::ControlPlane;
 use crate::domain::ProviderKind;
+use crate::sandbox::SandboxControlPlane;
 use std::sync::Arc;
 
 /// AWS environments get the SDK control plane; sandbox environments the local estate's.
@@ -15,11 +16,7 @@ pub fn default_factory() -> PlaneFactory {
                     Arc::new(AwsControlPlane::connect(&name, &cfg, &settings).await)
                 }
                 ProviderKind::Sandbox => {
-                    return Err(ControlPlaneError::Unsupported {
-                        operation: "discovery".into(),
-                        target: name,
-                        why: "the sandbox is not part of this build".into(),
-                    });
+                    Arc::new(SandboxControlPlane::open(&name, &cfg, &settings)?)
                 }
             };
             Ok(plane)

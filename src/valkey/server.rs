@@ -143,6 +143,8 @@ impl ServerSpec {
             .arg(dir.join("valkey.log"))
             // Defaults a test wants; the caller's args come later and win.
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            // Replicas sync at once instead of after the default 5 s diskless delay.
+            .args(["--repl-diskless-sync-delay", "0"])
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

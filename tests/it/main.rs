@@ -9,5 +9,6 @@ mod config;
 mod envs;
 mod harness;
 mod probe;
+mod sandbox;
 mod server;
 mod valkey;

@@ -1,0 +1,76 @@
+//! `cachedeck sandbox up | down | status` (and the hidden `serve` daemon): progress on
+//! stderr, results on stdout.
+
+use crate::cli::{Output, SandboxAction};
+use crate::sandbox::{self, UpOptions, params::ParamStore, state::State};
+use anyhow::Context;
+use std::process::ExitCode;
+
+/// Runs one sandbox subcommand.
+pub async fn run(action: SandboxAction) -> anyhow::Result<ExitCode> {
+    let dir = sandbox::sandbox_dir();
+    match action {
+        SandboxAction::Up { keys } => {
+            let exe = std::env::current_exe()
+                .context("find the cachedeck binary to run the endpoint daemon")?;
+            eprintln!("starting the sandbox in {} …", dir.display());
+            let report = sandbox::up(&UpOptions {
+                dir: dir.clone(),
+                keys,
+                exe,
+            })
+            .await
+            .context("start the sandbox")?;
+            if report.already_up {
+                println!(
+                    "sandbox already up: {} processes in {}",
+                    report.processes,
+                    report.dir.display()
+                );
+            } else {
+                println!(
+                    "sandbox up: {} processes, {} keys seeded in {:.1}s; environments sandbox-dev (open) and sandbox-prod (confirm)",
+                    report.processes,
+                    report.seeded_keys,
+                    report.elapsed.as_secs_f64()
+                );
+                println!("next: cachedeck caches --env sandbox-dev");
+            }
+            Ok(ExitCode::from(super::exit::OK))
+        }
+        SandboxAction::Down => {
+            let stopped = sandbox::down(&dir).await.context("stop the sandbox")?;
+            if stopped == 0 {
+                println!("sandbox was not running ({})", dir.display());
+            } else {
+                println!("sandbox down: stopped {stopped} processes, ports free");
+            }
+            Ok(ExitCode::from(super::exit::OK))
+        }
+        SandboxAction::Status { output } => {
+            let Some(state) = State::load(&dir).context("read the sandbox state")? else {
+                match output {
+                    Output::Json => println!("[]"),
+                    Output::Table => println!(
+                        "sandbox is down ({}); start it with `cachedeck sandbox up`",
+                        dir.display()
+                    ),
+                }
+                return Ok(ExitCode::from(super::exit::OK));
+            };
+            let rows = sandbox::status::live(&state, &ParamStore::new(&dir)).await;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Output::Table => print!("{}", sandbox::status::table(&rows)),
+            }
+            let all_up = rows.iter().all(|r| r.alive);
+            Ok(super::code(!all_up))
+        }
+        SandboxAction::Serve => {
+            sandbox::proxy::serve(&dir)
+                .await
+                .context("serve the sandbox endpoints")?;
+            Ok(ExitCode::from(super::exit::OK))
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Small async Valkey client helpers for the sandbox's own use (ROLE probes, failover,
+//! cluster setup, seeding): loopback only, every call under a deadline, credentials from the
+//! parameter store and never in an error text.
+
+use super::params::ParamStore;
+use super::state::CacheState;
+use crate::domain::NodeRole;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
+
+/// How the sandbox logs in to a node.
+#[derive(Clone, Default)]
+pub struct NodeAuth {
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+}
+
+impl std::fmt::Debug for NodeAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl NodeAuth {
+    /// The credentials of a cache, read from its password parameter.
+    pub fn of(cache: &CacheState, params: &ParamStore) -> NodeAuth {
+        let password = cache
+            .password_parameter
+            .as_deref()
+            .and_then(|name| params.get(name).ok().flatten())
+            .map(|p| SecretString::from(p.value.expose().to_string()));
+        NodeAuth {
+            username: cache.username.clone(),
+            password,
+        }
+    }
+
+    /// From a parameter name and user (the daemon's view of a proxy).
+    pub fn from_parameter(
+        username: Option<&str>,
+        parameter: Option<&str>,
+        params: &ParamStore,
+    ) -> NodeAuth {
+        let password = parameter
+            .and_then(|name| params.get(name).ok().flatten())
+            .map(|p| SecretString::from(p.value.expose().to_string()));
+        NodeAuth {
+            username: username.map(str::to_string),
+            password,
+        }
+    }
+}
+
+/// Connects to a loopback node and authenticates. Errors are short words, no secrets.
+pub async fn connect(
+    port: u16,
+    auth: &NodeAuth,
+    timeout: Duration,
+) -> Result<MultiplexedConnection, String> {
+    let mut settings = RedisConnectionInfo::default();
+    if let Some(user) = &auth.username {
+        settings = settings.set_username(user);
+    }
+    if let Some(password) = &auth.password {
+        settings = settings.set_password(password.expose_secret());
+    }
+    let info = ConnectionAddr::Tcp(crate::valkey::server::HOST.into(), port)
+        .into_connection_info()
+        .map_err(|e| e.to_string())?
+        .set_redis_settings(settings);
+    let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    match tokio::time::timeout(
+        timeout + Duration::from_millis(50),
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(describe(&e)),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+/// A short, secret-free description of a client error.
+pub fn describe(e: &redis::RedisError) -> String {
+    if e.is_connection_refusal() {
+        "connection refused".into()
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else {
+        let text = e.to_string();
+        // Server error texts are untrusted: keep them short and on one line.
+        text.chars().filter(|c| !c.is_control()).take(160).collect()
+    }
+}
+
+/// Asks a node its role (ROLE), with a deadline.
+pub async fn role(port: u16, auth: &NodeAuth, timeout: Duration) -> Result<NodeRole, String> {
+    let fut = async {
+        let mut conn = connect(port, auth, timeout).await?;
+        let reply: redis::Value = redis::cmd("ROLE")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| describe(&e))?;
+        Ok(role_of(&reply))
+    };
+    tokio::time::timeout(timeout + Duration::from_millis(100), fut)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+}
+
+/// The role in a ROLE reply (`master` / `slave` / `sentinel`).
+pub fn role_of(reply: &redis::Value) -> NodeRole {
+    let first = match reply {
+        redis::Value::Array(items) => items.first(),
+        _ => None,
+    };
+    let name = match first {
+        Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(redis::Value::SimpleString(s)) => s.clone(),
+        _ => String::new(),
+    };
+    match name.as_str() {
+        "master" => NodeRole::Primary,
+        "slave" | "replica" => NodeRole::Replica,
+        _ => NodeRole::Unknown,
+    }
+}
+
+/// Runs one command and returns its reply, with a deadline.
+pub async fn command(
+    conn: &mut MultiplexedConnection,
+    cmd: &redis::Cmd,
+    timeout: Duration,
+) -> Result<redis::Value, String> {
+    match tokio::time::timeout(timeout, cmd.query_async::<redis::Value>(conn)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(describe(&e)),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+/// A reply as text (bulk or simple string), for INFO-like answers.
+pub fn text_of(value: &redis::Value) -> String {
+    match value {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        redis::Value::SimpleString(s) => s.clone(),
+        redis::Value::VerbatimString { text, .. } => text.clone(),
+        other => format!("{other:?}"),
+    }
+}
