@@ -38,6 +38,26 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Live per-node figures of one cache from INFO: ops/s, hit rate, memory, clients,
+    /// evictions, replication lag, persistence, keys.
+    Stats {
+        /// The cache's name, as `cachedeck caches` lists it.
+        cache: String,
+        /// The environment the cache is in.
+        #[arg(long)]
+        env: String,
+        /// Take two samples one interval apart, print them and exit (the default).
+        #[arg(long, conflicts_with = "watch")]
+        once: bool,
+        /// Print the figures every interval until Ctrl-C (JSON: one object a line).
+        #[arg(long)]
+        watch: bool,
+        /// Time between samples, e.g. `1s`, `500ms` (default: the config's stats_interval).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        interval: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Run a runbook against one cache, headless: progress on stderr, result on stdout.
     #[command(after_help = RUN_EXIT_CODES)]
     Run {

@@ -15,4 +15,5 @@ pub mod logging;
 pub mod probe;
 pub mod runbook;
 pub mod sandbox;
+pub mod tui;
 pub mod valkey;

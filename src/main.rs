@@ -95,9 +95,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 runner::resume(&estate, &run_id, approval, force_unlock, output).await
             }
         })),
+        Some(Command::Stats {
+            cache,
+            env,
+            once: _,
+            watch,
+            interval,
+            output,
+        }) => {
+            let estate = load(cli.config).await?;
+            let mode = if watch {
+                headless::stats::Mode::Watch
+            } else {
+                headless::stats::Mode::Once
+            };
+            headless::stats::run(&estate, &env, &cache, mode, interval, output).await
+        }
         Some(Command::Sandbox { action }) => headless::sandbox::run(action).await,
         None => {
-            anyhow::bail!("this command is not available in this build")
+            let estate = load(cli.config).await?;
+            cachedeck::tui::run(estate).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

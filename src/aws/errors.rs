@@ -169,11 +169,22 @@ where
 }
 
 fn credentials(ctx: &ErrorContext, creds: &CredentialsError) -> ControlPlaneError {
-    let text = one_line(&chain_of(creds));
-    let lower = text.to_lowercase();
+    // Match on the whole chain: the telling part is often past the length bound.
+    let full = chain_of(creds);
+    let text = one_line(&full);
+    let lower = full.to_lowercase();
     let sso = lower.contains("sso");
     let expired = lower.contains("expired");
     let detail = match creds {
+        _ if missing_profile(ctx, &full) => {
+            let profile = ctx.profile.as_deref().unwrap_or_default();
+            return ControlPlaneError::Credentials {
+                detail: format!("profile `{profile}` is not defined in the AWS config files"),
+                hint: format!(
+                    "add it (e.g. `aws configure sso --profile {profile}`) or fix `profile` in the environment"
+                ),
+            };
+        }
         CredentialsError::CredentialsNotLoaded(_) => {
             "no credentials found in the environment, profile or instance role".to_string()
         }
@@ -187,6 +198,14 @@ fn credentials(ctx: &ErrorContext, creds: &CredentialsError) -> ControlPlaneErro
         relogin_hint(ctx, expired)
     };
     ControlPlaneError::Credentials { detail, hint }
+}
+
+/// Whether the chain failed because the named profile does not exist at all.
+fn missing_profile(ctx: &ErrorContext, text: &str) -> bool {
+    ctx.profile.as_ref().is_some_and(|p| {
+        text.contains(&format!("profile `{p}` was not defined"))
+            || text.contains(&format!("profile `{p}` not found"))
+    })
 }
 
 fn sso_hint(ctx: &ErrorContext) -> String {

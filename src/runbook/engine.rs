@@ -360,10 +360,6 @@ impl Run<'_> {
             resumed: self.resume.is_some(),
         });
         let (state, error) = self.steps().await?;
-        self.journal.append(RecordKind::RunFinished {
-            state,
-            error: error.clone(),
-        })?;
         // An interrupted run keeps its lock: only `runs resume` (same run id) or an exact
         // --force-unlock may continue on this cache while it is half done.
         if self.runbook.mutates() && state != RunState::Interrupted {
@@ -377,6 +373,10 @@ impl Run<'_> {
                 Err(e) => tracing::warn!(error = %e, "lock not released"),
             }
         }
+        self.journal.append(RecordKind::RunFinished {
+            state,
+            error: error.clone(),
+        })?;
         self.events.send(Event::RunFinished {
             run_id: run_id.clone(),
             state,

@@ -269,7 +269,7 @@ fn check(c: &Checker<'_>, file: RunbookFile, registry: &Registry) -> Result<Runb
                 c.err(
                     d.span().start,
                     format!("default of parameter `{pname}` ({}): {p}", type_name(kind)),
-                    format!("give a {} value", type_name(kind)),
+                    format!("give a value of type {}", type_name(kind)),
                 )
             })?;
             param.default = Some(v);
@@ -422,7 +422,7 @@ fn check_step(
                 c.err(
                     value.span().start,
                     format!("step `{id}`: input `{name}`: {p}"),
-                    format!("give a {} value", spec.kind.as_str()),
+                    format!("give a value of type {}", spec.kind.as_str()),
                 )
             })?;
         }

@@ -14,7 +14,7 @@ mod slowlog;
 
 pub use book::{NodeEntry, NodeStatus, StatsBook};
 pub use history::{History, HistoryPoint};
-pub use poller::{PollTarget, Poller, PollerConfig, StatsEvent, sample_node};
+pub use poller::{PollTarget, Poller, PollerConfig, StatsEvent, poll_nodes, sample_node};
 pub use slowlog::{SlowlogEntry, fetch_slowlog};
 
 use crate::valkey::info::{Info, KeyspaceDb, Role};

@@ -13,12 +13,15 @@ use aws_sdk_elasticache::operation::describe_replication_groups::{
 use aws_sdk_elasticache::operation::describe_serverless_caches::{
     DescribeServerlessCachesError, DescribeServerlessCachesOutput,
 };
+use aws_sdk_elasticache::operation::list_tags_for_resource::ListTagsForResourceOutput;
 use aws_sdk_elasticache::operation::test_failover::{TestFailoverError, TestFailoverOutput};
 use aws_sdk_elasticache::types::error::{
     InvalidReplicationGroupStateFault, NodeGroupNotFoundFault, ReplicationGroupNotFoundFault,
     TestFailoverNotAvailableFault,
 };
-use aws_sdk_elasticache::types::{Endpoint, Event, ServerlessCache, SourceType};
+use aws_sdk_elasticache::types::{
+    Endpoint, Event, ReplicationGroup, ServerlessCache, SourceType, Tag,
+};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::DateTime;
 use aws_smithy_types::error::ErrorMetadata;
@@ -37,43 +40,52 @@ region = "eu-west-1"
 "#;
 
 fn plane(rules: &[&Rule]) -> AwsControlPlane {
-    plane_with_credentials(rules, None)
+    plane_with_config(CONFIG, rules)
 }
 
-fn plane_with_credentials(
-    rules: &[&Rule],
-    credentials: Option<aws_sdk_elasticache::config::SharedCredentialsProvider>,
-) -> AwsControlPlane {
-    let config = Config::parse(Path::new("mocks.toml"), CONFIG).expect("config parses");
+fn plane_with_config(text: &str, rules: &[&Rule]) -> AwsControlPlane {
+    let config = Config::parse(Path::new("mocks.toml"), text).expect("config parses");
     let cfg = config.environments["storefront-dev"].clone();
-    let elasticache = match credentials {
-        // Retries off: each rule answers once per call, and a retried failure would only
-        // slow the test down without changing the classification.
-        None => mock_client!(aws_sdk_elasticache, RuleMode::MatchAny, rules, |b| b
-            .retry_config(RetryConfig::disabled())),
-        // The mock interceptor answers before credentials are resolved, so a failing
-        // provider needs a real client. Identity fails before any connection is made; the
-        // endpoint is loopback all the same.
-        Some(provider) => Ec::from_conf(
-            aws_sdk_elasticache::Config::builder()
-                .behavior_version(aws_sdk_elasticache::config::BehaviorVersion::latest())
-                .region(aws_sdk_elasticache::config::Region::new("eu-west-1"))
-                .endpoint_url("http://127.0.0.1:9")
-                .retry_config(RetryConfig::disabled())
-                .credentials_provider(provider)
-                .build(),
-        ),
-    };
+    // Retries off: a retried failure would only slow the test down without changing the
+    // classification.
+    let elasticache = mock_client!(aws_sdk_elasticache, RuleMode::MatchAny, rules, |b| b
+        .retry_config(RetryConfig::disabled()));
     let no_rules: &[&Rule] = &[];
-    let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, no_rules);
-    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, no_rules);
     AwsControlPlane::from_clients(
         cfg.environment("storefront-dev", "mocks.toml"),
         cfg,
         Settings::default(),
         elasticache,
-        ecs,
-        ssm,
+        mock_client!(aws_sdk_ecs, RuleMode::MatchAny, no_rules),
+        mock_client!(aws_sdk_ssm, RuleMode::MatchAny, no_rules),
+    )
+}
+
+/// A plane whose ElastiCache client gets its credentials from `provider`. The mock
+/// interceptor answers before credentials are resolved, so this is a real client; identity
+/// fails before any connection is made, and the endpoint is loopback all the same.
+fn plane_with_credentials(
+    provider: aws_sdk_elasticache::config::SharedCredentialsProvider,
+) -> AwsControlPlane {
+    let config = Config::parse(Path::new("mocks.toml"), CONFIG).expect("config parses");
+    let cfg = config.environments["storefront-dev"].clone();
+    let elasticache = Ec::from_conf(
+        aws_sdk_elasticache::Config::builder()
+            .behavior_version(aws_sdk_elasticache::config::BehaviorVersion::latest())
+            .region(aws_sdk_elasticache::config::Region::new("eu-west-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .retry_config(RetryConfig::disabled())
+            .credentials_provider(provider)
+            .build(),
+    );
+    let no_rules: &[&Rule] = &[];
+    AwsControlPlane::from_clients(
+        cfg.environment("storefront-dev", "mocks.toml"),
+        cfg,
+        Settings::default(),
+        elasticache,
+        mock_client!(aws_sdk_ecs, RuleMode::MatchAny, no_rules),
+        mock_client!(aws_sdk_ssm, RuleMode::MatchAny, no_rules),
     )
 }
 
@@ -121,9 +133,16 @@ async fn serverless_cache_has_the_common_json_shape() {
             .serverless_caches(storefront())
             .build()
     });
-    let plane = plane(&[&serverless, &empty_groups(), &empty_clusters()]);
+    let tags = mock!(Ec::list_tags_for_resource)
+        .then_output(|| ListTagsForResourceOutput::builder().build());
+    let plane = plane(&[&serverless, &empty_groups(), &empty_clusters(), &tags]);
     let found = plane.discover().await.expect("discovery works");
     assert!(found.warnings.is_empty(), "{:?}", found.warnings);
+    assert_eq!(
+        tags.num_calls(),
+        0,
+        "no tags configured, so no ListTagsForResource"
+    );
     let json = serde_json::to_value(&found.caches).expect("serialize");
     let cache = &json[0];
     assert_eq!(
@@ -154,6 +173,50 @@ async fn serverless_cache_has_the_common_json_shape() {
     assert_eq!(json.as_array().map(Vec::len), Some(1));
     assert_eq!(cache["endpoints"]["reader"]["port"], 6380);
     assert_eq!(serverless.num_calls(), 1);
+}
+
+fn group(id: &str) -> ReplicationGroup {
+    ReplicationGroup::builder()
+        .replication_group_id(id)
+        .status("available")
+        .arn(format!(
+            "arn:aws:elasticache:eu-west-1:1:replicationgroup:{id}"
+        ))
+        .build()
+}
+
+#[tokio::test]
+async fn name_prefixes_then_tags_decide_which_groups_stay() {
+    let config = format!(
+        "{CONFIG}[environments.storefront-dev.discovery]\nname_prefixes = [\"store\"]\ntags = {{ team = \"storefront\" }}\nkinds = [\"replication-group\"]\n"
+    );
+    let groups = mock!(Ec::describe_replication_groups).then_output(|| {
+        DescribeReplicationGroupsOutput::builder()
+            .replication_groups(group("store-a"))
+            .replication_groups(group("store-b"))
+            .replication_groups(group("payments-c"))
+            .build()
+    });
+    let tagged = |team: &'static str| {
+        move || {
+            ListTagsForResourceOutput::builder()
+                .tag_list(Tag::builder().key("team").value(team).build())
+                .tag_list(Tag::builder().key("env").value("dev").build())
+                .build()
+        }
+    };
+    let tags_a = mock!(Ec::list_tags_for_resource)
+        .match_requests(|r| r.resource_name().is_some_and(|n| n.ends_with(":store-a")))
+        .then_output(tagged("storefront"));
+    let tags_b = mock!(Ec::list_tags_for_resource)
+        .match_requests(|r| r.resource_name().is_some_and(|n| n.ends_with(":store-b")))
+        .then_output(tagged("payments"));
+    let plane = plane_with_config(&config, &[&groups, &empty_clusters(), &tags_a, &tags_b]);
+    let found = plane.discover().await.expect("discovery works");
+    let names: Vec<&str> = found.caches.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["store-a"]);
+    // payments-c fell to the prefix before any tag lookup.
+    assert_eq!((tags_a.num_calls(), tags_b.num_calls()), (1, 1));
 }
 
 #[tokio::test]
@@ -217,7 +280,7 @@ async fn expired_sso_session_says_how_to_log_in() {
     let provider = aws_sdk_elasticache::config::SharedCredentialsProvider::new(Failing(|| {
         CredentialsError::provider_error("the SSO token has expired and cannot be refreshed")
     }));
-    let plane = plane_with_credentials(&[], Some(provider));
+    let plane = plane_with_credentials(provider);
     let err = plane
         .describe_events(EventQuery {
             source: None,
@@ -236,7 +299,7 @@ async fn missing_credentials_are_one_line() {
     let provider = aws_sdk_elasticache::config::SharedCredentialsProvider::new(Failing(|| {
         CredentialsError::not_loaded("no providers in chain provided credentials")
     }));
-    let plane = plane_with_credentials(&[], Some(provider));
+    let plane = plane_with_credentials(provider);
     let err = plane.discover().await.expect_err("no credentials");
     assert_eq!(
         err.to_string(),

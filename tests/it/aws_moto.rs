@@ -43,6 +43,10 @@ endpoint = "/forgotten-{{env}}/redis/endpoint"
 cluster = "orders"
 container = "valkey"
 host = "valkey.orders.local"
+
+[[environments.dev.ecs]]
+cluster = "orders"
+services = ["ghost-valkey"]
 "#,
         endpoint = moto.endpoint
     );
@@ -189,7 +193,10 @@ async fn moto_estate_is_discovered_with_ssm_and_ecs() {
     let found = plane.discover().await.expect("second discovery");
     assert_eq!(
         found.warnings,
-        vec!["ssm /forgotten-dev/redis/endpoint: not found (cache `forgotten`)".to_string()]
+        vec![
+            "ecs orders/ghost-valkey: missing".to_string(),
+            "ssm /forgotten-dev/redis/endpoint: not found (cache `forgotten`)".to_string()
+        ]
     );
     let json = serde_json::to_value(&found.caches).expect("caches serialize");
     let text = json.to_string();
@@ -452,5 +459,84 @@ async fn unreachable_endpoint_is_one_line() {
     assert!(
         err.to_string().starts_with(&format!("cannot reach {dead}")),
         "{err}"
+    );
+}
+
+/// `cachedeck caches` through the real binary: `AwsControlPlane::connect` with a profile
+/// from the shared credentials file and the endpoint override, beside an environment whose
+/// profile does not exist (one line for it; the other still lists its caches).
+#[test]
+fn caches_command_discovers_through_connect_and_reports_a_broken_profile() {
+    let Some(moto) = Moto::start() else { return };
+    moto.run_fixture("moto_estate.py");
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| home.path().join(name);
+    std::fs::write(
+        path("aws-credentials"),
+        "[moto]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .expect("write credentials");
+    std::fs::write(path("aws-config"), "[profile moto]\nregion = eu-west-1\n")
+        .expect("write aws config");
+    let config = format!(
+        r#"
+[environments.dev]
+provider = "aws"
+profile = "moto"
+endpoint_url = "{endpoint}"
+discovery = {{ kinds = ["replication-group", "cache-cluster"], name_prefixes = ["jobs-", "solo-"] }}
+
+[environments.broken]
+provider = "aws"
+profile = "no-such-profile"
+region = "eu-west-1"
+endpoint_url = "{endpoint}"
+"#,
+        endpoint = moto.endpoint
+    );
+    std::fs::write(path("config.toml"), config).expect("write config");
+
+    let out = assert_cmd::Command::cargo_bin("cachedeck")
+        .expect("binary")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("CACHEDECK_CONFIG_DIR", path("config"))
+        .env("CACHEDECK_STATE_DIR", path("state"))
+        .env("CACHEDECK_SANDBOX_DIR", path("sandbox"))
+        .env("AWS_CONFIG_FILE", path("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", path("aws-credentials"))
+        // Nothing may leave loopback: no instance metadata service.
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["--config"])
+        .arg(path("config.toml"))
+        .args(["caches", "--output", "json"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .expect("run cachedeck");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let names: Vec<&str> = json["caches"]
+        .as_array()
+        .map(|all| all.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        ["jobs-valkey", "solo-redis"],
+        "prefixes and kinds filter"
+    );
+    assert_eq!(json["caches"][0]["engine_version"], "8.0.1");
+    let errors = json["errors"].as_array().expect("errors array");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["env"], "broken");
+    let line = errors[0]["error"].as_str().unwrap_or_default();
+    assert_eq!(
+        line,
+        "no usable AWS credentials (profile `no-such-profile` is not defined in the AWS config files); add it (e.g. `aws configure sso --profile no-such-profile`) or fix `profile` in the environment"
     );
 }

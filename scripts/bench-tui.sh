@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Benchmarks the TUI against an isolated sandbox with ≥ 10 caches polled every second:
+# time to first frame, idle CPU % of one core, and RSS — each beside a baseline measured in
+# the same run (the machine is shared and noisy).
+#
+#   scripts/bench-tui.sh            # builds --release first
+#   CACHEDECK_BIN=path scripts/bench-tui.sh
+#   BENCH_SECONDS=30 scripts/bench-tui.sh
+#
+# Targets: first frame ≤ 100 ms, idle CPU ≤ 1 % of a core, RSS ≤ 40 MB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -z "${CACHEDECK_BIN:-}" ]]; then
+  cargo build --release --quiet
+  CACHEDECK_BIN="${CARGO_TARGET_DIR:-target}/release/cachedeck"
+fi
+# Work on a private copy: a shared target dir may be rebuilt under our feet.
+work="$(mktemp -d)"
+cp "$CACHEDECK_BIN" "$work/cachedeck"
+bin="$work/cachedeck"
+export CACHEDECK_SANDBOX_DIR="$work/sandbox" CACHEDECK_STATE_DIR="$work/state"
+export CACHEDECK_CONFIG_DIR="$work/config" HOME="$work/home" AWS_CONFIG_FILE=/nonexistent
+mkdir -p "$CACHEDECK_SANDBOX_DIR" "$CACHEDECK_STATE_DIR" "$CACHEDECK_CONFIG_DIR" "$HOME"
+cleanup() {
+  "$bin" sandbox down >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "starting the sandbox…" >&2
+"$bin" sandbox up --keys 5000 >/dev/null
+
+# sandbox-dev's own caches plus static caches on the ECS-style node (plain, no auth) make
+# ≥ 10 caches, every node polled each second.
+python3 - "$CACHEDECK_SANDBOX_DIR/state.json" > "$work/bench.toml" <<'PY'
+import json, sys
+state = json.load(open(sys.argv[1]))
+port = None
+for cache in state["caches"]:
+    if cache["env"] == "sandbox-dev" and cache["kind"] == "ecs-service":
+        port = cache["shards"][0]["nodes"][0]["port"]
+print('[environments.sandbox-dev]\nprovider = "sandbox"\nprotection = "open"\n')
+for i in range(1, 9):
+    print(f'[[environments.sandbox-dev.caches]]\nname = "bench-{i:02}"\nurl = "redis://127.0.0.1:{port}"\n')
+PY
+export CACHEDECK_CONFIG="$work/bench.toml"
+
+python3 - "$bin" "${BENCH_SECONDS:-20}" <<'PY'
+import fcntl, os, pty, re, select, struct, sys, termios, time
+
+bin_path, seconds = sys.argv[1], int(sys.argv[2])
+HZ = os.sysconf("SC_CLK_TCK")
+
+def spawn(argv):
+    """Runs argv in a 100×30 PTY; returns (pid, master fd, start time)."""
+    t0 = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        os.environ["TERM"] = "xterm-256color"
+        os.execv(argv[0], argv)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    return pid, fd, t0
+
+def read_until(fd, pattern, timeout, buf=b""):
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            try:
+                buf += os.read(fd, 65536)
+            except OSError:
+                break
+            if re.search(pattern, buf):
+                return buf, time.perf_counter()
+    raise SystemExit(f"timed out waiting for {pattern!r}; got {buf[-400:]!r}")
+
+def drain(fd, secs):
+    end = time.perf_counter() + secs
+    n = 0
+    while time.perf_counter() < end:
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                n += len(os.read(fd, 65536))
+            except OSError:
+                break
+    return n
+
+def cpu_ticks(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+def rss_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+def machine_busy():
+    v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+# Baseline 1: the same PTY path with a process that prints at once (measurement overhead).
+base = []
+for _ in range(5):
+    pid, fd, t0 = spawn(["/bin/echo", "environments"])
+    _, t1 = read_until(fd, rb"environments", 5)
+    base.append((t1 - t0) * 1000)
+    os.waitpid(pid, 0)
+    os.close(fd)
+
+# The TUI: first frame = the title bar and the environments panel are on the screen.
+firsts = []
+for _ in range(3):
+    pid, fd, t0 = spawn([bin_path])
+    _, t1 = read_until(fd, rb"environments \(", 10)
+    firsts.append((t1 - t0) * 1000)
+    os.write(fd, b"q")
+    os.waitpid(pid, 0)
+    os.close(fd)
+
+# Idle: the caches view of sandbox-dev, every node of ≥ 10 caches polled each second.
+pid, fd, _ = spawn([bin_path])
+buf, _ = read_until(fd, rb"environments \(", 10)
+os.write(fd, b":caches sandbox-dev\r")
+buf, _ = read_until(fd, rb"caches of sandbox-dev \((\d+)\)", 20)
+caches = int(re.findall(rb"caches of sandbox-dev \((\d+)\)", buf)[-1])
+drain(fd, 5)  # warm up: connections made, first samples in
+c0, m0, w0 = cpu_ticks(pid), machine_busy(), time.perf_counter()
+out_bytes = drain(fd, seconds)
+c1, m1, w1 = cpu_ticks(pid), machine_busy(), time.perf_counter()
+rss = rss_mb(pid)
+os.write(fd, b"q")
+os.waitpid(pid, 0)
+
+# Baseline 2: an idle `sleep` over the same window length, for RSS and CPU floor.
+sleeper = os.spawnvp(os.P_NOWAIT, "sleep", ["sleep", "30"])
+time.sleep(1)
+s0 = cpu_ticks(sleeper); time.sleep(2); s1 = cpu_ticks(sleeper)
+sleep_rss = rss_mb(sleeper)
+os.kill(sleeper, 9); os.waitpid(sleeper, 0)
+
+cpu = (c1 - c0) / HZ / (w1 - w0) * 100
+busy = (m1[0] - m0[0]) / max(1, (m1[1] - m0[1])) * 100
+ncpu = os.cpu_count()
+print(f"caches polled each second : {caches}")
+print(f"time to first frame       : {min(firsts):.1f} ms best, {sorted(firsts)[len(firsts)//2]:.1f} ms median (target ≤ 100 ms)")
+print(f"  baseline (echo in a PTY): {min(base):.1f} ms")
+print(f"idle CPU                  : {cpu:.2f} % of one core over {w1 - w0:.0f} s (target ≤ 1 %)")
+print(f"  baseline (sleep)        : {(s1 - s0) / HZ / 2 * 100:.2f} %; machine busy {busy:.0f} % of {ncpu} cores meanwhile")
+print(f"terminal output           : {out_bytes / (w1 - w0) / 1024:.1f} KiB/s")
+print(f"RSS                       : {rss:.1f} MB (target ≤ 40 MB)")
+print(f"  baseline (sleep)        : {sleep_rss:.1f} MB")
+PY

@@ -1,0 +1,125 @@
+//! Everything that can happen to the TUI, as one enum: keys turned into intents, and results
+//! of background work. [`super::app::App::update`] is the only place that acts on them.
+
+use crate::controlplane::{CacheEvent, Discovery};
+use crate::valkey::stats::{SlowlogEntry, StatsEvent};
+
+/// Which screen is showing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Every environment.
+    Envs,
+    /// The caches of one environment.
+    Caches { env: String },
+    /// One cache: nodes, live stats, keyspace, slowlog, events.
+    Cache { env: String, cache: String },
+}
+
+/// The panels of the cache view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tab {
+    #[default]
+    Stats,
+    Keyspace,
+    Slowlog,
+    Events,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 4] = [Tab::Stats, Tab::Keyspace, Tab::Slowlog, Tab::Events];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Stats => "stats",
+            Tab::Keyspace => "keyspace",
+            Tab::Slowlog => "slowlog",
+            Tab::Events => "events",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+}
+
+/// One thing for the app to do or take note of.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Leave cachedeck.
+    Quit,
+    /// Move the selection one row down.
+    Down,
+    /// Move the selection one row up.
+    Up,
+    /// Jump to the first row.
+    Top,
+    /// Jump to the last row.
+    Bottom,
+    /// Move the selection a page down.
+    PageDown,
+    /// Move the selection a page up.
+    PageUp,
+    /// Open the selected row (environment → caches → cache).
+    Enter,
+    /// Close the overlay or prompt, clear the filter, or go up one level, in that order.
+    Back,
+    /// Poll everything of the current view again now.
+    Refresh,
+    /// Show or hide the help overlay.
+    ToggleHelp,
+    /// Start typing a `:` command.
+    StartCommand,
+    /// Start typing a `/` filter for the current list.
+    StartFilter,
+    /// A character typed into the open prompt.
+    PromptInput(char),
+    /// Delete the last character of the open prompt.
+    PromptBackspace,
+    /// Run the `:` command or keep the `/` filter.
+    PromptSubmit,
+    /// Show the next panel of the cache view.
+    NextTab,
+    /// Show the previous panel of the cache view.
+    PrevTab,
+    /// Show one panel of the cache view.
+    SelectTab(Tab),
+    /// Go to a screen (from a `:` command).
+    Goto(Route),
+    /// The terminal changed size.
+    Resize(u16, u16),
+    /// A second passed: ages ("3 s ago") move on. Carries the wall clock so that `update`
+    /// itself never reads it.
+    Tick(time::OffsetDateTime),
+    /// The control plane's periodic poll is due (discovery, events).
+    ControlPlaneDue,
+    /// One environment's discovery finished; `error` is the reason it failed.
+    Discovered {
+        env: String,
+        result: Result<Discovery, String>,
+    },
+    /// A stats poller reported about one node of the watch numbered `watch`.
+    Stats { watch: u64, event: Box<StatsEvent> },
+    /// SLOWLOG GET of one node of the watched cache.
+    Slowlog {
+        watch: u64,
+        node: String,
+        result: Result<Vec<SlowlogEntry>, String>,
+    },
+    /// Recent control-plane events of the watched cache.
+    Events {
+        watch: u64,
+        result: Result<Vec<CacheEvent>, String>,
+    },
+    /// Whether a cache holds job queues (Sidekiq, Celery), so eviction would lose jobs.
+    QueueCache {
+        watch: u64,
+        cache: String,
+        queues: bool,
+    },
+    /// The watch could not start for one cache (e.g. its password is not readable).
+    WatchFailed {
+        watch: u64,
+        cache: String,
+        reason: String,
+    },
+}

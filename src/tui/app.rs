@@ -1,0 +1,549 @@
+//! The TUI's one state, and `update`: the only code that changes it. `update` does no I/O;
+//! work it wants done comes back as [`Effect`]s for the runtime to start, and the results
+//! come back later as actions. Results of a watch the user has left are dropped.
+
+mod command;
+mod lists;
+
+pub use command::parse_command;
+pub use lists::{CacheAlert, Health, NodeRow};
+
+/// The `:` commands and what they do, for the help overlay.
+pub fn command_table() -> &'static [(&'static str, &'static str)] {
+    command::COMMANDS
+}
+
+use super::action::{Action, Route, Tab};
+use crate::controlplane::{CacheEvent, Discovery};
+use crate::domain::{Cache, Environment};
+use crate::valkey::stats::{NodeKey, SlowlogEntry, StatsBook};
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+
+/// Something that is being fetched, has arrived, or could not be had.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Load<T> {
+    Loading,
+    Ready(T),
+    Failed(String),
+}
+
+impl<T> Load<T> {
+    pub fn ready(&self) -> Option<&T> {
+        match self {
+            Load::Ready(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// One environment and what discovery found in it.
+#[derive(Debug, Clone)]
+pub struct EnvEntry {
+    pub env: Environment,
+    pub discovery: Load<Discovery>,
+}
+
+/// What the keyboard is typing into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// A `:` command being typed.
+    Command(String),
+    /// A `/` filter being typed (applied live).
+    Filter(String),
+}
+
+/// Background work `update` asks the runtime to start or stop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Discover one environment, or all of them.
+    Discover(Option<String>),
+    /// Poll INFO of every node of these caches; results carry `id`. Replaces any earlier one.
+    WatchStats {
+        id: u64,
+        env: String,
+        caches: Vec<Cache>,
+    },
+    StopStats,
+    /// Poll the slowlog and control-plane events of one cache; replaces any earlier one.
+    WatchDetail {
+        id: u64,
+        env: String,
+        cache: Box<Cache>,
+    },
+    StopDetail,
+    /// Poll everything watched now, without waiting for the interval.
+    PollNow,
+}
+
+/// A line at the bottom of the screen for a few seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub text: String,
+    pub error: bool,
+}
+
+/// The whole TUI state.
+#[derive(Debug)]
+pub struct App {
+    pub envs: Vec<EnvEntry>,
+    pub route: Route,
+    pub mode: Mode,
+    /// The filter of the current list (kept after `/` … Enter, cleared by Esc).
+    pub filter: String,
+    pub help: bool,
+    pub tab: Tab,
+    /// Selected row of the envs, caches and nodes lists; scroll of slowlog/events.
+    pub selected: [usize; 3],
+    pub scroll: usize,
+    pub book: StatsBook,
+    pub slowlog: BTreeMap<String, Load<Vec<SlowlogEntry>>>,
+    pub events: Load<Vec<CacheEvent>>,
+    /// Caches found to hold job queues (Sidekiq, Celery): eviction there loses jobs.
+    pub queue_caches: BTreeMap<String, bool>,
+    /// Caches whose stats could not be polled at all, with the reason.
+    pub watch_errors: BTreeMap<String, String>,
+    pub message: Option<Message>,
+    pub now: OffsetDateTime,
+    pub size: (u16, u16),
+    pub quit: bool,
+    stats_watch: Option<(u64, WatchKey)>,
+    detail_watch: Option<(u64, String, String)>,
+    next_id: u64,
+}
+
+/// What a stats watch polls: restarting it is only worth it when this changes.
+type WatchKey = (String, Vec<(String, String, String, u16)>);
+
+impl App {
+    pub fn new(envs: Vec<Environment>, now: OffsetDateTime) -> App {
+        App {
+            envs: envs
+                .into_iter()
+                .map(|env| EnvEntry {
+                    env,
+                    discovery: Load::Loading,
+                })
+                .collect(),
+            route: Route::Envs,
+            mode: Mode::Normal,
+            filter: String::new(),
+            help: false,
+            tab: Tab::Stats,
+            selected: [0; 3],
+            scroll: 0,
+            book: StatsBook::default(),
+            slowlog: BTreeMap::new(),
+            events: Load::Loading,
+            queue_caches: BTreeMap::new(),
+            watch_errors: BTreeMap::new(),
+            message: None,
+            now,
+            size: (80, 24),
+            quit: false,
+            stats_watch: None,
+            detail_watch: None,
+            next_id: 1,
+        }
+    }
+
+    /// The first effects: discover every environment.
+    pub fn start(&mut self) -> Vec<Effect> {
+        vec![Effect::Discover(None)]
+    }
+
+    pub fn env_entry(&self, name: &str) -> Option<&EnvEntry> {
+        self.envs.iter().find(|e| e.env.name == name)
+    }
+
+    /// The caches of an environment, when its discovery has arrived.
+    pub fn caches_of(&self, env: &str) -> Option<&[Cache]> {
+        self.env_entry(env)
+            .and_then(|e| e.discovery.ready())
+            .map(|d| d.caches.as_slice())
+    }
+
+    /// The cache on screen, when it is known.
+    pub fn current_cache(&self) -> Option<&Cache> {
+        match &self.route {
+            Route::Cache { env, cache } => self.caches_of(env)?.iter().find(|c| &c.name == cache),
+            _ => None,
+        }
+    }
+
+    /// The environment on screen (caches or cache view).
+    pub fn current_env(&self) -> Option<&EnvEntry> {
+        match &self.route {
+            Route::Envs => None,
+            Route::Caches { env } | Route::Cache { env, .. } => self.env_entry(env),
+        }
+    }
+
+    /// Applies one action; returns the background work it calls for.
+    pub fn update(&mut self, action: Action) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        match action {
+            Action::Quit => self.quit = true,
+            Action::Down => self.move_selection(1),
+            Action::Up => self.move_selection(-1),
+            Action::PageDown => self.move_selection(self.page()),
+            Action::PageUp => self.move_selection(-self.page()),
+            Action::Top => self.move_selection(isize::MIN / 2),
+            Action::Bottom => self.move_selection(isize::MAX / 2),
+            Action::Enter => self.enter(),
+            Action::Back => self.back(),
+            Action::Refresh => {
+                effects.push(Effect::Discover(self.route_env()));
+                effects.push(Effect::PollNow);
+                self.say("refreshing", false);
+            }
+            Action::ToggleHelp => self.help = !self.help,
+            Action::StartCommand => self.mode = Mode::Command(String::new()),
+            Action::StartFilter => self.mode = Mode::Filter(self.filter.clone()),
+            Action::PromptInput(c) => match &mut self.mode {
+                Mode::Command(text) => text.push(c),
+                Mode::Filter(text) => {
+                    text.push(c);
+                    self.filter = text.clone();
+                    self.clamp_selection();
+                }
+                Mode::Normal => {}
+            },
+            Action::PromptBackspace => match &mut self.mode {
+                Mode::Command(text) => {
+                    text.pop();
+                }
+                Mode::Filter(text) => {
+                    text.pop();
+                    self.filter = text.clone();
+                }
+                Mode::Normal => {}
+            },
+            Action::PromptSubmit => {
+                let mode = std::mem::replace(&mut self.mode, Mode::Normal);
+                if let Mode::Command(text) = mode {
+                    match parse_command(&text, self) {
+                        Ok(action) => effects.extend(self.update(action)),
+                        Err(e) => self.say(&e, true),
+                    }
+                }
+            }
+            Action::NextTab => self.set_tab(Tab::ALL[(self.tab.index() + 1) % Tab::ALL.len()]),
+            Action::PrevTab => {
+                self.set_tab(Tab::ALL[(self.tab.index() + Tab::ALL.len() - 1) % Tab::ALL.len()])
+            }
+            Action::SelectTab(tab) => self.set_tab(tab),
+            Action::Goto(route) => self.goto(route),
+            Action::Resize(w, h) => self.size = (w, h),
+            Action::Tick(now) => {
+                self.now = now;
+            }
+            Action::ControlPlaneDue => effects.push(Effect::Discover(self.route_env())),
+            Action::Discovered { env, result } => {
+                if let Some(entry) = self.envs.iter_mut().find(|e| e.env.name == env) {
+                    entry.discovery = match result {
+                        Ok(d) => Load::Ready(d),
+                        // Keep what we had: a failed refresh must not blank a working view.
+                        Err(e) => match &entry.discovery {
+                            Load::Ready(_) => {
+                                self.message = Some(Message {
+                                    text: format!("{env}: {e}"),
+                                    error: true,
+                                });
+                                entry.discovery.clone()
+                            }
+                            _ => Load::Failed(e),
+                        },
+                    };
+                }
+                self.clamp_selection();
+            }
+            Action::Stats { watch, event } => {
+                if self
+                    .stats_watch
+                    .as_ref()
+                    .is_some_and(|(id, _)| *id == watch)
+                {
+                    self.book.apply(*event);
+                }
+            }
+            Action::Slowlog {
+                watch,
+                node,
+                result,
+            } => {
+                if self.detail_is(watch) {
+                    let load = match result {
+                        Ok(entries) => Load::Ready(entries),
+                        Err(e) => Load::Failed(e),
+                    };
+                    self.slowlog.insert(node, load);
+                }
+            }
+            Action::Events { watch, result } => {
+                if self.detail_is(watch) {
+                    self.events = match result {
+                        Ok(events) => Load::Ready(events),
+                        Err(e) => Load::Failed(e),
+                    };
+                }
+            }
+            Action::QueueCache {
+                watch,
+                cache,
+                queues,
+            } => {
+                if self
+                    .stats_watch
+                    .as_ref()
+                    .is_some_and(|(id, _)| *id == watch)
+                {
+                    self.queue_caches.insert(cache, queues);
+                }
+            }
+            Action::WatchFailed {
+                watch,
+                cache,
+                reason,
+            } => {
+                if self
+                    .stats_watch
+                    .as_ref()
+                    .is_some_and(|(id, _)| *id == watch)
+                {
+                    self.watch_errors.insert(cache, reason);
+                }
+            }
+        }
+        effects.extend(self.reconcile_watches());
+        effects
+    }
+
+    fn detail_is(&self, watch: u64) -> bool {
+        self.detail_watch
+            .as_ref()
+            .is_some_and(|(id, ..)| *id == watch)
+    }
+
+    fn route_env(&self) -> Option<String> {
+        match &self.route {
+            Route::Envs => None,
+            Route::Caches { env } | Route::Cache { env, .. } => Some(env.clone()),
+        }
+    }
+
+    fn say(&mut self, text: &str, error: bool) {
+        self.message = Some(Message {
+            text: text.to_string(),
+            error,
+        });
+    }
+
+    fn page(&self) -> isize {
+        self.size.1.saturating_sub(8).max(1) as isize
+    }
+
+    fn set_tab(&mut self, tab: Tab) {
+        if matches!(self.route, Route::Cache { .. }) && tab != self.tab {
+            // A filter belongs to the list it was typed for.
+            self.filter.clear();
+            self.tab = tab;
+            self.scroll = 0;
+        }
+    }
+
+    fn goto(&mut self, route: Route) {
+        if route != self.route {
+            self.route = route;
+            self.filter.clear();
+            self.help = false;
+            self.scroll = 0;
+            match &self.route {
+                Route::Envs => {}
+                Route::Caches { .. } => self.selected[2] = 0,
+                Route::Cache { .. } => self.tab = Tab::Stats,
+            }
+            self.clamp_selection();
+        }
+    }
+
+    fn enter(&mut self) {
+        match &self.route {
+            Route::Envs => {
+                if let Some(env) = self.visible_envs().get(self.selected[0]) {
+                    let env = env.env.name.clone();
+                    self.selected[1] = 0;
+                    self.goto(Route::Caches { env });
+                }
+            }
+            Route::Caches { env } => {
+                let env = env.clone();
+                if let Some(cache) = self.visible_caches().get(self.selected[1]) {
+                    let cache = cache.name.clone();
+                    self.selected[2] = 0;
+                    self.goto(Route::Cache { env, cache });
+                }
+            }
+            Route::Cache { .. } => {}
+        }
+    }
+
+    fn back(&mut self) {
+        if self.help {
+            self.help = false;
+        } else if self.mode != Mode::Normal {
+            if matches!(self.mode, Mode::Filter(_)) {
+                self.filter.clear();
+            }
+            self.mode = Mode::Normal;
+        } else if !self.filter.is_empty() {
+            self.filter.clear();
+        } else {
+            let up = match &self.route {
+                Route::Envs => None,
+                Route::Caches { .. } => Some(Route::Envs),
+                Route::Cache { env, .. } => Some(Route::Caches { env: env.clone() }),
+            };
+            if let Some(route) = up {
+                self.goto(route);
+            }
+        }
+        self.clamp_selection();
+    }
+
+    /// Index of the list the arrow keys move in the current view; `None` means they scroll.
+    fn list_index(&self) -> Option<usize> {
+        match (&self.route, self.tab) {
+            (Route::Envs, _) => Some(0),
+            (Route::Caches { .. }, _) => Some(1),
+            (Route::Cache { .. }, Tab::Stats | Tab::Keyspace) => Some(2),
+            (Route::Cache { .. }, _) => None,
+        }
+    }
+
+    fn list_len(&self) -> usize {
+        match &self.route {
+            Route::Envs => self.visible_envs().len(),
+            Route::Caches { .. } => self.visible_caches().len(),
+            Route::Cache { .. } => self.node_rows().len(),
+        }
+    }
+
+    fn move_selection(&mut self, by: isize) {
+        match self.list_index() {
+            Some(i) => {
+                let len = self.list_len();
+                let next = self.selected[i].saturating_add_signed(by);
+                self.selected[i] = next.min(len.saturating_sub(1));
+            }
+            None => self.scroll = self.scroll.saturating_add_signed(by).min(10_000),
+        }
+    }
+
+    fn clamp_selection(&mut self) {
+        if let Some(i) = self.list_index() {
+            let len = self.list_len();
+            self.selected[i] = self.selected[i].min(len.saturating_sub(1));
+        }
+    }
+
+    /// Starts, replaces or stops the background watches so they match the screen.
+    fn reconcile_watches(&mut self) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let wanted = self.route_env().and_then(|env| {
+            let caches = self.caches_of(&env)?.to_vec();
+            let fingerprint = caches
+                .iter()
+                .flat_map(|c| {
+                    c.nodes()
+                        .map(|n| (c.name.clone(), n.id.clone(), n.host.clone(), n.port))
+                })
+                .collect();
+            Some(((env.clone(), fingerprint), env, caches))
+        });
+        match wanted {
+            Some((key, env, caches)) => {
+                if self.stats_watch.as_ref().map(|(_, k)| k) != Some(&key) {
+                    let id = self.next_id();
+                    if self.stats_watch.as_ref().is_none_or(|(_, k)| k.0 != key.0) {
+                        self.book = StatsBook::default();
+                        self.queue_caches.clear();
+                    }
+                    self.watch_errors.clear();
+                    for cache in &caches {
+                        for node in cache.nodes() {
+                            self.book.track(NodeKey {
+                                env: env.clone(),
+                                cache: cache.name.clone(),
+                                node: node.id.clone(),
+                            });
+                        }
+                    }
+                    self.stats_watch = Some((id, key));
+                    effects.push(Effect::WatchStats { id, env, caches });
+                }
+            }
+            None => {
+                if let Some((_, (env, _))) = self.stats_watch.take() {
+                    // The envs list shows health from discovery: refresh the one just left
+                    // so what polling saw there (a node down) is not forgotten.
+                    self.book = StatsBook::default();
+                    effects.push(Effect::StopStats);
+                    effects.push(Effect::Discover(Some(env)));
+                }
+            }
+        }
+        let detail = match &self.route {
+            Route::Cache { env, cache } => self
+                .current_cache()
+                .cloned()
+                .map(|c| (env.clone(), cache.clone(), c)),
+            _ => None,
+        };
+        match detail {
+            Some((env, name, cache)) => {
+                let same = self
+                    .detail_watch
+                    .as_ref()
+                    .is_some_and(|(_, e, c)| *e == env && *c == name);
+                if !same {
+                    let id = self.next_id();
+                    self.slowlog.clear();
+                    self.events = Load::Loading;
+                    self.detail_watch = Some((id, env.clone(), name));
+                    effects.push(Effect::WatchDetail {
+                        id,
+                        env,
+                        cache: Box::new(cache),
+                    });
+                }
+            }
+            None => {
+                if self.detail_watch.take().is_some() {
+                    effects.push(Effect::StopDetail);
+                }
+            }
+        }
+        effects
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// The id of the running stats watch (tests use it to feed results).
+    pub fn stats_watch_id(&self) -> Option<u64> {
+        self.stats_watch.as_ref().map(|(id, _)| *id)
+    }
+
+    /// The id of the running detail watch.
+    pub fn detail_watch_id(&self) -> Option<u64> {
+        self.detail_watch.as_ref().map(|(id, ..)| *id)
+    }
+}
+
+#[cfg(test)]
+mod tests;

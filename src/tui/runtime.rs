@@ -1,0 +1,142 @@
+//! The event loop: terminal input, results of background work, a one-second tick and the
+//! control-plane interval all become actions; `App::update` applies them; the screen is
+//! redrawn when something changed — at once after a key, at most every [`FRAME`] for
+//! background updates, so a dozen pollers do not repaint a slow SSH link a dozen times a
+//! second. The terminal is restored on exit, panic, SIGTERM and SIGHUP.
+
+use super::action::Action;
+use super::app::App;
+use super::keys;
+use super::theme::{Theme, no_color_requested};
+use super::view::view;
+use super::workers::Workers;
+use crate::estate::Estate;
+use crossterm::event::{Event, EventStream};
+use futures::StreamExt;
+use ratatui::DefaultTerminal;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// Shortest time between two redraws caused by background updates.
+const FRAME: Duration = Duration::from_millis(250);
+
+/// Why the TUI could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TuiError {
+    #[error(
+        "open the TUI: standard output is not a terminal; use `cachedeck caches` or `cachedeck envs` for plain output"
+    )]
+    NotATerminal,
+    #[error("drive the terminal: {0}")]
+    Terminal(#[from] io::Error),
+}
+
+/// Restores the terminal when dropped, however the loop ends.
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// Runs the TUI until the user quits or a signal asks it to stop.
+pub async fn run(estate: Estate) -> Result<(), TuiError> {
+    use std::io::IsTerminal;
+    if !io::stdout().is_terminal() {
+        return Err(TuiError::NotATerminal);
+    }
+    let theme = Theme::load(
+        &crate::config::config_dir().join("theme.toml"),
+        no_color_requested(),
+    );
+    // Installs a panic hook that restores the terminal before the panic is printed.
+    let mut terminal = ratatui::try_init()?;
+    let _guard = TerminalGuard;
+    event_loop(&mut terminal, Arc::new(estate), &theme).await
+}
+
+async fn event_loop(
+    terminal: &mut DefaultTerminal,
+    estate: Arc<Estate>,
+    theme: &Theme,
+) -> Result<(), TuiError> {
+    let (tx, mut rx) = mpsc::channel::<Action>(1024);
+    let mut app = App::new(
+        estate.envs.iter().map(|h| h.env.clone()).collect(),
+        time::OffsetDateTime::now_utc(),
+    );
+    let size = terminal.size()?;
+    app.size = (size.width, size.height);
+    let cp_interval = estate.settings.control_plane_interval;
+    let mut workers = Workers::new(estate, tx);
+    // First frame before any network work starts: the user sees cachedeck at once.
+    terminal.draw(|f| view(&app, theme, f))?;
+    tracing::info!("first frame drawn");
+    for effect in app.start() {
+        workers.run(effect);
+    }
+
+    let mut input = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut control_plane = tokio::time::interval_at(
+        Instant::now() + cp_interval,
+        cp_interval.max(Duration::from_secs(1)),
+    );
+    control_plane.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut dirty = false;
+    let mut last_draw = Instant::now();
+
+    loop {
+        let mut keyed = false;
+        let action = tokio::select! {
+            event = input.next() => match event {
+                Some(Ok(Event::Key(key))) => {
+                    keyed = true;
+                    keys::action_for(key, &app.mode)
+                }
+                Some(Ok(Event::Resize(w, h))) => {
+                    keyed = true;
+                    Some(Action::Resize(w, h))
+                }
+                Some(Ok(_)) => None,
+                Some(Err(e)) => return Err(e.into()),
+                None => Some(Action::Quit),
+            },
+            Some(action) = rx.recv() => Some(action),
+            _ = tick.tick() => Some(Action::Tick(time::OffsetDateTime::now_utc())),
+            _ = control_plane.tick() => Some(Action::ControlPlaneDue),
+            _ = sigterm.recv() => Some(Action::Quit),
+            _ = sighup.recv() => Some(Action::Quit),
+            _ = tokio::time::sleep_until(last_draw + FRAME), if dirty => None,
+        };
+        if let Some(action) = action {
+            for effect in app.update(action) {
+                workers.run(effect);
+            }
+            dirty = true;
+        }
+        // Fold in whatever else has arrived, so one redraw covers a burst of results.
+        while let Ok(action) = rx.try_recv() {
+            for effect in app.update(action) {
+                workers.run(effect);
+            }
+            dirty = true;
+        }
+        if app.quit {
+            return Ok(());
+        }
+        if dirty && (keyed || last_draw.elapsed() >= FRAME) {
+            terminal.draw(|f| view(&app, theme, f))?;
+            last_draw = Instant::now();
+            dirty = false;
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! One cache: a summary line, its shards and nodes (role, AZ, endpoint, up/down, live
+//! figures), and a tabbed panel of stats charts, keyspace, slowlog and events.
+
+use super::caches::kind_label;
+use super::{fmt, notice, panels};
+use crate::domain::NodeRole;
+use crate::escape::escape;
+use crate::tui::action::{Route, Tab};
+use crate::tui::app::{App, Load, NodeRow};
+use crate::tui::theme::Theme;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Tabs};
+
+pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let Route::Cache { env, cache: name } = &app.route else {
+        return;
+    };
+    let Some(cache) = app.current_cache() else {
+        let text = match app.env_entry(env).map(|e| &e.discovery) {
+            Some(Load::Loading) => "discovering…".to_string(),
+            Some(Load::Failed(e)) => format!("discovery failed: {}", escape(e)),
+            _ => format!("no cache `{}` in {env}", escape(name)),
+        };
+        notice(frame, area, &text, theme.muted);
+        return;
+    };
+    let rows = app.node_rows();
+    let nodes_height = (rows.len() as u16 + 2).clamp(3, 10);
+    let [summary, nodes, tabs, body] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(nodes_height),
+        Constraint::Length(1),
+        Constraint::Min(4),
+    ])
+    .areas(area);
+
+    let policy = rows
+        .iter()
+        .filter_map(|r| r.live?.latest.as_ref()?.maxmemory_policy.clone())
+        .next();
+    let endpoint = cache
+        .endpoint
+        .as_ref()
+        .map(|e| e.address())
+        .unwrap_or_else(|| "-".into());
+    let mut spans = vec![
+        Span::styled(format!(" {} ", kind_label(cache.kind)), theme.title),
+        Span::styled(
+            format!(
+                "{} {} · {} · {}/{} · {}",
+                cache.engine,
+                super::caches::engine_version(app, cache),
+                escape(&cache.status),
+                if cache.tls { "tls" } else { "tcp" },
+                cache.auth,
+                endpoint
+            ),
+            theme.text,
+        ),
+    ];
+    if let Some(p) = policy {
+        spans.push(Span::styled(format!(" · {}", escape(&p)), theme.muted));
+    }
+    let alerts = app.alerts(cache);
+    if !alerts.is_empty() {
+        let text = alerts
+            .iter()
+            .map(|a| a.text())
+            .collect::<Vec<_>>()
+            .join(", ");
+        spans.push(Span::styled(format!("  ⚠ {text}"), theme.bad));
+    }
+    frame.render_widget(Line::from(spans), summary);
+
+    draw_nodes(app, theme, frame, nodes, &rows);
+
+    let titles = Tab::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{} {}", i + 1, t.title()));
+    frame.render_widget(
+        Tabs::new(titles)
+            .select(app.tab.index())
+            .style(theme.muted)
+            .highlight_style(theme.selected)
+            .divider("│"),
+        tabs,
+    );
+    let selected = rows.get(app.selected[2]);
+    match app.tab {
+        Tab::Stats => panels::stats(app, theme, frame, body, selected),
+        Tab::Keyspace => panels::keyspace(app, theme, frame, body, selected),
+        Tab::Slowlog => panels::slowlog(app, theme, frame, body),
+        Tab::Events => panels::events(app, theme, frame, body),
+    }
+}
+
+fn draw_nodes(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, rows: &[NodeRow<'_>]) {
+    let id_width = rows
+        .iter()
+        .map(|r| r.node.id.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(6, 24) as u16;
+    let endpoint_width = rows
+        .iter()
+        .map(|r| r.node.host.chars().count() + 6)
+        .max()
+        .unwrap_or(15)
+        .clamp(8, 40) as u16;
+    let table_rows = rows.iter().map(|r| {
+        let stats = r.live.and_then(|e| e.latest.as_ref());
+        let (state, reason) = r.state();
+        let state_style = match state {
+            "up" => theme.good,
+            "down" => theme.bad,
+            "stale" => theme.warn,
+            _ => theme.muted,
+        };
+        let lag = match (r.role(), stats) {
+            (NodeRole::Primary, Some(s)) => s.max_replica_lag_bytes().map(fmt::bytes),
+            (NodeRole::Replica, Some(_)) => replica_lag(app, r),
+            _ => None,
+        };
+        let live = state == "up" || state == "stale";
+        Row::new(vec![
+            Cell::from(escape(r.shard)),
+            Cell::from(escape(&r.node.id)),
+            Cell::from(r.role().as_str()).style(if r.role() == NodeRole::Primary {
+                theme.title
+            } else {
+                theme.text
+            }),
+            Cell::from(
+                r.node
+                    .availability_zone
+                    .clone()
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            Cell::from(format!("{}:{}", r.node.host, r.node.port)),
+            Cell::from(state).style(state_style),
+            Cell::from(if live {
+                fmt::opt(stats.and_then(|s| s.ops_per_sec), fmt::count)
+            } else {
+                "-".into()
+            }),
+            Cell::from(if live {
+                fmt::opt(stats.and_then(|s| s.used_memory), fmt::bytes)
+            } else {
+                "-".into()
+            }),
+            Cell::from(lag.unwrap_or_else(|| "-".into())),
+            Cell::from(reason.unwrap_or_default()).style(theme.bad),
+        ])
+    });
+    let table = Table::new(
+        table_rows,
+        [
+            Constraint::Length(5),
+            Constraint::Length(id_width),
+            Constraint::Length(7),
+            Constraint::Length(7),
+            Constraint::Max(endpoint_width),
+            Constraint::Length(5),
+            Constraint::Length(5),
+            Constraint::Length(5),
+            Constraint::Length(5),
+            Constraint::Fill(1),
+        ],
+    )
+    .header(
+        Row::new([
+            "SHARD", "NODE", "ROLE", "AZ", "ENDPOINT", "STATE", "OPS/S", "MEM", "LAG", "NOTE",
+        ])
+        .style(theme.header),
+    )
+    .row_highlight_style(theme.selected)
+    .block(
+        Block::default()
+            .borders(Borders::TOP)
+            .border_style(theme.border)
+            .title(Line::styled(
+                format!(" nodes ({}) ", rows.len()),
+                theme.title,
+            )),
+    );
+    let mut state = TableState::default().with_selected(Some(app.selected[2]));
+    frame.render_stateful_widget(table, area, &mut state);
+    if rows.is_empty() {
+        let inner = Rect {
+            y: area.y.saturating_add(2),
+            height: area.height.saturating_sub(2),
+            ..area
+        };
+        frame.render_widget(Paragraph::new(" no nodes match").style(theme.muted), inner);
+    }
+}
+
+/// A replica's lag: its primary's offset minus its own, from the book.
+fn replica_lag(app: &App, r: &NodeRow<'_>) -> Option<String> {
+    let Route::Cache { env, cache } = &app.route else {
+        return None;
+    };
+    app.book
+        .repl_lag_bytes(&crate::valkey::stats::NodeKey {
+            env: env.clone(),
+            cache: cache.clone(),
+            node: r.node.id.clone(),
+        })
+        .map(fmt::bytes)
+}
