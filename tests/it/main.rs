@@ -7,6 +7,7 @@ mod aws_mocks;
 mod aws_moto;
 mod config;
 mod envs;
+mod failover;
 mod harness;
 mod probe;
 mod runbook;
