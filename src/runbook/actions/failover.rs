@@ -97,9 +97,12 @@ const OUTPUTS: &[OutputSpec] = &[
     out("events", "the failover's event timeline"),
 ];
 
-/// The events of this run: everything at or after the step's write-ahead intent.
+/// Slack for the control plane's clock running behind ours.
+const CLOCK_SLACK: time::Duration = time::Duration::seconds(1);
+
+/// The events of this run: everything from the step's write-ahead intent on.
 fn since(ctx: &ActionContext) -> OffsetDateTime {
-    ctx.intent_at.unwrap_or(ctx.first_started_at)
+    ctx.intent_at.unwrap_or(ctx.first_started_at) - CLOCK_SLACK
 }
 
 async fn events_since(
@@ -402,7 +405,13 @@ impl Action for TestFailover {
             Some(r) => Some(r.stop().await),
             None => None,
         };
-        outcome?;
+        if let Err(e) = outcome {
+            // The probe list expires on its own; removing it now is only tidiness.
+            if let Ok(mut conn) = ctx.connect_endpoint().await {
+                let _: Result<i64, _> = conn.query(redis::cmd("DEL").arg(&probes.key)).await;
+            }
+            return Err(e);
+        }
         let events = events_since(ctx, since(ctx)).await?;
         failover_report::measured(
             ctx,
