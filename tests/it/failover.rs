@@ -150,6 +150,76 @@ async fn failover_test_promotes_a_replica_and_measures_the_window() {
         "{error}"
     );
     assert_eq!(step(&report, "preflight")["state"], "failed");
+
+    // Cluster mode, one shard of three: the writer's key lives in that shard's slots, so
+    // the writer sees exactly that shard's primary change (following MOVED).
+    let before = sandbox
+        .plane("sandbox-dev")
+        .discover()
+        .await
+        .expect("discover");
+    let paperwurks = before
+        .caches
+        .iter()
+        .find(|c| c.name == "paperwurks")
+        .expect("paperwurks");
+    let old2 = paperwurks.shards[1].primary().expect("primary").id.clone();
+    let old1 = paperwurks.shards[0].primary().expect("primary").id.clone();
+    let mut args = run_args();
+    args[5] = "paperwurks";
+    args.extend(["--param", "shards=0002"]);
+    let out = sandbox.cachedeck().args(&args).output().expect("run");
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let out_f = &step(&report, "failover")["outputs"];
+    assert_eq!(out_f["acked_writes_lost"], 0, "{out_f}");
+    let shards = out_f["shards"].as_array().expect("shards");
+    assert_eq!(shards.len(), 1, "{out_f}");
+    assert_eq!(shards[0]["id"], "0002");
+    assert_eq!(shards[0]["old_primary"], old2.as_str());
+    assert_eq!(out_f["writer"]["server_before"], old2.as_str(), "{out_f}");
+    assert_eq!(
+        out_f["writer"]["server_after"], shards[0]["new_primary"],
+        "{out_f}"
+    );
+    let after = sandbox
+        .plane("sandbox-dev")
+        .discover()
+        .await
+        .expect("discover");
+    let paperwurks = after
+        .caches
+        .iter()
+        .find(|c| c.name == "paperwurks")
+        .expect("paperwurks");
+    assert_eq!(
+        paperwurks.shards[0].primary().map(|n| n.id.clone()),
+        Some(old1),
+        "shard 0001 was not failed over"
+    );
+
+    // The dry run names the exact TestFailover calls and executes nothing.
+    let triggered = triggers(&sandbox, since).await;
+    let out = sandbox
+        .cachedeck()
+        .args([
+            "run",
+            "failover-test",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "orders",
+            "--dry-run",
+        ])
+        .output()
+        .expect("dry run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("elasticache:TestFailover replication_group_id=orders node_group_id=0001"),
+        "{text}"
+    );
+    assert_eq!(triggers(&sandbox, since).await, triggered);
 }
 
 /// The runner as a std process (so it can be killed), pointed at the sandbox.
@@ -269,4 +339,63 @@ async fn sigkill_at_each_step_boundary_then_resume_never_fails_over_twice() {
             assert_eq!(step(&report, "failover")["state"], "already-done");
         }
     }
+
+    // Killed inside the failover step after TestFailover took effect (the sandbox finished
+    // the promotion; the probes were still settling): resume observes the event and does
+    // not trigger again. The probes died with the runner, so the lost-writes verdict
+    // cannot hold and says so.
+    let old = primary_of_orders(&sandbox).await;
+    let since = OffsetDateTime::now_utc();
+    let seen = journals(sandbox.home());
+    let mut runner = spawn_runner(&sandbox);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let events = sandbox
+            .plane("sandbox-dev")
+            .describe_events(EventQuery {
+                source: Some("orders".into()),
+                since,
+            })
+            .await
+            .expect("events");
+        if events
+            .iter()
+            .any(|e| e.message.starts_with("Finished recovery"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    runner.kill().expect("SIGKILL");
+    let _ = runner.wait();
+    let (run_id, _) = wait_record(sandbox.home(), &seen, is("intent", "failover"));
+    let out = sandbox
+        .cachedeck()
+        .args(["runs", "resume", &run_id, "--yes", "--output", "json"])
+        .output()
+        .expect("resume");
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(
+        step(&report, "failover")["state"],
+        "already-done",
+        "{report}"
+    );
+    let outputs = &step(&report, "failover")["outputs"];
+    assert!(outputs["acked_writes_lost"].is_null(), "{outputs}");
+    assert_eq!(outputs["shards"][0]["old_primary"], old.as_str());
+    assert_eq!(
+        outputs["shards"][0]["new_primary"],
+        primary_of_orders(&sandbox).await.as_str()
+    );
+    assert_eq!(step(&report, "verdict")["state"], "failed");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not measured"),
+        "{report}"
+    );
+    assert_eq!(triggers(&sandbox, since).await, 1, "no second TestFailover");
 }

@@ -183,8 +183,36 @@ struct Probes {
     key: String,
 }
 
+/// Whether `slot` is in a shard's slot ranges (`0-5460` or `0-100,200-300`).
+fn owns(slots: &str, slot: u16) -> bool {
+    slots.split(',').any(|r| {
+        let (a, b) = r.trim().split_once('-').unwrap_or((r.trim(), r.trim()));
+        matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+    })
+}
+
+/// The probe key: in cluster mode one whose slot the first failed-over shard owns, so the
+/// writer measures that shard's failover.
+fn probe_key(ctx: &ActionContext, first_shard: Option<&str>) -> String {
+    let base = format!("cachedeck:failover-probe:{}", ctx.run_id);
+    let slots = first_shard
+        .and_then(|id| ctx.cache.shards.iter().find(|s| s.id == id))
+        .and_then(|s| s.slots.as_deref());
+    match slots {
+        Some(slots) if ctx.cache.cluster_mode => (0..100_000)
+            .map(|i| format!("{base}:{{{i}}}"))
+            .find(|k| owns(slots, crate::sandbox::seed::key_slot(k)))
+            .unwrap_or(base),
+        _ => base,
+    }
+}
+
 impl Probes {
-    async fn start(ctx: &ActionContext, interval: Duration) -> Result<Probes, ActionError> {
+    async fn start(
+        ctx: &ActionContext,
+        interval: Duration,
+        first_shard: Option<&str>,
+    ) -> Result<Probes, ActionError> {
         let cache = &ctx.cache;
         let writer_at = cache
             .endpoints
@@ -198,7 +226,7 @@ impl Probes {
                 ))
             })?;
         let connector = ctx.connector().await?;
-        let key = format!("cachedeck:failover-probe:{}", ctx.run_id);
+        let key = probe_key(ctx, first_shard);
         let config = |kind, endpoint| ProbeConfig {
             kind,
             endpoint,
@@ -258,6 +286,17 @@ async fn trigger_all(
         results.push(ShardResult::from_progress(shard, old.clone(), &p, !already));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slot_ranges() {
+        assert!(super::owns("0-5460", 0) && super::owns("0-5460", 5460));
+        assert!(!super::owns("0-5460", 5461));
+        assert!(super::owns("0-10,20-30", 25) && !super::owns("0-10,20-30", 15));
+        assert!(super::owns("7", 7));
+    }
 }
 
 #[async_trait]
@@ -387,7 +426,17 @@ impl Action for TestFailover {
                 Err(e) => ctx.output(format!("lag of shard {} before the trigger: {e}", s.id)),
             }
         }
-        let probes = Probes::start(ctx, inputs.duration("probe_interval")?).await?;
+        let first = shards.first().map(|(id, _)| id.as_str());
+        let probes = Probes::start(ctx, inputs.duration("probe_interval")?, first).await?;
+        ctx.output(format!(
+            "probing: writer through the primary endpoint on key {}{}",
+            crate::escape::escape_capped(&probes.key, 120),
+            if probes.reader.is_some() {
+                ", reader through the reader endpoint"
+            } else {
+                ""
+            }
+        ));
         let warmup = ctx.sleep(inputs.duration("warmup")?).await;
         let trigger_writer = probes.writer.elapsed();
         let trigger_reader = probes.reader.as_ref().map(ProbeHandle::elapsed);

@@ -99,20 +99,14 @@ async fn read_back(
     let lrange = redis::cmd("LRANGE").arg(key).arg(0).arg(-1).to_owned();
     let items: Vec<String> = match conn.query(&lrange).await {
         Ok(v) => v,
-        Err(e) if e.detail.contains("MOVED") => {
-            let target = e
-                .detail
-                .split_whitespace()
-                .find(|w| w.contains(':'))
-                .and_then(|w| w.rsplit_once(':'))
-                .and_then(|(h, p)| Some(Endpoint::new(h, p.parse().ok()?, endpoint.tls)))
-                .ok_or_else(|| {
-                    ActionError::failed("read the probe list: a MOVED reply without a target")
-                })?;
-            conn = connector.connect(&target).await?;
+        Err(e) => {
+            // Cluster mode: the endpoint may not own the probe key's slot.
+            let (host, port) = probe::moved_target(&e).ok_or(e)?;
+            conn = connector
+                .connect(&Endpoint::new(host, port, endpoint.tls))
+                .await?;
             conn.query(&lrange).await?
         }
-        Err(e) => return Err(e.into()),
     };
     let _: Result<i64, _> = conn.query(redis::cmd("DEL").arg(key)).await;
     Ok(items.iter().filter_map(|s| s.parse().ok()).collect())
