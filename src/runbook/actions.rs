@@ -6,6 +6,7 @@ mod connectivity;
 mod failover;
 mod failover_events;
 mod failover_preflight;
+mod failover_probes;
 mod failover_report;
 mod marker;
 mod nodes;
