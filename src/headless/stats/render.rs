@@ -4,7 +4,7 @@
 use crate::domain::{Cache, Node};
 use crate::escape::escape_capped;
 use crate::headless::Table;
-use crate::valkey::stats::{NodeKey, NodeStatus, StatsBook};
+use crate::valkey::stats::{Alert, NodeKey, NodeStatus, Severity, StatsBook};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -46,6 +46,8 @@ pub(super) struct Row {
     keys: Option<u64>,
     engine: Option<String>,
     version: Option<String>,
+    /// Conditions worth a look (failed save, memory nearly full, evictions, lag…).
+    alerts: Vec<Alert>,
 }
 
 #[derive(Serialize)]
@@ -109,6 +111,7 @@ pub(super) fn rows(ctx: &Context<'_>) -> Vec<Row> {
                 version: s
                     .and_then(|s| s.version.as_deref())
                     .map(|v| escape_capped(v, 40)),
+                alerts: s.map(|s| s.alerts()).unwrap_or_default(),
             }
         })
         .collect()
@@ -175,9 +178,16 @@ pub(super) fn table(ctx: &Context<'_>, watch: bool) -> String {
         ));
     }
     out.push_str(&t.render());
-    for r in rows.iter().filter(|r| !r.up) {
-        if let Some(e) = &r.error {
+    for r in &rows {
+        if let (false, Some(e)) = (r.up, &r.error) {
             out.push_str(&format!("{} {}: {e}\n", r.id, r.state));
+        }
+        for a in &r.alerts {
+            let level = match a.severity {
+                Severity::Critical => "CRITICAL",
+                Severity::Warning => "warning",
+            };
+            out.push_str(&format!("{} {level}: {}\n", r.id, a.message));
         }
     }
     if watch {
