@@ -95,19 +95,28 @@ pub fn progress(
 ) -> Progress {
     let mut p = Progress::default();
     // Recovery events name the old primary's cache cluster (the sandbox) or only node ids
-    // such as `0001` (AWS); the source then names the cluster.
-    let about_old =
-        |e: &CacheEvent| old_primary.is_none_or(|old| e.source == old || e.message.contains(old));
+    // such as `0001` (AWS); the source then names the cluster. The old primary is the one
+    // seen before the trigger or, should the names differ, the one the event names.
+    let about_old = |e: &CacheEvent, named: Option<&str>| {
+        let is = |old: &str| e.source == old || e.message.contains(old);
+        (old_primary.is_none() && named.is_none())
+            || old_primary.is_some_and(is)
+            || named.is_some_and(is)
+    };
     for e in events.iter().filter(|e| e.time >= since && concerns(e, rg)) {
+        let named = p.completed.as_ref().map(|(old, _)| old.clone());
+        let named = named.as_deref();
         if triggered_group(e) == Some(node_group) {
             p.called = true;
         } else if let Some((old, new)) = failover_pair(&e.message) {
-            if p.called && old_primary.is_none_or(|o| o == old) {
+            // Shards fail over one after another: the first completion after this group's
+            // trigger is this group's; a later one naming the old primary seen wins.
+            if p.called && (p.completed.is_none() || old_primary == Some(old.as_str())) {
                 p.completed = Some((old, new));
             }
-        } else if e.message.starts_with(RECOVERING) && p.called && about_old(e) {
+        } else if e.message.starts_with(RECOVERING) && p.called && about_old(e, named) {
             p.recovering = true;
-        } else if e.message.starts_with(FINISHED) && p.completed.is_some() && about_old(e) {
+        } else if e.message.starts_with(FINISHED) && p.completed.is_some() && about_old(e, named) {
             p.recovered = true;
         }
     }
@@ -165,6 +174,13 @@ mod tests {
         // Another group's failover is not this one's.
         assert!(!progress(&more, "orders", "0002", Some("orders-001"), since).called);
         assert!(was_triggered(&events, "orders", "0001", since));
+        // Names that differ from the ones discovered still complete the failover.
+        let p = progress(&more, "orders", "0001", Some("orders-0001-001"), since);
+        assert_eq!(
+            p.completed,
+            Some(("orders-001".into(), "orders-002".into()))
+        );
+        assert!(p.done());
         assert!(!was_triggered(&events[..1], "orders", "0001", since));
     }
 
