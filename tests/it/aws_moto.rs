@@ -540,3 +540,63 @@ endpoint_url = "{endpoint}"
         "no usable AWS credentials (profile `no-such-profile` is not defined in the AWS config files); add it (e.g. `aws configure sso --profile no-such-profile`) or fix `profile` in the environment"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_endpoint_is_a_timeout_after_the_call_deadline() {
+    // The kernel accepts the connection into the backlog; nobody ever answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hung = format!(
+        "http://127.0.0.1:{}",
+        listener.local_addr().expect("addr").port()
+    );
+    let text = format!(
+        "[environments.dev]\nprovider = \"aws\"\nregion = \"eu-west-1\"\nendpoint_url = \"{hung}\"\n"
+    );
+    let config = Config::parse(Path::new("hung.toml"), &text).expect("parses");
+    let cfg = config.environments["dev"].clone();
+    let settings = Settings {
+        call_timeout: Duration::from_millis(400),
+        ..Settings::default()
+    };
+    let behavior = aws_sdk_ssm::config::BehaviorVersion::latest();
+    let ssm = aws_sdk_ssm::Client::from_conf(
+        aws_sdk_ssm::Config::builder()
+            .behavior_version(behavior)
+            .region(aws_sdk_ssm::config::Region::new("eu-west-1"))
+            .endpoint_url(&hung)
+            .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build(),
+    );
+    let ec = aws_sdk_elasticache::Client::from_conf(
+        aws_sdk_elasticache::Config::builder()
+            .behavior_version(behavior)
+            .build(),
+    );
+    let ecs = aws_sdk_ecs::Client::from_conf(
+        aws_sdk_ecs::Config::builder()
+            .behavior_version(behavior)
+            .build(),
+    );
+    let plane = AwsControlPlane::from_clients(
+        cfg.environment("dev", "hung.toml"),
+        cfg,
+        settings,
+        ec,
+        ecs,
+        ssm,
+    );
+    let started = std::time::Instant::now();
+    let err = plane.get_parameter("/x").await.expect_err("nobody answers");
+    assert_eq!(
+        err.to_string(),
+        "GetParameter timed out after 400ms; check network access to the endpoint"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(listener);
+}

@@ -157,6 +157,27 @@ async fn up_builds_the_seed_estates_and_down_leaves_nothing() {
     );
     assert_eq!(find(&prod.caches, "storefront").kind, CacheKind::Serverless);
 
+    // The same estate through the binary: the sandbox's environments are implied.
+    let listed = sandbox
+        .cachedeck()
+        .args(["caches", "--env", "sandbox-dev", "--output", "json"])
+        .output()
+        .expect("caches");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("caches json");
+    let mut names: Vec<&str> = listed["caches"]
+        .as_array()
+        .expect("caches array")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["orders", "paperwurks", "storefront", "valkey-ecs"]);
+
     // Idempotent up.
     let again = sandbox
         .cachedeck()
@@ -353,6 +374,72 @@ async fn a_killed_replica_shows_down_and_the_rest_stays_up() {
             .any(|l| l.contains("orders-003") && l.ends_with("down")),
         "{text}"
     );
+
+    // `up` again starts the dead replica on its port, as a replica of the primary.
+    let out = sandbox
+        .cachedeck()
+        .args(["sandbox", "up"])
+        .output()
+        .expect("up");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("started again sandbox-dev/orders orders-003"),
+        "{text}"
+    );
+    let dev = sandbox
+        .plane("sandbox-dev")
+        .discover()
+        .await
+        .expect("discover");
+    let orders = find(&dev.caches, "orders");
+    assert_eq!(orders.nodes_down(), 0);
+    let back = orders
+        .nodes()
+        .find(|n| n.id == "orders-003")
+        .expect("orders-003");
+    assert_eq!((back.role, back.port), (NodeRole::Replica, victim.port));
+
+    // A restarted ECS task keeps its data through its RDB file.
+    let ecs = find(&dev.caches, "valkey-ecs");
+    let node = &ecs.shards[0].nodes[0];
+    let mut conn = plain_connection(node.port, None).await;
+    let _: () = redis::cmd("SET")
+        .arg("survives-restart")
+        .arg("yes")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    let keys_before: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut conn)
+        .await
+        .expect("DBSIZE");
+    let old_pid = sandbox
+        .state()
+        .nodes()
+        .find(|(c, _)| c.name == "valkey-ecs")
+        .map(|(_, n)| n.pid);
+    let new_pid = cachedeck::sandbox::repair::restart_node(
+        &sandbox.dir(),
+        "sandbox-dev",
+        "valkey-ecs",
+        &node.id,
+    )
+    .await
+    .expect("restart the ECS task");
+    assert_ne!(Some(new_pid), old_pid);
+    let mut conn = plain_connection(node.port, None).await;
+    let marker: String = redis::cmd("GET")
+        .arg("survives-restart")
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert_eq!(marker, "yes");
+    let keys_after: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut conn)
+        .await
+        .expect("DBSIZE");
+    assert_eq!(keys_after, keys_before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

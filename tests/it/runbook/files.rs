@@ -198,3 +198,52 @@ fn running_an_invalid_runbook_executes_nothing() {
         stderr(&out)
     );
 }
+
+#[test]
+fn shipped_json_schema_matches_the_file_format() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/runbook.schema.json");
+    let want = cachedeck::runbook::file::json_schema();
+    if std::env::var_os("CACHEDECK_BLESS").is_some() {
+        std::fs::write(&path, &want).expect("write schema");
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "assets/runbook.schema.json is stale; regenerate with CACHEDECK_BLESS=1 cargo test --test it runbook::files"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&have).expect("schema is JSON");
+    let steps = &schema["$defs"]["StepDef"]["properties"];
+    for field in [
+        "id",
+        "action",
+        "inputs",
+        "dangerous",
+        "confirm",
+        "timeout",
+        "retries",
+        "backoff",
+        "on_failure",
+        "rollback",
+    ] {
+        assert!(
+            steps.get(field).is_some(),
+            "schema documents step field `{field}`"
+        );
+    }
+}
+
+#[test]
+fn every_action_is_documented() {
+    let doc =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/runbooks.md"))
+            .expect("docs/runbooks.md");
+    for name in actions::builtin().names() {
+        assert!(
+            doc.contains(&format!("| `{name}` |")),
+            "docs/runbooks.md documents action `{name}`"
+        );
+    }
+    for code in ["| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |"] {
+        assert!(doc.contains(code), "exit code row {code}");
+    }
+}

@@ -24,8 +24,8 @@ fn second_runner_on_a_locked_cache_exits_4_naming_the_holder() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("first runner");
-    let holder = estate.wait_for_record("lock taken", |r| {
-        r["record"] == "lock" && r["taken"] == true
+    let holder = estate.wait_for_record("write done", |r| {
+        r["record"] == "step-done" && r["step"] == "write"
     });
 
     let sets = estate.calls("set");
