@@ -8,9 +8,8 @@
 
 use crate::domain::Endpoint;
 use crate::escape::escape_capped;
-use crate::valkey::connect::{ConnectError, Connector, Layer};
+use crate::valkey::connect::{ConnectError, Connector, Layer, Step};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// One layer of the check.
@@ -58,7 +57,6 @@ pub struct ConnectivityReport {
     pub target: String,
     pub tls: bool,
     pub ok: bool,
-    pub addresses: Vec<String>,
     pub stages: Vec<Stage>,
     pub failure: Option<Failure>,
     pub latency: Option<Latency>,
@@ -105,7 +103,6 @@ impl ConnectivityReport {
             target: endpoint.address(),
             tls: endpoint.tls,
             ok: false,
-            addresses: Vec::new(),
             stages: Vec::new(),
             failure: None,
             latency: None,
@@ -149,109 +146,33 @@ impl ConnectivityReport {
 /// deadlines, then sends `pings` PINGs. Never fails: the report says what broke.
 pub async fn check(connector: &Connector, endpoint: &Endpoint, pings: u32) -> ConnectivityReport {
     let mut report = ConnectivityReport::new(endpoint);
-    let deadline = connector.options().connect_timeout;
-    let target = endpoint.address();
-    let timeout = |layer: Layer, stage: &str| {
-        ConnectError::new(
-            layer,
-            target.clone(),
-            format!("no answer within {deadline:?} during {stage}"),
-            None,
-        )
-    };
-
-    // DNS and TCP on their own first, for their timings and clearer failures.
-    let started = Instant::now();
-    let host = endpoint
-        .host
-        .trim_matches(|c| c == '[' || c == ']')
-        .to_string();
-    let addrs: Vec<SocketAddr> = match tokio::time::timeout(
-        deadline,
-        tokio::net::lookup_host((host, endpoint.port)),
-    )
-    .await
-    {
-        Ok(Ok(found)) => found.collect(),
-        Ok(Err(e)) => {
-            return report.fail(
-                    &ConnectError::new(Layer::Dns, target.clone(), e.to_string(), None).with_cause(
-                        "the host name is wrong, or it resolves only inside the VPC (run from a bastion or through ECS Exec)",
-                    ),
-                );
-        }
-        Err(_) => {
-            return report.fail(
-                &timeout(Layer::Dns, "dns lookup").with_cause("the DNS resolver does not answer"),
-            );
-        }
-    };
-    if addrs.is_empty() {
-        return report.fail(&ConnectError::new(
-            Layer::Dns,
-            target.clone(),
-            "no address found",
-            None,
-        ));
+    // DNS, TCP, TLS (certificate chain and the name dialled), AUTH and the first PING, as
+    // a client does, each layer reported with its time as it succeeds.
+    let mut layers: Vec<Step> = Vec::new();
+    let connected = connector
+        .connect_traced(endpoint, &mut |s| layers.push(s))
+        .await;
+    for s in layers {
+        let name = match s.layer {
+            Layer::Auth => "auth",
+            other => other.as_str(),
+        };
+        report.stage(name, Some(s.took), s.detail);
     }
-    report.addresses = addrs.iter().map(ToString::to_string).collect();
-    let list = report.addresses.join(", ");
-    report.stage("dns", Some(started.elapsed()), list);
-
-    let started = Instant::now();
-    match tokio::time::timeout(deadline, tokio::net::TcpStream::connect(addrs[0])).await {
-        Ok(Ok(_stream)) => report.stage(
-            "tcp",
-            Some(started.elapsed()),
-            format!("connected to {}", addrs[0]),
-        ),
-        Ok(Err(e)) => {
-            let err = ConnectError::new(Layer::Tcp, target.clone(), e.to_string(), None);
-            let err = match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => err.with_cause(
-                    "nothing listens on that port: the node is down, restarting, or the port is wrong",
-                ),
-                _ => err.with_cause(
-                    "a security group or network ACL blocks the port, or the host is down",
-                ),
-            };
-            return report.fail(&err);
-        }
-        Err(_) => {
-            return report.fail(&timeout(Layer::Tcp, "tcp connect").with_cause(
-                "a security group or firewall drops the traffic; ElastiCache answers only inside its VPC",
-            ));
-        }
-    }
-
-    // TLS (certificate chain and the name dialled), AUTH and the first PING, as a client does.
-    let started = Instant::now();
-    let mut conn = match connector.connect(endpoint).await {
+    let mut conn = match connected {
         Ok(c) => c,
         Err(e) => return report.fail(&e),
     };
-    let login = started.elapsed();
-    if endpoint.tls {
-        report.stage(
-            "tls",
-            None,
-            format!(
-                "handshake ok: certificate trusted and valid for {}",
-                endpoint.host
-            ),
-        );
-    }
-    report.stage("auth", None, "logged in");
-    report.stage(
-        "ping",
-        Some(login),
-        "PONG (connect, tls, auth and the first PING together)",
-    );
     if let Ok(user) = conn
         .query::<String>(&redis::cmd("ACL").arg("WHOAMI").to_owned())
         .await
     {
         report.user = Some(escape_capped(user, 100));
+    }
+    let t = Instant::now();
+    match conn.query::<String>(&redis::cmd("PING")).await {
+        Ok(_) => report.stage("ping", Some(t.elapsed()), "PONG"),
+        Err(e) => return report.fail(&e),
     }
 
     let mut samples = Vec::with_capacity(pings as usize);
