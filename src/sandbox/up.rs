@@ -132,8 +132,21 @@ async fn build(opts: &UpOptions, started: Instant) -> Result<UpReport, SandboxEr
         state.caches.push(cache);
         state.save(dir)?;
     }
-    super::daemon::assign_endpoints(&mut state)?;
-    super::daemon::spawn_daemon(opts, &mut state).await?;
+    // Endpoint ports are picked free but bound later by the daemon; if another process took
+    // one meanwhile, pick again.
+    let mut attempt = 0;
+    loop {
+        super::daemon::assign_endpoints(&mut state)?;
+        match super::daemon::spawn_daemon(opts, &mut state).await {
+            Ok(()) => break,
+            Err(e) if attempt < 2 => {
+                tracing::warn!(error = %e, "endpoint daemon did not start; trying other ports");
+                super::daemon::stop_failed(&mut state);
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
     publish_parameters(&params, &mut state)?;
     state.save(dir)?;
 
