@@ -38,6 +38,63 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Live per-node figures of one cache from INFO: ops/s, hit rate, memory, clients,
+    /// evictions, replication lag, persistence, keys.
+    Stats {
+        /// The cache's name, as `cachedeck caches` lists it.
+        cache: String,
+        /// The environment the cache is in.
+        #[arg(long)]
+        env: String,
+        /// Take two samples one interval apart, print them and exit (the default).
+        #[arg(long, conflicts_with = "watch")]
+        once: bool,
+        /// Print the figures every interval until Ctrl-C (JSON: one object a line).
+        #[arg(long)]
+        watch: bool,
+        /// Time between samples, e.g. `1s`, `500ms` (default: the config's stats_interval).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        interval: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Run a runbook against one cache, headless: progress on stderr, result on stdout.
+    #[command(after_help = RUN_EXIT_CODES)]
+    Run {
+        /// Runbook name (`cachedeck runbooks list`) or path to a runbook file.
+        runbook: String,
+        #[arg(long)]
+        env: String,
+        #[arg(long)]
+        cache: String,
+        /// A runbook parameter, `name=value` (repeatable).
+        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// Agree to dangerous and confirm steps without being asked.
+        #[arg(long)]
+        yes: bool,
+        /// The target cache's name, typed again: required with --yes in confirm environments.
+        #[arg(long, value_name = "NAME")]
+        confirm_cache: Option<String>,
+        /// Print the plan with the exact calls it would make; execute nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t)]
+        output: crate::runbook::runner::Format,
+        /// Break the cache's lock if (and only if) it is held by exactly this run id.
+        #[arg(long, value_name = "RUN_ID")]
+        force_unlock: Option<String>,
+    },
+    /// List and validate runbooks.
+    Runbooks {
+        #[command(subcommand)]
+        action: RunbooksAction,
+    },
+    /// Journaled runs: list, show, resume.
+    Runs {
+        #[command(subcommand)]
+        action: RunsAction,
+    },
     /// Run the local sandbox estate of real valkey-server processes.
     Sandbox {
         #[command(subcommand)]
@@ -63,4 +120,60 @@ pub enum SandboxAction {
     /// Serve the sandbox's TLS endpoints (started by `up`; runs until `down`).
     #[command(hide = true)]
     Serve,
+}
+
+/// Exit codes of `cachedeck run` and `cachedeck runs resume` (see docs/runbooks.md).
+pub const RUN_EXIT_CODES: &str = "Exit codes:
+  0  the runbook succeeded (or the dry run was printed)
+  1  a step failed; see the report and the journal
+  2  bad input (runbook, parameter, environment or cache); nothing ran
+  3  refused by protection (read-only environment, missing --yes/--confirm-cache, declined)
+  4  the cache's lock is held by another run (the message names the holder)
+  5  interrupted; resume with `cachedeck runs resume RUN_ID`";
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not NAME=VALUE")),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunbooksAction {
+    /// Built-in and user runbooks (user ones live in $XDG_CONFIG_HOME/cachedeck/runbooks).
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        output: crate::runbook::runner::Format,
+    },
+    /// Check a runbook file; errors point at file:line:col (exit 2 when invalid).
+    Validate { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsAction {
+    /// Journaled runs, newest first.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        output: crate::runbook::runner::Format,
+    },
+    /// One run's journal.
+    Show {
+        run_id: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: crate::runbook::runner::Format,
+    },
+    /// Continue an interrupted or failed run: observes the last started step first and
+    /// never repeats a mutation that took effect.
+    #[command(after_help = RUN_EXIT_CODES)]
+    Resume {
+        run_id: String,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, value_name = "NAME")]
+        confirm_cache: Option<String>,
+        #[arg(long, value_name = "RUN_ID")]
+        force_unlock: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: crate::runbook::runner::Format,
+    },
 }

@@ -4,6 +4,7 @@
 pub mod caches;
 pub mod envs;
 pub mod sandbox;
+pub mod stats;
 mod table;
 
 pub use table::Table;

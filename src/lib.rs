@@ -12,6 +12,7 @@ pub mod estate;
 pub mod headless;
 pub mod logging;
 pub mod probe;
+pub mod runbook;
 pub mod sandbox;
 pub mod tui;
 pub mod valkey;

@@ -1,8 +1,10 @@
 //! The cachedeck binary: parses the command line, sets up logging and the TLS provider,
 //! and hands over to the library's headless commands or the TUI.
 
-use cachedeck::cli::{Cli, Command};
+use cachedeck::cli::{Cli, Command, RunbooksAction, RunsAction};
 use cachedeck::estate::Estate;
+use cachedeck::runbook::protect::Approval;
+use cachedeck::runbook::runner;
 use cachedeck::{headless, logging};
 use clap::Parser;
 use std::process::ExitCode;
@@ -41,6 +43,73 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Caches { env, output }) => {
             let estate = load(cli.config).await?;
             headless::caches::run(&estate, env.as_deref(), output).await
+        }
+        Some(Command::Run {
+            runbook,
+            env,
+            cache,
+            params,
+            yes,
+            confirm_cache,
+            dry_run,
+            output,
+            force_unlock,
+        }) => {
+            let estate = load(cli.config).await?;
+            let args = runner::RunArgs {
+                runbook,
+                env,
+                cache,
+                params,
+                approval: Approval {
+                    yes,
+                    confirm_cache,
+                    interactive: false,
+                },
+                dry_run,
+                force_unlock,
+                format: output,
+            };
+            Ok(ExitCode::from(runner::run(&estate, args).await))
+        }
+        Some(Command::Runbooks { action }) => Ok(ExitCode::from(match action {
+            RunbooksAction::List { output } => runner::runbooks_list(output),
+            RunbooksAction::Validate { file } => runner::runbooks_validate(&file),
+        })),
+        Some(Command::Runs { action }) => Ok(ExitCode::from(match action {
+            RunsAction::List { output } => runner::runs_list(output),
+            RunsAction::Show { run_id, output } => runner::runs_show(&run_id, output),
+            RunsAction::Resume {
+                run_id,
+                yes,
+                confirm_cache,
+                force_unlock,
+                output,
+            } => {
+                let estate = load(cli.config).await?;
+                let approval = Approval {
+                    yes,
+                    confirm_cache,
+                    interactive: false,
+                };
+                runner::resume(&estate, &run_id, approval, force_unlock, output).await
+            }
+        })),
+        Some(Command::Stats {
+            cache,
+            env,
+            once: _,
+            watch,
+            interval,
+            output,
+        }) => {
+            let estate = load(cli.config).await?;
+            let mode = if watch {
+                headless::stats::Mode::Watch
+            } else {
+                headless::stats::Mode::Once
+            };
+            headless::stats::run(&estate, &env, &cache, mode, interval, output).await
         }
         Some(Command::Sandbox { action }) => headless::sandbox::run(action).await,
         None => {

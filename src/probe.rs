@@ -10,6 +10,7 @@ mod runner;
 mod summary;
 
 pub use classify::{ErrorClass, classify};
+
 pub use runner::{ProbeConfig, ProbeHandle, ProbeKind, start};
 pub use summary::{ProbeSummary, Window, lost_acks, summarize};
 

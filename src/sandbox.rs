@@ -6,19 +6,23 @@
 
 pub mod client;
 pub mod cluster;
+pub mod daemon;
+pub mod down;
 pub mod events;
 pub mod layout;
 pub mod params;
 pub mod plane;
 pub mod proxy;
+pub mod repair;
 pub mod seed;
 pub mod state;
 pub mod status;
 pub mod tls;
 pub mod up;
 
+pub use down::down;
 pub use plane::SandboxControlPlane;
-pub use up::{UpOptions, UpReport, down, up};
+pub use up::{UpOptions, UpReport, up};
 
 use crate::config::EnvConfig;
 use crate::domain::ProviderKind;

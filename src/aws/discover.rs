@@ -10,6 +10,7 @@ use super::map;
 use super::ssm_caches;
 use crate::controlplane::{ControlPlaneError, Discovery};
 use crate::domain::{Cache, CacheKind};
+use std::collections::HashSet;
 
 impl AwsControlPlane {
     pub(super) async fn discover_all(&self) -> Result<Discovery, ControlPlaneError> {
@@ -61,10 +62,20 @@ impl AwsControlPlane {
         );
         found.extend(serverless.iter().map(|sc| map::serverless(env, sc)));
         if want_clusters {
+            // A member is known by its ReplicationGroupId, or (should that be absent) by
+            // being listed in a group's MemberClusters.
+            let in_group: HashSet<&str> = groups
+                .iter()
+                .flat_map(|g| g.member_clusters().iter().map(String::as_str))
+                .collect();
             found.extend(
                 clusters
                     .iter()
                     .filter(|c| c.replication_group_id().is_none_or(str::is_empty))
+                    .filter(|c| {
+                        c.cache_cluster_id()
+                            .is_some_and(|id| !in_group.contains(id))
+                    })
                     .filter_map(|c| map::cache_cluster(env, c)),
             );
         }

@@ -2,7 +2,7 @@
 //! TestFailover with its faults mapped to what a runbook can act on.
 
 use super::AwsControlPlane;
-use super::errors::{one_line, service_message};
+use super::errors::one_line;
 use crate::controlplane::{CacheEvent, ControlPlaneError, EventQuery, with_timeout};
 use aws_sdk_elasticache::operation::test_failover::TestFailoverError;
 use aws_sdk_elasticache::types::{
@@ -135,40 +135,42 @@ impl AwsControlPlane {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| match e.as_service_error() {
-                    Some(
-                        TestFailoverError::TestFailoverNotAvailableFault(_)
-                        | TestFailoverError::ApiCallRateForCustomerExceededFault(_),
-                    ) => ControlPlaneError::QuotaExceeded {
+                .map_err(|e| {
+                    let quota = |m: Option<&str>| ControlPlaneError::QuotaExceeded {
                         operation: OP.to_string(),
-                        detail: or_default(
-                            service_message(&e),
-                            "at most 15 node groups per rolling 24 hours",
-                        ),
-                    },
-                    Some(
-                        TestFailoverError::InvalidReplicationGroupStateFault(_)
-                        | TestFailoverError::InvalidCacheClusterStateFault(_),
-                    ) => ControlPlaneError::InvalidState {
+                        detail: message_or(m, "at most 15 node groups per rolling 24 hours"),
+                    };
+                    let state = |m: Option<&str>| ControlPlaneError::InvalidState {
                         operation: OP.to_string(),
-                        detail: or_default(
-                            service_message(&e),
-                            "the replication group is not in the available state",
-                        ),
-                    },
-                    Some(TestFailoverError::NodeGroupNotFoundFault(_)) => {
-                        ControlPlaneError::NotFound {
-                            what: format!(
-                                "node group {node_group} of replication group {replication_group}"
-                            ),
+                        detail: message_or(m, "the replication group is not available"),
+                    };
+                    match e.as_service_error() {
+                        Some(TestFailoverError::TestFailoverNotAvailableFault(f)) => {
+                            quota(f.message())
                         }
-                    }
-                    Some(TestFailoverError::ReplicationGroupNotFoundFault(_)) => {
-                        ControlPlaneError::NotFound {
-                            what: format!("replication group {replication_group}"),
+                        Some(TestFailoverError::ApiCallRateForCustomerExceededFault(f)) => {
+                            quota(f.message())
                         }
+                        Some(TestFailoverError::InvalidReplicationGroupStateFault(f)) => {
+                            state(f.message())
+                        }
+                        Some(TestFailoverError::InvalidCacheClusterStateFault(f)) => {
+                            state(f.message())
+                        }
+                        Some(TestFailoverError::NodeGroupNotFoundFault(_)) => {
+                            ControlPlaneError::NotFound {
+                                what: format!(
+                                    "node group {node_group} of replication group {replication_group}"
+                                ),
+                            }
+                        }
+                        Some(TestFailoverError::ReplicationGroupNotFoundFault(_)) => {
+                            ControlPlaneError::NotFound {
+                                what: format!("replication group {replication_group}"),
+                            }
+                        }
+                        _ => self.fail(OP, &e),
                     }
-                    _ => self.fail(OP, &e),
                 })
         })
         .await;
@@ -201,11 +203,11 @@ impl AwsControlPlane {
     }
 }
 
-fn or_default(message: String, default: &str) -> String {
-    if message.is_empty() {
-        default.to_string()
-    } else {
-        one_line(&message)
+/// The fault's own message as one line, or `default` when AWS sent none.
+fn message_or(message: Option<&str>, default: &str) -> String {
+    match message.map(one_line) {
+        Some(m) if !m.is_empty() => m,
+        _ => default.to_string(),
     }
 }
 

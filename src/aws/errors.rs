@@ -43,6 +43,10 @@ where
             if let Some(creds) = find_credentials_error(err) {
                 return credentials(ctx, creds);
             }
+            let text = chain_text(err);
+            if mentions_missing_region(&text) {
+                return no_region(operation);
+            }
             if failure.is_timeout() {
                 return ControlPlaneError::Timeout {
                     operation: operation.to_string(),
@@ -51,7 +55,7 @@ where
             }
             ControlPlaneError::Unreachable {
                 endpoint: ctx.endpoint.clone(),
-                detail: chain_text(err),
+                detail: text,
             }
         }
         SdkError::ConstructionFailure(_) => {
@@ -59,15 +63,12 @@ where
                 return credentials(ctx, creds);
             }
             let text = chain_text(err);
-            let detail = if text.contains("region") {
-                "no AWS region is set; add `region = \"...\"` to the environment or set AWS_REGION"
-                    .to_string()
-            } else {
-                format!("the request could not be built ({text})")
-            };
+            if mentions_missing_region(&text) {
+                return no_region(operation);
+            }
             ControlPlaneError::Service {
                 operation: operation.to_string(),
-                detail,
+                detail: format!("the request could not be built ({text})"),
             }
         }
         SdkError::ResponseError(response) => ControlPlaneError::Service {
@@ -92,6 +93,18 @@ where
             operation: operation.to_string(),
             detail: chain_text(err),
         },
+    }
+}
+
+fn mentions_missing_region(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("missing region") || lower.contains("no region")
+}
+
+fn no_region(operation: &str) -> ControlPlaneError {
+    ControlPlaneError::Service {
+        operation: operation.to_string(),
+        detail: "no AWS region is set; add `region = \"...\"` to the environment or its profile, or set AWS_REGION".to_string(),
     }
 }
 
@@ -168,23 +181,23 @@ where
     }
 }
 
-/// The service's message of a service error, made one line and short.
-pub fn service_message<E>(err: &SdkError<E, HttpResponse>) -> String
-where
-    E: ProvideErrorMetadata,
-{
-    match err {
-        SdkError::ServiceError(service) => one_line(service.err().message().unwrap_or("")),
-        _ => String::new(),
-    }
-}
-
 fn credentials(ctx: &ErrorContext, creds: &CredentialsError) -> ControlPlaneError {
-    let text = one_line(&chain_of(creds));
-    let lower = text.to_lowercase();
+    // Match on the whole chain: the telling part is often past the length bound.
+    let full = chain_of(creds);
+    let text = one_line(&full);
+    let lower = full.to_lowercase();
     let sso = lower.contains("sso");
     let expired = lower.contains("expired");
     let detail = match creds {
+        _ if missing_profile(ctx, &full) => {
+            let profile = ctx.profile.as_deref().unwrap_or_default();
+            return ControlPlaneError::Credentials {
+                detail: format!("profile `{profile}` is not defined in the AWS config files"),
+                hint: format!(
+                    "add it (e.g. `aws configure sso --profile {profile}`) or fix `profile` in the environment"
+                ),
+            };
+        }
         CredentialsError::CredentialsNotLoaded(_) => {
             "no credentials found in the environment, profile or instance role".to_string()
         }
@@ -198,6 +211,14 @@ fn credentials(ctx: &ErrorContext, creds: &CredentialsError) -> ControlPlaneErro
         relogin_hint(ctx, expired)
     };
     ControlPlaneError::Credentials { detail, hint }
+}
+
+/// Whether the chain failed because the named profile does not exist at all.
+fn missing_profile(ctx: &ErrorContext, text: &str) -> bool {
+    ctx.profile.as_ref().is_some_and(|p| {
+        text.contains(&format!("profile `{p}` was not defined"))
+            || text.contains(&format!("profile `{p}` not found"))
+    })
 }
 
 fn sso_hint(ctx: &ErrorContext) -> String {

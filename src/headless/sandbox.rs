@@ -21,6 +21,12 @@ pub async fn run(action: SandboxAction) -> anyhow::Result<ExitCode> {
             })
             .await
             .context("start the sandbox")?;
+            if !report.repaired.is_empty() {
+                println!(
+                    "sandbox repaired: started again {}",
+                    report.repaired.join(", ")
+                );
+            }
             if report.already_up {
                 println!(
                     "sandbox already up: {} processes in {}",

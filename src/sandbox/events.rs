@@ -97,3 +97,40 @@ pub fn failovers_in_last_day(events: &[CacheEvent], now: OffsetDateTime) -> usiz
         })
         .count()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_counts_only_the_last_24_hours_of_test_failovers() {
+        let now = OffsetDateTime::now_utc();
+        let event = |hours_ago: i64, message: String| CacheEvent {
+            time: now - time::Duration::hours(hours_ago),
+            source: "orders".into(),
+            source_type: "replication-group".into(),
+            message,
+        };
+        let events = vec![
+            event(30, test_failover_called("0001")),
+            event(23, test_failover_called("0001")),
+            event(1, test_failover_called("0002")),
+            event(1, "Finished recovery for cache nodes orders-001".into()),
+        ];
+        assert_eq!(failovers_in_last_day(&events, now), 2);
+    }
+
+    #[test]
+    fn events_round_trip_through_the_file() {
+        let dir = crate::valkey::server::unique_temp_dir("events-test");
+        append(&dir, "sandbox-dev", "orders", "replication-group", "one").expect("append");
+        append(&dir, "sandbox-dev", "orders-001", "cache-cluster", "two").expect("append");
+        let found = read(&dir, "sandbox-dev").expect("read");
+        assert_eq!(
+            found.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+            ["one", "two"]
+        );
+        assert!(read(&dir, "sandbox-prod").expect("read").is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

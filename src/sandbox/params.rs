@@ -138,10 +138,10 @@ impl ParamStore {
                 let p = entry.path();
                 if p.is_dir() {
                     stack.push(p);
-                } else if p.extension().is_some_and(|e| e == "param") {
-                    if let Some(param) = self.read_file("GetParametersByPath", &p)? {
-                        found.push(param);
-                    }
+                } else if p.extension().is_some_and(|e| e == "param")
+                    && let Some(param) = self.read_file("GetParametersByPath", &p)?
+                {
+                    found.push(param);
                 }
             }
         }
@@ -265,5 +265,41 @@ mod tests {
         assert!(store.get("/a/../../etc/passwd").is_err());
         assert!(store.get("/a//b").is_err());
         assert!(store.get("/paperwurks/dev/redis/url").is_ok());
+    }
+
+    #[test]
+    fn overwrite_false_is_exclusive_and_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = crate::valkey::server::unique_temp_dir("params-test");
+        let store = ParamStore::new(&dir);
+        let put = |overwrite: bool, value: &str| PutParameter {
+            name: "/app/dev/lock".into(),
+            kind: ParameterType::SecureString,
+            value: ParameterValue::Secret(SecretString::from(value.to_string())),
+            overwrite,
+            description: None,
+        };
+        assert_eq!(store.put(&put(false, "a")).expect("create"), 1);
+        assert!(matches!(
+            store.put(&put(false, "b")),
+            Err(ControlPlaneError::AlreadyExists { .. })
+        ));
+        assert_eq!(store.put(&put(true, "c")).expect("overwrite"), 2);
+        let got = store.get("/app/dev/lock").expect("get").expect("exists");
+        assert_eq!(got.value.expose(), "c");
+        assert_eq!(got.kind, ParameterType::SecureString);
+        let mode = std::fs::metadata(store.path_of("/app/dev/lock").expect("path"))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(store.by_path("/app").expect("by path").len(), 1);
+        assert_eq!(store.by_path("/other").expect("by path").len(), 0);
+        store.delete("/app/dev/lock").expect("delete");
+        assert!(matches!(
+            store.delete("/app/dev/lock"),
+            Err(ControlPlaneError::NotFound { .. })
+        ));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

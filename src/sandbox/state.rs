@@ -109,6 +109,10 @@ pub struct NodeState {
     /// The role it was started in; discovery asks the node for the current one.
     pub initial_role: NodeRole,
     pub availability_zone: String,
+    /// Server arguments (never secrets: those are in the node's 0600 config file), kept so
+    /// `up` can start a dead node again.
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 /// What an endpoint proxy does with a new connection.

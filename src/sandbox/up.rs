@@ -6,11 +6,9 @@ use super::client::NodeAuth;
 use super::layout::{self, CachePlan, Shape};
 use super::params::{ParamStore, put_value};
 use super::seed::{self, Target};
-use super::state::{
-    CacheState, DaemonState, EnvState, NodeState, ProxyMode, ProxyState, ShardState, State,
-};
+use super::state::{CacheState, EnvState, NodeState, ShardState, State};
 use super::{cluster, tls};
-use crate::domain::{AuthMode, EcsRef, Endpoint, Endpoints, NodeRole};
+use crate::domain::{AuthMode, Endpoints, NodeRole};
 use crate::valkey::server::{self as srv, HOST, ServerSpec};
 use secrecy::{ExposeSecret, SecretString};
 use std::path::{Path, PathBuf};
@@ -30,6 +28,8 @@ pub struct UpOptions {
 #[derive(Debug, Clone)]
 pub struct UpReport {
     pub already_up: bool,
+    /// Processes that were dead and were started again.
+    pub repaired: Vec<String>,
     pub processes: usize,
     pub seeded_keys: u64,
     pub elapsed: Duration,
@@ -72,30 +72,32 @@ pub enum SandboxError {
 pub async fn up(opts: &UpOptions) -> Result<UpReport, SandboxError> {
     let started = Instant::now();
     let dir = opts.dir.clone();
+    let _lock = lock(&dir).await?;
     if let Some(state) = State::load(&dir)? {
         let down: Vec<String> = super::status::processes(&state)
             .into_iter()
             .filter(|p| !p.alive)
             .map(|p| format!("{} {}", p.cache, p.node))
             .collect();
-        if down.is_empty() {
-            return Ok(UpReport {
-                already_up: true,
-                processes: super::status::processes(&state).len(),
-                seeded_keys: state.seeded_keys,
-                elapsed: started.elapsed(),
-                dir,
-            });
-        }
-        return Err(SandboxError::Broken {
+        let mut state = state;
+        let repaired = if down.is_empty() {
+            Vec::new()
+        } else {
+            super::repair::repair(opts, &mut state).await?
+        };
+        return Ok(UpReport {
+            already_up: true,
+            repaired,
+            processes: super::status::processes(&state).len(),
+            seeded_keys: state.seeded_keys,
+            elapsed: started.elapsed(),
             dir,
-            detail: format!("not running: {}", down.join(", ")),
         });
     }
     let result = build(opts, started).await;
     if result.is_err() {
         // Leave nothing half-started behind.
-        let _ = down(&dir).await;
+        let _ = super::down::down_locked(&dir).await;
     }
     result
 }
@@ -130,12 +132,14 @@ async fn build(opts: &UpOptions, started: Instant) -> Result<UpReport, SandboxEr
         state.caches.push(cache);
         state.save(dir)?;
     }
-    start_daemon(opts, &mut state).await?;
+    super::daemon::assign_endpoints(&mut state)?;
+    super::daemon::spawn_daemon(opts, &mut state).await?;
     publish_parameters(&params, &mut state)?;
     state.save(dir)?;
 
-    let mut seeded = 0;
-    for (i, plan) in layout::caches().iter().enumerate() {
+    // Caches are seeded concurrently: each is its own server(s), so they do not contend.
+    let mut jobs = Vec::new();
+    for (i, plan) in layout::caches().into_iter().enumerate() {
         let Some(cache) = state.cache(plan.env, plan.name) else {
             continue;
         };
@@ -155,18 +159,22 @@ async fn build(opts: &UpOptions, started: Instant) -> Result<UpReport, SandboxEr
             })
             .collect();
         let auth = NodeAuth::of(cache, &params);
-        seeded += seed::seed(&targets, &auth, plan.profile, keys, 2026 + i as u64)
-            .await
-            .map_err(|detail| SandboxError::Setup {
-                cache: format!("{}/{}", plan.env, plan.name),
-                detail: format!("seeding failed: {detail}"),
-                dir: dir.clone(),
-            })?;
+        jobs.push(async move {
+            seed::seed(&targets, &auth, plan.profile, keys, 2026 + i as u64)
+                .await
+                .map_err(|detail| SandboxError::Setup {
+                    cache: format!("{}/{}", plan.env, plan.name),
+                    detail: format!("seeding failed: {detail}"),
+                    dir: dir.clone(),
+                })
+        });
     }
+    let seeded: u64 = futures::future::try_join_all(jobs).await?.into_iter().sum();
     state.seeded_keys = seeded;
     state.save(dir)?;
     Ok(UpReport {
         already_up: false,
+        repaired: Vec::new(),
         processes: super::status::processes(&state).len(),
         seeded_keys: seeded,
         elapsed: started.elapsed(),
@@ -179,7 +187,42 @@ fn parse_range(text: &str) -> Option<(u16, u16)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-fn make_private_dir(dir: &Path) -> Result<(), SandboxError> {
+/// Takes the sandbox's exclusive lock (held until the file drops), so two `up`/`down` runs
+/// never build or tear down the same sandbox at once; waits up to two minutes for it.
+pub(super) async fn lock(dir: &Path) -> Result<std::fs::File, SandboxError> {
+    make_private_dir(dir)?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| SandboxError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(SandboxError::Broken {
+                    dir: dir.to_path_buf(),
+                    detail: "another `cachedeck sandbox up` or `down` held its lock for 2 minutes"
+                        .into(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(SandboxError::Io { path, source });
+            }
+        }
+    }
+}
+
+pub(super) fn make_private_dir(dir: &Path) -> Result<(), SandboxError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -226,7 +269,7 @@ fn auth_lines(
     }
 }
 
-async fn spawn(spec: ServerSpec) -> Result<srv::DetachedServer, SandboxError> {
+pub(super) async fn spawn(spec: ServerSpec) -> Result<srv::DetachedServer, SandboxError> {
     tokio::task::spawn_blocking(move || srv::spawn_detached(&spec))
         .await
         .map_err(|e| SandboxError::Broken {
@@ -383,11 +426,12 @@ fn node_state(id: &str, server: &srv::DetachedServer, role: NodeRole, az: usize)
         dir: server.dir.clone(),
         initial_role: role,
         availability_zone: AZS[az % AZS.len()].into(),
+        args: server.args.clone(),
     }
 }
 
 /// Waits until every replica reports `master_link_status:up` (FAILOVER needs synced replicas).
-async fn wait_replicas_synced(ports: &[u16], auth: &NodeAuth) -> Result<(), String> {
+pub(super) async fn wait_replicas_synced(ports: &[u16], auth: &NodeAuth) -> Result<(), String> {
     let until = Instant::now() + Duration::from_secs(20);
     cluster::wait(until, "replicas to sync with the primary", || async {
         for &port in ports {
@@ -405,143 +449,6 @@ async fn wait_replicas_synced(ports: &[u16], auth: &NodeAuth) -> Result<(), Stri
         Ok(true)
     })
     .await
-}
-
-/// Picks the endpoint ports, starts `cachedeck sandbox serve`, waits until it listens, and
-/// fills in each cache's endpoints.
-async fn start_daemon(opts: &UpOptions, state: &mut State) -> Result<(), SandboxError> {
-    let dir = &opts.dir;
-    let mut taken = Vec::new();
-    let mut port = || -> Result<u16, SandboxError> {
-        loop {
-            let p = srv::free_port(false)?;
-            if !taken.contains(&p) {
-                taken.push(p);
-                return Ok(p);
-            }
-        }
-    };
-    let mut proxies = Vec::new();
-    for cache in &mut state.caches {
-        let members: Vec<u16> = cache
-            .shards
-            .iter()
-            .flat_map(|s| s.nodes.iter().map(|n| n.port))
-            .collect();
-        let first = cache
-            .shards
-            .first()
-            .and_then(|s| s.nodes.first())
-            .map(|n| n.port);
-        let proxy = |name: &str, port: u16, mode: ProxyMode, backends: Vec<u16>| ProxyState {
-            name: format!("{}/{}/{name}", cache.env, cache.name),
-            port,
-            mode,
-            backends,
-            username: cache.username.clone(),
-            password_parameter: cache.password_parameter.clone(),
-        };
-        match (cache.cluster_mode, cache.kind, cache.tls) {
-            (true, _, _) => {
-                // A node address stands in for the configuration endpoint.
-                let ep = first.map(|p| Endpoint::new(HOST, p, false));
-                cache.endpoints.configuration = ep.clone();
-                cache.endpoint = ep;
-            }
-            (false, crate::domain::CacheKind::ReplicationGroup, true) => {
-                let (primary, reader) = (port()?, port()?);
-                proxies.push(proxy(
-                    "primary",
-                    primary,
-                    ProxyMode::Primary,
-                    members.clone(),
-                ));
-                proxies.push(proxy("reader", reader, ProxyMode::Reader, members));
-                cache.endpoints.primary = Some(Endpoint::new(HOST, primary, true));
-                cache.endpoints.reader = Some(Endpoint::new(HOST, reader, true));
-                cache.endpoint = cache.endpoints.primary.clone();
-            }
-            (false, _, true) => {
-                let p = port()?;
-                proxies.push(proxy("endpoint", p, ProxyMode::Single, members));
-                cache.endpoint = Some(Endpoint::new(HOST, p, true));
-            }
-            (false, kind, false) => {
-                cache.endpoint = first.map(|p| Endpoint::new(HOST, p, false));
-                if kind == crate::domain::CacheKind::EcsService {
-                    cache.ecs = Some(EcsRef {
-                        cluster: cache.env.clone(),
-                        service: cache.name.clone(),
-                        container: Some("valkey".into()),
-                    });
-                    cache.notes.push(format!(
-                        "stands in for valkey.{}.local (service discovery); RDB in {}",
-                        cache.env,
-                        cache
-                            .shards
-                            .first()
-                            .and_then(|s| s.nodes.first())
-                            .map(|n| n.dir.display().to_string())
-                            .unwrap_or_default()
-                    ));
-                }
-            }
-        }
-    }
-    state.proxies = proxies;
-    state.save(dir)?;
-
-    let log = dir.join("daemon.log");
-    let log_file = std::fs::File::create(&log).map_err(|source| SandboxError::Io {
-        path: log.clone(),
-        source,
-    })?;
-    let err_file = log_file.try_clone().map_err(|source| SandboxError::Io {
-        path: log.clone(),
-        source,
-    })?;
-    use std::os::unix::process::CommandExt;
-    let child = std::process::Command::new(&opts.exe)
-        .args(["sandbox", "serve"])
-        .env(super::DIR_ENV, dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(log_file)
-        .stderr(err_file)
-        // Its own session: the daemon outlives the terminal that ran `up`.
-        .process_group(0)
-        .spawn()
-        .map_err(|source| SandboxError::Io {
-            path: opts.exe.clone(),
-            source,
-        })?;
-    let pid = child.id() as i32;
-    // Nobody waits for the daemon; a thread reaps it when it exits so it never lingers
-    // as a zombie while this process lives.
-    std::thread::spawn(move || {
-        let mut child = child;
-        let _ = child.wait();
-    });
-    state.daemon = Some(DaemonState {
-        pid,
-        log: log.clone(),
-    });
-    state.save(dir)?;
-    let until = Instant::now() + Duration::from_secs(10);
-    for proxy in &state.proxies {
-        let port = proxy.port;
-        cluster::wait(
-            until,
-            &format!("endpoint {} on port {port}", proxy.name),
-            || async move { Ok(tokio::net::TcpStream::connect((HOST, port)).await.is_ok()) },
-        )
-        .await
-        .map_err(|detail| SandboxError::Setup {
-            cache: proxy.name.clone(),
-            detail: format!("{detail}; daemon log: {}", srv::log_tail(&log)),
-            dir: dir.clone(),
-        })?;
-    }
-    Ok(())
 }
 
 /// Seed-style parameters: endpoints (plain) and URLs (SecureString).
@@ -584,77 +491,4 @@ fn publish_parameters(params: &ParamStore, state: &mut State) -> Result<(), Sand
         }
     }
     Ok(())
-}
-
-/// Stops every process the sandbox started, waits for their ports, removes its state.
-/// Returns how many processes were stopped.
-pub async fn down(dir: &Path) -> Result<usize, SandboxError> {
-    let Some(state) = State::load(dir)? else {
-        return Ok(0);
-    };
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || stop_all(&dir, &state))
-        .await
-        .map_err(|e| SandboxError::Broken {
-            dir: PathBuf::new(),
-            detail: e.to_string(),
-        })?
-}
-
-fn stop_all(dir: &Path, state: &State) -> Result<usize, SandboxError> {
-    let mut stopped = 0;
-    // Removing the state first also tells the daemon to leave.
-    let state_file = dir.join(super::state::STATE_FILE);
-    let _ = std::fs::remove_file(&state_file);
-    if let Some(daemon) = &state.daemon {
-        if srv::pid_alive(daemon.pid) && is_our_daemon(daemon.pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(daemon.pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            stopped += 1;
-        }
-    }
-    let nodes: Vec<(i32, u16)> = state.nodes().map(|(_, n)| (n.pid, n.port)).collect();
-    for &(pid, _) in &nodes {
-        if srv::pid_alive(pid) && srv::is_server_pid(pid) {
-            // SIGKILL: a sandbox has nothing to save, and it frees ports at once.
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            stopped += 1;
-        }
-    }
-    let mut errors = Vec::new();
-    for (pid, port) in nodes {
-        if let Err(e) = srv::stop_detached(pid, port, Duration::from_secs(5)) {
-            errors.push(e.to_string());
-        }
-    }
-    for proxy in &state.proxies {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !srv::port_free(proxy.port) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !srv::port_free(proxy.port) {
-            errors.push(format!("endpoint port {} is still taken", proxy.port));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(SandboxError::Broken {
-            dir: dir.to_path_buf(),
-            detail: errors.join("; "),
-        });
-    }
-    for sub in ["nodes", "tls", "params", "events"] {
-        let _ = std::fs::remove_dir_all(dir.join(sub));
-    }
-    Ok(stopped)
-}
-
-fn is_our_daemon(pid: i32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains("serve"))
-        .unwrap_or(true)
 }

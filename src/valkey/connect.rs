@@ -10,20 +10,22 @@
 mod error;
 mod secrets;
 mod tls;
+mod transport;
 
 pub use error::{ConnectError, Layer};
 pub use secrets::{Auth, resolve as resolve_auth};
 
+use transport::{classify, connect_tcp, resolve};
+
 use crate::controlplane::ControlPlane;
-use crate::domain::{Cache, Endpoint, Node};
+use crate::domain::{Cache, Endpoint, Node, ProviderKind};
+use crate::escape::escape_capped;
 use crate::valkey::info::Info;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ErrorKind, FromRedisValue, RedisConnectionInfo, RedisError};
+use redis::{AsyncConnectionConfig, FromRedisValue, RedisConnectionInfo};
 use secrecy::ExposeSecret;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 /// Deadlines for reaching a node and for each command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,7 @@ impl Default for ConnectOptions {
 pub struct Connector {
     auth: Auth,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Whether node endpoints speak TLS.
     cache_tls: bool,
     options: ConnectOptions,
 }
@@ -71,12 +74,19 @@ impl Connector {
         options: ConnectOptions,
     ) -> Result<Connector, ConnectError> {
         let auth = secrets::resolve(&cache.credentials, plane).await?;
-        Connector::new(
+        let mut connector = Connector::new(
             auth,
             cache.tls,
             cache.credentials.ca_file.as_deref(),
             options,
-        )
+        )?;
+        // The sandbox terminates TLS only in its endpoint proxies (the bundled valkey-server
+        // has no TLS), so its nodes are dialled in plain text; ElastiCache nodes of a TLS
+        // cache speak TLS like its endpoints.
+        if plane.is_some_and(|p| p.environment().provider == ProviderKind::Sandbox) {
+            connector.cache_tls = false;
+        }
+        Ok(connector)
     }
 
     /// A connector from parts (tests, ad-hoc endpoints).
@@ -120,6 +130,16 @@ impl Connector {
 
     /// Connects and logs in to `endpoint`, then checks the link with PING.
     pub async fn connect(&self, endpoint: &Endpoint) -> Result<NodeConnection, ConnectError> {
+        self.connect_traced(endpoint, &mut |_| {}).await
+    }
+
+    /// [`Connector::connect`], reporting each layer that succeeded (with its duration) to
+    /// `step` as it goes: the connectivity check prints these.
+    pub async fn connect_traced(
+        &self,
+        endpoint: &Endpoint,
+        step: &mut (dyn FnMut(Step) + Send),
+    ) -> Result<NodeConnection, ConnectError> {
         let target = endpoint.address();
         let deadline = self.options.connect_timeout;
         let timed_out = |stage: &str| {
@@ -133,11 +153,30 @@ impl Connector {
         let started = Instant::now();
         let left = || deadline.saturating_sub(started.elapsed());
 
+        let mut mark = Instant::now();
+        let mut done = |layer: Layer, detail: String, mark: &mut Instant| {
+            step(Step {
+                layer,
+                took: mark.elapsed(),
+                detail,
+            });
+            *mark = Instant::now();
+        };
         let addrs = tokio::time::timeout(left(), resolve(endpoint))
             .await
             .map_err(|_| {
                 timed_out("dns lookup").with_cause("the DNS resolver does not answer")
             })??;
+        let shown: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+        done(
+            Layer::Dns,
+            format!(
+                "{} → {}",
+                escape_capped(&endpoint.host, 200),
+                shown.join(", ")
+            ),
+            &mut mark,
+        );
         let tcp = tokio::time::timeout(left(), connect_tcp(&addrs, &target))
             .await
             .map_err(|_| {
@@ -146,6 +185,11 @@ impl Connector {
                 )
             })??;
         let _ = tcp.set_nodelay(true);
+        let peer = tcp
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| target.clone());
+        done(Layer::Tcp, format!("connected to {peer}"), &mut mark);
 
         let mut conn = if endpoint.tls {
             let tls_config = match &self.tls {
@@ -171,6 +215,19 @@ impl Connector {
                         None => err,
                     }
                 })?;
+            let version = stream
+                .get_ref()
+                .1
+                .protocol_version()
+                .map_or_else(|| "TLS".to_string(), |v| format!("{v:?}"));
+            done(
+                Layer::Tls,
+                format!(
+                    "{version} handshake, certificate valid for {}",
+                    endpoint.host
+                ),
+                &mut mark,
+            );
             self.login(stream, endpoint, left()).await?
         } else {
             self.login(tcp, endpoint, left()).await?
@@ -194,6 +251,14 @@ impl Connector {
                 None,
             ));
         }
+        let who = match (&self.auth.username, &self.auth.password) {
+            (Some(user), Some(_)) => {
+                format!("logged in as {}, PING answered", escape_capped(user, 64))
+            }
+            (None, Some(_)) => "AUTH accepted, PING answered".to_string(),
+            _ => "no AUTH needed, PING answered".to_string(),
+        };
+        done(Layer::Auth, who, &mut mark);
         Ok(conn)
     }
 
@@ -252,6 +317,20 @@ impl Connector {
     }
 }
 
+/// One layer of a connection that worked, for the connectivity check.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Step {
+    pub layer: Layer,
+    #[serde(serialize_with = "serialize_millis", rename = "took_ms")]
+    pub took: Duration,
+    /// What was found, e.g. `valkey.orders.local → 10.0.3.7`, `TLSv1_3 handshake…`.
+    pub detail: String,
+}
+
+fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0)
+}
+
 /// A logged-in connection to one node.
 pub struct NodeConnection {
     conn: MultiplexedConnection,
@@ -293,87 +372,4 @@ impl NodeConnection {
     pub fn raw(&mut self) -> &mut MultiplexedConnection {
         &mut self.conn
     }
-}
-
-async fn resolve(endpoint: &Endpoint) -> Result<Vec<SocketAddr>, ConnectError> {
-    let host = endpoint.host.trim_matches(|c| c == '[' || c == ']');
-    let found = tokio::net::lookup_host((host, endpoint.port)).await.map_err(|e| {
-        ConnectError::new(Layer::Dns, endpoint.address(), e.to_string(), None).with_cause(
-            "the host name is wrong, or it resolves only inside the VPC (run from a bastion or use ECS Exec)",
-        )
-    })?;
-    let addrs: Vec<SocketAddr> = found.collect();
-    if addrs.is_empty() {
-        return Err(ConnectError::new(
-            Layer::Dns,
-            endpoint.address(),
-            "no address found",
-            None,
-        ));
-    }
-    Ok(addrs)
-}
-
-async fn connect_tcp(addrs: &[SocketAddr], target: &str) -> Result<TcpStream, ConnectError> {
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
-        }
-    }
-    let e = last.unwrap_or_else(|| std::io::Error::other("no address to try"));
-    let err = ConnectError::new(Layer::Tcp, target, e.to_string(), None);
-    Err(match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => err.with_cause(
-            "nothing listens on that port: the node is down, restarting, or the port is wrong",
-        ),
-        std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
-            err.with_cause("no route to the host: wrong VPC/subnet, or a missing route or peering")
-        }
-        _ => err,
-    })
-}
-
-/// Sorts a redis-crate error into a layer. `during_setup` is true while logging in, when a
-/// dropped link or garbage reply most often means a TLS/plain mismatch.
-fn classify(
-    e: &RedisError,
-    endpoint: &Endpoint,
-    secret: Option<&str>,
-    during_setup: bool,
-) -> ConnectError {
-    let target = endpoint.address();
-    let text = e.to_string();
-    let code = e.code().unwrap_or_default();
-    let new = |layer| ConnectError::new(layer, target.clone(), &text, secret);
-    if e.kind() == ErrorKind::AuthenticationFailed || code == "WRONGPASS" {
-        return new(Layer::Auth).with_cause(
-            "wrong user or password for this cache (check the env var / SSM parameter it comes from), or the server has no password set",
-        );
-    }
-    match code {
-        "NOAUTH" => return new(Layer::Auth)
-            .with_cause("the server requires AUTH: set the cache's credentials (password env var or SSM parameter)"),
-        "NOPERM" => return new(Layer::Server)
-            .with_cause("the ACL user lacks permission for this command; grant it (e.g. +info +slowlog +ping) or use another user"),
-        "LOADING" => return new(Layer::Server)
-            .with_cause("the node is loading its dataset after a restart; wait and retry"),
-        _ => {}
-    }
-    if e.is_timeout() {
-        return new(Layer::Timeout);
-    }
-    let dropped = e.is_connection_dropped() || e.is_io_error() || e.kind() == ErrorKind::Parse;
-    if dropped {
-        let err = new(Layer::Protocol);
-        return if !endpoint.tls && (during_setup || e.kind() == ErrorKind::Parse) {
-            err.with_cause("plain redis:// against a TLS-only endpoint? use rediss:// (tls on)")
-        } else if e.is_connection_refusal() {
-            err.with_cause("the node went away")
-        } else {
-            err
-        };
-    }
-    new(Layer::Server)
 }

@@ -330,6 +330,8 @@ pub struct DetachedServer {
     pub pid: i32,
     pub port: u16,
     pub dir: PathBuf,
+    /// The caller's extra arguments, kept so the server can be started again alike.
+    pub args: Vec<String>,
 }
 
 /// Starts a daemonized server (`--daemonize yes`, pid file and log in `spec.dir`), waits for
@@ -370,6 +372,7 @@ pub fn spawn_detached(spec: &ServerSpec) -> Result<DetachedServer, ServerError> 
                     pid,
                     port,
                     dir: dir.clone(),
+                    args: spec.args.clone(),
                 });
             }
             if port_taken(&dir) {

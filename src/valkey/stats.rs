@@ -7,14 +7,16 @@
 //! one-second view is real; a counter that went backwards (restart, failover to a fresh
 //! node) gives no rate for that interval instead of a huge negative or wrapped one.
 
+mod alerts;
 mod book;
 mod history;
 mod poller;
 mod slowlog;
 
+pub use alerts::{Alert, Severity};
 pub use book::{NodeEntry, NodeStatus, StatsBook};
 pub use history::{History, HistoryPoint};
-pub use poller::{PollTarget, Poller, PollerConfig, StatsEvent, sample_node};
+pub use poller::{PollTarget, Poller, PollerConfig, StatsEvent, poll_nodes, sample_node};
 pub use slowlog::{SlowlogEntry, fetch_slowlog};
 
 use crate::valkey::info::{Info, KeyspaceDb, Role};

@@ -3,11 +3,16 @@
 // Test helpers may fail loudly with a reason; `unwrap` stays denied.
 #![allow(clippy::expect_used)]
 
+mod aws_mocks;
+mod aws_moto;
 mod config;
 mod envs;
 mod harness;
 mod probe;
+mod runbook;
+mod sandbox;
 mod server;
+mod stats_cmd;
 mod tui;
 mod tui_e2e;
 mod valkey;

@@ -119,10 +119,16 @@ async fn tls_through_a_terminating_proxy_and_each_mismatch_named() {
 
     // Trusted CA, SNI = localhost: works end to end.
     let tls = Connector::new(Auth::default(), true, Some(ca), options()).expect("connector");
+    let mut steps = Vec::new();
     let mut conn = tls
-        .connect(&Endpoint::new("localhost", proxy.port, true))
+        .connect_traced(&Endpoint::new("localhost", proxy.port, true), &mut |s| {
+            steps.push(s)
+        })
         .await
         .expect("tls connection with the cache's CA");
+    let layers: Vec<Layer> = steps.iter().map(|s| s.layer).collect();
+    assert_eq!(layers, [Layer::Dns, Layer::Tcp, Layer::Tls, Layer::Auth]);
+    assert!(steps[2].detail.starts_with("TLSv1_3"), "{:?}", steps[2]);
     assert!(conn.info().await.is_ok());
 
     // Same endpoint without the CA: unknown issuer, with what to do about it.
@@ -341,4 +347,22 @@ async fn hostile_key_names_in_the_slowlog_are_escaped() {
         "{line:?}"
     );
     assert!(set.duration_micros < 10_000_000);
+}
+
+#[tokio::test]
+async fn server_errors_carry_their_code_and_the_link_survives() {
+    let server = server();
+    let mut conn = admin(&server, None).await;
+    let _: () = conn
+        .query(redis::cmd("SET").arg("k").arg("v"))
+        .await
+        .expect("set");
+    let err = conn
+        .query::<i64>(redis::cmd("LPUSH").arg("k").arg("x"))
+        .await
+        .expect_err("wrong type");
+    assert_eq!(err.layer, Layer::Server, "{err}");
+    assert_eq!(err.code.as_deref(), Some("WRONGTYPE"), "{err:?}");
+    // A server error is an answer: the same connection keeps working.
+    assert!(conn.info().await.is_ok());
 }

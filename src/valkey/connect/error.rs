@@ -60,6 +60,9 @@ pub struct ConnectError {
     pub detail: String,
     /// The most likely cause and what to do, when one can be named.
     pub likely_cause: Option<String>,
+    /// The server's error code (`READONLY`, `MOVED`, `LOADING`, `WRONGPASS`…) when the
+    /// failure was a server reply, so callers need not parse `detail`.
+    pub code: Option<String>,
 }
 
 impl fmt::Display for ConnectError {
@@ -92,7 +95,14 @@ impl ConnectError {
             target: escape_capped(target.into(), 200),
             detail: clean(detail.as_ref(), secret),
             likely_cause: None,
+            code: None,
         }
+    }
+
+    /// Records the server's error code (escaped: it is untrusted text).
+    pub fn with_code(mut self, code: &str) -> ConnectError {
+        self.code = Some(escape_capped(code, 40)).filter(|c| !c.is_empty());
+        self
     }
 
     pub fn with_cause(mut self, cause: impl Into<String>) -> ConnectError {

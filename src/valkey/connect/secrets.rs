@@ -156,6 +156,10 @@ fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controlplane::{
+        CacheEvent, ControlPlaneError, EventQuery, Parameter, ParameterType, ParameterValue,
+        PutParameter,
+    };
 
     #[test]
     fn url_credentials_are_decoded_and_never_echoed() {
@@ -184,6 +188,120 @@ mod tests {
         let err = resolve(&creds, None).await.expect_err("unset");
         assert_eq!(err.layer, Layer::Secret);
         assert!(err.to_string().contains("CACHEDECK_TEST_UNSET_VAR_X"));
+    }
+
+    /// A control plane that only answers parameter reads, from a fixed map.
+    struct Params(
+        Vec<(&'static str, &'static str)>,
+        crate::domain::Environment,
+    );
+
+    #[async_trait::async_trait]
+    impl ControlPlane for Params {
+        fn environment(&self) -> &crate::domain::Environment {
+            &self.1
+        }
+        async fn discover(&self) -> Result<crate::controlplane::Discovery, ControlPlaneError> {
+            Ok(Default::default())
+        }
+        async fn get_parameter(&self, name: &str) -> Result<Option<Parameter>, ControlPlaneError> {
+            if name == "/broken" {
+                return Err(ControlPlaneError::AccessDenied {
+                    operation: "GetParameter".into(),
+                    detail: "no ssm:GetParameter".into(),
+                });
+            }
+            Ok(self
+                .0
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(n, v)| Parameter {
+                    name: n.to_string(),
+                    kind: ParameterType::SecureString,
+                    value: ParameterValue::Secret(SecretString::from(v.to_string())),
+                    version: 1,
+                    last_modified: None,
+                }))
+        }
+        async fn get_parameters_by_path(
+            &self,
+            _: &str,
+        ) -> Result<Vec<Parameter>, ControlPlaneError> {
+            Ok(vec![])
+        }
+        async fn put_parameter(&self, _: PutParameter) -> Result<i64, ControlPlaneError> {
+            Ok(1)
+        }
+        async fn delete_parameter(&self, _: &str) -> Result<(), ControlPlaneError> {
+            Ok(())
+        }
+        async fn describe_events(
+            &self,
+            _: EventQuery,
+        ) -> Result<Vec<CacheEvent>, ControlPlaneError> {
+            Ok(vec![])
+        }
+        async fn test_failover(&self, _: &str, _: &str) -> Result<(), ControlPlaneError> {
+            Ok(())
+        }
+    }
+
+    fn plane() -> Params {
+        Params(
+            vec![
+                ("/orders/auth", "tok-ssm-123456789"),
+                (
+                    "/paperwurks/dev/redis/url",
+                    "rediss://celery:u%2Fr%40l-pw@host:6379/0",
+                ),
+            ],
+            crate::domain::Environment {
+                name: "dev".into(),
+                provider: crate::domain::ProviderKind::Aws,
+                protection: crate::domain::Protection::Open,
+                profile: None,
+                region: None,
+                endpoint_url: None,
+                source: "test".into(),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn passwords_come_from_ssm_and_from_a_url_parameter() {
+        let plane = plane();
+        let creds = Credentials {
+            username: None,
+            password: Some(SecretRef::Ssm("/orders/auth".into())),
+            url_parameter: None,
+            ca_file: None,
+        };
+        let auth = resolve(&creds, Some(&plane)).await.expect("ssm password");
+        assert_eq!(auth.secret(), Some("tok-ssm-123456789"));
+
+        let creds = Credentials {
+            url_parameter: Some("/paperwurks/dev/redis/url".into()),
+            ..Credentials::default()
+        };
+        let auth = resolve(&creds, Some(&plane)).await.expect("url password");
+        assert_eq!(auth.username.as_deref(), Some("celery"));
+        assert_eq!(auth.secret(), Some("u/r@l-pw"));
+
+        let missing = Credentials {
+            password: Some(SecretRef::Ssm("/nope".into())),
+            ..Credentials::default()
+        };
+        let err = resolve(&missing, Some(&plane)).await.expect_err("missing");
+        assert_eq!(err.layer, Layer::Secret);
+        assert!(err.to_string().contains("/nope") && err.to_string().contains("does not exist"));
+        let broken = Credentials {
+            password: Some(SecretRef::Ssm("/broken".into())),
+            ..Credentials::default()
+        };
+        let err = resolve(&broken, Some(&plane)).await.expect_err("denied");
+        assert!(err.to_string().contains("access denied"), "{err}");
+        let err = resolve(&missing, None).await.expect_err("no plane");
+        assert!(err.to_string().contains("no control plane"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! each failure with its reason, while every other node keeps its own pace.
 
 use super::{NodeKey, NodeSample, NodeStats};
-use crate::domain::Endpoint;
+use crate::domain::{Cache, Endpoint, Node, NodeHealth, NodeRole};
 use crate::valkey::connect::{ConnectError, Connector, NodeConnection};
 use crate::valkey::info::Info;
 use std::sync::Arc;
@@ -34,6 +34,47 @@ pub struct PollTarget {
     pub key: NodeKey,
     pub endpoint: Endpoint,
     pub connector: Arc<Connector>,
+}
+
+impl PollTarget {
+    /// One target per node of `cache`; a cache that lists no nodes (serverless) is polled
+    /// through its endpoint, as a node named after the cache.
+    pub fn for_cache(cache: &Cache, connector: &Arc<Connector>) -> Vec<PollTarget> {
+        poll_nodes(cache)
+            .iter()
+            .map(|n| PollTarget {
+                key: NodeKey {
+                    env: cache.env.clone(),
+                    cache: cache.name.clone(),
+                    node: n.id.clone(),
+                },
+                endpoint: connector.node_endpoint(n),
+                connector: connector.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The nodes stats are polled from: every node of every shard, or the cache's endpoint as
+/// one node when the control plane lists none.
+pub fn poll_nodes(cache: &Cache) -> Vec<Node> {
+    let nodes: Vec<Node> = cache.nodes().cloned().collect();
+    if !nodes.is_empty() {
+        return nodes;
+    }
+    cache
+        .endpoint
+        .iter()
+        .map(|e| Node {
+            id: cache.name.clone(),
+            role: NodeRole::Unknown,
+            host: e.host.clone(),
+            port: e.port,
+            availability_zone: None,
+            status: cache.status.clone(),
+            health: NodeHealth::Unknown,
+        })
+        .collect()
 }
 
 /// What a poller reports.

@@ -1,0 +1,26 @@
+//! The built-in actions steps can name. To add one: write a module under `actions/`
+//! implementing [`Action`](crate::runbook::action::Action), then register it in [`builtin`].
+
+mod check;
+mod marker;
+mod nodes;
+mod parameter;
+mod probe;
+mod wait;
+
+use crate::runbook::action::Registry;
+use std::sync::Arc;
+
+/// Every built-in action.
+pub fn builtin() -> Registry {
+    let mut r = Registry::new();
+    r.register(Arc::new(wait::Wait));
+    r.register(Arc::new(probe::Ping));
+    r.register(Arc::new(probe::InfoFields));
+    r.register(Arc::new(check::Check));
+    r.register(Arc::new(marker::SetMarker));
+    r.register(Arc::new(marker::GetMarker));
+    r.register(Arc::new(parameter::ParameterPut));
+    r.register(Arc::new(parameter::ParameterGet));
+    r
+}

@@ -1,0 +1,62 @@
+//! Which nodes of a cache an action talks to: `endpoint` (the client endpoint), `all`,
+//! `primaries`, `replicas`, or one node id.
+
+use crate::domain::{Cache, Endpoint, NodeRole};
+use crate::runbook::action::ActionError;
+
+/// The `node` input's documentation, shared by the actions that take it.
+pub const NODE_DOC: &str = "`endpoint` (default), `all`, `primaries`, `replicas`, or a node id";
+
+/// One place to connect to, with a label for messages and outputs.
+#[derive(Debug, Clone)]
+pub struct NodeTarget {
+    pub label: String,
+    pub endpoint: Endpoint,
+    pub role: NodeRole,
+}
+
+/// Resolves a `node` selector against the cache.
+pub fn select(cache: &Cache, which: &str) -> Result<Vec<NodeTarget>, ActionError> {
+    let tls = cache.tls;
+    if which == "endpoint" {
+        let endpoint = cache.endpoint.clone().ok_or_else(|| {
+            ActionError::failed(format!("reach cache `{}`: it has no endpoint", cache.name))
+        })?;
+        return Ok(vec![NodeTarget {
+            label: "endpoint".into(),
+            endpoint,
+            role: NodeRole::Unknown,
+        }]);
+    }
+    let picked: Vec<NodeTarget> = cache
+        .nodes()
+        .filter(|n| match which {
+            "all" => true,
+            "primaries" => n.role == NodeRole::Primary,
+            "replicas" => n.role == NodeRole::Replica,
+            id => n.id == id,
+        })
+        .map(|n| NodeTarget {
+            label: n.id.clone(),
+            endpoint: n.endpoint(tls),
+            role: n.role,
+        })
+        .collect();
+    if picked.is_empty() {
+        let ids: Vec<&str> = cache.nodes().map(|n| n.id.as_str()).collect();
+        return Err(ActionError::failed(format!(
+            "select nodes `{which}` of cache `{}`: none match; it has {}",
+            cache.name,
+            ids.join(", ")
+        )));
+    }
+    Ok(picked)
+}
+
+/// How a plan names the selected nodes without I/O.
+pub fn describe(cache: &Cache, which: &str) -> Vec<String> {
+    match select(cache, which) {
+        Ok(targets) => targets.iter().map(|t| t.endpoint.address()).collect(),
+        Err(_) => vec![format!("<{which}>")],
+    }
+}

@@ -1,0 +1,277 @@
+//! The headless runner behind `cachedeck run` and `cachedeck runs resume`: progress on
+//! stderr, the result on stdout (text or JSON), and documented exit codes ([`exit`]).
+
+mod listing;
+mod reporter;
+
+pub use listing::{runbooks_list, runbooks_validate, runs_list, runs_show};
+
+use crate::estate::{Estate, EstateError};
+use crate::runbook::actions;
+use crate::runbook::catalog;
+use crate::runbook::engine::{Engine, EngineError, ResumeInfo, RunReport, RunRequest, Target};
+use crate::runbook::events::{EventSender, RunState};
+use crate::runbook::journal;
+use crate::runbook::lock::LockError;
+use crate::runbook::protect::{self, Approval};
+use crate::runbook::validate::{self, Runbook};
+use crate::valkey::connect::ConnectOptions;
+use tokio_util::sync::CancellationToken;
+
+/// Exit codes of `cachedeck run` and `cachedeck runs resume`.
+pub mod exit {
+    /// The runbook ran to the end and every step succeeded (or a dry run was printed).
+    pub const OK: u8 = 0;
+    /// A step failed (after its retries and on_failure handling); see the report.
+    pub const FAILED: u8 = 1;
+    /// Bad input: unknown or invalid runbook, parameter, environment or cache. Nothing ran.
+    pub const BAD_INPUT: u8 = 2;
+    /// Refused by protection (read-only environment, missing --yes / --confirm-cache, or
+    /// a declined confirmation). Nothing dangerous ran.
+    pub const REFUSED: u8 = 3;
+    /// Another run holds the cache's lock; the message names the holder.
+    pub const LOCK_HELD: u8 = 4;
+    /// Interrupted (Ctrl-C / SIGTERM); resume with `cachedeck runs resume ID`.
+    pub const INTERRUPTED: u8 = 5;
+}
+
+/// Output format of the runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Everything `cachedeck run` takes.
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    pub runbook: String,
+    pub env: String,
+    pub cache: String,
+    pub params: Vec<(String, String)>,
+    pub approval: Approval,
+    pub dry_run: bool,
+    pub force_unlock: Option<String>,
+    pub format: Format,
+}
+
+fn engine(estate: &Estate) -> Engine {
+    Engine::new(
+        actions::builtin(),
+        journal::runs_dir(),
+        ConnectOptions {
+            connect_timeout: estate
+                .settings
+                .valkey_timeout
+                .max(std::time::Duration::from_secs(1)),
+            command_timeout: estate
+                .settings
+                .valkey_timeout
+                .max(std::time::Duration::from_secs(1)),
+        },
+    )
+}
+
+fn estate_code(e: &EstateError) -> u8 {
+    match e {
+        EstateError::UnknownEnv { .. }
+        | EstateError::UnknownCache { .. }
+        | EstateError::Config(_)
+        | EstateError::MissingConfig(_) => exit::BAD_INPUT,
+        EstateError::Plane { .. } => exit::FAILED,
+    }
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
+    eprintln!("error: failed to {message}");
+    code
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        eprintln!("interrupt: stopping after the current call; the run can be resumed");
+        token.cancel();
+    });
+}
+
+/// Looks the target up and applies protection and `applies_to`; `Err` is an exit code.
+async fn target(
+    estate: &Estate,
+    runbook: &Runbook,
+    env: &str,
+    cache: &str,
+    approval: &Approval,
+) -> Result<Target, u8> {
+    let handle = estate
+        .env(env)
+        .map_err(|e| fail(estate_code(&e), format!("find environment: {e}")))?;
+    // Protection first: a refused run must not even discover the estate.
+    protect::check(handle.env.protection, runbook, env, cache, approval)
+        .map_err(|r| fail(exit::REFUSED, r))?;
+    let (plane, found) = estate
+        .find_cache(env, cache)
+        .await
+        .map_err(|e| fail(estate_code(&e), format!("find the cache: {e}")))?;
+    if !runbook.applies_to.contains(&found.kind) {
+        let kinds: Vec<String> = runbook.applies_to.iter().map(|k| k.to_string()).collect();
+        return Err(fail(
+            exit::BAD_INPUT,
+            format!(
+                "run `{}` on `{cache}`: it is a {} and the runbook applies to {}",
+                runbook.name,
+                found.kind,
+                kinds.join(", ")
+            ),
+        ));
+    }
+    Ok(Target {
+        env: handle.env.clone(),
+        cache: found,
+        plane,
+    })
+}
+
+fn state_code(state: RunState) -> u8 {
+    match state {
+        RunState::Succeeded => exit::OK,
+        RunState::Failed => exit::FAILED,
+        RunState::Interrupted => exit::INTERRUPTED,
+        RunState::Refused => exit::REFUSED,
+    }
+}
+
+fn engine_code(e: &EngineError) -> u8 {
+    match e {
+        EngineError::Lock(l)
+            if matches!(**l, LockError::Held { .. } | LockError::WrongId { .. }) =>
+        {
+            exit::LOCK_HELD
+        }
+        EngineError::Resume { .. } => exit::BAD_INPUT,
+        _ => exit::FAILED,
+    }
+}
+
+async fn drive(
+    format: Format,
+    approval: Approval,
+    work: impl FnOnce(
+        EventSender,
+        CancellationToken,
+    ) -> futures::future::BoxFuture<'static, Result<RunReport, EngineError>>,
+) -> u8 {
+    let (tx, rx) = EventSender::channel();
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    let printer = tokio::spawn(reporter::stderr(rx, approval));
+    let result = work(tx, cancel).await;
+    let _ = printer.await;
+    match result {
+        Ok(report) => {
+            reporter::print_report(&report, format);
+            state_code(report.state)
+        }
+        Err(e) => fail(engine_code(&e), e),
+    }
+}
+
+/// `cachedeck run`.
+pub async fn run(estate: &Estate, args: RunArgs) -> u8 {
+    let registry = actions::builtin();
+    let runbook = match catalog::find(&args.runbook, &registry) {
+        Ok(r) => r,
+        Err(e) => return fail(exit::BAD_INPUT, format!("load the runbook: {e}")),
+    };
+    let params = match validate::bind_params(&runbook, &args.params) {
+        Ok(p) => p,
+        Err(e) => return fail(exit::BAD_INPUT, format!("bind parameters: {e}")),
+    };
+    let approval = if args.dry_run {
+        Approval {
+            interactive: true,
+            ..args.approval.clone()
+        }
+    } else {
+        args.approval.clone()
+    };
+    let target = match target(estate, &runbook, &args.env, &args.cache, &approval).await {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let engine = engine(estate);
+    if args.dry_run {
+        let plan = engine.plan(&runbook, &params, &target);
+        reporter::print_plan(&plan, args.format);
+        return exit::OK;
+    }
+    let req = RunRequest {
+        runbook,
+        params,
+        target,
+        force_unlock: args.force_unlock.clone(),
+    };
+    drive(args.format, args.approval, move |tx, cancel| {
+        Box::pin(async move { engine.start(req, tx, cancel).await })
+    })
+    .await
+}
+
+/// `cachedeck runs resume ID`.
+pub async fn resume(
+    estate: &Estate,
+    run_id: &str,
+    approval: Approval,
+    force_unlock: Option<String>,
+    format: Format,
+) -> u8 {
+    let dir = journal::runs_dir();
+    let records = match journal::read(&dir, run_id) {
+        Ok(r) => r,
+        Err(e) => return fail(exit::BAD_INPUT, e),
+    };
+    let info = match ResumeInfo::from_records(run_id, &records) {
+        Ok(i) => i,
+        Err(why) => return fail(exit::BAD_INPUT, format!("resume run {run_id}: {why}")),
+    };
+    let registry = actions::builtin();
+    let label = format!("{} (journaled text of run {run_id})", info.source);
+    let runbook = match validate::parse(&label, &info.text, &registry) {
+        Ok(r) if r.hash == info.hash => r,
+        Ok(_) => {
+            return fail(
+                exit::BAD_INPUT,
+                format!(
+                    "resume run {run_id}: its journaled runbook does not match its recorded hash"
+                ),
+            );
+        }
+        Err(e) => return fail(exit::BAD_INPUT, format!("resume run {run_id}: {e}")),
+    };
+    let target = match target(estate, &runbook, &info.env, &info.cache, &approval).await {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let engine = engine(estate);
+    drive(format, approval, move |tx, cancel| {
+        Box::pin(async move {
+            engine
+                .resume(info, runbook, target, force_unlock, tx, cancel)
+                .await
+        })
+    })
+    .await
+}

@@ -1,0 +1,632 @@
+//! Turns runbook text into a checked [`Runbook`]: parse errors and every semantic error
+//! (unknown action, input or reference, duplicate step id, bad duration, forward reference
+//! or cycle, undeclared dangerous step) at file:line:col with a fix.
+
+use crate::domain::CacheKind;
+use crate::runbook::action::Registry;
+use crate::runbook::file::{OnFailureDef, ParamType, RunbookFile, StepDef};
+use crate::runbook::template::{Ref, find_refs};
+use crate::runbook::value::{Value, ValueKind, check_kind};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::time::Duration;
+use toml::Spanned;
+
+/// Default deadline of one step attempt.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default first pause between attempts.
+pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A runbook file that cannot be used, with where and how to fix it.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{path}:{line}:{column}: {message}\n  fix: {hint}")]
+pub struct RunbookError {
+    pub path: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub hint: String,
+}
+
+/// A parameter after checking.
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub kind: ParamType,
+    pub default: Option<Value>,
+    pub values: Vec<String>,
+    pub description: String,
+}
+
+impl Param {
+    /// Parses `--param name=TEXT` into this parameter's type.
+    pub fn parse(&self, text: &str) -> Result<Value, String> {
+        let v = match self.kind {
+            ParamType::Int => text
+                .trim()
+                .parse::<i64>()
+                .map(Value::int)
+                .map_err(|_| format!("`{text}` is not an integer"))?,
+            ParamType::Bool => match text.trim() {
+                "true" | "yes" | "1" => Value::bool(true),
+                "false" | "no" | "0" => Value::bool(false),
+                _ => return Err(format!("`{text}` is not true or false")),
+            },
+            ParamType::List => Value::Json(serde_json::Value::Array(
+                text.split(',')
+                    .map(|s| serde_json::Value::String(s.trim().to_string()))
+                    .filter(|s| s.as_str() != Some(""))
+                    .collect(),
+            )),
+            _ => Value::str(text),
+        };
+        self.check(&v)?;
+        Ok(v)
+    }
+
+    fn check(&self, v: &Value) -> Result<(), String> {
+        match self.kind {
+            ParamType::Enum => {
+                let s = v.display();
+                if self.values.contains(&s) {
+                    Ok(())
+                } else {
+                    Err(format!("`{s}` is not one of {}", self.values.join(", ")))
+                }
+            }
+            kind => check_kind(value_kind(kind), v),
+        }
+    }
+}
+
+fn value_kind(kind: ParamType) -> ValueKind {
+    match kind {
+        ParamType::String | ParamType::Enum => ValueKind::String,
+        ParamType::Int => ValueKind::Int,
+        ParamType::Bool => ValueKind::Bool,
+        ParamType::Duration => ValueKind::Duration,
+        ParamType::List => ValueKind::List,
+    }
+}
+
+/// Where a step sits in a runbook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Precondition,
+    Main,
+    Rollback,
+}
+
+/// What a failing step leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnFailure {
+    Abort,
+    Continue,
+    Rollback(String),
+}
+
+/// A step after checking.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    pub title: String,
+    pub action: String,
+    /// Input templates (JSON with `{{ }}` references), defaults of the action applied.
+    pub inputs: BTreeMap<String, serde_json::Value>,
+    pub dangerous: bool,
+    pub confirm: bool,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub backoff: Duration,
+    pub on_failure: OnFailure,
+    pub phase: Phase,
+}
+
+/// A checked runbook, ready to run.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub applies_to: Vec<CacheKind>,
+    pub params: Vec<Param>,
+    /// Preconditions first, then the main steps, in file order.
+    pub steps: Vec<Step>,
+    pub rollback: Vec<Step>,
+    /// Where it came from: `builtin` or a file path.
+    pub source: String,
+    pub text: String,
+    /// SHA-256 of the text, hex: the journal records it so resume runs the same runbook.
+    pub hash: String,
+}
+
+impl Runbook {
+    /// Whether any step mutates (then the run takes the cache lock).
+    pub fn mutates(&self) -> bool {
+        self.steps.iter().chain(&self.rollback).any(|s| s.dangerous)
+    }
+
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().chain(&self.rollback).find(|s| s.id == id)
+    }
+
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+}
+
+/// SHA-256 of runbook text, hex.
+pub fn hash_text(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Checker<'a> {
+    path: &'a str,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn err(&self, at: usize, message: impl Into<String>, hint: impl Into<String>) -> RunbookError {
+        let (line, column) = crate::config::line_col(self.text, at);
+        RunbookError {
+            path: self.path.to_string(),
+            line,
+            column,
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    fn duration(
+        &self,
+        d: &Option<Spanned<String>>,
+        default: Duration,
+    ) -> Result<Duration, RunbookError> {
+        match d {
+            None => Ok(default),
+            Some(s) => humantime::parse_duration(s.get_ref().trim()).map_err(|e| {
+                self.err(
+                    s.span().start,
+                    format!("`{}` is not a duration ({e})", s.get_ref()),
+                    "write a duration such as \"30s\", \"5m\" or \"1h 30m\"",
+                )
+            }),
+        }
+    }
+}
+
+/// Parses and checks runbook text; `path` is only used in messages.
+pub fn parse(path: &str, text: &str, registry: &Registry) -> Result<Runbook, RunbookError> {
+    let c = Checker { path, text };
+    let file: RunbookFile = toml::from_str(text).map_err(|e| {
+        let at = e.span().map(|s| s.start).unwrap_or(0);
+        let message = e.message().trim().to_string();
+        let hint = hint_for(&message);
+        c.err(at, message, hint)
+    })?;
+    check(&c, file, registry)
+}
+
+fn hint_for(message: &str) -> String {
+    if message.starts_with("unknown field") {
+        "remove the field or correct its spelling (see docs/runbooks.md)".into()
+    } else if message.starts_with("unknown variant") {
+        "use one of the values listed above".into()
+    } else if message.starts_with("missing field") {
+        "add the field (see docs/runbooks.md)".into()
+    } else if message.starts_with("invalid type") {
+        "give the value the type shown above (numbers unquoted, durations quoted)".into()
+    } else if message.contains("duplicate key") {
+        "each key may appear once per table; remove the repeat".into()
+    } else {
+        "see docs/runbooks.md for the format".into()
+    }
+}
+
+fn check(c: &Checker<'_>, file: RunbookFile, registry: &Registry) -> Result<Runbook, RunbookError> {
+    let name = file.name.get_ref().clone();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+    {
+        return Err(c.err(
+            file.name.span().start,
+            format!("runbook name `{name}` is not kebab-case"),
+            "use lowercase letters, digits and `-`, e.g. \"failover-test\"",
+        ));
+    }
+    let mut params = Vec::new();
+    for (pname, def) in &file.params {
+        let kind = *def.kind.get_ref();
+        if kind == ParamType::Enum && def.values.is_empty() {
+            return Err(c.err(
+                def.kind.span().start,
+                format!("enum parameter `{pname}` lists no values"),
+                "add `values = [\"a\", \"b\"]`",
+            ));
+        }
+        let mut param = Param {
+            name: pname.clone(),
+            kind,
+            default: None,
+            values: def.values.clone(),
+            description: def.description.clone(),
+        };
+        if let Some(d) = &def.default {
+            let json = serde_json::to_value(d.get_ref()).map_err(|e| {
+                c.err(
+                    d.span().start,
+                    format!("default of `{pname}` cannot be used: {e}"),
+                    "give a plain value",
+                )
+            })?;
+            let v = Value::Json(json);
+            param.check(&v).map_err(|p| {
+                c.err(
+                    d.span().start,
+                    format!("default of parameter `{pname}` ({}): {p}", type_name(kind)),
+                    format!("give a value of type {}", type_name(kind)),
+                )
+            })?;
+            param.default = Some(v);
+        }
+        params.push(param);
+    }
+    let param_names: BTreeSet<&str> = file.params.keys().map(String::as_str).collect();
+
+    let mut seen: BTreeMap<String, &'static [crate::runbook::action::OutputSpec]> = BTreeMap::new();
+    let mut steps = Vec::new();
+    let rollback_ids: BTreeSet<&str> = file
+        .rollback
+        .iter()
+        .map(|s| s.id.get_ref().as_str())
+        .collect();
+    let groups = [
+        (Phase::Precondition, &file.preconditions),
+        (Phase::Main, &file.steps),
+        (Phase::Rollback, &file.rollback),
+    ];
+    let mut all_ids: BTreeSet<String> = BTreeSet::new();
+    let mut rollback = Vec::new();
+    for (phase, defs) in groups {
+        for def in defs.iter() {
+            let id = def.id.get_ref();
+            if !all_ids.insert(id.clone()) {
+                return Err(c.err(
+                    def.id.span().start,
+                    format!("duplicate step id `{id}`"),
+                    "give every step (preconditions and rollback included) its own id",
+                ));
+            }
+            let step = check_step(c, def, phase, registry, &param_names, &seen, &rollback_ids)?;
+            if let Some(action) = registry.get(&step.action)
+                && phase != Phase::Rollback
+            {
+                seen.insert(id.clone(), action.outputs());
+            }
+            if phase == Phase::Rollback {
+                rollback.push(step);
+            } else {
+                steps.push(step);
+            }
+        }
+    }
+    if file.steps.is_empty() {
+        return Err(c.err(
+            0,
+            "the runbook has no steps",
+            "add at least one [[steps]] table",
+        ));
+    }
+    Ok(Runbook {
+        name,
+        title: file.title,
+        description: file.description,
+        applies_to: file.applies_to.iter().map(|k| *k.get_ref()).collect(),
+        params,
+        steps,
+        rollback,
+        source: c.path.to_string(),
+        text: c.text.to_string(),
+        hash: hash_text(c.text),
+    })
+}
+
+fn type_name(kind: ParamType) -> &'static str {
+    match kind {
+        ParamType::String => "string",
+        ParamType::Int => "int",
+        ParamType::Bool => "bool",
+        ParamType::Duration => "duration",
+        ParamType::Enum => "enum",
+        ParamType::List => "list",
+    }
+}
+
+fn check_step(
+    c: &Checker<'_>,
+    def: &StepDef,
+    phase: Phase,
+    registry: &Registry,
+    params: &BTreeSet<&str>,
+    earlier: &BTreeMap<String, &'static [crate::runbook::action::OutputSpec]>,
+    rollback_ids: &BTreeSet<&str>,
+) -> Result<Step, RunbookError> {
+    let id = def.id.get_ref().clone();
+    let action_name = def.action.get_ref();
+    let action = registry.get(action_name).ok_or_else(|| {
+        c.err(
+            def.action.span().start,
+            format!("step `{id}`: unknown action `{action_name}`"),
+            format!(
+                "use one of: {}",
+                registry.names().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    })?;
+    if action.dangerous() && !def.dangerous {
+        return Err(c.err(
+            def.action.span().start,
+            format!("step `{id}`: action `{action_name}` mutates, but the step does not say so"),
+            "add `dangerous = true` (read-only environments will then refuse it)",
+        ));
+    }
+    if phase == Phase::Precondition && def.dangerous {
+        return Err(c.err(
+            def.id.span().start,
+            format!("precondition `{id}` is dangerous"),
+            "preconditions only look; move it to [[steps]]",
+        ));
+    }
+    let mut inputs = BTreeMap::new();
+    for (name, value) in &def.inputs {
+        let Some(spec) = action.inputs().iter().find(|s| s.name == name) else {
+            return Err(c.err(
+                value.span().start,
+                format!("step `{id}`: action `{action_name}` has no input `{name}`"),
+                format!(
+                    "its inputs are: {}",
+                    action
+                        .inputs()
+                        .iter()
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let json = serde_json::to_value(value.get_ref()).map_err(|e| {
+            c.err(
+                value.span().start,
+                format!("input `{name}` cannot be used: {e}"),
+                "give a plain value",
+            )
+        })?;
+        let mut has_refs = false;
+        check_refs(
+            c,
+            &json,
+            value.span(),
+            &id,
+            phase,
+            params,
+            earlier,
+            &mut has_refs,
+        )?;
+        if !has_refs {
+            check_kind(spec.kind, &Value::Json(json.clone())).map_err(|p| {
+                c.err(
+                    value.span().start,
+                    format!("step `{id}`: input `{name}`: {p}"),
+                    format!("give a value of type {}", spec.kind.as_str()),
+                )
+            })?;
+        }
+        inputs.insert(name.clone(), json);
+    }
+    for spec in action.inputs() {
+        if inputs.contains_key(spec.name) {
+            continue;
+        }
+        if spec.required {
+            return Err(c.err(
+                def.id.span().start,
+                format!(
+                    "step `{id}`: action `{action_name}` needs input `{}`",
+                    spec.name
+                ),
+                format!(
+                    "add `{} = ...` under the step's inputs ({})",
+                    spec.name, spec.doc
+                ),
+            ));
+        }
+        if let Some(d) = spec.default {
+            let v = toml::from_str::<toml::Table>(&format!("v = {d}"))
+                .ok()
+                .and_then(|t| t.get("v").cloned())
+                .and_then(|v| serde_json::to_value(v).ok());
+            if let Some(v) = v {
+                inputs.insert(spec.name.to_string(), v);
+            }
+        }
+    }
+    let on_failure = match def
+        .on_failure
+        .as_ref()
+        .map(|s| *s.get_ref())
+        .unwrap_or_default()
+    {
+        OnFailureDef::Abort => OnFailure::Abort,
+        OnFailureDef::Continue => OnFailure::Continue,
+        OnFailureDef::Rollback => {
+            let at = def.on_failure.as_ref().map(|s| s.span().start).unwrap_or(0);
+            let Some(target) = &def.rollback else {
+                return Err(c.err(
+                    at,
+                    format!("step `{id}`: on_failure = \"rollback\" names no rollback step"),
+                    "add `rollback = \"<id of a [[rollback]] step>\"`",
+                ));
+            };
+            if phase == Phase::Rollback {
+                return Err(c.err(
+                    at,
+                    format!("rollback step `{id}` cannot itself roll back"),
+                    "use on_failure = \"abort\" or \"continue\" in [[rollback]] steps",
+                ));
+            }
+            if !rollback_ids.contains(target.get_ref().as_str()) {
+                return Err(c.err(
+                    target.span().start,
+                    format!("step `{id}`: no [[rollback]] step `{}`", target.get_ref()),
+                    "name a step defined under [[rollback]]",
+                ));
+            }
+            OnFailure::Rollback(target.get_ref().clone())
+        }
+    };
+    if let (Some(r), false) = (&def.rollback, matches!(on_failure, OnFailure::Rollback(_))) {
+        return Err(c.err(
+            r.span().start,
+            format!("step `{id}`: `rollback` is set but on_failure is not \"rollback\""),
+            "add `on_failure = \"rollback\"` or remove `rollback`",
+        ));
+    }
+    Ok(Step {
+        title: def
+            .title
+            .clone()
+            .unwrap_or_else(|| action.summary().to_string()),
+        action: action_name.clone(),
+        inputs,
+        dangerous: def.dangerous,
+        confirm: def.confirm,
+        timeout: c.duration(&def.timeout, DEFAULT_TIMEOUT)?,
+        retries: def.retries,
+        backoff: c.duration(&def.backoff, DEFAULT_BACKOFF)?,
+        on_failure,
+        phase,
+        id,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_refs(
+    c: &Checker<'_>,
+    v: &serde_json::Value,
+    span: Range<usize>,
+    id: &str,
+    phase: Phase,
+    params: &BTreeSet<&str>,
+    earlier: &BTreeMap<String, &'static [crate::runbook::action::OutputSpec]>,
+    has_refs: &mut bool,
+) -> Result<(), RunbookError> {
+    // Point inside the string when the reference can be found there (skipping the quote).
+    let at = |offset: usize| {
+        let start = span.start + 1 + offset;
+        if start < span.end { start } else { span.start }
+    };
+    match v {
+        serde_json::Value::String(s) => {
+            let found = find_refs(s).map_err(|(o, m)| {
+                c.err(
+                    at(o),
+                    format!("step `{id}`: {m}"),
+                    "write references as {{ params.NAME }} or {{ steps.ID.outputs.NAME }}",
+                )
+            })?;
+            for f in found {
+                *has_refs = true;
+                match &f.reference {
+                    Ref::Param(p) if !params.contains(p.as_str()) => {
+                        return Err(c.err(
+                            at(f.start),
+                            format!("step `{id}` refers to unknown parameter `{p}`"),
+                            format!(
+                                "declare it under [params.{p}] or use one of: {}",
+                                params.iter().copied().collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                    Ref::Output { step, output, .. } => {
+                        let Some(outputs) = earlier.get(step) else {
+                            let why = if step == id {
+                                "itself (a cycle)".to_string()
+                            } else {
+                                format!(
+                                    "`{step}`, which is not an earlier step (steps run in file order; a forward reference or a cycle)"
+                                )
+                            };
+                            let hint = if phase == Phase::Rollback {
+                                "refer to a precondition or main step"
+                            } else {
+                                "refer only to steps above this one"
+                            };
+                            return Err(c.err(
+                                at(f.start),
+                                format!("step `{id}` refers to {why}"),
+                                hint,
+                            ));
+                        };
+                        if !outputs.iter().any(|o| o.name == output) {
+                            return Err(c.err(at(f.start), format!("step `{id}` refers to output `{output}` that step `{step}` does not produce"), format!("its outputs are: {}", outputs.iter().map(|o| o.name).collect::<Vec<_>>().join(", "))));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(items) => items
+            .iter()
+            .try_for_each(|i| check_refs(c, i, span.clone(), id, phase, params, earlier, has_refs)),
+        serde_json::Value::Object(map) => map
+            .values()
+            .try_for_each(|i| check_refs(c, i, span.clone(), id, phase, params, earlier, has_refs)),
+        _ => Ok(()),
+    }
+}
+
+/// Checks `--param` values against a runbook and fills defaults; `Err` names the problem.
+pub fn bind_params(
+    runbook: &Runbook,
+    given: &[(String, String)],
+) -> Result<crate::runbook::value::Values, String> {
+    let mut values = crate::runbook::value::Values::new();
+    for (name, text) in given {
+        let param = runbook.param(name).ok_or_else(|| {
+            format!(
+                "runbook `{}` has no parameter `{name}`; it has: {}",
+                runbook.name,
+                runbook
+                    .params
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        let v = param
+            .parse(text)
+            .map_err(|e| format!("--param {name}: {e}"))?;
+        values.insert(name.clone(), v);
+    }
+    for p in &runbook.params {
+        if values.get(&p.name).is_none() {
+            match &p.default {
+                Some(d) => values.insert(p.name.clone(), d.clone()),
+                None => {
+                    return Err(format!(
+                        "runbook `{}` needs --param {}=... ({})",
+                        runbook.name, p.name, p.description
+                    ));
+                }
+            }
+        }
+    }
+    Ok(values)
+}

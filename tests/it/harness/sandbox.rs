@@ -1,0 +1,108 @@
+//! An isolated sandbox for one test: its own temp dir (CACHEDECK_SANDBOX_DIR), started with
+//! the real `cachedeck sandbox up`, taken down (and checked gone) on drop.
+
+#![allow(dead_code, clippy::expect_used)]
+
+use cachedeck::config::{EnvConfig, Settings};
+use cachedeck::domain::{Protection, ProviderKind};
+use cachedeck::sandbox::SandboxControlPlane;
+use cachedeck::sandbox::params::ParamStore;
+use cachedeck::sandbox::state::State;
+use std::path::{Path, PathBuf};
+
+/// A running sandbox in a temp dir.
+pub struct Sandbox {
+    home: tempfile::TempDir,
+    pub stdout: String,
+}
+
+/// `cachedeck` with every directory inside `home` and nothing reaching beyond loopback.
+pub fn cachedeck(home: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("cachedeck").expect("cachedeck binary");
+    cmd.env("CACHEDECK_SANDBOX_DIR", home.join("sandbox"))
+        .env("CACHEDECK_STATE_DIR", home.join("state"))
+        .env("CACHEDECK_CONFIG_DIR", home.join("config"))
+        .env("AWS_CONFIG_FILE", home.join("aws-config"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .timeout(std::time::Duration::from_secs(120));
+    cmd
+}
+
+impl Sandbox {
+    /// Runs `cachedeck sandbox up --keys <keys>` and fails the test if it fails.
+    pub fn up(keys: u64) -> Sandbox {
+        let home = tempfile::tempdir().expect("tempdir");
+        let out = cachedeck(home.path())
+            .args(["sandbox", "up", "--keys", &keys.to_string()])
+            .output()
+            .expect("run sandbox up");
+        let sandbox = Sandbox {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            home,
+        };
+        assert!(
+            out.status.success(),
+            "sandbox up failed: {}{}",
+            sandbox.stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sandbox
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.home.path().join("sandbox")
+    }
+
+    pub fn state(&self) -> State {
+        State::load(&self.dir())
+            .expect("read state")
+            .expect("sandbox is up")
+    }
+
+    pub fn params(&self) -> ParamStore {
+        ParamStore::new(&self.dir())
+    }
+
+    /// The control plane of `env` (`sandbox-dev` or `sandbox-prod`).
+    pub fn plane(&self, env: &str) -> SandboxControlPlane {
+        let protection = if env == "sandbox-dev" {
+            Protection::Open
+        } else {
+            Protection::Confirm
+        };
+        SandboxControlPlane::open_at(
+            &self.dir(),
+            env,
+            &EnvConfig::implied(ProviderKind::Sandbox, protection),
+            &Settings::default(),
+        )
+        .expect("open sandbox control plane")
+    }
+
+    /// `cachedeck` pointed at this sandbox.
+    pub fn cachedeck(&self) -> assert_cmd::Command {
+        cachedeck(self.home())
+    }
+
+    /// Runs `cachedeck sandbox down`; returns its stdout.
+    pub fn down(&self) -> String {
+        let out = self
+            .cachedeck()
+            .args(["sandbox", "down"])
+            .output()
+            .expect("run sandbox down");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.dir().join("state.json").exists() {
+            let _ = self.down();
+        }
+    }
+}

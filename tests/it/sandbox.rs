@@ -1,0 +1,603 @@
+//! The sandbox end to end: real processes started by `cachedeck sandbox up`, discovered
+//! through `SandboxControlPlane`, failed over for real, and gone after `down`.
+
+#![allow(clippy::expect_used)]
+
+use crate::harness::sandbox::Sandbox;
+use cachedeck::controlplane::{
+    ControlPlane, ControlPlaneError, EventQuery, ParameterType, ParameterValue, PutParameter,
+};
+use cachedeck::domain::{Cache, CacheKind, NodeHealth, NodeRole};
+use cachedeck::sandbox::events;
+use cachedeck::valkey::server::{pid_alive, port_free};
+use redis::{IntoConnectionInfo, RedisConnectionInfo};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn find<'a>(caches: &'a [Cache], name: &str) -> &'a Cache {
+    caches.iter().find(|c| c.name == name).unwrap_or_else(|| {
+        panic!(
+            "no cache {name} in {:?}",
+            caches.iter().map(|c| &c.name).collect::<Vec<_>>()
+        )
+    })
+}
+
+fn roles(cache: &Cache) -> Vec<Vec<NodeRole>> {
+    cache
+        .shards
+        .iter()
+        .map(|s| s.nodes.iter().map(|n| n.role).collect())
+        .collect()
+}
+
+fn secret(sandbox: &Sandbox, name: &str) -> String {
+    sandbox
+        .params()
+        .get(name)
+        .expect("read parameter")
+        .unwrap_or_else(|| panic!("parameter {name} missing"))
+        .value
+        .expose()
+        .to_string()
+}
+
+/// A client connection through a TLS endpoint, trusting only the sandbox CA.
+async fn tls_connection(
+    ca: &Path,
+    port: u16,
+    user: Option<&str>,
+    password: &str,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut settings = RedisConnectionInfo::default().set_password(password);
+    if let Some(user) = user {
+        settings = settings.set_username(user);
+    }
+    let info = format!("rediss://127.0.0.1:{port}/")
+        .into_connection_info()?
+        .set_redis_settings(settings);
+    let client = redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(ca).expect("read CA")),
+        },
+    )?;
+    client.get_multiplexed_async_connection().await
+}
+
+async fn plain_connection(port: u16, password: Option<&str>) -> redis::aio::MultiplexedConnection {
+    let mut settings = RedisConnectionInfo::default();
+    if let Some(p) = password {
+        settings = settings.set_password(p);
+    }
+    let info = format!("redis://127.0.0.1:{port}/")
+        .into_connection_info()
+        .expect("info")
+        .set_redis_settings(settings);
+    redis::Client::open(info)
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to node")
+}
+
+/// The port of the server behind a connection (INFO server's tcp_port).
+async fn served_by(conn: &mut redis::aio::MultiplexedConnection) -> u16 {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(conn)
+        .await
+        .expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix("tcp_port:"))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("tcp_port in INFO")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_builds_the_seed_estates_and_down_leaves_nothing() {
+    let sandbox = Sandbox::up(3000);
+    assert!(
+        sandbox.stdout.contains("sandbox up: 15 processes"),
+        "{}",
+        sandbox.stdout
+    );
+    let state = sandbox.state();
+
+    let dev = sandbox
+        .plane("sandbox-dev")
+        .discover()
+        .await
+        .expect("discover dev");
+    let mut kinds: Vec<(String, CacheKind, bool)> = dev
+        .caches
+        .iter()
+        .map(|c| (c.name.clone(), c.kind, c.cluster_mode))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            ("orders".into(), CacheKind::ReplicationGroup, false),
+            ("paperwurks".into(), CacheKind::ReplicationGroup, true),
+            ("storefront".into(), CacheKind::Serverless, false),
+            ("valkey-ecs".into(), CacheKind::EcsService, false),
+        ]
+    );
+    let orders = find(&dev.caches, "orders");
+    use NodeRole::{Primary, Replica};
+    assert_eq!(roles(orders), vec![vec![Primary, Replica, Replica]]);
+    assert!(orders.tls && orders.automatic_failover);
+    assert!(orders.endpoints.primary.is_some() && orders.endpoints.reader.is_some());
+    let paperwurks = find(&dev.caches, "paperwurks");
+    assert_eq!(roles(paperwurks), vec![vec![Primary, Replica]; 3]);
+    assert_eq!(paperwurks.shards[2].slots.as_deref(), Some("10922-16383"));
+    assert!(find(&dev.caches, "valkey-ecs").ecs.is_some());
+    // Every node of every cache answers, on the port the state recorded for that process.
+    for cache in &dev.caches {
+        for node in cache.nodes() {
+            assert_eq!(node.health, NodeHealth::Up, "{} {}", cache.name, node.id);
+            let recorded = state
+                .nodes()
+                .find(|(c, n)| c.env == "sandbox-dev" && c.name == cache.name && n.id == node.id)
+                .map(|(_, n)| n.port);
+            assert_eq!(recorded, Some(node.port));
+        }
+    }
+    let prod = sandbox
+        .plane("sandbox-prod")
+        .discover()
+        .await
+        .expect("discover prod");
+    assert_eq!(
+        roles(find(&prod.caches, "orders")),
+        vec![vec![Primary, Replica]]
+    );
+    assert_eq!(find(&prod.caches, "storefront").kind, CacheKind::Serverless);
+
+    // The same estate through the binary: the sandbox's environments are implied.
+    let listed = sandbox
+        .cachedeck()
+        .args(["caches", "--env", "sandbox-dev", "--output", "json"])
+        .output()
+        .expect("caches");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("caches json");
+    let mut names: Vec<&str> = listed["caches"]
+        .as_array()
+        .expect("caches array")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["orders", "paperwurks", "storefront", "valkey-ecs"]);
+
+    // Idempotent up.
+    let again = sandbox
+        .cachedeck()
+        .args(["sandbox", "up"])
+        .output()
+        .expect("up again");
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already up"));
+
+    // Status: every process, all up.
+    let status = sandbox
+        .cachedeck()
+        .args(["sandbox", "status", "--output", "json"])
+        .output()
+        .expect("status");
+    assert!(status.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");
+    let rows = rows.as_array().expect("array");
+    assert_eq!(rows.len(), 15);
+    assert!(rows.iter().all(|r| r["alive"] == true), "{rows:?}");
+
+    // Serverless: endpoint published in the parameter store, RBAC user only, TLS.
+    let storefront = find(&dev.caches, "storefront");
+    let endpoint = storefront.endpoint.clone().expect("endpoint");
+    assert_eq!(
+        secret(&sandbox, "/storefront-dev/redis/endpoint"),
+        endpoint.host
+    );
+    assert_eq!(
+        secret(&sandbox, "/storefront-dev/redis/port"),
+        endpoint.port.to_string()
+    );
+    let password = secret(&sandbox, "/storefront-dev/redis/password");
+    let mut conn = tls_connection(
+        &state.ca_file,
+        endpoint.port,
+        Some("storefront-app"),
+        &password,
+    )
+    .await
+    .expect("connect to storefront as the app user");
+    let keys: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut conn)
+        .await
+        .expect("DBSIZE");
+    assert!(keys > 100, "storefront has {keys} keys");
+    let node_port = storefront.shards[0].nodes[0].port;
+    let mut anonymous = plain_connection(node_port, None).await;
+    let refused: redis::RedisResult<String> =
+        redis::cmd("GET").arg("x").query_async(&mut anonymous).await;
+    assert!(refused.is_err(), "default user must be off");
+
+    // Seeded Sidekiq keys on the orders primary.
+    let token = secret(&sandbox, "/orders/dev/redis/auth-token");
+    let mut primary = plain_connection(
+        orders.shards[0].primary().expect("primary").port,
+        Some(&token),
+    )
+    .await;
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg("queue:default")
+        .arg("stat:failed:2026-11-23")
+        .arg("schedule")
+        .query_async(&mut primary)
+        .await
+        .expect("EXISTS");
+    assert_eq!(exists, 3);
+
+    // Parameter store: Overwrite=false is exclusive; files are 0600; secrets stay wrapped.
+    let plane = sandbox.plane("sandbox-dev");
+    let lock = || PutParameter {
+        name: "/cachedeck/locks/orders".into(),
+        kind: ParameterType::String,
+        value: ParameterValue::Plain("operator-a".into()),
+        overwrite: false,
+        description: None,
+    };
+    assert_eq!(plane.put_parameter(lock()).await.expect("first put"), 1);
+    assert!(matches!(
+        plane.put_parameter(lock()).await,
+        Err(ControlPlaneError::AlreadyExists { .. })
+    ));
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["/cachedeck/locks/orders", "/paperwurks/dev/redis/url"] {
+        let path = sandbox.params().path_of(name).expect("path");
+        let mode = std::fs::metadata(&path)
+            .expect("param file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+    let url = plane
+        .get_parameter("/paperwurks/dev/redis/url")
+        .await
+        .expect("get url")
+        .expect("url exists");
+    assert_eq!(url.kind, ParameterType::SecureString);
+    assert!(!format!("{url:?}").contains(url.value.expose()));
+    plane
+        .delete_parameter("/cachedeck/locks/orders")
+        .await
+        .expect("delete");
+    assert!(matches!(
+        plane.delete_parameter("/cachedeck/locks/orders").await,
+        Err(ControlPlaneError::NotFound { .. })
+    ));
+    let by_path = plane
+        .get_parameters_by_path("/storefront-dev")
+        .await
+        .expect("by path");
+    assert_eq!(by_path.len(), 3);
+
+    // Down: no process and no port left, state gone.
+    let pids: Vec<i32> = state
+        .nodes()
+        .map(|(_, n)| n.pid)
+        .chain(state.daemon.iter().map(|d| d.pid))
+        .collect();
+    let ports: Vec<u16> = state
+        .nodes()
+        .map(|(_, n)| n.port)
+        .chain(state.proxies.iter().map(|p| p.port))
+        .collect();
+    let out = sandbox.down();
+    assert!(out.contains("sandbox down"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // The daemon leaves on its own after its state disappears; give it its poll interval.
+    while pids.iter().any(|&p| pid_alive(p)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for pid in pids {
+        assert!(!pid_alive(pid), "pid {pid} still alive after down");
+    }
+    for port in ports {
+        assert!(port_free(port), "port {port} still taken after down");
+    }
+    assert!(!sandbox.dir().join("state.json").exists());
+    assert!(cachedeck::sandbox::environments_in(&sandbox.dir()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replica_shows_down_and_the_rest_stays_up() {
+    let sandbox = Sandbox::up(500);
+    let state = sandbox.state();
+    let (_, victim) = state
+        .nodes()
+        .find(|(c, n)| c.env == "sandbox-dev" && c.name == "orders" && n.id == "orders-003")
+        .expect("orders-003");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill replica");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pid_alive(victim.pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dev = sandbox
+        .plane("sandbox-dev")
+        .discover()
+        .await
+        .expect("discovery still works");
+    for cache in &dev.caches {
+        for node in cache.nodes() {
+            if node.id == "orders-003" && cache.name == "orders" {
+                assert!(
+                    matches!(&node.health, NodeHealth::Down(reason) if !reason.is_empty()),
+                    "{node:?}"
+                );
+            } else {
+                assert_eq!(node.health, NodeHealth::Up, "{} {}", cache.name, node.id);
+            }
+        }
+    }
+    let orders = find(&dev.caches, "orders");
+    assert_eq!(orders.nodes_down(), 1);
+    assert_eq!(
+        orders.shards[0].primary().map(|n| n.id.as_str()),
+        Some("orders-001")
+    );
+    let status = sandbox
+        .cachedeck()
+        .args(["sandbox", "status"])
+        .output()
+        .expect("status");
+    assert_eq!(
+        status.status.code(),
+        Some(1),
+        "a dead process makes status exit 1"
+    );
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("orders-003") && l.ends_with("down")),
+        "{text}"
+    );
+
+    // `up` again starts the dead replica on its port, as a replica of the primary.
+    let out = sandbox
+        .cachedeck()
+        .args(["sandbox", "up"])
+        .output()
+        .expect("up");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("started again sandbox-dev/orders orders-003"),
+        "{text}"
+    );
+    let dev = sandbox
+        .plane("sandbox-dev")
+        .discover()
+        .await
+        .expect("discover");
+    let orders = find(&dev.caches, "orders");
+    assert_eq!(orders.nodes_down(), 0);
+    let back = orders
+        .nodes()
+        .find(|n| n.id == "orders-003")
+        .expect("orders-003");
+    assert_eq!((back.role, back.port), (NodeRole::Replica, victim.port));
+
+    // A restarted ECS task keeps its data through its RDB file.
+    let ecs = find(&dev.caches, "valkey-ecs");
+    let node = &ecs.shards[0].nodes[0];
+    let mut conn = plain_connection(node.port, None).await;
+    let _: () = redis::cmd("SET")
+        .arg("survives-restart")
+        .arg("yes")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    let keys_before: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut conn)
+        .await
+        .expect("DBSIZE");
+    let old_pid = sandbox
+        .state()
+        .nodes()
+        .find(|(c, _)| c.name == "valkey-ecs")
+        .map(|(_, n)| n.pid);
+    let new_pid = cachedeck::sandbox::repair::restart_node(
+        &sandbox.dir(),
+        "sandbox-dev",
+        "valkey-ecs",
+        &node.id,
+    )
+    .await
+    .expect("restart the ECS task");
+    assert_ne!(Some(new_pid), old_pid);
+    let mut conn = plain_connection(node.port, None).await;
+    let marker: String = redis::cmd("GET")
+        .arg("survives-restart")
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert_eq!(marker, "yes");
+    let keys_after: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut conn)
+        .await
+        .expect("DBSIZE");
+    assert_eq!(keys_after, keys_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_failover_promotes_a_replica_and_the_endpoint_follows() {
+    let sandbox = Sandbox::up(1000);
+    let state = sandbox.state();
+    let plane = sandbox.plane("sandbox-dev");
+    let before = plane.discover().await.expect("discover");
+    let orders = find(&before.caches, "orders");
+    let old_primary = orders.shards[0].primary().expect("primary").clone();
+    let endpoint = orders.endpoints.primary.clone().expect("primary endpoint");
+    let token = secret(&sandbox, "/orders/dev/redis/auth-token");
+
+    let mut old_conn = tls_connection(&state.ca_file, endpoint.port, None, &token)
+        .await
+        .expect("connect through the primary endpoint");
+    assert_eq!(served_by(&mut old_conn).await, old_primary.port);
+    let _: () = redis::cmd("SET")
+        .arg("marker")
+        .arg("before")
+        .query_async(&mut old_conn)
+        .await
+        .expect("SET");
+
+    let since = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    plane
+        .test_failover("orders", "0001")
+        .await
+        .expect("test failover");
+
+    let after = plane.discover().await.expect("discover after");
+    let orders_after = find(&after.caches, "orders");
+    let new_primary = orders_after.shards[0]
+        .primary()
+        .expect("a primary after failover")
+        .clone();
+    assert_ne!(new_primary.id, old_primary.id);
+    let old_now = orders_after
+        .nodes()
+        .find(|n| n.id == old_primary.id)
+        .expect("old node");
+    assert_eq!(old_now.role, NodeRole::Replica);
+    assert_eq!(orders_after.shards[0].replicas().count(), 2);
+
+    let messages: Vec<String> = plane
+        .describe_events(EventQuery {
+            source: Some("orders".into()),
+            since,
+        })
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(
+        messages,
+        vec![
+            "Test Failover API called for node group 0001".to_string(),
+            format!(
+                "Failover from primary node {} to replica node {} completed",
+                old_primary.id, new_primary.id
+            ),
+            format!("Recovering cache nodes {}", old_primary.id),
+            format!("Finished recovery for cache nodes {}", old_primary.id),
+        ]
+    );
+
+    // The connection to the demoted primary is closed by the endpoint.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let r: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut old_conn).await;
+        if r.is_err() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connection to the demoted primary stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A new connection through the same endpoint writes to the new primary.
+    let mut conn = tls_connection(&state.ca_file, endpoint.port, None, &token)
+        .await
+        .expect("reconnect through the primary endpoint");
+    assert_eq!(served_by(&mut conn).await, new_primary.port);
+    let _: () = redis::cmd("SET")
+        .arg("marker2")
+        .arg("after")
+        .query_async(&mut conn)
+        .await
+        .expect("SET on new primary");
+    let kept: String = redis::cmd("GET")
+        .arg("marker")
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert_eq!(kept, "before");
+    // The reader endpoint lands on a replica.
+    let reader = orders_after.endpoints.reader.clone().expect("reader");
+    let mut rconn = tls_connection(&state.ca_file, reader.port, None, &token)
+        .await
+        .expect("reader");
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut rconn)
+        .await
+        .expect("INFO");
+    assert!(info.contains("role:slave"), "{info}");
+
+    // Cluster mode: one shard fails over, the others keep their primaries.
+    let paperwurks = find(&before.caches, "paperwurks");
+    let shard2_replica = paperwurks.shards[1]
+        .replicas()
+        .next()
+        .expect("replica")
+        .id
+        .clone();
+    plane
+        .test_failover("paperwurks", "0002")
+        .await
+        .expect("cluster failover");
+    let after = plane.discover().await.expect("discover");
+    let paperwurks_after = find(&after.caches, "paperwurks");
+    assert_eq!(
+        paperwurks_after.shards[1].primary().map(|n| n.id.clone()),
+        Some(shard2_replica)
+    );
+    assert_eq!(
+        paperwurks_after.shards[0].primary().map(|n| &n.id),
+        paperwurks.shards[0].primary().map(|n| &n.id)
+    );
+
+    // No TestFailover for serverless, and why.
+    match plane.test_failover("storefront", "0001").await {
+        Err(ControlPlaneError::Unsupported { why, .. }) => {
+            assert!(
+                why.contains("serverless caches have no nodes to fail over"),
+                "{why}"
+            )
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+
+    // Quota: 15 node groups per rolling 24 h, counted from the events (2 used above).
+    for _ in 0..13 {
+        events::append(
+            &sandbox.dir(),
+            "sandbox-dev",
+            "orders",
+            "replication-group",
+            &events::test_failover_called("0001"),
+        )
+        .expect("append");
+    }
+    match plane.test_failover("orders", "0001").await {
+        Err(ControlPlaneError::QuotaExceeded { detail, .. }) => {
+            assert!(detail.contains("15"), "{detail}")
+        }
+        other => panic!("expected QuotaExceeded on the 16th, got {other:?}"),
+    }
+}
