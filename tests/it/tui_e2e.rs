@@ -337,10 +337,11 @@ fn tui_e2e_navigates_sees_load_and_a_replica_going_down() {
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(5);
     let after = loop {
-        if let Ok(text) = std::fs::read_to_string(&report) {
-            if text.contains("speed") {
-                break text;
-            }
+        if let Some(text) = std::fs::read_to_string(&report)
+            .ok()
+            .filter(|t| t.contains("speed"))
+        {
+            break text;
         }
         assert!(Instant::now() < deadline, "the TUI did not exit on SIGHUP");
         std::thread::sleep(Duration::from_millis(50));
