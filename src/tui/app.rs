@@ -183,6 +183,10 @@ impl App {
     /// Applies one action; returns the background work it calls for.
     pub fn update(&mut self, action: Action) -> Vec<Effect> {
         let mut effects = Vec::new();
+        if action.is_input() {
+            // A message lasts until the next key: it answered the previous one.
+            self.message = None;
+        }
         match action {
             Action::Quit => self.quit = true,
             Action::Down => self.move_selection(1),
