@@ -220,11 +220,16 @@ pub struct Node {
     /// Provider status text (ElastiCache `available`, ECS `RUNNING`, sandbox `running`).
     pub status: String,
     pub health: NodeHealth,
+    /// Whether the node itself speaks TLS. ElastiCache nodes of an encrypted cache do; the
+    /// sandbox's nodes are plain behind its TLS-terminating endpoints.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 impl Node {
-    pub fn endpoint(&self, tls: bool) -> Endpoint {
-        Endpoint::new(self.host.clone(), self.port, tls)
+    /// Where to reach this node directly.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::new(self.host.clone(), self.port, self.tls)
     }
 }
 
@@ -380,6 +385,7 @@ mod tests {
             port: 6379,
             availability_zone: None,
             status: "available".into(),
+            tls: true,
             health: if up {
                 NodeHealth::Up
             } else {
@@ -426,6 +432,10 @@ mod tests {
             ecs: None,
         };
         assert_eq!(cache.shape(), "2×1");
+        assert!(
+            cache.shards[0].nodes[0].endpoint().tls,
+            "a node's endpoint uses its own TLS"
+        );
         assert_eq!(cache.nodes_down(), 1);
         assert_eq!(cache.shards[0].primary().map(|n| n.id.as_str()), Some("a"));
         let json = serde_json::to_value(&cache).expect("serialize");

@@ -192,6 +192,7 @@ pub fn ecs_cache(
                 availability_zone: task.availability_zone().map(str::to_string),
                 health: task_health(&status, task.health_status()),
                 status,
+                tls: cfg.tls,
             }
         })
         .collect();

@@ -91,6 +91,7 @@ pub fn replication_group(
                         .unwrap_or_else(|| "unknown".to_string());
                     Node {
                         id,
+                        tls,
                         role: role(member.current_role()),
                         host,
                         port,
@@ -190,6 +191,7 @@ pub fn serverless(env: &str, sc: &ServerlessCache) -> Cache {
             slots: None,
             nodes: vec![Node {
                 id: name,
+                tls: true,
                 role: NodeRole::Primary,
                 host,
                 port,
@@ -225,6 +227,7 @@ pub fn cache_cluster(env: &str, cc: &CacheCluster) -> Option<Cache> {
             let node_status = n.cache_node_status().unwrap_or(&status).to_string();
             Node {
                 id: format!("{name}-{}", n.cache_node_id().unwrap_or("0001")),
+                tls,
                 role: NodeRole::Primary,
                 host,
                 port,
@@ -240,7 +243,7 @@ pub fn cache_cluster(env: &str, cc: &CacheCluster) -> Option<Cache> {
     let primary = nodes
         .first()
         .filter(|n| !n.host.is_empty())
-        .map(|n| n.endpoint(tls));
+        .map(|n| n.endpoint());
     Some(Cache {
         name: name.clone(),
         env: env.to_string(),

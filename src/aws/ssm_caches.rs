@@ -105,6 +105,7 @@ fn endpoint_cache(env: &str, target: SsmTarget) -> Cache {
         availability_zone: None,
         status: "unknown".to_string(),
         health: NodeHealth::Unknown,
+        tls: target.endpoint.tls,
     };
     Cache {
         name: target.name,

@@ -56,6 +56,7 @@ fn static_cache(env: &Environment, cfg: &StaticCache) -> Option<Cache> {
                 availability_zone: None,
                 status: "configured".into(),
                 health: NodeHealth::Unknown,
+                tls,
             }],
         }],
         automatic_failover: false,

@@ -118,6 +118,9 @@ impl SandboxControlPlane {
                         availability_zone: Some(n.availability_zone.clone()),
                         status: if alive { "running" } else { "exited" }.into(),
                         health,
+                        // TLS is terminated by the sandbox's endpoint proxies, as the
+                        // bundled valkey-server has none: the nodes themselves are plain.
+                        tls: false,
                     }
                 })
                 .collect();

@@ -126,45 +126,10 @@ impl Workers {
     }
 }
 
-/// Longest wait for a TLS handshake with a loopback node before trying it in plain text.
-const LOOPBACK_TLS_PROBE: Duration = Duration::from_millis(800);
-
-/// The endpoint to poll for each node of `cache`.
-///
-/// A TLS cache's nodes speak TLS — except in the sandbox, which (like a local TLS-terminating
-/// proxy) offers TLS only on its endpoints while the nodes behind listen in plain text on
-/// loopback. So a loopback node that does not complete a TLS handshake is tried in plain
-/// text. Never for a non-loopback host: that would send the AUTH token across a network
-/// unencrypted.
-async fn node_endpoints(connector: &Connector, cache: &Cache) -> Vec<(Node, Endpoint)> {
-    let probes = cache.nodes().map(|node| async move {
-        let endpoint = connector.node_endpoint(node);
-        if !endpoint.tls || !is_loopback(&endpoint.host) {
-            return (node.clone(), endpoint);
-        }
-        let tls = tokio::time::timeout(LOOPBACK_TLS_PROBE, connector.connect(&endpoint)).await;
-        if matches!(tls, Ok(Ok(_))) {
-            return (node.clone(), endpoint);
-        }
-        let plain = Endpoint {
-            tls: false,
-            ..endpoint.clone()
-        };
-        match connector.connect(&plain).await {
-            Ok(_) => (node.clone(), plain),
-            Err(_) => (node.clone(), endpoint),
-        }
-    });
-    futures::future::join_all(probes).await
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+/// The endpoint to poll for each node of `cache`: the node's own address, with TLS when the
+/// node speaks it.
+fn node_endpoints(cache: &Cache) -> Vec<(Node, Endpoint)> {
+    cache.nodes().map(|n| (n.clone(), n.endpoint())).collect()
 }
 
 async fn connector(
@@ -211,7 +176,7 @@ async fn watch_stats(
                 continue;
             }
         };
-        let endpoints = node_endpoints(&connector, cache).await;
+        let endpoints = node_endpoints(cache);
         tokio::spawn(detect_queues(
             id,
             cache.name.clone(),
@@ -299,7 +264,7 @@ async fn watch_detail(
 ) {
     let connector = connector(&cache, plane.as_ref(), options).await;
     let endpoints = match &connector {
-        Ok(c) => node_endpoints(c, &cache).await,
+        Ok(_) => node_endpoints(&cache),
         Err(_) => Vec::new(),
     };
     let mut conns: Vec<Option<NodeConnection>> = endpoints.iter().map(|_| None).collect();
@@ -389,24 +354,4 @@ async fn slowlog_of(
         *slot = None;
     }
     result.map_err(|e| e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_loopback;
-
-    #[test]
-    fn only_loopback_hosts_may_fall_back_to_plain_text() {
-        for host in ["127.0.0.1", "127.9.9.9", "::1", "[::1]", "localhost"] {
-            assert!(is_loopback(host), "{host}");
-        }
-        for host in [
-            "10.0.0.5",
-            "orders.abc123.euw1.cache.amazonaws.com",
-            "::ffff:10.0.0.1",
-            "",
-        ] {
-            assert!(!is_loopback(host), "{host}");
-        }
-    }
 }

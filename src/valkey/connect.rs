@@ -18,7 +18,7 @@ pub use secrets::{Auth, resolve as resolve_auth};
 use transport::{classify, connect_tcp, resolve};
 
 use crate::controlplane::ControlPlane;
-use crate::domain::{Cache, Endpoint, Node, ProviderKind};
+use crate::domain::{Cache, Endpoint};
 use crate::escape::escape_capped;
 use crate::valkey::info::Info;
 use redis::aio::MultiplexedConnection;
@@ -52,7 +52,6 @@ pub struct Connector {
     auth: Auth,
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Whether node endpoints speak TLS.
-    cache_tls: bool,
     options: ConnectOptions,
 }
 
@@ -74,19 +73,12 @@ impl Connector {
         options: ConnectOptions,
     ) -> Result<Connector, ConnectError> {
         let auth = secrets::resolve(&cache.credentials, plane).await?;
-        let mut connector = Connector::new(
+        Connector::new(
             auth,
             cache.tls,
             cache.credentials.ca_file.as_deref(),
             options,
-        )?;
-        // The sandbox terminates TLS only in its endpoint proxies (the bundled valkey-server
-        // has no TLS), so its nodes are dialled in plain text; ElastiCache nodes of a TLS
-        // cache speak TLS like its endpoints.
-        if plane.is_some_and(|p| p.environment().provider == ProviderKind::Sandbox) {
-            connector.cache_tls = false;
-        }
-        Ok(connector)
+        )
     }
 
     /// A connector from parts (tests, ad-hoc endpoints).
@@ -106,7 +98,6 @@ impl Connector {
         Ok(Connector {
             auth,
             tls: tls_config,
-            cache_tls: tls,
             options,
         })
     }
@@ -121,11 +112,6 @@ impl Connector {
             options,
             ..self.clone()
         }
-    }
-
-    /// The endpoint of one node, speaking TLS when the cache does.
-    pub fn node_endpoint(&self, node: &Node) -> Endpoint {
-        node.endpoint(self.cache_tls)
     }
 
     /// Connects and logs in to `endpoint`, then checks the link with PING.

@@ -247,6 +247,7 @@ fn node(id: &str, role: NodeRole, port: u16) -> Node {
         availability_zone: Some("eu-west-1a".into()),
         status: "available".into(),
         health: NodeHealth::Up,
+        tls: false,
     }
 }
 
@@ -377,10 +378,13 @@ async fn failover_test_through_the_aws_adapter_promotes_and_measures() {
     // What ElastiCache does after TestFailover: promote the replica, move the endpoint.
     let (s, p, r) = (script.clone(), primary.port(), replica.port());
     let promoter = tokio::spawn(async move {
+        // Bounded: a promotion that never comes fails the test instead of hanging it.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if s.lock().expect("script").triggered.is_some() {
                 break;
             }
+            assert!(Instant::now() < deadline, "TestFailover was never called");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -395,6 +399,10 @@ async fn failover_test_through_the_aws_adapter_promotes_and_measures() {
             if role.contains("master") {
                 break;
             }
+            assert!(
+                Instant::now() < deadline,
+                "the replica was never promoted: {role}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         endpoint.move_to(r);

@@ -43,6 +43,7 @@ fn node(id: &str, role: NodeRole, port: u16, az: &str) -> Node {
         availability_zone: Some(az.into()),
         status: "available".into(),
         health: NodeHealth::Up,
+        tls: false,
     }
 }
 

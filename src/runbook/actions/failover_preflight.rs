@@ -100,14 +100,6 @@ pub struct ShardLag {
     pub max_lag_seconds: u64,
 }
 
-/// Where to reach a node directly. The sandbox's nodes are plain behind its TLS endpoints
-/// (the domain has no per-node TLS flag yet); ElastiCache's nodes speak TLS when the cache
-/// does.
-pub fn node_endpoint(ctx: &ActionContext, node: &crate::domain::Node) -> crate::domain::Endpoint {
-    let tls = ctx.cache.tls && ctx.env.provider != crate::domain::ProviderKind::Sandbox;
-    node.endpoint(tls)
-}
-
 /// Reads INFO replication from the shard's primary.
 pub async fn shard_lag(ctx: &ActionContext, shard: &Shard) -> Result<ShardLag, ActionError> {
     let primary = shard.primary().ok_or_else(|| {
@@ -117,7 +109,7 @@ pub async fn shard_lag(ctx: &ActionContext, shard: &Shard) -> Result<ShardLag, A
         ))
     })?;
     let connector = ctx.connector().await?;
-    let mut conn = connector.connect(&node_endpoint(ctx, primary)).await?;
+    let mut conn = connector.connect(&primary.endpoint()).await?;
     let (info, _) = conn.info().await?;
     let r = &info.replication;
     let head = r.master_repl_offset.unwrap_or(0);

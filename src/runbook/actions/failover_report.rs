@@ -119,10 +119,7 @@ async fn run_ids(ctx: &ActionContext, cache: &Cache) -> BTreeMap<String, String>
         return map;
     };
     for node in cache.nodes() {
-        let Ok(mut conn) = connector
-            .connect(&super::failover_preflight::node_endpoint(ctx, node))
-            .await
-        else {
+        let Ok(mut conn) = connector.connect(&node.endpoint()).await else {
             continue;
         };
         if let Ok(text) = conn.query::<String>(redis::cmd("INFO").arg("server")).await

@@ -17,7 +17,6 @@ pub struct NodeTarget {
 
 /// Resolves a `node` selector against the cache.
 pub fn select(cache: &Cache, which: &str) -> Result<Vec<NodeTarget>, ActionError> {
-    let tls = cache.tls;
     if which == "endpoint" {
         let endpoint = cache.endpoint.clone().ok_or_else(|| {
             ActionError::failed(format!("reach cache `{}`: it has no endpoint", cache.name))
@@ -38,7 +37,7 @@ pub fn select(cache: &Cache, which: &str) -> Result<Vec<NodeTarget>, ActionError
         })
         .map(|n| NodeTarget {
             label: n.id.clone(),
-            endpoint: n.endpoint(tls),
+            endpoint: n.endpoint(),
             role: n.role,
         })
         .collect();

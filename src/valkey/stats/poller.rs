@@ -48,7 +48,7 @@ impl PollTarget {
                     cache: cache.name.clone(),
                     node: n.id.clone(),
                 },
-                endpoint: connector.node_endpoint(n),
+                endpoint: n.endpoint(),
                 connector: connector.clone(),
             })
             .collect()
@@ -73,6 +73,7 @@ pub fn poll_nodes(cache: &Cache) -> Vec<Node> {
             availability_zone: None,
             status: cache.status.clone(),
             health: NodeHealth::Unknown,
+            tls: e.tls,
         })
         .collect()
 }
