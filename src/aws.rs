@@ -25,6 +25,18 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use errors::ErrorContext;
 use std::time::Duration;
 
+/// Log levels the SDK and its HTTP stack never go below, whatever `CACHEDECK_LOG` says: at
+/// trace they print whole requests and responses, which carry AUTH tokens, SecureString
+/// values and session tokens.
+pub const SDK_LOG_CLAMPS: [&str; 6] = [
+    "aws_smithy_runtime=debug",
+    "aws_smithy_http_client=info",
+    "hyper=info",
+    "hyper_util=info",
+    "h2=info",
+    "rustls=info",
+];
+
 /// How long establishing a TCP/TLS connection to an AWS endpoint may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -184,5 +196,57 @@ impl ControlPlane for AwsControlPlane {
         node_group: &str,
     ) -> Result<(), ControlPlaneError> {
         self.failover(replication_group, node_group).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SDK_LOG_CLAMPS;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::EnvFilter;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut inner) = self.0.lock() {
+                inner.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn sdk_trace_lines_stay_out_of_the_log_even_when_asked_for() {
+        for user in [
+            "trace",
+            "cachedeck=trace,aws_smithy_runtime=trace,hyper_util=trace",
+        ] {
+            let mut filter = EnvFilter::new(user);
+            for clamp in SDK_LOG_CLAMPS {
+                filter = filter.add_directive(clamp.parse().expect("valid directive"));
+            }
+            let buffer = Buffer::default();
+            let writer = buffer.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_env_filter(filter)
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::trace!(target: "aws_smithy_runtime::client::orchestrator", "body=s3cret");
+                tracing::trace!(target: "hyper_util::client", "header=s3cret");
+                tracing::debug!(target: "aws_smithy_runtime::client::retries", "attempt 2");
+                tracing::trace!(target: "cachedeck::estate", "still traced");
+            });
+            let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8");
+            assert!(!text.contains("s3cret"), "{user}: {text}");
+            assert!(text.contains("attempt 2"), "{user}: {text}");
+            assert!(text.contains("still traced"), "{user}: {text}");
+        }
     }
 }

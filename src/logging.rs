@@ -11,8 +11,13 @@ pub fn init() -> Option<WorkerGuard> {
     std::fs::create_dir_all(&dir).ok()?;
     let appender = tracing_appender::rolling::daily(&dir, "cachedeck.log");
     let (writer, guard) = tracing_appender::non_blocking(appender);
-    let filter = EnvFilter::try_from_env("CACHEDECK_LOG")
+    let mut filter = EnvFilter::try_from_env("CACHEDECK_LOG")
         .unwrap_or_else(|_| EnvFilter::new("cachedeck=info,warn"));
+    for clamp in crate::aws::SDK_LOG_CLAMPS {
+        if let Ok(directive) = clamp.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     tracing_subscriber::fmt()
         .with_writer(writer)
         .with_ansi(false)

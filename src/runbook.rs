@@ -16,6 +16,7 @@ pub mod journal;
 pub mod lock;
 pub mod protect;
 pub mod runner;
+pub mod session;
 pub mod template;
 pub mod validate;
 pub mod value;

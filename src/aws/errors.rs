@@ -43,6 +43,10 @@ where
             if let Some(creds) = find_credentials_error(err) {
                 return credentials(ctx, creds);
             }
+            let text = chain_text(err);
+            if mentions_missing_region(&text) {
+                return no_region(operation);
+            }
             if failure.is_timeout() {
                 return ControlPlaneError::Timeout {
                     operation: operation.to_string(),
@@ -51,7 +55,7 @@ where
             }
             ControlPlaneError::Unreachable {
                 endpoint: ctx.endpoint.clone(),
-                detail: chain_text(err),
+                detail: text,
             }
         }
         SdkError::ConstructionFailure(_) => {
@@ -59,15 +63,12 @@ where
                 return credentials(ctx, creds);
             }
             let text = chain_text(err);
-            let detail = if text.contains("region") {
-                "no AWS region is set; add `region = \"...\"` to the environment or set AWS_REGION"
-                    .to_string()
-            } else {
-                format!("the request could not be built ({text})")
-            };
+            if mentions_missing_region(&text) {
+                return no_region(operation);
+            }
             ControlPlaneError::Service {
                 operation: operation.to_string(),
-                detail,
+                detail: format!("the request could not be built ({text})"),
             }
         }
         SdkError::ResponseError(response) => ControlPlaneError::Service {
@@ -92,6 +93,18 @@ where
             operation: operation.to_string(),
             detail: chain_text(err),
         },
+    }
+}
+
+fn mentions_missing_region(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("missing region") || lower.contains("no region")
+}
+
+fn no_region(operation: &str) -> ControlPlaneError {
+    ControlPlaneError::Service {
+        operation: operation.to_string(),
+        detail: "no AWS region is set; add `region = \"...\"` to the environment or its profile, or set AWS_REGION".to_string(),
     }
 }
 

@@ -126,3 +126,12 @@ pub struct StepDef {
     #[schemars(with = "Option<String>")]
     pub rollback: Option<Spanned<String>>,
 }
+
+/// The JSON schema of runbook files (shipped as `assets/runbook.schema.json`; editors with
+/// TOML schema support, e.g. taplo, use it for completion and checks).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(RunbookFile);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}

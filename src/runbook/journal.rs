@@ -30,6 +30,10 @@ pub enum JournalError {
     UnknownRun(String),
     #[error("read run id `{0}`: run ids are letters, digits and `-` (see `cachedeck runs list`)")]
     BadId(String),
+    #[error(
+        "continue run {0}: it is still running in another cachedeck process; wait for it or stop it first"
+    )]
+    Busy(String),
 }
 
 /// One journal line.
@@ -167,6 +171,15 @@ impl Journal {
             .mode(0o600)
             .open(&path)
             .map_err(io)?;
+        // One writer per run: a `runs resume` of a run that is still going must not
+        // interleave records (or mutations) with it.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Busy(run_id.to_string()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
         Ok(Journal {
             run_id: run_id.to_string(),
             path,

@@ -6,16 +6,16 @@ mod reporter;
 
 pub use listing::{runbooks_list, runbooks_validate, runs_list, runs_show};
 
-use crate::estate::{Estate, EstateError};
+use crate::estate::Estate;
 use crate::runbook::actions;
 use crate::runbook::catalog;
-use crate::runbook::engine::{Engine, EngineError, ResumeInfo, RunReport, RunRequest, Target};
+use crate::runbook::engine::{EngineError, ResumeInfo, RunReport, RunRequest, Target};
 use crate::runbook::events::{EventSender, RunState};
 use crate::runbook::journal;
 use crate::runbook::lock::LockError;
-use crate::runbook::protect::{self, Approval};
+use crate::runbook::protect::Approval;
+use crate::runbook::session;
 use crate::runbook::validate::{self, Runbook};
-use crate::valkey::connect::ConnectOptions;
 use tokio_util::sync::CancellationToken;
 
 /// Exit codes of `cachedeck run` and `cachedeck runs resume`.
@@ -56,33 +56,6 @@ pub struct RunArgs {
     pub format: Format,
 }
 
-fn engine(estate: &Estate) -> Engine {
-    Engine::new(
-        actions::builtin(),
-        journal::runs_dir(),
-        ConnectOptions {
-            connect_timeout: estate
-                .settings
-                .valkey_timeout
-                .max(std::time::Duration::from_secs(1)),
-            command_timeout: estate
-                .settings
-                .valkey_timeout
-                .max(std::time::Duration::from_secs(1)),
-        },
-    )
-}
-
-fn estate_code(e: &EstateError) -> u8 {
-    match e {
-        EstateError::UnknownEnv { .. }
-        | EstateError::UnknownCache { .. }
-        | EstateError::Config(_)
-        | EstateError::MissingConfig(_) => exit::BAD_INPUT,
-        EstateError::Plane { .. } => exit::FAILED,
-    }
-}
-
 fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
     eprintln!("error: failed to {message}");
     code
@@ -108,7 +81,7 @@ fn cancel_on_signals(token: CancellationToken) {
     });
 }
 
-/// Looks the target up and applies protection and `applies_to`; `Err` is an exit code.
+/// Looks the target up via [`session::target`]; `Err` is the exit code (already reported).
 async fn target(
     estate: &Estate,
     runbook: &Runbook,
@@ -116,33 +89,9 @@ async fn target(
     cache: &str,
     approval: &Approval,
 ) -> Result<Target, u8> {
-    let handle = estate
-        .env(env)
-        .map_err(|e| fail(estate_code(&e), format!("find environment: {e}")))?;
-    // Protection first: a refused run must not even discover the estate.
-    protect::check(handle.env.protection, runbook, env, cache, approval)
-        .map_err(|r| fail(exit::REFUSED, r))?;
-    let (plane, found) = estate
-        .find_cache(env, cache)
+    session::target(estate, runbook, env, cache, approval)
         .await
-        .map_err(|e| fail(estate_code(&e), format!("find the cache: {e}")))?;
-    if !runbook.applies_to.contains(&found.kind) {
-        let kinds: Vec<String> = runbook.applies_to.iter().map(|k| k.to_string()).collect();
-        return Err(fail(
-            exit::BAD_INPUT,
-            format!(
-                "run `{}` on `{cache}`: it is a {} and the runbook applies to {}",
-                runbook.name,
-                found.kind,
-                kinds.join(", ")
-            ),
-        ));
-    }
-    Ok(Target {
-        env: handle.env.clone(),
-        cache: found,
-        plane,
-    })
+        .map_err(|e| fail(e.exit_code(), e))
 }
 
 fn state_code(state: RunState) -> u8 {
@@ -162,6 +111,7 @@ fn engine_code(e: &EngineError) -> u8 {
             exit::LOCK_HELD
         }
         EngineError::Resume { .. } => exit::BAD_INPUT,
+        EngineError::Journal(crate::runbook::journal::JournalError::Busy(_)) => exit::LOCK_HELD,
         _ => exit::FAILED,
     }
 }
@@ -194,11 +144,11 @@ pub async fn run(estate: &Estate, args: RunArgs) -> u8 {
     let registry = actions::builtin();
     let runbook = match catalog::find(&args.runbook, &registry) {
         Ok(r) => r,
-        Err(e) => return fail(exit::BAD_INPUT, format!("load the runbook: {e}")),
+        Err(e) => return fail(exit::BAD_INPUT, session::PrepareError::from(e)),
     };
     let params = match validate::bind_params(&runbook, &args.params) {
         Ok(p) => p,
-        Err(e) => return fail(exit::BAD_INPUT, format!("bind parameters: {e}")),
+        Err(e) => return fail(exit::BAD_INPUT, session::PrepareError::Params(e)),
     };
     let approval = if args.dry_run {
         Approval {
@@ -212,7 +162,7 @@ pub async fn run(estate: &Estate, args: RunArgs) -> u8 {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let engine = engine(estate);
+    let engine = session::engine(estate);
     if args.dry_run {
         let plan = engine.plan(&runbook, &params, &target);
         reporter::print_plan(&plan, args.format);
@@ -265,7 +215,7 @@ pub async fn resume(
         Ok(t) => t,
         Err(code) => return code,
     };
-    let engine = engine(estate);
+    let engine = session::engine(estate);
     drive(format, approval, move |tx, cancel| {
         Box::pin(async move {
             engine

@@ -38,27 +38,34 @@ impl Info {
     /// Parses the text of an INFO reply (CRLF or LF line ends; any sections).
     pub fn parse(text: &str) -> Info {
         let raw = parse_raw(text);
-        let section = |name: &str| raw.get(name).cloned().unwrap_or_default();
-        let fields = Fields(&raw);
-        Info {
-            server: Server::from_fields(&fields),
-            clients: Clients::from_fields(&fields),
-            memory: Memory::from_fields(&fields),
-            persistence: Persistence::from_fields(&fields),
-            stats: Stats::from_fields(&fields),
-            replication: Replication::from_fields(&fields, &section("replication")),
-            cpu: Cpu::from_fields(&fields),
-            cluster_enabled: fields.num::<u8>("cluster_enabled").map(|v| v == 1),
-            keyspace: KeyspaceDb::from_section(&section("keyspace")),
-            commandstats: CommandStat::from_section(&section("commandstats")),
-            errorstats: ErrorStat::from_section(&section("errorstats")),
-            raw,
-        }
+        let empty = BTreeMap::new();
+        let section = |name: &str| raw.get(name).unwrap_or(&empty);
+        // Each view looks in its own section first, then anywhere (fields have moved between
+        // sections across versions).
+        let fields = |name: &'static str| Fields(&raw, name);
+        let mut info = Info {
+            raw: BTreeMap::new(),
+            server: Server::from_fields(&fields("server")),
+            clients: Clients::from_fields(&fields("clients")),
+            memory: Memory::from_fields(&fields("memory")),
+            persistence: Persistence::from_fields(&fields("persistence")),
+            stats: Stats::from_fields(&fields("stats")),
+            replication: Replication::from_fields(&fields("replication"), section("replication")),
+            cpu: Cpu::from_fields(&fields("cpu")),
+            cluster_enabled: fields("cluster")
+                .num::<u8>("cluster_enabled")
+                .map(|v| v == 1),
+            keyspace: KeyspaceDb::from_section(section("keyspace")),
+            commandstats: CommandStat::from_section(section("commandstats")),
+            errorstats: ErrorStat::from_section(section("errorstats")),
+        };
+        info.raw = raw;
+        info
     }
 
     /// The value of a field in whichever section holds it.
     pub fn get(&self, field: &str) -> Option<&str> {
-        Fields(&self.raw).get(field)
+        Fields(&self.raw, "").get(field)
     }
 
     /// Keys across every database.
@@ -76,12 +83,20 @@ impl Info {
 /// header (a reply to `INFO <one field section>` on some servers) land in section "".
 fn parse_raw(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut raw: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut current = String::new();
+    let mut name = String::new();
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    // A repeated header (never seen, but harmless) merges into the earlier section.
+    let mut flush = |name: String, fields: BTreeMap<String, String>| {
+        raw.entry(name).or_default().extend(fields);
+    };
     for line in text.lines() {
         let line = line.trim_end_matches('\r');
         if let Some(header) = line.strip_prefix('#') {
-            current = header.trim().to_ascii_lowercase();
-            raw.entry(current.clone()).or_default();
+            let next = header.trim().to_ascii_lowercase();
+            let done = std::mem::replace(&mut name, next);
+            if !(done.is_empty() && fields.is_empty()) {
+                flush(done, std::mem::take(&mut fields));
+            }
             continue;
         }
         // Values may themselves contain ':' (e.g. `executable:/x`, IPv6 in `master_host`):
@@ -89,22 +104,24 @@ fn parse_raw(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
         if let Some((field, value)) = line.split_once(':')
             && !field.is_empty()
         {
-            raw.entry(current.clone())
-                .or_default()
-                .insert(field.to_string(), value.to_string());
+            fields.insert(field.to_string(), value.to_string());
         }
+    }
+    if !(name.is_empty() && fields.is_empty()) {
+        flush(name, fields);
     }
     raw
 }
 
-/// Field lookup across sections, with typed accessors.
-pub(crate) struct Fields<'a>(&'a BTreeMap<String, BTreeMap<String, String>>);
+/// Field lookup in a preferred section, then across all, with typed accessors.
+pub(crate) struct Fields<'a>(&'a BTreeMap<String, BTreeMap<String, String>>, &'a str);
 
 impl<'a> Fields<'a> {
     pub(crate) fn get(&self, field: &str) -> Option<&'a str> {
         self.0
-            .values()
-            .find_map(|s| s.get(field))
+            .get(self.1)
+            .and_then(|s| s.get(field))
+            .or_else(|| self.0.values().find_map(|s| s.get(field)))
             .map(String::as_str)
     }
 

@@ -514,3 +514,40 @@ async fn test_failover_on_serverless_says_why_not() {
         })
     );
 }
+
+#[tokio::test]
+async fn a_missing_region_says_where_to_set_it() {
+    let config = Config::parse(
+        Path::new("mocks.toml"),
+        "[environments.storefront-dev]\nprovider = \"aws\"\n",
+    )
+    .expect("config parses");
+    let cfg = config.environments["storefront-dev"].clone();
+    // No region and no endpoint: the endpoint cannot be resolved, so nothing is sent.
+    let elasticache = Ec::from_conf(
+        aws_sdk_elasticache::Config::builder()
+            .behavior_version(aws_sdk_elasticache::config::BehaviorVersion::latest())
+            .credentials_provider(aws_sdk_elasticache::config::Credentials::for_tests())
+            .build(),
+    );
+    let no_rules: &[&Rule] = &[];
+    let plane = AwsControlPlane::from_clients(
+        cfg.environment("storefront-dev", "mocks.toml"),
+        cfg,
+        Settings::default(),
+        elasticache,
+        mock_client!(aws_sdk_ecs, RuleMode::MatchAny, no_rules),
+        mock_client!(aws_sdk_ssm, RuleMode::MatchAny, no_rules),
+    );
+    let err = plane
+        .describe_events(EventQuery {
+            source: None,
+            since: OffsetDateTime::now_utc(),
+        })
+        .await
+        .expect_err("no region");
+    assert_eq!(
+        err.to_string(),
+        "DescribeEvents failed: no AWS region is set; add `region = \"...\"` to the environment or its profile, or set AWS_REGION"
+    );
+}

@@ -7,3 +7,4 @@ mod locks;
 mod protection;
 mod resume;
 mod roundtrip;
+mod steps;

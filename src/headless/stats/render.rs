@@ -4,7 +4,7 @@
 use crate::domain::{Cache, Node};
 use crate::escape::escape_capped;
 use crate::headless::Table;
-use crate::valkey::stats::{NodeKey, NodeStatus, StatsBook};
+use crate::valkey::stats::{Alert, NodeKey, NodeStatus, Severity, StatsBook};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -39,6 +39,7 @@ pub(super) struct Row {
     master_link_status: Option<String>,
     net_in_bytes_per_sec: Option<f64>,
     net_out_bytes_per_sec: Option<f64>,
+    cpu_percent: Option<f64>,
     rdb_last_bgsave_status: Option<String>,
     rdb_last_save_time: Option<u64>,
     rdb_changes_since_last_save: Option<u64>,
@@ -46,6 +47,8 @@ pub(super) struct Row {
     keys: Option<u64>,
     engine: Option<String>,
     version: Option<String>,
+    /// Conditions worth a look (failed save, memory nearly full, evictions, lag…).
+    alerts: Vec<Alert>,
 }
 
 #[derive(Serialize)]
@@ -100,6 +103,7 @@ pub(super) fn rows(ctx: &Context<'_>) -> Vec<Row> {
                 master_link_status: s.and_then(|s| s.master_link_status.clone()),
                 net_in_bytes_per_sec: s.and_then(|s| s.net_in_bytes_per_sec).map(round1),
                 net_out_bytes_per_sec: s.and_then(|s| s.net_out_bytes_per_sec).map(round1),
+                cpu_percent: s.and_then(|s| s.cpu_percent).map(round1),
                 rdb_last_bgsave_status: s.and_then(|s| s.rdb_last_bgsave_status.clone()),
                 rdb_last_save_time: s.and_then(|s| s.rdb_last_save_time),
                 rdb_changes_since_last_save: s.and_then(|s| s.rdb_changes_since_last_save),
@@ -109,6 +113,7 @@ pub(super) fn rows(ctx: &Context<'_>) -> Vec<Row> {
                 version: s
                     .and_then(|s| s.version.as_deref())
                     .map(|v| escape_capped(v, 40)),
+                alerts: s.map(|s| s.alerts()).unwrap_or_default(),
             }
         })
         .collect()
@@ -175,9 +180,16 @@ pub(super) fn table(ctx: &Context<'_>, watch: bool) -> String {
         ));
     }
     out.push_str(&t.render());
-    for r in rows.iter().filter(|r| !r.up) {
-        if let Some(e) = &r.error {
+    for r in &rows {
+        if let (false, Some(e)) = (r.up, &r.error) {
             out.push_str(&format!("{} {}: {e}\n", r.id, r.state));
+        }
+        for a in &r.alerts {
+            let level = match a.severity {
+                Severity::Critical => "CRITICAL",
+                Severity::Warning => "warning",
+            };
+            out.push_str(&format!("{} {level}: {}\n", r.id, a.message));
         }
     }
     if watch {

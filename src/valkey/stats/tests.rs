@@ -59,6 +59,8 @@ fn rates_come_from_counter_deltas_over_the_interval() {
     assert_eq!(s.expired_per_sec, Some(2.0));
     assert_eq!(s.net_in_bytes_per_sec, Some(1024.0));
     assert_eq!(s.net_out_bytes_per_sec, Some(4096.0));
+    // Same CPU counters in both samples: an idle server.
+    assert_eq!(s.cpu_percent, Some(0.0));
     assert_eq!(s.role, Role::Primary);
     assert_eq!(s.keys, 52);
     assert_eq!(s.rdb_last_bgsave_status.as_deref(), Some("ok"));
@@ -193,4 +195,82 @@ fn history_is_bounded_and_keeps_the_newest() {
     assert_eq!(history.capacity(), 3);
     assert_eq!(history.sparkline(2, 1.0, |p| p.ops_per_sec), vec![39, 39]);
     assert_eq!(history.series(10, |p| p.hit_rate).len(), 3);
+}
+
+#[test]
+fn a_healthy_node_raises_no_alert() {
+    let s = NodeStats::derive(&sample(Instant::now(), &[]), None);
+    assert_eq!(s.alerts(), vec![]);
+}
+
+#[test]
+fn failed_saves_full_memory_evictions_and_lag_raise_alerts_most_urgent_first() {
+    let t0 = Instant::now();
+    let a = sample(t0, &[("evicted_keys", "0")]);
+    let b = sample(
+        t0 + Duration::from_secs(1),
+        &[
+            ("evicted_keys", "50"),
+            ("used_memory", "65000000"),
+            ("rdb_last_bgsave_status", "err"),
+            ("master_repl_offset", "20000000"),
+            (
+                "slave0",
+                "ip=10.0.0.9,port=6379,state=wait_bgsave\u{1b}[2J,offset=1663,lag=3",
+            ),
+        ],
+    );
+    let alerts = NodeStats::derive(&b, Some(&a)).alerts();
+    let messages: Vec<&str> = alerts.iter().map(|a| a.message.as_str()).collect();
+    assert_eq!(alerts[0].severity, Severity::Critical);
+    assert_eq!(
+        messages[0],
+        "last RDB background save failed (disk full or fork failed?)"
+    );
+    assert_eq!(messages[1], "memory 97% of maxmemory (allkeys-lru)");
+    assert!(messages.contains(&"evicting 50 keys/s"), "{messages:?}");
+    assert!(
+        messages.contains(&"replica 10.0.0.9:6379 is 19 MiB behind"),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("is wait_bgsave\\x1b[2J")),
+        "server text is escaped: {messages:?}"
+    );
+}
+
+#[test]
+fn a_replica_with_its_link_down_is_critical() {
+    let text = REPLICA
+        .replace("master_link_status:up", "master_link_status:down")
+        .replace(
+            "master_sync_in_progress:0",
+            "master_sync_in_progress:0\r\nmaster_link_down_since_seconds:42",
+        );
+    let s = NodeStats::derive(&NodeSample::new(Info::parse(&text), Duration::ZERO), None);
+    assert_eq!(
+        s.alerts(),
+        vec![Alert {
+            severity: Severity::Critical,
+            message: "replication link to the primary is down for 42s".into()
+        }]
+    );
+}
+
+#[test]
+fn cpu_percent_is_cpu_seconds_over_wall_seconds() {
+    let t0 = Instant::now();
+    let a = sample(t0, &[("used_cpu_sys", "10.0"), ("used_cpu_user", "20.0")]);
+    let b = sample(
+        t0 + Duration::from_secs(2),
+        &[("used_cpu_sys", "10.5"), ("used_cpu_user", "20.5")],
+    );
+    let s = NodeStats::derive(&b, Some(&a));
+    assert!(
+        s.cpu_percent.is_some_and(|c| (c - 50.0).abs() < 1e-9),
+        "{:?}",
+        s.cpu_percent
+    );
 }

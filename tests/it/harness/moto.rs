@@ -42,7 +42,7 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server starts");
-        let moto = Moto {
+        let mut moto = Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
             port,
@@ -51,16 +51,24 @@ impl Moto {
         Some(moto)
     }
 
-    fn wait_ready(&self) {
+    /// Polls until moto answers HTTP on its port. The child must still be running then:
+    /// otherwise whatever answered is not our moto (the port was taken meanwhile).
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + STARTUP;
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "moto_server exited during startup on port {}: {status}",
+                    self.port
+                );
+            }
+            if answers_http(self.port) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!(
-            "moto_server did not listen on port {} within {STARTUP:?}",
+            "moto_server did not answer on port {} within {STARTUP:?}",
             self.port
         );
     }
@@ -102,6 +110,22 @@ fn binary() -> PathBuf {
         Some(path) => PathBuf::from(path),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/moto_server"),
     }
+}
+
+/// Whether an HTTP server answers a GET on the port with a status line.
+fn answers_http(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request =
+        format!("GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
 }
 
 fn free_port() -> u16 {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 pub struct RunbookEstate {
     pub home: tempfile::TempDir,
     pub server: ValkeyServer,
-    /// Kept alive for the estate's lifetime (the control plane talks to it).
-    _moto: Moto,
+    /// The control plane's AWS endpoint (SSM holds the locks).
+    pub moto: Moto,
     pub config: PathBuf,
 }
 
@@ -39,9 +39,14 @@ kinds = ["endpoint"]
 [[environments.{env}.caches]]
 name = "orders"
 url = "redis://127.0.0.1:{port}"
+
+[[environments.{env}.caches]]
+name = "gone"
+url = "redis://127.0.0.1:{closed}"
 "#,
                 endpoint = moto.endpoint,
-                port = server.port()
+                port = server.port(),
+                closed = closed_port(),
             ));
         }
         let config = home.path().join("config.toml");
@@ -49,7 +54,7 @@ url = "redis://127.0.0.1:{port}"
         Some(RunbookEstate {
             home,
             server,
-            _moto: moto,
+            moto,
             config,
         })
     }
@@ -156,6 +161,31 @@ url = "redis://127.0.0.1:{port}"
             .map(|l| serde_json::from_str(l).expect("journal line is JSON"))
             .collect()
     }
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Runs boto3 (moto's venv) against moto's SSM: `call` is the Python after `ssm.`.
+pub fn ssm(moto: &Moto, call: &str) -> String {
+    let script = format!(
+        "import boto3,sys,json\nssm=boto3.client('ssm',endpoint_url=sys.argv[1],region_name='eu-west-1',aws_access_key_id='testing',aws_secret_access_key='testing')\nprint(json.dumps(ssm.{call},default=str))"
+    );
+    let out = std::process::Command::new(Moto::python())
+        .arg("-c")
+        .arg(script)
+        .arg(&moto.endpoint)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// stdout of a finished command as JSON, with stderr in the panic message.

@@ -198,3 +198,127 @@ fn running_an_invalid_runbook_executes_nothing() {
         stderr(&out)
     );
 }
+
+#[test]
+fn shipped_json_schema_matches_the_file_format() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/runbook.schema.json");
+    let want = cachedeck::runbook::file::json_schema();
+    if std::env::var_os("CACHEDECK_BLESS").is_some() {
+        std::fs::write(&path, &want).expect("write schema");
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "assets/runbook.schema.json is stale; regenerate with CACHEDECK_BLESS=1 cargo test --test it runbook::files"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&have).expect("schema is JSON");
+    let steps = &schema["$defs"]["StepDef"]["properties"];
+    for field in [
+        "id",
+        "action",
+        "inputs",
+        "dangerous",
+        "confirm",
+        "timeout",
+        "retries",
+        "backoff",
+        "on_failure",
+        "rollback",
+    ] {
+        assert!(
+            steps.get(field).is_some(),
+            "schema documents step field `{field}`"
+        );
+    }
+}
+
+#[test]
+fn every_action_is_documented() {
+    let doc =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/runbooks.md"))
+            .expect("docs/runbooks.md");
+    for name in actions::builtin().names() {
+        assert!(
+            doc.contains(&format!("| `{name}` |")),
+            "docs/runbooks.md documents action `{name}`"
+        );
+    }
+    for code in ["| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |"] {
+        assert!(doc.contains(code), "exit code row {code}");
+    }
+}
+
+#[test]
+fn user_runbooks_join_the_list_and_broken_ones_are_reported() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let dir = home.path().join("runbooks");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("my-ping.toml"),
+        "name = \"my-ping\"\ntitle = \"Ping\"\napplies_to = [\"endpoint\"]\n\n[[steps]]\nid = \"p\"\naction = \"ping\"\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("broken.toml"), "name = \"broken\"\ntitle = 3\n").expect("write");
+    let out = Command::cargo_bin("cachedeck")
+        .expect("binary")
+        .env("CACHEDECK_CONFIG_DIR", home.path())
+        .args(["runbooks", "list", "--output", "json"])
+        .output()
+        .expect("list");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a broken user runbook makes the list exit 1"
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
+    for want in ["health-check", "marker-roundtrip", "my-ping"] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    let mine = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|r| r["name"] == "my-ping")
+        .expect("mine");
+    assert!(
+        mine["source"]
+            .as_str()
+            .expect("source")
+            .ends_with("runbooks/my-ping.toml")
+    );
+    assert_eq!(mine["mutates"], false);
+    assert!(
+        stderr(&out).contains("broken.toml:2:9: invalid type"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn run_help_documents_the_exit_codes() {
+    let out = Command::cargo_bin("cachedeck")
+        .expect("binary")
+        .args(["run", "--help"])
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "0  the runbook succeeded",
+        "3  refused by protection",
+        "4  the cache's lock is held",
+        "5  interrupted",
+    ] {
+        assert!(help.contains(line), "`{line}` in:\n{help}");
+    }
+    assert!(
+        help.contains("--confirm-cache")
+            && help.contains("--dry-run")
+            && help.contains("--force-unlock")
+    );
+}

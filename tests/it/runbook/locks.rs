@@ -24,8 +24,8 @@ fn second_runner_on_a_locked_cache_exits_4_naming_the_holder() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("first runner");
-    let holder = estate.wait_for_record("lock taken", |r| {
-        r["record"] == "lock" && r["taken"] == true
+    let holder = estate.wait_for_record("write done", |r| {
+        r["record"] == "step-done" && r["step"] == "write"
     });
 
     let sets = estate.calls("set");
@@ -135,4 +135,43 @@ fn force_unlock_with_the_exact_id_breaks_a_dead_runs_lock() {
         .output()
         .expect("force");
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn resuming_a_run_that_is_still_going_is_refused() {
+    let Some(estate) = RunbookEstate::start() else {
+        return;
+    };
+    let mut running = estate
+        .std_cmd()
+        .args([
+            "run",
+            "marker-roundtrip",
+            "--env",
+            "dev",
+            "--cache",
+            "orders",
+        ])
+        .args(["--yes", "--param", "pause=4s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runner");
+    let run_id = estate.wait_for_record("write done", |r| {
+        r["record"] == "step-done" && r["step"] == "write"
+    });
+    let sets = estate.calls("set");
+    let out = estate
+        .cmd()
+        .args(["runs", "resume", &run_id, "--yes"])
+        .output()
+        .expect("resume");
+    assert_eq!(out.status.code(), Some(4), "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("still running in another cachedeck process"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(running.wait().expect("runner ends").code(), Some(0));
+    assert_eq!(estate.calls("set"), sets);
 }

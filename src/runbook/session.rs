@@ -1,0 +1,125 @@
+//! Preparing a run for any reporter (the headless runner, the TUI): find the runbook, bind
+//! parameters, look the target up, apply protection and `applies_to` — all before anything
+//! executes — and list the runbooks that apply to a cache.
+//!
+//! The TUI's flow: [`applicable`] for the picker, [`prepare`] with
+//! `Approval { interactive: true, .. }` once parameters are filled, then
+//! [`Engine::start`](crate::runbook::engine::Engine::start) with an event channel, answering
+//! `Event::NeedsConfirmation` by asking the operator to type `expect` (the cache name) when
+//! it is set.
+
+use crate::domain::Cache;
+use crate::estate::{Estate, EstateError};
+use crate::runbook::action::Registry;
+use crate::runbook::catalog::{self, CatalogError};
+use crate::runbook::engine::{Engine, RunRequest, Target};
+use crate::runbook::protect::{self, Approval, Refusal};
+use crate::runbook::runner::exit;
+use crate::runbook::validate::{self, Runbook};
+use crate::runbook::{actions, journal};
+use crate::valkey::connect::ConnectOptions;
+use std::time::Duration;
+
+/// Why a run could not be prepared; nothing has executed.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("load the runbook: {0}")]
+    Runbook(#[from] CatalogError),
+    #[error("bind parameters: {0}")]
+    Params(String),
+    #[error("find the target: {0}")]
+    Estate(#[from] EstateError),
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    #[error("run `{runbook}` on `{cache}`: it is a {kind} and the runbook applies to {applies}")]
+    NotApplicable {
+        runbook: String,
+        cache: String,
+        kind: String,
+        applies: String,
+    },
+}
+
+impl PrepareError {
+    /// The headless exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PrepareError::Refused(_) => exit::REFUSED,
+            PrepareError::Estate(EstateError::Plane { .. }) => exit::FAILED,
+            _ => exit::BAD_INPUT,
+        }
+    }
+}
+
+/// The engine as configured by the estate's settings (journal in the state dir).
+pub fn engine(estate: &Estate) -> Engine {
+    let t = estate.settings.valkey_timeout.max(Duration::from_secs(1));
+    Engine::new(
+        actions::builtin(),
+        journal::runs_dir(),
+        ConnectOptions {
+            connect_timeout: t,
+            command_timeout: t,
+        },
+    )
+}
+
+/// Valid runbooks whose `applies_to` includes the cache's kind, by name.
+pub fn applicable(registry: &Registry, cache: &Cache) -> Vec<Runbook> {
+    let mut found: Vec<Runbook> = catalog::all(registry)
+        .into_iter()
+        .flatten()
+        .filter(|r| r.applies_to.contains(&cache.kind))
+        .collect();
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found
+}
+
+/// Looks the target up and applies protection (before discovery: a refused run does not
+/// even touch the estate) and `applies_to`.
+pub async fn target(
+    estate: &Estate,
+    runbook: &Runbook,
+    env: &str,
+    cache: &str,
+    approval: &Approval,
+) -> Result<Target, PrepareError> {
+    let handle = estate.env(env)?;
+    protect::check(handle.env.protection, runbook, env, cache, approval)?;
+    let (plane, found) = estate.find_cache(env, cache).await?;
+    if !runbook.applies_to.contains(&found.kind) {
+        let applies: Vec<String> = runbook.applies_to.iter().map(|k| k.to_string()).collect();
+        return Err(PrepareError::NotApplicable {
+            runbook: runbook.name.clone(),
+            cache: cache.to_string(),
+            kind: found.kind.to_string(),
+            applies: applies.join(", "),
+        });
+    }
+    Ok(Target {
+        env: handle.env.clone(),
+        cache: found,
+        plane,
+    })
+}
+
+/// Everything checked; the request is ready for `Engine::start` (or `Engine::plan`).
+pub async fn prepare(
+    estate: &Estate,
+    runbook: &str,
+    env: &str,
+    cache: &str,
+    params: &[(String, String)],
+    approval: &Approval,
+) -> Result<RunRequest, PrepareError> {
+    let registry = actions::builtin();
+    let runbook = catalog::find(runbook, &registry)?;
+    let params = validate::bind_params(&runbook, params).map_err(PrepareError::Params)?;
+    let target = target(estate, &runbook, env, cache, approval).await?;
+    Ok(RunRequest {
+        runbook,
+        params,
+        target,
+        force_unlock: None,
+    })
+}
