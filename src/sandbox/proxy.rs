@@ -87,9 +87,27 @@ pub async fn serve(dir: &Path) -> Result<(), ServeError> {
     tracing::info!(proxies = state.proxies.len(), "sandbox endpoints serving");
     // Leave when the sandbox is taken down, even if nobody signalled us.
     let state_file = dir.join(super::state::STATE_FILE);
+    let mut latest = state;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        // Keep the newest pids (`up` may have restarted nodes since we started).
+        if let Ok(Some(current)) = State::load(dir) {
+            latest = current;
+        }
         if !state_file.exists() {
+            if !dir.exists() {
+                // The whole sandbox dir was deleted without `down` (a test's temp dir, a
+                // user's rm -rf): nobody else can find these nodes any more, so stop them.
+                for (_, node) in latest.nodes() {
+                    if runs_in(node.pid, &node.dir) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(node.pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+                tracing::warn!("sandbox dir deleted without `down`; stopped its nodes");
+            }
             tracing::info!("sandbox state gone; endpoints stop");
             return Ok(());
         }
@@ -243,4 +261,15 @@ async fn demoted(roles: &mut watch::Receiver<Roles>, backend: u16) {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// Whether `pid` is a server running in `dir` (valkey chdirs to its data dir), so a reused
+/// pid of some other process is never signalled.
+fn runs_in(pid: i32, dir: &Path) -> bool {
+    crate::valkey::server::is_server_pid(pid)
+        && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| {
+            let cwd = cwd.to_string_lossy();
+            let dir = dir.to_string_lossy();
+            cwd == dir || cwd == format!("{dir} (deleted)")
+        })
 }
