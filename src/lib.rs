@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod connectivity;
 pub mod controlplane;
 pub mod domain;
 pub mod escape;

@@ -10,6 +10,7 @@ use super::map;
 use super::ssm_caches;
 use crate::controlplane::{ControlPlaneError, Discovery};
 use crate::domain::{Cache, CacheKind};
+use futures::future::join_all;
 use std::collections::HashSet;
 
 impl AwsControlPlane {
@@ -20,7 +21,29 @@ impl AwsControlPlane {
         let want_clusters = filter.wants(CacheKind::CacheCluster);
         let want_serverless = filter.wants(CacheKind::Serverless);
 
-        let (clusters, groups, serverless) = tokio::join!(
+        let vars = self.cfg.template_vars(env);
+        let ecs_configs = if filter.wants(CacheKind::EcsService) {
+            self.cfg.ecs.as_slice()
+        } else {
+            &[]
+        };
+        // ECS and SSM lookups do not depend on the ElastiCache describes, so all run at
+        // once; SSM targets are merged only after every cache is known.
+        let ecs_lookups = join_all(ecs_configs.iter().map(|ecs| async move {
+            let mut warnings = Vec::new();
+            let result = self.discover_ecs(ecs, &mut warnings).await;
+            (ecs, result, warnings)
+        }));
+        let ssm_lookups = join_all(self.cfg.ssm.iter().map(|ssm| {
+            let vars = &vars;
+            async move {
+                let mut warnings = Vec::new();
+                let result = self.resolve_ssm(ssm, vars, &mut warnings).await;
+                (ssm, result, warnings)
+            }
+        }));
+
+        let (clusters, groups, serverless, ecs_results, ssm_results) = tokio::join!(
             async {
                 if want_groups || want_clusters {
                     Some(self.describe_cache_clusters().await)
@@ -42,6 +65,8 @@ impl AwsControlPlane {
                     None
                 }
             },
+            ecs_lookups,
+            ssm_lookups,
         );
 
         let mut tally = Tally::default();
@@ -82,28 +107,19 @@ impl AwsControlPlane {
         found.retain(|c| filter.keeps_name(&c.name));
         let mut caches = self.keep_tagged(found, &mut tally.warnings).await?;
 
-        if filter.wants(CacheKind::EcsService) {
-            for ecs in &self.cfg.ecs {
-                let mut warnings = Vec::new();
-                let result = self.discover_ecs(ecs, &mut warnings).await;
-                tally.warnings.append(&mut warnings);
-                if let Some(mut more) =
-                    tally.take(&format!("ecs cluster {}", ecs.cluster), Some(result))?
-                {
-                    caches.append(&mut more);
-                }
+        for (ecs, result, mut warnings) in ecs_results {
+            tally.warnings.append(&mut warnings);
+            let label = format!("ecs cluster {}", ecs.cluster);
+            if let Some(mut more) = tally.take(&label, Some(result))? {
+                caches.append(&mut more);
             }
         }
 
-        let vars = self.cfg.template_vars(env);
         let add_endpoints = filter.wants(CacheKind::Endpoint);
-        for ssm in &self.cfg.ssm {
-            let mut warnings = Vec::new();
-            let result = self.resolve_ssm(ssm, &vars, &mut warnings).await;
+        for (ssm, result, mut warnings) in ssm_results {
             tally.warnings.append(&mut warnings);
-            if let Some(Some(target)) =
-                tally.take(&format!("ssm cache {}", ssm.name), Some(result))?
-            {
+            let label = format!("ssm cache {}", ssm.name);
+            if let Some(Some(target)) = tally.take(&label, Some(result))? {
                 ssm_caches::merge(env, &mut caches, target, add_endpoints);
             }
         }

@@ -9,6 +9,7 @@ use crate::domain::{
     NodeRole, Shard,
 };
 use aws_sdk_ecs::types::{HealthStatus, Service, Task};
+use futures::future::join_all;
 
 /// DescribeServices takes at most 10 names per call, DescribeTasks at most 100 ARNs.
 const SERVICES_PER_CALL: usize = 10;
@@ -47,17 +48,24 @@ impl AwsControlPlane {
                     failure.reason().unwrap_or("not found").to_ascii_lowercase()
                 ));
             }
-            for service in out.services() {
-                let tasks = self.service_tasks(&cfg.cluster, service).await?;
-                let image = match service.task_definition() {
-                    Some(td) => self.valkey_image(td, cfg.container.as_deref()).await,
-                    None => None,
+            // Each service's tasks and image are looked up at once; order is kept.
+            let lookups = join_all(out.services().iter().map(|service| async move {
+                let image = async {
+                    match service.task_definition() {
+                        Some(td) => self.valkey_image(td, cfg.container.as_deref()).await,
+                        None => None,
+                    }
                 };
+                let (tasks, image) = tokio::join!(self.service_tasks(&cfg.cluster, service), image);
+                (service, tasks, image)
+            }))
+            .await;
+            for (service, tasks, image) in lookups {
                 caches.push(ecs_cache(
                     &self.env.name,
                     cfg,
                     service,
-                    &tasks,
+                    &tasks?,
                     image.as_deref(),
                 ));
             }
@@ -196,6 +204,19 @@ pub fn ecs_cache(
             .map(|n| n.host.clone())
     });
     let endpoint = host.map(|h| Endpoint::new(h, cfg.port, cfg.tls));
+    let mut notes = vec![format!(
+        "ecs {}: {} of {} tasks running",
+        cfg.cluster,
+        service.running_count(),
+        service.desired_count()
+    )];
+    // The connectivity check runs through ECS Exec; say up front when it cannot.
+    if !service.enable_execute_command() || tasks.iter().any(|t| !t.enable_execute_command()) {
+        notes.push(
+            "ECS Exec is off (enableExecuteCommand=false); update the service with --enable-execute-command and redeploy to use the connectivity check"
+                .to_string(),
+        );
+    }
     let engine = match image {
         Some(i) if i.contains("redis") && !i.contains("valkey") => "redis",
         _ => "valkey",
@@ -226,12 +247,7 @@ pub fn ecs_cache(
         multi_az: false,
         arn: service.service_arn().map(str::to_string),
         description: None,
-        notes: vec![format!(
-            "ecs {}: {} of {} tasks running",
-            cfg.cluster,
-            service.running_count(),
-            service.desired_count()
-        )],
+        notes,
         credentials: Credentials::default(),
         ecs: Some(EcsRef {
             cluster: cfg.cluster.clone(),
@@ -344,8 +360,11 @@ mod tests {
             .status("ACTIVE")
             .running_count(1)
             .desired_count(1)
+            .enable_execute_command(true)
             .build();
-        let tasks = [task("abc123", "10.0.1.5", "RUNNING")];
+        let mut running = task("abc123", "10.0.1.5", "RUNNING");
+        running.enable_execute_command = true;
+        let tasks = [running];
         let cache = ecs_cache(
             "prod",
             &cfg(Some("valkey.orders.local")),
@@ -390,5 +409,6 @@ mod tests {
         );
         assert_eq!(cache.shards[0].nodes[1].role, NodeRole::Unknown);
         assert_eq!(cache.engine_version, "unknown");
+        assert!(cache.notes.iter().any(|n| n.starts_with("ECS Exec is off")));
     }
 }

@@ -101,8 +101,11 @@ pub async fn run(
             );
         }
         Mode::Watch => {
+            // The first report waits a little past one interval, so the second sample (and
+            // with it every rate) has arrived.
+            let grace = (interval / 4).min(Duration::from_millis(250));
             let mut tick =
-                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+                tokio::time::interval_at(tokio::time::Instant::now() + interval + grace, interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {

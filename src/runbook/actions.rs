@@ -2,6 +2,12 @@
 //! implementing [`Action`](crate::runbook::action::Action), then register it in [`builtin`].
 
 mod check;
+mod connectivity;
+mod failover;
+mod failover_events;
+mod failover_preflight;
+mod failover_probes;
+mod failover_report;
 mod marker;
 mod nodes;
 mod parameter;
@@ -22,5 +28,8 @@ pub fn builtin() -> Registry {
     r.register(Arc::new(marker::GetMarker));
     r.register(Arc::new(parameter::ParameterPut));
     r.register(Arc::new(parameter::ParameterGet));
+    r.register(Arc::new(failover_preflight::FailoverPreflight));
+    r.register(Arc::new(failover::TestFailover));
+    r.register(Arc::new(connectivity::ConnectivityCheck));
     r
 }

@@ -16,6 +16,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "marker-roundtrip.toml",
         include_str!("../../runbooks/marker-roundtrip.toml"),
     ),
+    (
+        "failover-test.toml",
+        include_str!("../../runbooks/failover-test.toml"),
+    ),
+    (
+        "connectivity-check.toml",
+        include_str!("../../runbooks/connectivity-check.toml"),
+    ),
 ];
 
 /// Why a runbook could not be had.

@@ -73,7 +73,7 @@ pub fn assign_endpoints(state: &mut State) -> Result<(), SandboxError> {
                         service: cache.name.clone(),
                         container: Some("valkey".into()),
                     });
-                    cache.notes.push(format!(
+                    cache.notes = vec![format!(
                         "stands in for valkey.{}.local (service discovery); RDB in {}",
                         cache.env,
                         cache
@@ -82,7 +82,7 @@ pub fn assign_endpoints(state: &mut State) -> Result<(), SandboxError> {
                             .and_then(|s| s.nodes.first())
                             .map(|n| n.dir.display().to_string())
                             .unwrap_or_default()
-                    ));
+                    )];
                 }
             }
         }
@@ -97,6 +97,7 @@ pub async fn spawn_daemon(opts: &UpOptions, state: &mut State) -> Result<(), San
     state.save(dir)?;
 
     let log = dir.join("daemon.log");
+    let _ = std::fs::remove_file(dir.join(super::proxy::READY_FILE));
     let log_file = std::fs::File::create(&log).map_err(|source| SandboxError::Io {
         path: log.clone(),
         source,
@@ -131,20 +132,39 @@ pub async fn spawn_daemon(opts: &UpOptions, state: &mut State) -> Result<(), San
         log: log.clone(),
     });
     state.save(dir)?;
+    // Ready means: this daemon (not some other process on a port we picked) has bound every
+    // endpoint and said so in its ready file.
+    let ready = dir.join(super::proxy::READY_FILE);
     let until = Instant::now() + Duration::from_secs(10);
-    for proxy in &state.proxies {
-        let port = proxy.port;
-        cluster::wait(
-            until,
-            &format!("endpoint {} on port {port}", proxy.name),
-            || async move { Ok(tokio::net::TcpStream::connect((HOST, port)).await.is_ok()) },
-        )
-        .await
-        .map_err(|detail| SandboxError::Setup {
-            cache: proxy.name.clone(),
-            detail: format!("{detail}; daemon log: {}", srv::log_tail(&log)),
-            dir: dir.clone(),
-        })?;
-    }
+    cluster::wait(until, "the endpoint daemon to listen", || {
+        let ready = ready.clone();
+        async move {
+            if std::fs::read_to_string(&ready).is_ok_and(|t| t.trim() == pid.to_string()) {
+                return Ok(true);
+            }
+            if !srv::pid_alive(pid) {
+                return Err("the endpoint daemon exited".to_string());
+            }
+            Ok(false)
+        }
+    })
+    .await
+    .map_err(|detail| SandboxError::Setup {
+        cache: "endpoint daemon".into(),
+        detail: format!("{detail}; daemon log: {}", srv::log_tail(&log)),
+        dir: dir.clone(),
+    })?;
     Ok(())
+}
+
+/// Stops a daemon that failed to start (its ports may have been taken meanwhile).
+pub fn stop_failed(state: &mut State) {
+    if let Some(daemon) = state.daemon.take()
+        && srv::pid_alive(daemon.pid)
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }

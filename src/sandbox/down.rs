@@ -78,6 +78,7 @@ fn stop_all(dir: &Path, state: &State) -> Result<usize, SandboxError> {
             detail: errors.join("; "),
         });
     }
+    let _ = std::fs::remove_file(dir.join(super::proxy::READY_FILE));
     for sub in ["nodes", "tls", "params", "events"] {
         let _ = std::fs::remove_dir_all(dir.join(sub));
     }

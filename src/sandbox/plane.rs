@@ -16,20 +16,20 @@ use crate::domain::{
 };
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a node gets to answer ROLE during discovery.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// TestFailover's quota: node groups per rolling 24 hours.
 pub const FAILOVER_QUOTA: usize = 15;
-const FAILOVER_DEADLINE: Duration = Duration::from_secs(20);
+pub const FAILOVER_DEADLINE: Duration = Duration::from_secs(20);
 
 /// The control plane of one sandbox environment.
 #[derive(Debug, Clone)]
 pub struct SandboxControlPlane {
-    env: Environment,
-    dir: PathBuf,
-    params: ParamStore,
+    pub(super) env: Environment,
+    pub(super) dir: PathBuf,
+    pub(super) params: ParamStore,
     settings: Settings,
 }
 
@@ -77,11 +77,11 @@ impl SandboxControlPlane {
         &self.dir
     }
 
-    fn state(&self) -> Result<State, ControlPlaneError> {
+    pub(super) fn state(&self) -> Result<State, ControlPlaneError> {
         load(&self.dir)
     }
 
-    fn find(&self, state: &State, name: &str) -> Result<CacheState, ControlPlaneError> {
+    pub(super) fn find(&self, state: &State, name: &str) -> Result<CacheState, ControlPlaneError> {
         state
             .cache(&self.env.name, name)
             .cloned()
@@ -169,203 +169,13 @@ impl SandboxControlPlane {
         }
     }
 
-    fn event(
+    pub(super) fn event(
         &self,
         source: &str,
         source_type: &str,
         message: &str,
     ) -> Result<CacheEvent, ControlPlaneError> {
         events::append(&self.dir, &self.env.name, source, source_type, message)
-    }
-
-    async fn failover(
-        &self,
-        replication_group: &str,
-        node_group: &str,
-    ) -> Result<(), ControlPlaneError> {
-        let op = "TestFailover";
-        let state = self.state()?;
-        let c = self.find(&state, replication_group)?;
-        match c.kind {
-            CacheKind::ReplicationGroup => {}
-            CacheKind::Serverless => {
-                return Err(ControlPlaneError::Unsupported {
-                    operation: op.into(),
-                    target: replication_group.into(),
-                    why: "serverless caches have no nodes to fail over; AWS offers no TestFailover for them".into(),
-                });
-            }
-            other => {
-                return Err(ControlPlaneError::Unsupported {
-                    operation: op.into(),
-                    target: replication_group.into(),
-                    why: format!("it is a {other}, not a replication group"),
-                });
-            }
-        }
-        if !c.automatic_failover {
-            return Err(ControlPlaneError::InvalidState {
-                operation: op.into(),
-                detail: format!("{replication_group} has automatic failover disabled"),
-            });
-        }
-        let shard = c
-            .shards
-            .iter()
-            .find(|s| s.id == node_group)
-            .ok_or_else(|| ControlPlaneError::NotFound {
-                what: format!(
-                    "node group {node_group} in {replication_group} (it has: {})",
-                    c.shards
-                        .iter()
-                        .map(|s| s.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            })?;
-        let history = events::read(&self.dir, &self.env.name)?;
-        let used = events::failovers_in_last_day(&history, time::OffsetDateTime::now_utc());
-        if used >= FAILOVER_QUOTA {
-            return Err(ControlPlaneError::QuotaExceeded {
-                operation: op.into(),
-                detail: format!(
-                    "{used} node groups were test-failed-over in the last 24 hours; AWS allows {FAILOVER_QUOTA}"
-                ),
-            });
-        }
-        let auth = NodeAuth::of(&c, &self.params);
-        let probes = shard.nodes.iter().map(|n| {
-            let auth = auth.clone();
-            async move { client::role(n.port, &auth, PROBE_TIMEOUT).await }
-        });
-        let roles: Vec<_> = futures::future::join_all(probes).await;
-        let primary = shard
-            .nodes
-            .iter()
-            .zip(&roles)
-            .find(|(_, r)| matches!(r, Ok(NodeRole::Primary)))
-            .map(|(n, _)| n.clone());
-        let replicas: Vec<_> = shard
-            .nodes
-            .iter()
-            .zip(&roles)
-            .filter(|(_, r)| matches!(r, Ok(NodeRole::Replica)))
-            .map(|(n, _)| n.clone())
-            .collect();
-        let (Some(old), false) = (primary, replicas.is_empty()) else {
-            return Err(ControlPlaneError::InvalidState {
-                operation: op.into(),
-                detail: format!(
-                    "node group {node_group} of {replication_group} needs a live primary and a live replica"
-                ),
-            });
-        };
-        self.event(
-            replication_group,
-            "replication-group",
-            &events::test_failover_called(node_group),
-        )?;
-        let svc = |detail: String| ControlPlaneError::Service {
-            operation: op.into(),
-            detail,
-        };
-        let until = Instant::now() + FAILOVER_DEADLINE;
-        let step = Duration::from_secs(3);
-        if c.cluster_mode {
-            let target = &replicas[0];
-            let mut conn = client::connect(target.port, &auth, step)
-                .await
-                .map_err(svc)?;
-            client::command(&mut conn, redis::cmd("CLUSTER").arg("FAILOVER"), step)
-                .await
-                .map_err(|e| svc(format!("CLUSTER FAILOVER on {}: {e}", target.id)))?;
-        } else {
-            let mut conn = client::connect(old.port, &auth, step).await.map_err(svc)?;
-            client::command(
-                &mut conn,
-                redis::cmd("FAILOVER").arg("TIMEOUT").arg(10_000),
-                step,
-            )
-            .await
-            .map_err(|e| svc(format!("FAILOVER on {}: {e}", old.id)))?;
-        }
-        // The new primary: whichever former replica now answers as primary.
-        let promoted = std::sync::Mutex::new(None);
-        let promoted_ref = &promoted;
-        super::cluster::wait(until, "a replica to be promoted", || {
-            let replicas = replicas.clone();
-            let auth = auth.clone();
-            async move {
-                for r in &replicas {
-                    if let Ok(NodeRole::Primary) = client::role(r.port, &auth, PROBE_TIMEOUT).await
-                    {
-                        if let Ok(mut slot) = promoted_ref.lock() {
-                            *slot = Some(r.clone());
-                        }
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
-            }
-        })
-        .await
-        .map_err(svc)?;
-        let new = promoted.lock().ok().and_then(|mut slot| slot.take());
-        let Some(new) = new else {
-            return Err(svc("no replica was promoted".into()));
-        };
-        self.event(
-            replication_group,
-            "replication-group",
-            &format!(
-                "Failover from primary node {} to replica node {} completed",
-                old.id, new.id
-            ),
-        )?;
-        self.event(
-            &old.id,
-            "cache-cluster",
-            &format!("Recovering cache nodes {}", old.id),
-        )?;
-        if !c.cluster_mode {
-            // FAILOVER leaves other replicas on the old primary; point them at the new one,
-            // as ElastiCache does.
-            for r in replicas.iter().filter(|r| r.port != new.port) {
-                let mut conn = client::connect(r.port, &auth, step).await.map_err(svc)?;
-                client::command(
-                    &mut conn,
-                    redis::cmd("REPLICAOF")
-                        .arg(crate::valkey::server::HOST)
-                        .arg(new.port),
-                    step,
-                )
-                .await
-                .map_err(|e| svc(format!("REPLICAOF on {}: {e}", r.id)))?;
-            }
-        }
-        super::cluster::wait(until, "the old primary to sync as a replica", || {
-            let auth = auth.clone();
-            let port = old.port;
-            async move {
-                let mut conn = client::connect(port, &auth, PROBE_TIMEOUT).await?;
-                let info = client::command(
-                    &mut conn,
-                    redis::cmd("INFO").arg("replication"),
-                    PROBE_TIMEOUT,
-                )
-                .await?;
-                let text = client::text_of(&info);
-                Ok(text.contains("role:slave") && text.contains("master_link_status:up"))
-            }
-        })
-        .await
-        .map_err(svc)?;
-        self.event(
-            &old.id,
-            "cache-cluster",
-            &format!("Finished recovery for cache nodes {}", old.id),
-        )?;
-        Ok(())
     }
 }
 
@@ -453,7 +263,7 @@ impl ControlPlane for SandboxControlPlane {
             self.settings
                 .call_timeout
                 .max(FAILOVER_DEADLINE + Duration::from_secs(5)),
-            self.failover(replication_group, node_group),
+            super::failover::test_failover(self, replication_group, node_group),
         )
         .await
     }

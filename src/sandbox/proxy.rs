@@ -16,6 +16,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+/// Written (with the daemon's pid) once every endpoint listens.
+pub const READY_FILE: &str = "daemon.ready";
 /// How often members are asked ROLE.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(50);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
@@ -38,6 +40,11 @@ pub enum ServeError {
     State(#[from] super::state::StateError),
     #[error(transparent)]
     Tls(#[from] super::tls::TlsError),
+    #[error("write {path}: {source}")]
+    Ready {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("listen on 127.0.0.1:{port} for {name}: {source}")]
     Bind {
         name: String,
@@ -72,6 +79,11 @@ pub async fn serve(dir: &Path) -> Result<(), ServeError> {
             roles,
         ));
     }
+    let ready = dir.join(READY_FILE);
+    std::fs::write(&ready, std::process::id().to_string()).map_err(|source| ServeError::Ready {
+        path: ready.clone(),
+        source,
+    })?;
     tracing::info!(proxies = state.proxies.len(), "sandbox endpoints serving");
     // Leave when the sandbox is taken down, even if nobody signalled us.
     let state_file = dir.join(super::state::STATE_FILE);

@@ -4,9 +4,10 @@
 //! Also [`restart_node`], the sandbox's "force a new deployment" of one process.
 
 use super::client::{self, NodeAuth};
+use super::nodes::spawn;
 use super::params::ParamStore;
 use super::state::{CacheState, NodeState, State};
-use super::up::{SandboxError, UpOptions, spawn};
+use super::up::{SandboxError, UpOptions};
 use crate::domain::{CacheKind, NodeRole};
 use crate::valkey::server::{self as srv, HOST, ServerSpec};
 use std::time::Duration;

@@ -42,6 +42,24 @@ impl Tab {
     }
 }
 
+impl Action {
+    /// Whether the user caused this (a key, a command), as opposed to background work.
+    pub fn is_input(&self) -> bool {
+        !matches!(
+            self,
+            Action::Resize(..)
+                | Action::Tick(_)
+                | Action::ControlPlaneDue
+                | Action::Discovered { .. }
+                | Action::Stats { .. }
+                | Action::Slowlog { .. }
+                | Action::Events { .. }
+                | Action::QueueCache { .. }
+                | Action::WatchFailed { .. }
+        )
+    }
+}
+
 /// One thing for the app to do or take note of.
 #[derive(Debug, Clone)]
 pub enum Action {

@@ -4,6 +4,8 @@
 
 mod command;
 mod lists;
+mod nav;
+mod watch;
 
 pub use command::parse_command;
 pub use lists::{CacheAlert, Health, NodeRow};
@@ -16,7 +18,7 @@ pub fn command_table() -> &'static [(&'static str, &'static str)] {
 use super::action::{Action, Route, Tab};
 use crate::controlplane::{CacheEvent, Discovery};
 use crate::domain::{Cache, Environment};
-use crate::valkey::stats::{NodeKey, SlowlogEntry, StatsBook};
+use crate::valkey::stats::{SlowlogEntry, StatsBook};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
@@ -183,6 +185,10 @@ impl App {
     /// Applies one action; returns the background work it calls for.
     pub fn update(&mut self, action: Action) -> Vec<Effect> {
         let mut effects = Vec::new();
+        if action.is_input() {
+            // A message lasts until the next key: it answered the previous one.
+            self.message = None;
+        }
         match action {
             Action::Quit => self.quit = true,
             Action::Down => self.move_selection(1),
@@ -338,210 +344,6 @@ impl App {
             text: text.to_string(),
             error,
         });
-    }
-
-    fn page(&self) -> isize {
-        self.size.1.saturating_sub(8).max(1) as isize
-    }
-
-    fn set_tab(&mut self, tab: Tab) {
-        if matches!(self.route, Route::Cache { .. }) && tab != self.tab {
-            // A filter belongs to the list it was typed for.
-            self.filter.clear();
-            self.tab = tab;
-            self.scroll = 0;
-        }
-    }
-
-    fn goto(&mut self, route: Route) {
-        if route != self.route {
-            self.route = route;
-            self.filter.clear();
-            self.help = false;
-            self.scroll = 0;
-            match &self.route {
-                Route::Envs => {}
-                Route::Caches { .. } => self.selected[2] = 0,
-                Route::Cache { .. } => self.tab = Tab::Stats,
-            }
-            self.clamp_selection();
-        }
-    }
-
-    fn enter(&mut self) {
-        match &self.route {
-            Route::Envs => {
-                if let Some(env) = self.visible_envs().get(self.selected[0]) {
-                    let env = env.env.name.clone();
-                    self.selected[1] = 0;
-                    self.goto(Route::Caches { env });
-                }
-            }
-            Route::Caches { env } => {
-                let env = env.clone();
-                if let Some(cache) = self.visible_caches().get(self.selected[1]) {
-                    let cache = cache.name.clone();
-                    self.selected[2] = 0;
-                    self.goto(Route::Cache { env, cache });
-                }
-            }
-            Route::Cache { .. } => {}
-        }
-    }
-
-    fn back(&mut self) {
-        if self.help {
-            self.help = false;
-        } else if self.mode != Mode::Normal {
-            if matches!(self.mode, Mode::Filter(_)) {
-                self.filter.clear();
-            }
-            self.mode = Mode::Normal;
-        } else if !self.filter.is_empty() {
-            self.filter.clear();
-        } else {
-            let up = match &self.route {
-                Route::Envs => None,
-                Route::Caches { .. } => Some(Route::Envs),
-                Route::Cache { env, .. } => Some(Route::Caches { env: env.clone() }),
-            };
-            if let Some(route) = up {
-                self.goto(route);
-            }
-        }
-        self.clamp_selection();
-    }
-
-    /// Index of the list the arrow keys move in the current view; `None` means they scroll.
-    fn list_index(&self) -> Option<usize> {
-        match (&self.route, self.tab) {
-            (Route::Envs, _) => Some(0),
-            (Route::Caches { .. }, _) => Some(1),
-            (Route::Cache { .. }, Tab::Stats | Tab::Keyspace) => Some(2),
-            (Route::Cache { .. }, _) => None,
-        }
-    }
-
-    fn list_len(&self) -> usize {
-        match &self.route {
-            Route::Envs => self.visible_envs().len(),
-            Route::Caches { .. } => self.visible_caches().len(),
-            Route::Cache { .. } => self.node_rows().len(),
-        }
-    }
-
-    fn move_selection(&mut self, by: isize) {
-        match self.list_index() {
-            Some(i) => {
-                let len = self.list_len();
-                let next = self.selected[i].saturating_add_signed(by);
-                self.selected[i] = next.min(len.saturating_sub(1));
-            }
-            None => self.scroll = self.scroll.saturating_add_signed(by).min(10_000),
-        }
-    }
-
-    fn clamp_selection(&mut self) {
-        if let Some(i) = self.list_index() {
-            let len = self.list_len();
-            self.selected[i] = self.selected[i].min(len.saturating_sub(1));
-        }
-    }
-
-    /// Starts, replaces or stops the background watches so they match the screen.
-    fn reconcile_watches(&mut self) -> Vec<Effect> {
-        let mut effects = Vec::new();
-        let wanted = self.route_env().and_then(|env| {
-            let caches = self.caches_of(&env)?.to_vec();
-            let fingerprint = caches
-                .iter()
-                .flat_map(|c| {
-                    c.nodes()
-                        .map(|n| (c.name.clone(), n.id.clone(), n.host.clone(), n.port))
-                })
-                .collect();
-            Some(((env.clone(), fingerprint), env, caches))
-        });
-        match wanted {
-            Some((key, env, caches)) => {
-                if self.stats_watch.as_ref().map(|(_, k)| k) != Some(&key) {
-                    let id = self.next_id();
-                    if self.stats_watch.as_ref().is_none_or(|(_, k)| k.0 != key.0) {
-                        self.book = StatsBook::default();
-                        self.queue_caches.clear();
-                    }
-                    self.watch_errors.clear();
-                    for cache in &caches {
-                        for node in cache.nodes() {
-                            self.book.track(NodeKey {
-                                env: env.clone(),
-                                cache: cache.name.clone(),
-                                node: node.id.clone(),
-                            });
-                        }
-                    }
-                    self.stats_watch = Some((id, key));
-                    effects.push(Effect::WatchStats { id, env, caches });
-                }
-            }
-            None => {
-                if let Some((_, (env, _))) = self.stats_watch.take() {
-                    // The envs list shows health from discovery: refresh the one just left
-                    // so what polling saw there (a node down) is not forgotten.
-                    self.book = StatsBook::default();
-                    effects.push(Effect::StopStats);
-                    effects.push(Effect::Discover(Some(env)));
-                }
-            }
-        }
-        let detail = match &self.route {
-            Route::Cache { env, cache } => self
-                .current_cache()
-                .cloned()
-                .map(|c| (env.clone(), cache.clone(), c)),
-            _ => None,
-        };
-        match detail {
-            Some((env, name, cache)) => {
-                let same = self
-                    .detail_watch
-                    .as_ref()
-                    .is_some_and(|(_, e, c)| *e == env && *c == name);
-                if !same {
-                    let id = self.next_id();
-                    self.slowlog.clear();
-                    self.events = Load::Loading;
-                    self.detail_watch = Some((id, env.clone(), name));
-                    effects.push(Effect::WatchDetail {
-                        id,
-                        env,
-                        cache: Box::new(cache),
-                    });
-                }
-            }
-            None => {
-                if self.detail_watch.take().is_some() {
-                    effects.push(Effect::StopDetail);
-                }
-            }
-        }
-        effects
-    }
-
-    fn next_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
-    }
-
-    /// The id of the running stats watch (tests use it to feed results).
-    pub fn stats_watch_id(&self) -> Option<u64> {
-        self.stats_watch.as_ref().map(|(id, _)| *id)
-    }
-
-    /// The id of the running detail watch.
-    pub fn detail_watch_id(&self) -> Option<u64> {
-        self.detail_watch.as_ref().map(|(id, ..)| *id)
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// Shortest time between two redraws caused by background updates.
-const FRAME: Duration = Duration::from_millis(250);
+const FRAME: Duration = Duration::from_millis(500);
 
 /// Why the TUI could not run.
 #[derive(Debug, thiserror::Error)]

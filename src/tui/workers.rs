@@ -390,3 +390,23 @@ async fn slowlog_of(
     }
     result.map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn only_loopback_hosts_may_fall_back_to_plain_text() {
+        for host in ["127.0.0.1", "127.9.9.9", "::1", "[::1]", "localhost"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "10.0.0.5",
+            "orders.abc123.euw1.cache.amazonaws.com",
+            "::ffff:10.0.0.1",
+            "",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+}

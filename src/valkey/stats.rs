@@ -103,6 +103,8 @@ pub struct NodeStats {
     pub expired_per_sec: Option<f64>,
     pub net_in_bytes_per_sec: Option<f64>,
     pub net_out_bytes_per_sec: Option<f64>,
+    /// Server CPU (user + system, main process) as a percentage of one core over the interval.
+    pub cpu_percent: Option<f64>,
     /// `master_repl_offset` on a primary, the processed offset on a replica.
     pub repl_offset: Option<u64>,
     /// A primary's view of each replica.
@@ -174,6 +176,12 @@ impl NodeStats {
             net_out_bytes_per_sec: rate(s.total_net_output_bytes, |i| {
                 i.stats.total_net_output_bytes
             }),
+            cpu_percent: prev.and_then(|p| {
+                let now = cpu_seconds(info)?;
+                let then = cpu_seconds(&p.info)?;
+                let secs = secs.filter(|s| *s > 0.0)?;
+                Some(((now - then) / secs * 100.0).max(0.0))
+            }),
             repl_offset: match repl.role {
                 Role::Replica => repl.slave_repl_offset.or(primary_offset),
                 _ => primary_offset,
@@ -231,6 +239,10 @@ fn same_process(a: &Info, b: &Info) -> bool {
             _ => true,
         },
     }
+}
+
+fn cpu_seconds(info: &Info) -> Option<f64> {
+    Some(info.cpu.used_cpu_sys? + info.cpu.used_cpu_user?)
 }
 
 fn ratio(hits: u64, misses: u64) -> Option<f64> {

@@ -456,9 +456,15 @@ async fn unreachable_endpoint_is_one_line() {
         matches!(err, ControlPlaneError::Unreachable { .. }),
         "{err:?}"
     );
+    let line = err.to_string();
     assert!(
-        err.to_string().starts_with(&format!("cannot reach {dead}")),
-        "{err}"
+        line.starts_with(&format!("cannot reach {dead} (")),
+        "{line}"
+    );
+    assert!(line.contains("Connection refused"), "{line}");
+    assert!(
+        line.ends_with("); check the region, endpoint_url and network"),
+        "{line}"
     );
 }
 
@@ -599,4 +605,65 @@ async fn a_hung_endpoint_is_a_timeout_after_the_call_deadline() {
         started.elapsed()
     );
     drop(listener);
+}
+
+/// An SSO profile whose cached token has expired (and cannot be refreshed) fails before any
+/// network call, with the login command as the fix. No moto needed: nothing is sent.
+#[test]
+fn expired_sso_profile_through_the_binary_says_how_to_log_in() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| home.path().join(name);
+    std::fs::write(
+        path("aws-config"),
+        "[profile acme-sso]\nsso_session = acme\nsso_account_id = 123456789012\nsso_role_name = OnCall\nregion = eu-west-1\n\n[sso-session acme]\nsso_start_url = https://acme.awsapps.com/start\nsso_region = eu-west-1\n",
+    )
+    .expect("write aws config");
+    // The SDK's cache file is named by the SHA-1 of the session name ("acme").
+    let cache = home.path().join(".aws/sso/cache");
+    std::fs::create_dir_all(&cache).expect("cache dir");
+    std::fs::write(
+        cache.join("293abb6b76d7791c0732cc517d38c4b5c734b87f.json"),
+        r#"{"accessToken": "expired-access-token", "expiresAt": "2020-01-01T00:00:00Z", "region": "eu-west-1", "startUrl": "https://acme.awsapps.com/start"}"#,
+    )
+    .expect("write token");
+    std::fs::write(
+        path("config.toml"),
+        "[environments.prod]\nprovider = \"aws\"\nprofile = \"acme-sso\"\nendpoint_url = \"http://127.0.0.1:9\"\n",
+    )
+    .expect("write config");
+    let out = assert_cmd::Command::cargo_bin("cachedeck")
+        .expect("binary")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("CACHEDECK_CONFIG_DIR", path("config"))
+        .env("CACHEDECK_STATE_DIR", path("state"))
+        .env("CACHEDECK_SANDBOX_DIR", path("sandbox"))
+        .env("AWS_CONFIG_FILE", path("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", path("aws-credentials"))
+        // Belt and braces: every AWS client (SSO portal included) points at a closed
+        // loopback port, and there is no instance metadata.
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["--config"])
+        .arg(path("config.toml"))
+        .args(["caches", "--output", "json"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .expect("run cachedeck");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(
+        json["errors"],
+        json!([{
+            "env": "prod",
+            "error": "no usable AWS credentials (the SSO session has expired); run `aws sso login --profile acme-sso`"
+        }])
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("expired-access-token"));
 }

@@ -6,7 +6,10 @@
 mod aws_mocks;
 mod aws_moto;
 mod config;
+mod connectivity;
 mod envs;
+mod failover;
+mod failover_aws;
 mod harness;
 mod probe;
 mod runbook;

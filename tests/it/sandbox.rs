@@ -465,10 +465,14 @@ async fn test_failover_promotes_a_replica_and_the_endpoint_follows() {
         .expect("SET");
 
     let since = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    let started = Instant::now();
     plane
         .test_failover("orders", "0001")
         .await
         .expect("test failover");
+    let took = started.elapsed();
+    eprintln!("test failover of orders/0001 took {took:?}");
+    assert!(took < Duration::from_secs(15), "failover took {took:?}");
 
     let after = plane.discover().await.expect("discover after");
     let orders_after = find(&after.caches, "orders");

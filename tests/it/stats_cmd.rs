@@ -1,6 +1,7 @@
 //! `cachedeck stats` through the real binary against real servers named in a config file:
 //! per-node JSON with real rates, an ACL password from an env var, a down node reported as a
-//! row (exit 0), an unknown cache (exit 1) or environment (exit 2), and `--watch` printing one object per interval.
+//! row (exit 0), an unknown cache (exit 1) or environment (exit 2), `--watch` printing one
+//! object per interval, and a TLS cache trusted through its own CA file.
 
 #![allow(clippy::expect_used)]
 
@@ -226,4 +227,41 @@ fn watch_prints_one_json_object_per_interval() {
     assert_eq!(objects.len(), 3);
     assert!(objects.iter().all(|o| o["cache"] == "queue"));
     assert_eq!(objects[2]["nodes"][0]["up"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cache_with_its_own_ca_is_polled_over_tls() {
+    let backend = server();
+    let proxy = crate::valkey::tls_proxy::TlsProxy::start(backend.port()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        &dir,
+        &format!(
+            "[[environments.it.caches]]\nname = \"secure\"\nurl = \"rediss://localhost:{}\"\nca_file = \"{}\"\n",
+            proxy.port,
+            proxy.ca_file.display()
+        ),
+    );
+    let mut cmd = cachedeck(&dir);
+    cmd.args(["--config", cfg.to_str().expect("utf-8")]).args([
+        "stats",
+        "secure",
+        "--env",
+        "it",
+        "--output",
+        "json",
+        "--interval",
+        "200ms",
+    ]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("run");
+    assert!(out.status.success());
+    let json: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["nodes"][0]["up"], true, "{json:#}");
+    assert_eq!(
+        json["nodes"][0]["address"],
+        format!("localhost:{}", proxy.port)
+    );
 }

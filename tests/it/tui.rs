@@ -195,6 +195,7 @@ fn stats(role: Role, ops: f64, used: u64, tick: i64) -> NodeStats {
         expired_per_sec: Some(3.0),
         net_in_bytes_per_sec: Some(48_000.0),
         net_out_bytes_per_sec: Some(96_000.0),
+        cpu_percent: Some(3.5),
         repl_offset: Some(123_456),
         replicas: vec![],
         master_link_status: (role == Role::Replica).then(|| "up".into()),

@@ -17,8 +17,15 @@ pub struct Tmux {
 }
 
 impl Tmux {
-    /// Starts `program` in a detached `width`×`height` session with `envs` set.
-    pub fn start(program: &Path, envs: &[(&str, &str)], width: u16, height: u16) -> Tmux {
+    /// Starts `program` in a detached `width`×`height` session with `envs` set. When it
+    /// exits, its exit code and the terminal modes (`stty -a`) go to `report`.
+    pub fn start(
+        program: &Path,
+        envs: &[(&str, &str)],
+        width: u16,
+        height: u16,
+        report: &Path,
+    ) -> Tmux {
         let name = format!(
             "cachedeck-e2e-{}-{}",
             std::process::id(),
@@ -28,7 +35,11 @@ impl Tmux {
         for (k, v) in envs {
             line.push_str(&format!(" {k}='{v}'"));
         }
-        line.push_str(&format!(" '{}'; sleep 30", program.display()));
+        line.push_str(&format!(
+            " '{}'; echo \"exit=$?\" > '{r}'; stty -a >> '{r}'; sleep 30",
+            program.display(),
+            r = report.display()
+        ));
         let status = Command::new("tmux")
             .args(["new-session", "-d", "-s", &name])
             .args(["-x", &width.to_string(), "-y", &height.to_string()])
@@ -203,6 +214,7 @@ fn tui_e2e_navigates_sees_load_and_a_replica_going_down() {
     let dir = sandbox.path().display().to_string();
     let home = tempfile::tempdir().expect("home");
     let home_s = home.path().display().to_string();
+    let report = home.path().join("after-exit");
     let tmux = Tmux::start(
         &bin,
         &[
@@ -215,6 +227,7 @@ fn tui_e2e_navigates_sees_load_and_a_replica_going_down() {
         ],
         100,
         30,
+        &report,
     );
 
     // environments → sandbox-dev
@@ -300,5 +313,46 @@ fn tui_e2e_navigates_sees_load_and_a_replica_going_down() {
         !s.contains("keys — Esc or ? to close")
     });
     eprintln!("help answered in {:?}", asked.elapsed());
-    tmux.keys(&["q"]);
+
+    // SIGHUP (the SSH link dropped) ends the TUI and gives the terminal back: cooked mode,
+    // echo on, main screen.
+    let shell = Command::new("tmux")
+        .args(["list-panes", "-t", &tmux.name, "-F", "#{pane_pid}"])
+        .output()
+        .expect("tmux list-panes");
+    let shell = String::from_utf8_lossy(&shell.stdout).trim().to_string();
+    let child = Command::new("pgrep")
+        .args(["-P", &shell])
+        .output()
+        .expect("pgrep");
+    let child = String::from_utf8_lossy(&child.stdout).trim().to_string();
+    assert!(
+        !child.is_empty(),
+        "the TUI runs under the pane's shell {shell}"
+    );
+    let status = Command::new("kill")
+        .args(["-HUP", &child])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        if let Some(text) = std::fs::read_to_string(&report)
+            .ok()
+            .filter(|t| t.contains("speed"))
+        {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the TUI did not exit on SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(after.starts_with("exit=0"), "{after}");
+    assert!(
+        after.contains(" icanon") && after.contains(" echo"),
+        "terminal left in raw mode: {after}"
+    );
+    let (screen, _) = tmux.wait_for("the main screen back", Duration::from_secs(2), |s| {
+        !s.contains("cachedeck │")
+    });
+    assert!(!screen.contains("orders"), "{screen}");
 }

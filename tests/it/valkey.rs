@@ -4,7 +4,7 @@
 
 #![allow(clippy::expect_used)]
 
-mod tls_proxy;
+pub(crate) mod tls_proxy;
 
 use crate::harness::valkey::{ServerSpec, ValkeyServer, server, start};
 use cachedeck::domain::Endpoint;

@@ -110,6 +110,9 @@ fn draw_nodes(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, rows: &[N
         .max()
         .unwrap_or(15)
         .clamp(8, 40) as u16;
+    // At 80 columns a long node id leaves no room for the endpoint: shorten the role.
+    let narrow = area.width < 90;
+    let role_width = if narrow { 4 } else { 7 };
     let table_rows = rows.iter().map(|r| {
         let stats = r.live.and_then(|e| e.latest.as_ref());
         let (state, reason) = r.state();
@@ -128,7 +131,12 @@ fn draw_nodes(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, rows: &[N
         Row::new(vec![
             Cell::from(escape(r.shard)),
             Cell::from(escape(&r.node.id)),
-            Cell::from(r.role().as_str()).style(if r.role() == NodeRole::Primary {
+            Cell::from(if narrow {
+                &r.role().as_str()[..3]
+            } else {
+                r.role().as_str()
+            })
+            .style(if r.role() == NodeRole::Primary {
                 theme.title
             } else {
                 theme.text
@@ -160,7 +168,7 @@ fn draw_nodes(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, rows: &[N
         [
             Constraint::Length(5),
             Constraint::Length(id_width),
-            Constraint::Length(7),
+            Constraint::Length(role_width),
             Constraint::Length(7),
             Constraint::Max(endpoint_width),
             Constraint::Length(5),

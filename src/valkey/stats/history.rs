@@ -23,6 +23,7 @@ pub struct HistoryPoint {
     pub net_in_bytes_per_sec: Option<f64>,
     pub net_out_bytes_per_sec: Option<f64>,
     pub max_replica_lag_bytes: Option<u64>,
+    pub cpu_percent: Option<f64>,
     pub keys: u64,
 }
 
@@ -42,6 +43,7 @@ impl From<&NodeStats> for HistoryPoint {
             net_in_bytes_per_sec: s.net_in_bytes_per_sec,
             net_out_bytes_per_sec: s.net_out_bytes_per_sec,
             max_replica_lag_bytes: s.max_replica_lag_bytes(),
+            cpu_percent: s.cpu_percent,
             keys: s.keys,
         }
     }

@@ -59,6 +59,8 @@ fn rates_come_from_counter_deltas_over_the_interval() {
     assert_eq!(s.expired_per_sec, Some(2.0));
     assert_eq!(s.net_in_bytes_per_sec, Some(1024.0));
     assert_eq!(s.net_out_bytes_per_sec, Some(4096.0));
+    // Same CPU counters in both samples: an idle server.
+    assert_eq!(s.cpu_percent, Some(0.0));
     assert_eq!(s.role, Role::Primary);
     assert_eq!(s.keys, 52);
     assert_eq!(s.rdb_last_bgsave_status.as_deref(), Some("ok"));
@@ -254,5 +256,21 @@ fn a_replica_with_its_link_down_is_critical() {
             severity: Severity::Critical,
             message: "replication link to the primary is down for 42s".into()
         }]
+    );
+}
+
+#[test]
+fn cpu_percent_is_cpu_seconds_over_wall_seconds() {
+    let t0 = Instant::now();
+    let a = sample(t0, &[("used_cpu_sys", "10.0"), ("used_cpu_user", "20.0")]);
+    let b = sample(
+        t0 + Duration::from_secs(2),
+        &[("used_cpu_sys", "10.5"), ("used_cpu_user", "20.5")],
+    );
+    let s = NodeStats::derive(&b, Some(&a));
+    assert!(
+        s.cpu_percent.is_some_and(|c| (c - 50.0).abs() < 1e-9),
+        "{:?}",
+        s.cpu_percent
     );
 }

@@ -101,8 +101,25 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        if self.dir().join("state.json").exists() {
-            let _ = self.down();
+        if !self.dir().join("state.json").exists() {
+            return;
+        }
+        // The library's own `down`, on a thread with its own runtime (Drop may run inside a
+        // test's runtime), so cleanup never depends on the binary.
+        let dir = self.dir();
+        let stopped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime for sandbox down");
+            runtime.block_on(cachedeck::sandbox::down(&dir))
+        })
+        .join();
+        if !matches!(stopped, Ok(Ok(_))) && !std::thread::panicking() {
+            panic!(
+                "sandbox down failed in {}: {stopped:?}",
+                self.dir().display()
+            );
         }
     }
 }

@@ -1,0 +1,274 @@
+//! `failover-preflight`: whether a test failover of a replication group may start — a
+//! replica in every selected shard, automatic failover on, not serverless, replication lag
+//! under the thresholds, and TestFailover quota left (counted from DescribeEvents).
+//! Read-only; every problem found is reported at once.
+
+use super::failover_events::{self, QUOTA};
+use crate::controlplane::EventQuery;
+use crate::domain::{Cache, CacheKind, Shard};
+use crate::runbook::action::{
+    Action, ActionContext, ActionError, InputSpec, Inputs, OutputSpec, PlanContext, PlannedCall,
+};
+use crate::runbook::value::{Value, ValueKind, Values};
+use async_trait::async_trait;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+pub struct FailoverPreflight;
+
+/// The `shards` input's documentation, shared with `test-failover`.
+pub const SHARDS_DOC: &str = "node group ids to fail over, e.g. [\"0001\"]; empty: every shard";
+
+const INPUTS: &[InputSpec] = &[
+    InputSpec::optional("shards", ValueKind::List, Some("[]"), SHARDS_DOC),
+    InputSpec::optional(
+        "max_lag_bytes",
+        ValueKind::Int,
+        Some("1048576"),
+        "largest acceptable replication offset gap between a primary and a replica",
+    ),
+    InputSpec::optional(
+        "max_lag",
+        ValueKind::Duration,
+        Some("\"10s\""),
+        "largest acceptable time since a replica's last acknowledgement (INFO lag)",
+    ),
+];
+const OUTPUTS: &[OutputSpec] = &[
+    OutputSpec {
+        name: "shards",
+        kind: ValueKind::List,
+        doc: "the node groups that will be failed over",
+    },
+    OutputSpec {
+        name: "lag",
+        kind: ValueKind::Any,
+        doc: "per shard: primary, replicas, largest lag in bytes and seconds",
+    },
+    OutputSpec {
+        name: "quota_used",
+        kind: ValueKind::Int,
+        doc: "node groups test-failed-over in the last 24 hours",
+    },
+    OutputSpec {
+        name: "quota_left",
+        kind: ValueKind::Int,
+        doc: "node groups that may still be test-failed-over today",
+    },
+];
+
+/// Why a serverless cache cannot be test-failed-over, in words.
+pub const SERVERLESS_WHY: &str =
+    "serverless caches have no nodes to fail over; AWS has no TestFailover for them";
+
+/// The shards `wanted` names (all when empty), or which names do not exist.
+pub fn select_shards<'a>(
+    cache: &'a Cache,
+    wanted: &[String],
+) -> Result<Vec<&'a Shard>, ActionError> {
+    if wanted.is_empty() {
+        return Ok(cache.shards.iter().collect());
+    }
+    let unknown: Vec<&str> = wanted
+        .iter()
+        .filter(|w| !cache.shards.iter().any(|s| &s.id == *w))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        let have: Vec<&str> = cache.shards.iter().map(|s| s.id.as_str()).collect();
+        return Err(ActionError::failed(format!(
+            "select shards of `{}`: no node group {}; it has {}",
+            cache.name,
+            unknown.join(", "),
+            have.join(", ")
+        )));
+    }
+    Ok(cache
+        .shards
+        .iter()
+        .filter(|s| wanted.contains(&s.id))
+        .collect())
+}
+
+/// Replication lag of one shard, as its primary reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardLag {
+    pub shard: String,
+    pub primary: String,
+    pub replicas_online: u64,
+    pub max_lag_bytes: u64,
+    pub max_lag_seconds: u64,
+}
+
+/// Where to reach a node directly. The sandbox's nodes are plain behind its TLS endpoints
+/// (the domain has no per-node TLS flag yet); ElastiCache's nodes speak TLS when the cache
+/// does.
+pub fn node_endpoint(ctx: &ActionContext, node: &crate::domain::Node) -> crate::domain::Endpoint {
+    let tls = ctx.cache.tls && ctx.env.provider != crate::domain::ProviderKind::Sandbox;
+    node.endpoint(tls)
+}
+
+/// Reads INFO replication from the shard's primary.
+pub async fn shard_lag(ctx: &ActionContext, shard: &Shard) -> Result<ShardLag, ActionError> {
+    let primary = shard.primary().ok_or_else(|| {
+        ActionError::failed(format!(
+            "measure the lag of shard {}: it has no primary answering",
+            shard.id
+        ))
+    })?;
+    let connector = ctx.connector().await?;
+    let mut conn = connector.connect(&node_endpoint(ctx, primary)).await?;
+    let (info, _) = conn.info().await?;
+    let r = &info.replication;
+    let head = r.master_repl_offset.unwrap_or(0);
+    let online: Vec<_> = r
+        .replicas
+        .iter()
+        .filter(|l| l.state.as_deref() == Some("online"))
+        .collect();
+    Ok(ShardLag {
+        shard: shard.id.clone(),
+        primary: primary.id.clone(),
+        replicas_online: online.len() as u64,
+        max_lag_bytes: online
+            .iter()
+            .map(|l| head.saturating_sub(l.offset.unwrap_or(0)))
+            .max()
+            .unwrap_or(0),
+        max_lag_seconds: online
+            .iter()
+            .filter_map(|l| l.lag_seconds)
+            .max()
+            .unwrap_or(0),
+    })
+}
+
+/// Reasons the cache itself (not its shards) cannot be failed over.
+pub fn kind_problem(cache: &Cache) -> Option<String> {
+    match cache.kind {
+        CacheKind::ReplicationGroup => None,
+        CacheKind::Serverless => Some(SERVERLESS_WHY.into()),
+        other => Some(format!(
+            "it is a {other}; TestFailover exists only for ElastiCache replication groups"
+        )),
+    }
+}
+
+#[async_trait]
+impl Action for FailoverPreflight {
+    fn name(&self) -> &'static str {
+        "failover-preflight"
+    }
+    fn summary(&self) -> &'static str {
+        "Check that a test failover may start: replicas, automatic failover, lag, quota"
+    }
+    fn inputs(&self) -> &'static [InputSpec] {
+        INPUTS
+    }
+    fn outputs(&self) -> &'static [OutputSpec] {
+        OUTPUTS
+    }
+    fn dangerous(&self) -> bool {
+        false
+    }
+    fn plan(&self, ctx: &PlanContext<'_>, _inputs: &Inputs) -> Vec<PlannedCall> {
+        let mut calls: Vec<PlannedCall> = ctx
+            .cache
+            .shards
+            .iter()
+            .filter_map(|s| s.primary())
+            .map(|p| {
+                PlannedCall::valkey(format!("{}:{}", p.host, p.port), "INFO everything", false)
+            })
+            .collect();
+        calls.push(PlannedCall::control_plane(
+            "elasticache:DescribeEvents start_time=now-24h (count TestFailover calls)",
+            false,
+        ));
+        calls
+    }
+    async fn run(&self, ctx: &ActionContext, inputs: &Inputs) -> Result<Values, ActionError> {
+        let cache = &ctx.cache;
+        if let Some(why) = kind_problem(cache) {
+            return Err(ActionError::failed(format!(
+                "start a test failover of `{}`: {why}",
+                cache.name
+            )));
+        }
+        let shards = select_shards(cache, &inputs.list("shards")?)?;
+        let max_bytes = inputs.int("max_lag_bytes")?.max(0) as u64;
+        let max_secs = inputs.duration("max_lag")?.as_secs();
+        let mut problems = Vec::new();
+        if !cache.automatic_failover {
+            problems.push(
+                "automatic failover is off; turn it on (modify-replication-group --automatic-failover-enabled) first"
+                    .to_string(),
+            );
+        }
+        let mut lags = Vec::new();
+        for s in &shards {
+            if s.replicas().next().is_none() {
+                problems.push(format!("shard {} has no replica to promote", s.id));
+                continue;
+            }
+            match shard_lag(ctx, s).await {
+                Ok(lag) => {
+                    ctx.output(format!(
+                        "shard {}: primary {}, {} replica(s) online, lag {} bytes / {} s",
+                        lag.shard,
+                        lag.primary,
+                        lag.replicas_online,
+                        lag.max_lag_bytes,
+                        lag.max_lag_seconds
+                    ));
+                    if lag.replicas_online == 0 {
+                        problems.push(format!("shard {} has no replica online", s.id));
+                    }
+                    if lag.max_lag_bytes > max_bytes || lag.max_lag_seconds > max_secs {
+                        problems.push(format!(
+                            "shard {} lags {} bytes / {} s (limits {max_bytes} bytes / {max_secs} s); wait for replicas to catch up",
+                            s.id, lag.max_lag_bytes, lag.max_lag_seconds
+                        ));
+                    }
+                    lags.push(lag);
+                }
+                Err(e) => problems.push(format!("measure the lag of shard {}: {e}", s.id)),
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        let events = ctx
+            .plane
+            .describe_events(EventQuery {
+                source: None,
+                since: now - time::Duration::hours(24),
+            })
+            .await?;
+        let used = failover_events::quota_used(&events, now);
+        let left = QUOTA.saturating_sub(used);
+        ctx.output(format!(
+            "TestFailover quota: {used} of {QUOTA} node groups used in the last 24 hours"
+        ));
+        if shards.len() > left {
+            problems.push(format!(
+                "the TestFailover quota allows {left} more node group(s) in the next 24 hours ({used} of {QUOTA} used) and {} are selected",
+                shards.len()
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(ActionError::failed(format!(
+                "start a test failover of `{}`: {}",
+                cache.name,
+                problems.join("; ")
+            )));
+        }
+        let ids: Vec<serde_json::Value> = shards.iter().map(|s| s.id.clone().into()).collect();
+        Ok(Values::new()
+            .with("shards", Value::Json(serde_json::Value::Array(ids)))
+            .with(
+                "lag",
+                Value::Json(serde_json::to_value(&lags).unwrap_or_default()),
+            )
+            .with("quota_used", Value::int(used as i64))
+            .with("quota_left", Value::int(left as i64)))
+    }
+}
