@@ -5,13 +5,18 @@
 use crate::domain::CacheKind;
 use crate::runbook::action::Registry;
 use crate::runbook::file::{OnFailureDef, ParamType, RunbookFile, StepDef};
-use crate::runbook::template::{Ref, find_refs};
-use crate::runbook::value::{Value, ValueKind, check_kind};
+use crate::runbook::value::{Value, check_kind};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
 use std::time::Duration;
 use toml::Spanned;
+
+mod params;
+mod refs;
+
+use params::type_name;
+pub use params::{Param, bind_params};
+use refs::check_refs;
 
 /// Default deadline of one step attempt.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,67 +32,6 @@ pub struct RunbookError {
     pub column: usize,
     pub message: String,
     pub hint: String,
-}
-
-/// A parameter after checking.
-#[derive(Debug, Clone)]
-pub struct Param {
-    pub name: String,
-    pub kind: ParamType,
-    pub default: Option<Value>,
-    pub values: Vec<String>,
-    pub description: String,
-}
-
-impl Param {
-    /// Parses `--param name=TEXT` into this parameter's type.
-    pub fn parse(&self, text: &str) -> Result<Value, String> {
-        let v = match self.kind {
-            ParamType::Int => text
-                .trim()
-                .parse::<i64>()
-                .map(Value::int)
-                .map_err(|_| format!("`{text}` is not an integer"))?,
-            ParamType::Bool => match text.trim() {
-                "true" | "yes" | "1" => Value::bool(true),
-                "false" | "no" | "0" => Value::bool(false),
-                _ => return Err(format!("`{text}` is not true or false")),
-            },
-            ParamType::List => Value::Json(serde_json::Value::Array(
-                text.split(',')
-                    .map(|s| serde_json::Value::String(s.trim().to_string()))
-                    .filter(|s| s.as_str() != Some(""))
-                    .collect(),
-            )),
-            _ => Value::str(text),
-        };
-        self.check(&v)?;
-        Ok(v)
-    }
-
-    fn check(&self, v: &Value) -> Result<(), String> {
-        match self.kind {
-            ParamType::Enum => {
-                let s = v.display();
-                if self.values.contains(&s) {
-                    Ok(())
-                } else {
-                    Err(format!("`{s}` is not one of {}", self.values.join(", ")))
-                }
-            }
-            kind => check_kind(value_kind(kind), v),
-        }
-    }
-}
-
-fn value_kind(kind: ParamType) -> ValueKind {
-    match kind {
-        ParamType::String | ParamType::Enum => ValueKind::String,
-        ParamType::Int => ValueKind::Int,
-        ParamType::Bool => ValueKind::Bool,
-        ParamType::Duration => ValueKind::Duration,
-        ParamType::List => ValueKind::List,
-    }
 }
 
 /// Where a step sits in a runbook.
@@ -336,17 +280,6 @@ fn check(c: &Checker<'_>, file: RunbookFile, registry: &Registry) -> Result<Runb
     })
 }
 
-fn type_name(kind: ParamType) -> &'static str {
-    match kind {
-        ParamType::String => "string",
-        ParamType::Int => "int",
-        ParamType::Bool => "bool",
-        ParamType::Duration => "duration",
-        ParamType::Enum => "enum",
-        ParamType::List => "list",
-    }
-}
-
 fn check_step(
     c: &Checker<'_>,
     def: &StepDef,
@@ -512,121 +445,4 @@ fn check_step(
         phase,
         id,
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn check_refs(
-    c: &Checker<'_>,
-    v: &serde_json::Value,
-    span: Range<usize>,
-    id: &str,
-    phase: Phase,
-    params: &BTreeSet<&str>,
-    earlier: &BTreeMap<String, &'static [crate::runbook::action::OutputSpec]>,
-    has_refs: &mut bool,
-) -> Result<(), RunbookError> {
-    // Point inside the string when the reference can be found there (skipping the quote).
-    let at = |offset: usize| {
-        let start = span.start + 1 + offset;
-        if start < span.end { start } else { span.start }
-    };
-    match v {
-        serde_json::Value::String(s) => {
-            let found = find_refs(s).map_err(|(o, m)| {
-                c.err(
-                    at(o),
-                    format!("step `{id}`: {m}"),
-                    "write references as {{ params.NAME }} or {{ steps.ID.outputs.NAME }}",
-                )
-            })?;
-            for f in found {
-                *has_refs = true;
-                match &f.reference {
-                    Ref::Param(p) if !params.contains(p.as_str()) => {
-                        return Err(c.err(
-                            at(f.start),
-                            format!("step `{id}` refers to unknown parameter `{p}`"),
-                            format!(
-                                "declare it under [params.{p}] or use one of: {}",
-                                params.iter().copied().collect::<Vec<_>>().join(", ")
-                            ),
-                        ));
-                    }
-                    Ref::Output { step, output, .. } => {
-                        let Some(outputs) = earlier.get(step) else {
-                            let why = if step == id {
-                                "itself (a cycle)".to_string()
-                            } else {
-                                format!(
-                                    "`{step}`, which is not an earlier step (steps run in file order; a forward reference or a cycle)"
-                                )
-                            };
-                            let hint = if phase == Phase::Rollback {
-                                "refer to a precondition or main step"
-                            } else {
-                                "refer only to steps above this one"
-                            };
-                            return Err(c.err(
-                                at(f.start),
-                                format!("step `{id}` refers to {why}"),
-                                hint,
-                            ));
-                        };
-                        if !outputs.iter().any(|o| o.name == output) {
-                            return Err(c.err(at(f.start), format!("step `{id}` refers to output `{output}` that step `{step}` does not produce"), format!("its outputs are: {}", outputs.iter().map(|o| o.name).collect::<Vec<_>>().join(", "))));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        }
-        serde_json::Value::Array(items) => items
-            .iter()
-            .try_for_each(|i| check_refs(c, i, span.clone(), id, phase, params, earlier, has_refs)),
-        serde_json::Value::Object(map) => map
-            .values()
-            .try_for_each(|i| check_refs(c, i, span.clone(), id, phase, params, earlier, has_refs)),
-        _ => Ok(()),
-    }
-}
-
-/// Checks `--param` values against a runbook and fills defaults; `Err` names the problem.
-pub fn bind_params(
-    runbook: &Runbook,
-    given: &[(String, String)],
-) -> Result<crate::runbook::value::Values, String> {
-    let mut values = crate::runbook::value::Values::new();
-    for (name, text) in given {
-        let param = runbook.param(name).ok_or_else(|| {
-            format!(
-                "runbook `{}` has no parameter `{name}`; it has: {}",
-                runbook.name,
-                runbook
-                    .params
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
-        let v = param
-            .parse(text)
-            .map_err(|e| format!("--param {name}: {e}"))?;
-        values.insert(name.clone(), v);
-    }
-    for p in &runbook.params {
-        if values.get(&p.name).is_none() {
-            match &p.default {
-                Some(d) => values.insert(p.name.clone(), d.clone()),
-                None => {
-                    return Err(format!(
-                        "runbook `{}` needs --param {}=... ({})",
-                        runbook.name, p.name, p.description
-                    ));
-                }
-            }
-        }
-    }
-    Ok(values)
 }

@@ -7,4 +7,5 @@ mod locks;
 mod protection;
 mod resume;
 mod roundtrip;
+mod sandbox;
 mod steps;

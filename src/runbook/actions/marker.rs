@@ -13,6 +13,15 @@ use async_trait::async_trait;
 
 pub struct SetMarker;
 
+fn endpoint(ctx: &ActionContext) -> Result<crate::domain::Endpoint, ActionError> {
+    ctx.cache.endpoint.clone().ok_or_else(|| {
+        ActionError::failed(format!(
+            "reach cache `{}`: it has no endpoint yet (status {})",
+            ctx.cache.name, ctx.cache.status
+        ))
+    })
+}
+
 const SET_INPUTS: &[InputSpec] = &[
     InputSpec::optional(
         "key",
@@ -95,8 +104,8 @@ impl Action for SetMarker {
         inputs: &Inputs,
     ) -> Result<Observation, ActionError> {
         let (key, value) = (inputs.str("key")?, inputs.str("value")?);
-        let mut conn = ctx.connect_endpoint().await?;
-        let now: Option<String> = conn.query(redis::cmd("GET").arg(key)).await?;
+        let now: Option<String> =
+            nodes::query_routed(ctx, &endpoint(ctx)?, redis::cmd("GET").arg(key)).await?;
         Ok(if now.as_deref() == Some(value) {
             Observation::Done(outputs(key, value))
         } else {
@@ -106,10 +115,12 @@ impl Action for SetMarker {
     async fn run(&self, ctx: &ActionContext, inputs: &Inputs) -> Result<Values, ActionError> {
         let (key, value) = (inputs.str("key")?, inputs.str("value")?);
         let ttl = inputs.duration("ttl")?.as_secs().max(1);
-        let mut conn = ctx.connect_endpoint().await?;
-        let _: () = conn
-            .query(redis::cmd("SET").arg(key).arg(value).arg("EX").arg(ttl))
-            .await?;
+        let _: () = nodes::query_routed(
+            ctx,
+            &endpoint(ctx)?,
+            redis::cmd("SET").arg(key).arg(value).arg("EX").arg(ttl),
+        )
+        .await?;
         ctx.output(format!(
             "SET {} ({} s)",
             crate::escape::escape_capped(key, 120),
@@ -195,22 +206,14 @@ impl Action for GetMarker {
             let every = std::time::Duration::from_millis(100);
             let got = ctx
                 .poll(&what, every, within, || async {
-                    let mut conn = ctx.connector().await?.connect(&t.endpoint).await?;
-                    if ctx.cache.cluster_mode && t.role == NodeRole::Replica {
-                        let _: Result<(), _> = conn.query(&redis::cmd("READONLY")).await;
-                    }
-                    let got: Result<Option<String>, _> =
-                        conn.query(redis::cmd("GET").arg(key)).await;
-                    match got {
-                        // In cluster mode the key lives on one shard; other shards redirect.
-                        Err(e) if e.detail.contains("MOVED") => Ok(Some(None)),
-                        Err(e) => Err(e.into()),
-                        Ok(v) if expect.is_none() || v.as_deref() == expect => Ok(Some(Some(v))),
-                        Ok(_) => Ok(None),
-                    }
+                    let read = read_one(ctx, t, key).await?;
+                    Ok(match read {
+                        Read::Value(v) if expect.is_some() && v.as_deref() != expect => None,
+                        other => Some(other),
+                    })
                 })
                 .await?;
-            if let Some(v) = got {
+            if let Read::Value(v) = got {
                 checked += 1;
                 ctx.output(format!(
                     "{}: {}",
@@ -236,5 +239,35 @@ impl Action for GetMarker {
                     .unwrap_or(Value::Json(serde_json::Value::Null)),
             )
             .with("nodes_checked", Value::int(checked)))
+    }
+}
+
+/// What one node said about a key.
+enum Read {
+    Value(Option<String>),
+    /// A cluster node of another shard (it answered MOVED).
+    NotOwner,
+}
+
+async fn read_one(
+    ctx: &ActionContext,
+    t: &nodes::NodeTarget,
+    key: &str,
+) -> Result<Read, ActionError> {
+    let get = redis::cmd("GET").arg(key).clone();
+    if t.label == "endpoint" {
+        return Ok(Read::Value(
+            nodes::query_routed(ctx, &t.endpoint, &get).await?,
+        ));
+    }
+    let mut conn = ctx.connector().await?.connect(&t.endpoint).await?;
+    if ctx.cache.cluster_mode && t.role == NodeRole::Replica {
+        // Cluster replicas serve reads only after READONLY.
+        let _: Result<(), _> = conn.query(&redis::cmd("READONLY")).await;
+    }
+    match conn.query::<Option<String>>(&get).await {
+        Err(e) if nodes::moved_to(&e, t.endpoint.tls).is_some() => Ok(Read::NotOwner),
+        Err(e) => Err(e.into()),
+        Ok(v) => Ok(Read::Value(v)),
     }
 }

@@ -2,7 +2,9 @@
 //! `primaries`, `replicas`, or one node id.
 
 use crate::domain::{Cache, Endpoint, NodeRole};
-use crate::runbook::action::ActionError;
+use crate::runbook::action::{ActionContext, ActionError};
+use crate::valkey::connect::ConnectError;
+use redis::FromRedisValue;
 
 /// The `node` input's documentation, shared by the actions that take it.
 pub const NODE_DOC: &str = "`endpoint` (default), `all`, `primaries`, `replicas`, or a node id";
@@ -58,4 +60,54 @@ pub fn describe(cache: &Cache, which: &str) -> Vec<String> {
         Ok(targets) => targets.iter().map(|t| t.endpoint.address()).collect(),
         Err(_) => vec![format!("<{which}>")],
     }
+}
+
+/// Where a `MOVED slot host:port` reply points, if `e` is one.
+pub fn moved_to(e: &ConnectError, tls: bool) -> Option<Endpoint> {
+    if !(e.code.as_deref() == Some("MOVED")
+        || e.detail.contains("MOVED")
+        || e.detail.contains("Moved"))
+    {
+        return None;
+    }
+    let tokens: Vec<&str> = e.detail.split_whitespace().collect();
+    tokens.windows(2).find_map(|w| {
+        w[0].trim_matches(|c: char| !c.is_ascii_digit())
+            .parse::<u16>()
+            .ok()?;
+        let (host, port) = w[1]
+            .trim_end_matches(|c: char| !c.is_ascii_digit())
+            .rsplit_once(':')?;
+        let port = port.parse::<u16>().ok()?;
+        let host = if host.is_empty() { "127.0.0.1" } else { host };
+        Some(Endpoint::new(
+            host.trim_matches(|c| c == '[' || c == ']'),
+            port,
+            tls,
+        ))
+    })
+}
+
+/// Runs `cmd` on `endpoint`, following cluster `MOVED` redirects (at most 3), so key
+/// commands work through a cluster's configuration endpoint.
+pub async fn query_routed<T: FromRedisValue>(
+    ctx: &ActionContext,
+    endpoint: &Endpoint,
+    cmd: &redis::Cmd,
+) -> Result<T, ActionError> {
+    let mut target = endpoint.clone();
+    for _ in 0..4 {
+        let mut conn = ctx.connector().await?.connect(&target).await?;
+        match conn.query(cmd).await {
+            Err(e) => match moved_to(&e, target.tls) {
+                Some(next) => target = next,
+                None => return Err(e.into()),
+            },
+            Ok(v) => return Ok(v),
+        }
+    }
+    Err(ActionError::failed(format!(
+        "reach the key's node from {}: more than 3 MOVED redirects",
+        endpoint.address()
+    )))
 }
