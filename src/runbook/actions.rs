@@ -22,5 +22,6 @@ pub fn builtin() -> Registry {
     r.register(Arc::new(marker::GetMarker));
     r.register(Arc::new(parameter::ParameterPut));
     r.register(Arc::new(parameter::ParameterGet));
+    r.register(Arc::new(crate::audit::action::TtlAudit));
     r
 }
