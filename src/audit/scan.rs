@@ -121,6 +121,53 @@ fn is_moved(v: &Value) -> bool {
     matches!(v, Value::ServerError(e) if matches!(e.code(), "MOVED" | "ASK" | "TRYAGAIN"))
 }
 
+/// Counts one batch's keys from their PTTL/TYPE(/MEMORY USAGE) replies.
+fn absorb(
+    out: &mut NodeScan,
+    seen: &mut Option<HashSet<u64>>,
+    hasher: &RandomState,
+    settings: &ScanSettings,
+    keys: Vec<Vec<u8>>,
+    replies: Vec<Value>,
+) -> Result<(), String> {
+    let per_key = if settings.memory_samples.is_some() {
+        3
+    } else {
+        2
+    };
+    let mut it = replies.into_iter();
+    for key in keys {
+        let (pttl, kind) = (it.next(), it.next());
+        let mem = if per_key == 3 { it.next() } else { None };
+        let (Some(pttl), Some(kind)) = (pttl, kind) else {
+            break;
+        };
+        if is_moved(&pttl) || is_moved(&kind) {
+            out.moved_keys += 1;
+            continue;
+        }
+        let (Some(ttl), Some(kind)) = (int(&pttl), text(&kind)) else {
+            return Err("PTTL or TYPE failed on a key".into());
+        };
+        if ttl == -2 || kind == "none" {
+            continue; // deleted or expired since SCAN saw it: not present throughout
+        }
+        if let Some(set) = seen.as_mut() {
+            if !set.insert(hasher.hash_one(&key)) {
+                out.duplicates_skipped += 1;
+                continue;
+            }
+            if set.len() > settings.dedup_max_keys {
+                *seen = None;
+                out.dedup_exact = false;
+            }
+        }
+        let memory = mem.as_ref().and_then(int).map(|m| m.max(0) as u64);
+        out.aggregate.add(&key, ttl, &kind, memory);
+    }
+    Ok(())
+}
+
 /// Scans the node behind `conn` to the end (or until cancelled/aborted).
 pub async fn scan_node(
     conn: &mut NodeConnection,
@@ -162,6 +209,7 @@ pub async fn scan_node(
     let mut next: Option<u64> = Some(0);
     let mut first = true;
     let mut scanned = 0u64;
+    let mut done: Option<(Vec<Vec<u8>>, Vec<Value>)> = None;
     while !pending.is_empty() || next.is_some() {
         if cancel.is_cancelled() {
             out.incomplete = Some("cancelled".into());
@@ -197,12 +245,21 @@ pub async fn scan_node(
         if let Some(c) = next {
             pipe.cmd("SCAN").arg(c).arg("COUNT").arg(count);
         }
-        let replies: Vec<Value> = match tokio::time::timeout(
-            settings.batch_timeout,
-            pipe.query_async(conn.raw()),
-        )
-        .await
-        {
+        // The previous batch's replies are folded in while this batch is on the wire, so
+        // the client's work overlaps the server's instead of adding to each round trip.
+        let mut link = conn.raw().clone();
+        let query = tokio::time::timeout(settings.batch_timeout, pipe.query_async(&mut link));
+        let previous = done.take();
+        let (replies, absorbed) = tokio::join!(query, async {
+            match previous {
+                Some((keys, replies)) => {
+                    absorb(&mut out, &mut seen, &hasher, settings, keys, replies)
+                }
+                None => Ok(()),
+            }
+        });
+        absorbed.map_err(&fail)?;
+        let mut replies: Vec<Value> = match replies {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Err(fail(crate::escape::escape(e.to_string()))),
             Err(_) => {
@@ -219,36 +276,9 @@ pub async fn scan_node(
                 replies.len()
             )));
         }
-        let mut it = replies.into_iter();
-        for key in pending.drain(..) {
-            let (pttl, kind) = (it.next(), it.next());
-            let mem = if per_key == 3 { it.next() } else { None };
-            let (Some(pttl), Some(kind)) = (pttl, kind) else {
-                break;
-            };
-            if is_moved(&pttl) || is_moved(&kind) {
-                out.moved_keys += 1;
-                continue;
-            }
-            let (Some(ttl), Some(kind)) = (int(&pttl), text(&kind)) else {
-                return Err(fail("PTTL or TYPE failed on a key".into()));
-            };
-            if ttl == -2 || kind == "none" {
-                continue; // deleted or expired since SCAN saw it: not present throughout
-            }
-            if let Some(set) = seen.as_mut() {
-                if !set.insert(hasher.hash_one(&key)) {
-                    out.duplicates_skipped += 1;
-                    continue;
-                }
-                if set.len() > settings.dedup_max_keys {
-                    seen = None;
-                    out.dedup_exact = false;
-                }
-            }
-            let memory = mem.as_ref().and_then(int).map(|m| m.max(0) as u64);
-            out.aggregate.add(&key, ttl, &kind, memory);
-        }
+        let tail = replies.split_off(pending.len() * per_key);
+        done = Some((std::mem::take(&mut pending), replies));
+        let mut it = tail.into_iter();
         let dbsize = it.next().as_ref().and_then(int).unwrap_or(0).max(0) as u64;
         if first {
             out.dbsize_start = dbsize;
@@ -276,6 +306,9 @@ pub async fn scan_node(
                 dbsize,
             });
         }
+    }
+    if let Some((keys, replies)) = done.take() {
+        absorb(&mut out, &mut seen, &hasher, settings, keys, replies).map_err(&fail)?;
     }
     if out.moved_keys > 0 && out.incomplete.is_none() {
         out.incomplete = Some(format!(
