@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the modules and how data flows between them.
 
+pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod config;

@@ -31,5 +31,6 @@ pub fn builtin() -> Registry {
     r.register(Arc::new(failover_preflight::FailoverPreflight));
     r.register(Arc::new(failover::TestFailover));
     r.register(Arc::new(connectivity::ConnectivityCheck));
+    r.register(Arc::new(crate::audit::action::TtlAudit));
     r
 }

@@ -3,6 +3,7 @@
 // Test helpers may fail loudly with a reason; `unwrap` stays denied.
 #![allow(clippy::expect_used)]
 
+mod audit;
 mod aws_mocks;
 mod aws_moto;
 mod config;

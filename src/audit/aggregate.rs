@@ -1,0 +1,339 @@
+//! Streaming aggregation of scanned keys into per-pattern statistics. Memory is bounded by
+//! the number of patterns (capped, with an overflow bucket), the examples kept per pattern
+//! and the top-N list — never by the number of keys.
+
+use super::family::{self, Expectation};
+use super::pattern;
+use crate::escape::escape_capped;
+use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+
+/// The pattern keys fall into once the table is full.
+pub const OVERFLOW: &str = "{other}";
+/// Escaped example keys are cut to this many characters.
+const EXAMPLE_CHARS: usize = 160;
+/// Distinct type names kept per pattern (module types are unbounded in theory).
+const MAX_TYPES: usize = 8;
+
+/// TTL buckets: < 1 min, < 1 h, < 1 d, < 7 d, < 30 d, ≥ 30 d, none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TtlHistogram {
+    pub lt_1m: u64,
+    pub lt_1h: u64,
+    pub lt_1d: u64,
+    pub lt_7d: u64,
+    pub lt_30d: u64,
+    pub ge_30d: u64,
+    pub none: u64,
+}
+
+impl TtlHistogram {
+    /// Counts one key with `pttl` milliseconds left (-1: no TTL).
+    pub fn add(&mut self, pttl: i64) {
+        const MIN: i64 = 60_000;
+        const HOUR: i64 = 60 * MIN;
+        const DAY: i64 = 24 * HOUR;
+        let slot = match pttl {
+            t if t < 0 => &mut self.none,
+            t if t < MIN => &mut self.lt_1m,
+            t if t < HOUR => &mut self.lt_1h,
+            t if t < DAY => &mut self.lt_1d,
+            t if t < 7 * DAY => &mut self.lt_7d,
+            t if t < 30 * DAY => &mut self.lt_30d,
+            _ => &mut self.ge_30d,
+        };
+        *slot += 1;
+    }
+
+    pub fn merge(&mut self, o: &TtlHistogram) {
+        self.lt_1m += o.lt_1m;
+        self.lt_1h += o.lt_1h;
+        self.lt_1d += o.lt_1d;
+        self.lt_7d += o.lt_7d;
+        self.lt_30d += o.lt_30d;
+        self.ge_30d += o.ge_30d;
+        self.none += o.none;
+    }
+
+    /// The buckets in order with their labels (renderers).
+    pub fn buckets(&self) -> [(&'static str, u64); 7] {
+        [
+            ("<1m", self.lt_1m),
+            ("<1h", self.lt_1h),
+            ("<1d", self.lt_1d),
+            ("<7d", self.lt_7d),
+            ("<30d", self.lt_30d),
+            (">=30d", self.ge_30d),
+            ("none", self.none),
+        ]
+    }
+}
+
+/// Statistics of one pattern.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PatternStats {
+    pub pattern: String,
+    /// The known family (Sidekiq, Celery, …) of the pattern's first key, if any.
+    pub family: Option<&'static str>,
+    pub expectation: Option<Expectation>,
+    pub keys: u64,
+    pub no_ttl: u64,
+    /// Sum of MEMORY USAGE over the pattern's keys (None when memory was not sampled).
+    pub memory_bytes: Option<u64>,
+    /// The part of `memory_bytes` held by keys without TTL.
+    pub no_ttl_memory_bytes: Option<u64>,
+    pub ttl_histogram: TtlHistogram,
+    pub types: BTreeMap<String, u64>,
+    /// A few key names, escaped (untrusted text).
+    pub examples: Vec<String>,
+}
+
+impl PatternStats {
+    fn merge(&mut self, o: &PatternStats, examples: usize) {
+        self.keys += o.keys;
+        self.no_ttl += o.no_ttl;
+        self.memory_bytes = add_opt(self.memory_bytes, o.memory_bytes);
+        self.no_ttl_memory_bytes = add_opt(self.no_ttl_memory_bytes, o.no_ttl_memory_bytes);
+        self.ttl_histogram.merge(&o.ttl_histogram);
+        for (t, n) in &o.types {
+            add_type(&mut self.types, t, *n);
+        }
+        if self.family.is_none() {
+            self.family = o.family;
+            self.expectation = o.expectation;
+        }
+        for e in &o.examples {
+            if self.examples.len() < examples && !self.examples.contains(e) {
+                self.examples.push(e.clone());
+            }
+        }
+    }
+}
+
+fn add_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    }
+}
+
+fn add_type(types: &mut BTreeMap<String, u64>, t: &str, n: u64) {
+    if let Some(c) = types.get_mut(t) {
+        *c += n;
+    } else if types.len() < MAX_TYPES {
+        types.insert(t.to_string(), n);
+    } else {
+        *types.entry("other".into()).or_default() += n;
+    }
+}
+
+/// One of the biggest keys.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct BigKey {
+    pub memory_bytes: u64,
+    /// Escaped.
+    pub key: String,
+    pub pattern: String,
+    pub ttl_ms: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// Limits of one aggregation.
+#[derive(Debug, Clone)]
+pub struct AggregateLimits {
+    pub max_patterns: usize,
+    pub examples: usize,
+    pub top_n: usize,
+    /// User globs, tried in order before inference.
+    pub user_patterns: Vec<String>,
+}
+
+/// The running aggregate of one scan (one shard, or all merged).
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    limits: AggregateLimits,
+    pub patterns: HashMap<String, PatternStats>,
+    /// Keys that fell into [`OVERFLOW`] because the table was full.
+    pub overflowed_keys: u64,
+    top: BinaryHeap<Reverse<BigKey>>,
+    pub keys: u64,
+    pub no_ttl: u64,
+}
+
+impl Aggregate {
+    pub fn new(limits: AggregateLimits) -> Self {
+        Aggregate {
+            limits,
+            patterns: HashMap::new(),
+            overflowed_keys: 0,
+            top: BinaryHeap::new(),
+            keys: 0,
+            no_ttl: 0,
+        }
+    }
+
+    /// The pattern `key` counts under: the first matching user glob, else the inferred one.
+    pub fn pattern_of(&self, key: &[u8]) -> String {
+        for g in &self.limits.user_patterns {
+            if pattern::glob_match(g.as_bytes(), key) {
+                return g.clone();
+            }
+        }
+        pattern::infer(key)
+    }
+
+    /// Counts one key that exists (`pttl` ≥ -1).
+    pub fn add(&mut self, key: &[u8], pttl: i64, kind: &str, memory: Option<u64>) {
+        self.keys += 1;
+        if pttl < 0 {
+            self.no_ttl += 1;
+        }
+        let mut name = self.pattern_of(key);
+        if !self.patterns.contains_key(&name) && self.patterns.len() >= self.limits.max_patterns {
+            self.overflowed_keys += 1;
+            name = OVERFLOW.to_string();
+        }
+        let examples = self.limits.examples;
+        let stats = self.patterns.entry(name).or_insert_with_key(|p| {
+            let fam = family::classify(key);
+            PatternStats {
+                pattern: p.clone(),
+                family: fam.map(|f| f.name),
+                expectation: fam.map(|f| f.expectation),
+                ..PatternStats::default()
+            }
+        });
+        stats.keys += 1;
+        stats.ttl_histogram.add(pttl);
+        if pttl < 0 {
+            stats.no_ttl += 1;
+        }
+        add_type(&mut stats.types, kind, 1);
+        if let Some(m) = memory {
+            stats.memory_bytes = Some(stats.memory_bytes.unwrap_or(0) + m);
+            let extra = if pttl < 0 { m } else { 0 };
+            stats.no_ttl_memory_bytes = Some(stats.no_ttl_memory_bytes.unwrap_or(0) + extra);
+        }
+        if stats.examples.len() < examples {
+            stats.examples.push(escape_capped(key, EXAMPLE_CHARS));
+        }
+        if let Some(m) = memory
+            && self.limits.top_n > 0
+        {
+            let small = self.top.len() >= self.limits.top_n
+                && self
+                    .top
+                    .peek()
+                    .is_some_and(|Reverse(b)| b.memory_bytes >= m);
+            if !small {
+                let pattern = stats.pattern.clone();
+                self.top.push(Reverse(BigKey {
+                    memory_bytes: m,
+                    key: escape_capped(key, EXAMPLE_CHARS),
+                    pattern,
+                    ttl_ms: pttl,
+                    kind: kind.to_string(),
+                }));
+                if self.top.len() > self.limits.top_n {
+                    self.top.pop();
+                }
+            }
+        }
+    }
+
+    /// Folds another shard's aggregate into this one (the pattern cap applies again).
+    pub fn merge(&mut self, other: Aggregate) {
+        self.keys += other.keys;
+        self.no_ttl += other.no_ttl;
+        self.overflowed_keys += other.overflowed_keys;
+        let examples = self.limits.examples;
+        for (name, stats) in other.patterns {
+            let target = if self.patterns.contains_key(&name)
+                || self.patterns.len() < self.limits.max_patterns
+            {
+                name
+            } else {
+                self.overflowed_keys += stats.keys;
+                OVERFLOW.to_string()
+            };
+            match self.patterns.get_mut(&target) {
+                Some(s) => s.merge(&stats, examples),
+                None => {
+                    let mut s = stats;
+                    s.pattern = target.clone();
+                    self.patterns.insert(target, s);
+                }
+            }
+        }
+        for b in other.top {
+            self.top.push(b);
+            if self.top.len() > self.limits.top_n {
+                self.top.pop();
+            }
+        }
+    }
+
+    /// Patterns, most keys first (ties by name, so output is stable).
+    pub fn sorted_patterns(&self) -> Vec<PatternStats> {
+        let mut v: Vec<PatternStats> = self.patterns.values().cloned().collect();
+        v.sort_by(|a, b| b.keys.cmp(&a.keys).then_with(|| a.pattern.cmp(&b.pattern)));
+        v
+    }
+
+    /// The biggest keys, biggest first.
+    pub fn top_keys(&self) -> Vec<BigKey> {
+        let mut v: Vec<BigKey> = self.top.iter().map(|Reverse(b)| b.clone()).collect();
+        v.sort_by(|a, b| b.cmp(a));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max: usize) -> AggregateLimits {
+        AggregateLimits {
+            max_patterns: max,
+            examples: 2,
+            top_n: 2,
+            user_patterns: vec!["special:*".into()],
+        }
+    }
+
+    #[test]
+    fn counts_histogram_overflow_and_top() {
+        let mut a = Aggregate::new(limits(2));
+        a.add(b"cache:1", -1, "string", Some(100));
+        a.add(b"cache:2", 30_000, "string", Some(300));
+        a.add(b"special:x:1", -1, "hash", Some(50));
+        a.add(b"third:1", 5, "set", Some(10));
+        assert_eq!(a.keys, 4);
+        assert_eq!(a.no_ttl, 2);
+        assert_eq!(a.overflowed_keys, 1);
+        let c = &a.patterns["cache:{n}"];
+        assert_eq!((c.keys, c.no_ttl, c.memory_bytes), (2, 1, Some(400)));
+        assert_eq!(c.no_ttl_memory_bytes, Some(100));
+        assert_eq!(c.ttl_histogram.lt_1m, 1);
+        assert_eq!(c.ttl_histogram.none, 1);
+        assert_eq!(a.patterns["special:*"].keys, 1);
+        assert_eq!(a.patterns[OVERFLOW].keys, 1);
+        let top: Vec<u64> = a.top_keys().iter().map(|b| b.memory_bytes).collect();
+        assert_eq!(top, vec![300, 100]);
+    }
+
+    #[test]
+    fn merge_adds_up() {
+        let mut a = Aggregate::new(limits(10));
+        let mut b = Aggregate::new(limits(10));
+        a.add(b"k:1", -1, "string", None);
+        b.add(b"k:2", 10, "string", None);
+        b.add(b"j:2", 10, "list", None);
+        a.merge(b);
+        assert_eq!(a.keys, 3);
+        assert_eq!(a.patterns["k:{n}"].keys, 2);
+        assert_eq!(a.patterns["k:{n}"].memory_bytes, None);
+    }
+}
