@@ -195,7 +195,7 @@ impl Action for TtlAudit {
             .cache
             .nodes()
             .next()
-            .map_or(seed.tls, |n| connector.node_endpoint(n).tls);
+            .map_or(seed.tls, |n| n.tls);
         if ctx.cache.kind == CacheKind::Serverless {
             self.check_cost(ctx, inputs, &opts).await?;
         }
