@@ -191,11 +191,7 @@ impl Action for TtlAudit {
             ))
         })?;
         let connector = ctx.connector().await?.clone();
-        let node_tls = ctx
-            .cache
-            .nodes()
-            .next()
-            .map_or(seed.tls, |n| n.tls);
+        let node_tls = ctx.cache.nodes().next().map_or(seed.tls, |n| n.tls);
         if ctx.cache.kind == CacheKind::Serverless {
             self.check_cost(ctx, inputs, &opts).await?;
         }
