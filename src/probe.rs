@@ -9,7 +9,7 @@ mod classify;
 mod runner;
 mod summary;
 
-pub use classify::{ErrorClass, classify, moved_target};
+pub use classify::{ErrorClass, classify};
 
 pub use runner::{ProbeConfig, ProbeHandle, ProbeKind, start};
 pub use summary::{ProbeSummary, Window, lost_acks, summarize};

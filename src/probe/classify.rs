@@ -62,19 +62,6 @@ pub fn classify(error: &ConnectError) -> ErrorClass {
     }
 }
 
-/// The `host:port` a MOVED error points at, so a probe can follow it as a cluster client would.
-pub fn moved_target(error: &ConnectError) -> Option<(String, u16)> {
-    let detail = &error.detail;
-    // The redis crate prints the reply as `Moved: 3999 host:port`; servers say `MOVED`.
-    let start = detail.to_ascii_uppercase().find("MOVED")?;
-    let mut words = detail[start..].split_whitespace().skip(2);
-    let address = words
-        .next()?
-        .trim_end_matches(|c: char| !c.is_ascii_digit());
-    let (host, port) = address.rsplit_once(':')?;
-    Some((host.to_string(), port.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,13 +108,13 @@ mod tests {
     #[test]
     fn moved_errors_name_the_node_to_follow() {
         assert_eq!(
-            moved_target(&err(Layer::Server, "Moved: 3999 127.0.0.1:7002")),
+            err(Layer::Server, "Moved: 3999 127.0.0.1:7002").moved_to(),
             Some(("127.0.0.1".to_string(), 7002))
         );
         assert_eq!(
-            moved_target(&err(Layer::Server, "MOVED 3999 127.0.0.1:7002")),
+            err(Layer::Server, "MOVED 3999 127.0.0.1:7002").moved_to(),
             Some(("127.0.0.1".to_string(), 7002))
         );
-        assert_eq!(moved_target(&err(Layer::Server, "READONLY x")), None);
+        assert_eq!(err(Layer::Server, "READONLY x").moved_to(), None);
     }
 }

@@ -1,7 +1,6 @@
 //! The probe loop: one tokio task per probe, an attempt every interval, reconnecting through
 //! the endpoint after any failure (and following MOVED, as a cluster client would).
 
-use super::classify::moved_target;
 use super::{Attempt, Outcome, classify};
 use crate::domain::Endpoint;
 use crate::valkey::connect::{ConnectOptions, Connector, NodeConnection};
@@ -127,8 +126,14 @@ pub fn start(connector: &Connector, config: ProbeConfig) -> ProbeHandle {
                             class: classify(&e),
                         },
                     });
-                    target = match moved_target(&e) {
-                        Some((host, port)) => Endpoint::new(host, port, config.endpoint.tls),
+                    target = match e.moved_to() {
+                        Some((host, port)) if !host.is_empty() => {
+                            Endpoint::new(host, port, config.endpoint.tls)
+                        }
+                        Some((_, port)) => Endpoint {
+                            port,
+                            ..target.clone()
+                        },
                         None => config.endpoint.clone(),
                     };
                     conn = None;

@@ -101,10 +101,8 @@ async fn read_back(
         Ok(v) => v,
         Err(e) => {
             // Cluster mode: the endpoint may not own the probe key's slot.
-            let (host, port) = probe::moved_target(&e).ok_or(e)?;
-            conn = connector
-                .connect(&Endpoint::new(host, port, endpoint.tls))
-                .await?;
+            let next = super::nodes::moved_to(&e, endpoint).ok_or(e)?;
+            conn = connector.connect(&next).await?;
             conn.query(&lrange).await?
         }
     };

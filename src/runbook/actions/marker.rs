@@ -266,7 +266,7 @@ async fn read_one(
         let _: Result<(), _> = conn.query(&redis::cmd("READONLY")).await;
     }
     match conn.query::<Option<String>>(&get).await {
-        Err(e) if nodes::moved_to(&e, t.endpoint.tls).is_some() => Ok(Read::NotOwner),
+        Err(e) if e.moved_to().is_some() => Ok(Read::NotOwner),
         Err(e) => Err(e.into()),
         Ok(v) => Ok(Read::Value(v)),
     }

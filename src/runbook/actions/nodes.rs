@@ -62,30 +62,16 @@ pub fn describe(cache: &Cache, which: &str) -> Vec<String> {
     }
 }
 
-/// Where a `MOVED slot host:port` reply points, if `e` is one.
-pub fn moved_to(e: &ConnectError, tls: bool) -> Option<Endpoint> {
-    if !(e.code.as_deref() == Some("MOVED")
-        || e.detail.contains("MOVED")
-        || e.detail.contains("Moved"))
-    {
-        return None;
-    }
-    let tokens: Vec<&str> = e.detail.split_whitespace().collect();
-    tokens.windows(2).find_map(|w| {
-        w[0].trim_matches(|c: char| !c.is_ascii_digit())
-            .parse::<u16>()
-            .ok()?;
-        let (host, port) = w[1]
-            .trim_end_matches(|c: char| !c.is_ascii_digit())
-            .rsplit_once(':')?;
-        let port = port.parse::<u16>().ok()?;
-        let host = if host.is_empty() { "127.0.0.1" } else { host };
-        Some(Endpoint::new(
-            host.trim_matches(|c| c == '[' || c == ']'),
-            port,
-            tls,
-        ))
-    })
+/// The node a `MOVED` reply sent to `from` points at (same TLS; an empty host means
+/// `from`'s host), if `e` is one.
+pub fn moved_to(e: &ConnectError, from: &Endpoint) -> Option<Endpoint> {
+    let (host, port) = e.moved_to()?;
+    let host = if host.is_empty() {
+        from.host.clone()
+    } else {
+        host
+    };
+    Some(Endpoint::new(host, port, from.tls))
 }
 
 /// Runs `cmd` on `endpoint`, following cluster `MOVED` redirects (at most 3), so key
@@ -99,7 +85,7 @@ pub async fn query_routed<T: FromRedisValue>(
     for _ in 0..4 {
         let mut conn = ctx.connector().await?.connect(&target).await?;
         match conn.query(cmd).await {
-            Err(e) => match moved_to(&e, target.tls) {
+            Err(e) => match moved_to(&e, &target) {
                 Some(next) => target = next,
                 None => return Err(e.into()),
             },

@@ -83,6 +83,28 @@ impl fmt::Display for ConnectError {
 const MAX_DETAIL: usize = 300;
 
 impl ConnectError {
+    /// Where a cluster `MOVED slot host:port` reply points, as (host, port). The host is empty
+    /// when the server means "the host you asked". The redis crate prints the reply as
+    /// `Moved: slot host:port`, servers as `MOVED slot host:port`.
+    pub fn moved_to(&self) -> Option<(String, u16)> {
+        // ASCII upper-casing keeps byte offsets, so `start` indexes `detail` too.
+        let start = self.detail.to_ascii_uppercase().find("MOVED")?;
+        let mut words = self.detail[start..].split_whitespace().skip(1);
+        words
+            .next()?
+            .trim_matches(|c: char| !c.is_ascii_digit())
+            .parse::<u16>()
+            .ok()?;
+        let address = words
+            .next()?
+            .trim_end_matches(|c: char| !c.is_ascii_digit());
+        let (host, port) = address.rsplit_once(':')?;
+        Some((
+            host.trim_matches(|c| c == '[' || c == ']').to_string(),
+            port.parse().ok()?,
+        ))
+    }
+
     /// Builds an error, escaping `detail` and removing every occurrence of `secret`.
     pub fn new(
         layer: Layer,
