@@ -102,19 +102,23 @@ pub fn describe(e: &redis::RedisError) -> String {
     }
 }
 
-/// Asks a node its role (ROLE), with a deadline.
+/// Asks a node its role (ROLE) on a fresh connection, with a deadline.
 pub async fn role(port: u16, auth: &NodeAuth, timeout: Duration) -> Result<NodeRole, String> {
-    let fut = async {
-        let mut conn = connect(port, auth, timeout).await?;
-        let reply: redis::Value = redis::cmd("ROLE")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| describe(&e))?;
-        Ok(role_of(&reply))
-    };
-    tokio::time::timeout(timeout + Duration::from_millis(100), fut)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+    let mut conn = connect(port, auth, timeout).await?;
+    role_on(&mut conn, timeout).await
+}
+
+/// Asks ROLE over an open connection, with a deadline.
+pub async fn role_on(
+    conn: &mut MultiplexedConnection,
+    timeout: Duration,
+) -> Result<NodeRole, String> {
+    let cmd = redis::cmd("ROLE");
+    match tokio::time::timeout(timeout, cmd.query_async::<redis::Value>(conn)).await {
+        Ok(Ok(reply)) => Ok(role_of(&reply)),
+        Ok(Err(e)) => Err(describe(&e)),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
 }
 
 /// The role in a ROLE reply (`master` / `slave` / `sentinel`).

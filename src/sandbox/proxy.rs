@@ -9,6 +9,7 @@ use super::client::{self, NodeAuth};
 use super::params::ParamStore;
 use super::state::{ProxyMode, ProxyState, State};
 use crate::domain::NodeRole;
+use redis::aio::MultiplexedConnection;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -125,13 +126,29 @@ fn watch_roles(proxy: ProxyState, auth: NodeAuth) -> watch::Receiver<Roles> {
     }
     let (tx, rx) = watch::channel(Roles::default());
     tokio::spawn(async move {
+        // One kept connection per member: a fresh connection (and AUTH) every 50 ms would
+        // show up as background traffic in every node's stats.
+        let mut conns: Vec<Option<MultiplexedConnection>> = vec![None; proxy.backends.len()];
         loop {
             let probes = proxy
                 .backends
                 .iter()
-                .map(|&port| {
+                .zip(conns.iter_mut())
+                .map(|(&port, slot)| {
                     let auth = auth.clone();
-                    async move { (port, client::role(port, &auth, PROBE_TIMEOUT).await) }
+                    async move {
+                        if slot.is_none() {
+                            *slot = client::connect(port, &auth, PROBE_TIMEOUT).await.ok();
+                        }
+                        let role = match slot.as_mut() {
+                            Some(conn) => client::role_on(conn, PROBE_TIMEOUT).await,
+                            None => Err("unreachable".to_string()),
+                        };
+                        if role.is_err() {
+                            *slot = None;
+                        }
+                        (port, role)
+                    }
                 })
                 .collect::<Vec<_>>();
             let mut roles = Roles::default();
