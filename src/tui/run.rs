@@ -193,6 +193,23 @@ impl RunView {
         true
     }
 
+    /// A character typed into the open confirmation (control characters are ignored: the
+    /// cache name never holds one).
+    pub fn confirm_input(&mut self, c: char) {
+        if let Some(confirm) = self.confirm.as_mut()
+            && !c.is_control()
+        {
+            confirm.typed.push(c);
+        }
+    }
+
+    /// Deletes the last typed character of the open confirmation.
+    pub fn confirm_backspace(&mut self) {
+        if let Some(confirm) = self.confirm.as_mut() {
+            confirm.typed.pop();
+        }
+    }
+
     pub fn is_finished(&self) -> bool {
         self.finished.is_some()
     }

@@ -85,3 +85,24 @@ fn a_wrong_cache_name_declines_and_a_right_one_accepts() {
         assert!(run.confirm.is_none());
     }
 }
+
+#[test]
+fn esc_declines_even_after_typing_the_right_name() {
+    let mut run = started();
+    let (tx, mut rx) = oneshot::channel();
+    run.apply(Event::NeedsConfirmation {
+        step: "write".into(),
+        prompt: "write".into(),
+        expect: Some("orders".into()),
+        reply: tx,
+    });
+    for c in "orderx".chars() {
+        run.confirm_input(c);
+    }
+    run.confirm_backspace();
+    run.confirm_input('s');
+    run.confirm_input('\u{1b}');
+    assert!(run.confirm.as_ref().is_some_and(|c| c.acceptable()));
+    assert!(run.answer(false));
+    assert_eq!(rx.try_recv().ok(), Some(false));
+}
