@@ -8,6 +8,7 @@
 pub mod action;
 pub mod app;
 pub mod keys;
+pub mod run;
 pub mod runtime;
 pub mod theme;
 pub mod view;

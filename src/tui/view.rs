@@ -8,6 +8,7 @@ mod envs;
 pub mod fmt;
 mod help;
 mod panels;
+pub mod run;
 
 use super::action::Route;
 use super::app::{App, Mode};

@@ -19,4 +19,5 @@ mod server;
 mod stats_cmd;
 mod tui;
 mod tui_e2e;
+mod tui_run;
 mod valkey;

@@ -1,0 +1,125 @@
+//! The runner view drawn from engine events folded into a `RunView`, pinned with insta
+//! snapshots (tests/snapshots): a run in progress with a progress bar and hostile output, a
+//! confirmation dialog asking for the cache name, and the final report.
+
+use cachedeck::runbook::events::{Event, RunState, StepInfo, StepState};
+use cachedeck::tui::run::RunView;
+use cachedeck::tui::theme::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn render(run: &RunView) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(90, 22)).expect("test terminal");
+    terminal
+        .draw(|f| cachedeck::tui::view::run::draw(run, &Theme::monochrome(), f, f.area()))
+        .expect("draw");
+    terminal.backend().to_string()
+}
+
+macro_rules! snap {
+    ($name:expr, $screen:expr) => {
+        insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
+            insta::assert_snapshot!($name, $screen);
+        });
+    };
+}
+
+fn step(id: &str, title: &str, dangerous: bool) -> StepInfo {
+    StepInfo {
+        id: id.into(),
+        title: title.into(),
+        action: "valkey.command".into(),
+        dangerous,
+    }
+}
+
+fn in_progress() -> RunView {
+    let mut run = RunView::default();
+    run.apply(Event::RunStarted {
+        run_id: "20261123-210000-ab12".into(),
+        runbook: "failover-test".into(),
+        env: "prod".into(),
+        cache: "orders".into(),
+        steps: vec![
+            step("health", "check every node answers", false),
+            step("failover", "fail over shard 0001", true),
+            step("verify", "check the new primary", false),
+        ],
+        resumed: false,
+    });
+    run.apply(Event::StepStarted {
+        step: "health".into(),
+        attempt: 1,
+    });
+    run.apply(Event::StepOutput {
+        step: "health".into(),
+        line: "node orders-0001-001 PONG \x1b[31mkey\x07".into(),
+    });
+    run.apply(Event::StepFinished {
+        step: "health".into(),
+        state: StepState::Succeeded,
+        elapsed: Duration::from_millis(420),
+        outputs: BTreeMap::new(),
+        error: None,
+    });
+    run.apply(Event::StepStarted {
+        step: "failover".into(),
+        attempt: 1,
+    });
+    run.apply(Event::StepProgress {
+        step: "failover".into(),
+        done: 3,
+        total: Some(8),
+        message: "waiting for the replica to be promoted".into(),
+    });
+    run
+}
+
+#[test]
+fn run_in_progress_shows_states_a_progress_bar_and_escaped_output() {
+    let screen = render(&in_progress());
+    assert!(!screen.contains('\x1b'));
+    assert!(screen.contains("running"));
+    snap!("run_in_progress", screen);
+}
+
+#[test]
+fn confirmation_asks_for_the_cache_name() {
+    let mut run = in_progress();
+    let (reply, _rx) = tokio::sync::oneshot::channel();
+    run.apply(Event::NeedsConfirmation {
+        step: "failover".into(),
+        prompt: "fail over shard 0001 of orders".into(),
+        expect: Some("orders".into()),
+        reply,
+    });
+    if let Some(c) = run.confirm.as_mut() {
+        c.typed = "ord".into();
+    }
+    let screen = render(&run);
+    assert!(screen.contains("type the cache name `orders`"));
+    snap!("run_confirm", screen);
+}
+
+#[test]
+fn final_report_marks_unreached_steps_skipped() {
+    let mut run = in_progress();
+    run.apply(Event::StepFinished {
+        step: "failover".into(),
+        state: StepState::Failed,
+        elapsed: Duration::from_secs(31),
+        outputs: BTreeMap::new(),
+        error: Some("test failover: replica did not take over within 30 s".into()),
+    });
+    run.apply(Event::RunFinished {
+        run_id: "20261123-210000-ab12".into(),
+        state: RunState::Failed,
+        error: Some("step failover failed".into()),
+    });
+    let screen = render(&run);
+    assert!(screen.contains("skipped"));
+    assert!(screen.contains("run failed"));
+    snap!("run_final_report", screen);
+}
