@@ -9,6 +9,17 @@ use cachedeck::valkey::server::ValkeyServer;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// The headless run most tests make: the marker round trip on `dev/orders`, agreed to.
+pub const MARKER_RUN: [&str; 7] = [
+    "run",
+    "marker-roundtrip",
+    "--env",
+    "dev",
+    "--cache",
+    "orders",
+    "--yes",
+];
+
 pub struct RunbookEstate {
     pub home: tempfile::TempDir,
     pub server: ValkeyServer,
@@ -68,6 +79,7 @@ url = "redis://127.0.0.1:{closed}"
     }
 
     /// The binary with this estate's config, private dirs and moto credentials.
+    /// `cachedeck` with this estate's config, state and environment.
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::cargo_bin("cachedeck").expect("binary");
         self.configure(&mut cmd);

@@ -1,7 +1,7 @@
 //! Runbook files: every shipped runbook validates (and is compiled in), and each kind of
 //! mistake is rejected at file:line:col with a fix, exit 2, before anything executes.
 
-use super::estate::{RunbookEstate, stderr};
+use super::estate::{MARKER_RUN, RunbookEstate, stderr};
 use assert_cmd::Command;
 use cachedeck::runbook::{actions, catalog};
 use std::path::PathBuf;
@@ -160,15 +160,7 @@ fn running_an_invalid_runbook_executes_nothing() {
 
     let out = estate
         .cmd()
-        .args([
-            "run",
-            "marker-roundtrip",
-            "--env",
-            "dev",
-            "--cache",
-            "orders",
-            "--yes",
-        ])
+        .args(MARKER_RUN)
         .args(["--param", "ttl=soon"])
         .output()
         .expect("bad param");

@@ -1,7 +1,7 @@
 //! Two runners on one cache: exactly one proceeds, the other exits 4 naming the holder;
 //! `--force-unlock` needs the exact run id.
 
-use super::estate::{RunbookEstate, stderr};
+use super::estate::{MARKER_RUN, RunbookEstate, stderr};
 use std::process::Stdio;
 
 #[test]
@@ -31,15 +31,7 @@ fn second_runner_on_a_locked_cache_exits_4_naming_the_holder() {
     let sets = estate.calls("set");
     let out = estate
         .cmd()
-        .args([
-            "run",
-            "marker-roundtrip",
-            "--env",
-            "dev",
-            "--cache",
-            "orders",
-            "--yes",
-        ])
+        .args(MARKER_RUN)
         .output()
         .expect("second runner");
     assert_eq!(out.status.code(), Some(4), "stderr: {}", stderr(&out));
@@ -52,15 +44,7 @@ fn second_runner_on_a_locked_cache_exits_4_naming_the_holder() {
     // A wrong id does not break the lock.
     let out = estate
         .cmd()
-        .args([
-            "run",
-            "marker-roundtrip",
-            "--env",
-            "dev",
-            "--cache",
-            "orders",
-            "--yes",
-        ])
+        .args(MARKER_RUN)
         .args(["--force-unlock", "20260101T000000Z-deadbeef"])
         .output()
         .expect("wrong force-unlock");
@@ -106,31 +90,11 @@ fn force_unlock_with_the_exact_id_breaks_a_dead_runs_lock() {
     dead.kill().expect("SIGKILL");
     let _ = dead.wait();
 
-    let out = estate
-        .cmd()
-        .args([
-            "run",
-            "marker-roundtrip",
-            "--env",
-            "dev",
-            "--cache",
-            "orders",
-            "--yes",
-        ])
-        .output()
-        .expect("blocked");
+    let out = estate.cmd().args(MARKER_RUN).output().expect("blocked");
     assert_eq!(out.status.code(), Some(4));
     let out = estate
         .cmd()
-        .args([
-            "run",
-            "marker-roundtrip",
-            "--env",
-            "dev",
-            "--cache",
-            "orders",
-            "--yes",
-        ])
+        .args(MARKER_RUN)
         .args(["--force-unlock", &holder])
         .output()
         .expect("force");

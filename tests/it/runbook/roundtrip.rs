@@ -1,7 +1,7 @@
 //! The shipped `marker-roundtrip` runbook against a real server, its journal, `runs
 //! list|show`, and `--dry-run`.
 
-use super::estate::{RunbookEstate, json_out, stderr};
+use super::estate::{MARKER_RUN, RunbookEstate, json_out, stderr};
 use crate::harness::valkey::raw_command;
 use std::os::unix::fs::PermissionsExt;
 
@@ -75,19 +75,7 @@ fn marker_roundtrip_writes_reads_back_journals_and_releases_the_lock() {
     assert!(kinds.contains(&"lock:".to_string()));
 
     // The lock was given back: a second mutating run on the same cache proceeds.
-    let again = estate
-        .cmd()
-        .args([
-            "run",
-            "marker-roundtrip",
-            "--env",
-            "dev",
-            "--cache",
-            "orders",
-            "--yes",
-        ])
-        .output()
-        .expect("run again");
+    let again = estate.cmd().args(MARKER_RUN).output().expect("run again");
     assert_eq!(again.status.code(), Some(0), "stderr: {}", stderr(&again));
 
     let list = estate
