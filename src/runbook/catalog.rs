@@ -24,6 +24,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "connectivity-check.toml",
         include_str!("../../runbooks/connectivity-check.toml"),
     ),
+    (
+        "ttl-audit.toml",
+        include_str!("../../runbooks/ttl-audit.toml"),
+    ),
 ];
 
 /// Why a runbook could not be had.
