@@ -74,20 +74,11 @@ impl Action for ConnectivityCheck {
         false
     }
     fn plan(&self, ctx: &PlanContext<'_>, inputs: &Inputs) -> Vec<PlannedCall> {
-        let which = inputs.opt_str("node").ok().flatten().unwrap_or("endpoint");
-        nodes::describe(ctx.cache, which)
-            .into_iter()
-            .map(|t| {
-                PlannedCall::valkey(
-                    t,
-                    format!(
-                        "DNS, TCP, TLS, AUTH, ACL WHOAMI, PING ×{}, ROLE",
-                        inputs.show("pings")
-                    ),
-                    false,
-                )
-            })
-            .collect()
+        let call = format!(
+            "DNS, TCP, TLS, AUTH, ACL WHOAMI, PING ×{}, ROLE",
+            inputs.show("pings")
+        );
+        nodes::plan_each(ctx.cache, inputs, &call)
     }
     async fn run(&self, ctx: &ActionContext, inputs: &Inputs) -> Result<Values, ActionError> {
         let targets = nodes::select(&ctx.cache, inputs.str("node")?)?;

@@ -184,11 +184,7 @@ impl Action for GetMarker {
         false
     }
     fn plan(&self, ctx: &PlanContext<'_>, inputs: &Inputs) -> Vec<PlannedCall> {
-        let which = inputs.opt_str("node").ok().flatten().unwrap_or("endpoint");
-        nodes::describe(ctx.cache, which)
-            .into_iter()
-            .map(|t| PlannedCall::valkey(t, format!("GET {}", inputs.show("key")), false))
-            .collect()
+        nodes::plan_each(ctx.cache, inputs, &format!("GET {}", inputs.show("key")))
     }
     async fn run(&self, ctx: &ActionContext, inputs: &Inputs) -> Result<Values, ActionError> {
         let key = inputs.str("key")?;

@@ -2,7 +2,7 @@
 //! `primaries`, `replicas`, or one node id.
 
 use crate::domain::{Cache, Endpoint, NodeRole};
-use crate::runbook::action::{ActionContext, ActionError};
+use crate::runbook::action::{ActionContext, ActionError, Inputs, PlannedCall};
 use crate::valkey::connect::ConnectError;
 use redis::FromRedisValue;
 
@@ -60,6 +60,16 @@ pub fn describe(cache: &Cache, which: &str) -> Vec<String> {
         Ok(targets) => targets.iter().map(|t| t.endpoint.address()).collect(),
         Err(_) => vec![format!("<{which}>")],
     }
+}
+
+/// The dry-run plan of a read-only action that sends `call` to each node its `node` input
+/// selects (`endpoint` when unset).
+pub fn plan_each(cache: &Cache, inputs: &Inputs, call: &str) -> Vec<PlannedCall> {
+    let which = inputs.opt_str("node").ok().flatten().unwrap_or("endpoint");
+    describe(cache, which)
+        .into_iter()
+        .map(|t| PlannedCall::valkey(t, call, false))
+        .collect()
 }
 
 /// The node a `MOVED` reply sent to `from` points at (same TLS; an empty host means

@@ -51,11 +51,11 @@ impl Action for Ping {
         false
     }
     fn plan(&self, ctx: &PlanContext<'_>, inputs: &Inputs) -> Vec<PlannedCall> {
-        let which = inputs.opt_str("node").ok().flatten().unwrap_or("endpoint");
-        nodes::describe(ctx.cache, which)
-            .into_iter()
-            .map(|t| PlannedCall::valkey(t, format!("PING ×{}", inputs.show("count")), false))
-            .collect()
+        nodes::plan_each(
+            ctx.cache,
+            inputs,
+            &format!("PING ×{}", inputs.show("count")),
+        )
     }
     async fn run(&self, ctx: &ActionContext, inputs: &Inputs) -> Result<Values, ActionError> {
         let targets = nodes::select(&ctx.cache, inputs.str("node")?)?;
@@ -126,11 +126,7 @@ impl Action for InfoFields {
         false
     }
     fn plan(&self, ctx: &PlanContext<'_>, inputs: &Inputs) -> Vec<PlannedCall> {
-        let which = inputs.opt_str("node").ok().flatten().unwrap_or("endpoint");
-        nodes::describe(ctx.cache, which)
-            .into_iter()
-            .map(|t| PlannedCall::valkey(t, "INFO everything", false))
-            .collect()
+        nodes::plan_each(ctx.cache, inputs, "INFO everything")
     }
     async fn run(&self, ctx: &ActionContext, inputs: &Inputs) -> Result<Values, ActionError> {
         let targets = nodes::select(&ctx.cache, inputs.str("node")?)?;
