@@ -417,9 +417,9 @@ async fn failover_test_through_the_aws_adapter_promotes_and_measures() {
         dir.path(),
     )
     .await;
-    let _endpoint = promoter.await.expect("promoter");
     let json = serde_json::to_value(&report).expect("json");
     assert_eq!(json["state"], "succeeded", "{json}");
+    let _endpoint = promoter.await.expect("promoter");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one TestFailover");
     let out = &json["steps"][1]["outputs"];
     assert_eq!(out["acked_writes_lost"], 0, "{out}");
