@@ -2,6 +2,9 @@
 //! of background work. [`super::app::App::update`] is the only place that acts on them.
 
 use crate::controlplane::{CacheEvent, Discovery};
+use crate::runbook::engine::Plan;
+use crate::runbook::events::Event;
+use crate::runbook::validate::Runbook;
 use crate::valkey::stats::{SlowlogEntry, StatsEvent};
 
 /// Which screen is showing.
@@ -56,15 +59,22 @@ impl Action {
                 | Action::Events { .. }
                 | Action::QueueCache { .. }
                 | Action::WatchFailed { .. }
+                | Action::Runbooks { .. }
+                | Action::RunPlanned { .. }
+                | Action::RunEvent { .. }
+                | Action::RunEnded { .. }
         )
     }
 }
 
-/// One thing for the app to do or take note of.
-#[derive(Debug, Clone)]
+/// One thing for the app to do or take note of. Not `Clone`: a run's confirmation question
+/// carries the engine's one-shot reply sender, which must have exactly one owner.
+#[derive(Debug)]
 pub enum Action {
-    /// Leave cachedeck.
+    /// Leave cachedeck (once any run of this TUI has stopped cleanly).
     Quit,
+    /// Ctrl-C: cancels the run on screen, and otherwise quits.
+    Interrupt,
     /// Move the selection one row down.
     Down,
     /// Move the selection one row up.
@@ -140,4 +150,25 @@ pub enum Action {
         cache: String,
         reason: String,
     },
+    /// Open the runbook picker for the cache on screen (`x`), or the form of the named
+    /// runbook (`:run NAME`); shows the cache's run instead while one is going.
+    OpenRunbooks(Option<String>),
+    /// Cancel the run on screen cleanly (`c`): the journal records it interrupted.
+    CancelRun,
+    /// The runbooks that apply to a cache, for the picker.
+    Runbooks {
+        env: String,
+        cache: String,
+        result: Result<Vec<Runbook>, String>,
+    },
+    /// A dry run's plan (nothing executed), or why it could not be made.
+    RunPlanned {
+        run: u64,
+        result: Result<Box<Plan>, String>,
+    },
+    /// One engine event of the run numbered `run`.
+    RunEvent { run: u64, event: Box<Event> },
+    /// The engine returned: `error` says why the run could not be carried out at all
+    /// (preparation refused, lock held); a finished run's state came as an event.
+    RunEnded { run: u64, error: Option<String> },
 }

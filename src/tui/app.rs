@@ -3,12 +3,16 @@
 //! come back later as actions. Results of a watch the user has left are dropped.
 
 mod command;
+mod form;
 mod lists;
 mod nav;
+mod run;
 mod watch;
 
 pub use command::parse_command;
+pub use form::{Field, Form};
 pub use lists::{CacheAlert, Health, NodeRow};
+pub use run::{RunScreen, RunSession};
 
 /// The `:` commands and what they do, for the help overlay.
 pub fn command_table() -> &'static [(&'static str, &'static str)] {
@@ -54,6 +58,8 @@ pub enum Mode {
     Command(String),
     /// A `/` filter being typed (applied live).
     Filter(String),
+    /// Text for the runner: a parameter form field, or a confirmation dialog.
+    Input,
 }
 
 /// Background work `update` asks the runtime to start or stop.
@@ -77,6 +83,22 @@ pub enum Effect {
     StopDetail,
     /// Poll everything watched now, without waiting for the interval.
     PollNow,
+    /// List the runbooks that apply to a cache (reads user runbook files).
+    LoadRunbooks {
+        env: String,
+        cache: Box<Cache>,
+    },
+    /// Prepare and start a run (or only plan it); its events come back as `RunEvent`s.
+    StartRun {
+        run: u64,
+        env: String,
+        cache: String,
+        runbook: String,
+        params: Vec<(String, String)>,
+        dry_run: bool,
+    },
+    /// Cancel a run cleanly through its cancellation token.
+    CancelRun(u64),
 }
 
 /// A line at the bottom of the screen for a few seconds.
@@ -110,6 +132,12 @@ pub struct App {
     pub now: OffsetDateTime,
     pub size: (u16, u16),
     pub quit: bool,
+    /// The picker, form or run view covering the cache view.
+    pub run_screen: Option<RunScreen>,
+    /// Runs started from this TUI: at most one per cache.
+    pub runs: Vec<RunSession>,
+    /// Quit was asked while a run was going: quit once it has stopped.
+    quitting: bool,
     stats_watch: Option<(u64, WatchKey)>,
     detail_watch: Option<(u64, String, String)>,
     next_id: u64,
@@ -144,6 +172,9 @@ impl App {
             now,
             size: (80, 24),
             quit: false,
+            run_screen: None,
+            runs: Vec::new(),
+            quitting: false,
             stats_watch: None,
             detail_watch: None,
             next_id: 1,
@@ -189,8 +220,24 @@ impl App {
             // A message lasts until the next key: it answered the previous one.
             self.message = None;
         }
+        let action = match self.update_run(action) {
+            Ok(run_effects) => {
+                effects.extend(run_effects);
+                self.sync_run_mode();
+                effects.extend(self.reconcile_watches());
+                return effects;
+            }
+            Err(action) => action,
+        };
         match action {
-            Action::Quit => self.quit = true,
+            Action::Quit | Action::Interrupt => self.quit = true,
+            Action::CancelRun => self.say("no run on screen to cancel", false),
+            // Handled by `update_run`; here only when no runner screen is open.
+            Action::OpenRunbooks(_)
+            | Action::Runbooks { .. }
+            | Action::RunPlanned { .. }
+            | Action::RunEvent { .. }
+            | Action::RunEnded { .. } => {}
             Action::Down => self.move_selection(1),
             Action::Up => self.move_selection(-1),
             Action::PageDown => self.move_selection(self.page()),
@@ -214,7 +261,7 @@ impl App {
                     self.filter = text.clone();
                     self.clamp_selection();
                 }
-                Mode::Normal => {}
+                Mode::Normal | Mode::Input => {}
             },
             Action::PromptBackspace => match &mut self.mode {
                 Mode::Command(text) => {
@@ -224,7 +271,7 @@ impl App {
                     text.pop();
                     self.filter = text.clone();
                 }
-                Mode::Normal => {}
+                Mode::Normal | Mode::Input => {}
             },
             Action::PromptSubmit => {
                 let mode = std::mem::replace(&mut self.mode, Mode::Normal);
@@ -322,6 +369,7 @@ impl App {
                 }
             }
         }
+        self.sync_run_mode();
         effects.extend(self.reconcile_watches());
         effects
     }

@@ -17,8 +17,24 @@ pub const HELP: &[(&str, &str)] = &[
     ("Tab / Shift-Tab", "next / previous panel of a cache"),
     ("1 2 3 4", "stats / keyspace / slowlog / events panel"),
     ("r", "refresh now"),
+    (
+        "x  (:run [NAME])",
+        "run a runbook on this cache: pick, fill, Enter",
+    ),
+    (
+        "form: Tab ↑↓ / Space",
+        "next field / toggle dry run (plan only)",
+    ),
+    (
+        "c Ctrl-c",
+        "cancel the run on screen (journal: interrupted)",
+    ),
+    (
+        "Esc in a run",
+        "leave it running (header shows it; x returns)",
+    ),
     ("?", "this help"),
-    ("q Ctrl-c", "quit"),
+    ("q Ctrl-c", "quit (a run going is first cancelled cleanly)"),
 ];
 
 /// The action for a key, given what the keyboard is typing into.
@@ -28,7 +44,19 @@ pub fn action_for(key: KeyEvent, mode: &Mode) -> Option<Action> {
     }
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     if ctrl && key.code == KeyCode::Char('c') {
-        return Some(Action::Quit);
+        return Some(Action::Interrupt);
+    }
+    if *mode == Mode::Input {
+        // The runner's form or confirmation: text, with Tab/arrows moving between fields.
+        return match key.code {
+            KeyCode::Enter => Some(Action::PromptSubmit),
+            KeyCode::Esc => Some(Action::Back),
+            KeyCode::Backspace => Some(Action::PromptBackspace),
+            KeyCode::Tab | KeyCode::Down => Some(Action::Down),
+            KeyCode::BackTab | KeyCode::Up => Some(Action::Up),
+            KeyCode::Char(c) if !ctrl && !c.is_control() => Some(Action::PromptInput(c)),
+            _ => None,
+        };
     }
     if !matches!(mode, Mode::Normal) {
         return match key.code {
@@ -56,6 +84,8 @@ pub fn action_for(key: KeyEvent, mode: &Mode) -> Option<Action> {
         KeyCode::Char('/') => Action::StartFilter,
         KeyCode::Char('?') => Action::ToggleHelp,
         KeyCode::Char('r') => Action::Refresh,
+        KeyCode::Char('x') => Action::OpenRunbooks(None),
+        KeyCode::Char('c') => Action::CancelRun,
         KeyCode::Tab => Action::NextTab,
         KeyCode::BackTab => Action::PrevTab,
         KeyCode::Char(c @ '1'..='4') => {
@@ -91,6 +121,17 @@ mod tests {
             Some(Action::SelectTab(Tab::Slowlog))
         ));
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        assert!(matches!(action_for(ctrl_c, &typing), Some(Action::Quit)));
+        assert!(matches!(
+            action_for(ctrl_c, &typing),
+            Some(Action::Interrupt)
+        ));
+        assert!(matches!(
+            action_for(key(KeyCode::Char('x')), &Mode::Input),
+            Some(Action::PromptInput('x'))
+        ));
+        assert!(matches!(
+            action_for(key(KeyCode::Tab), &Mode::Input),
+            Some(Action::Down)
+        ));
     }
 }

@@ -48,6 +48,8 @@ pub struct StepRow {
     pub progress: Option<(u64, Option<u64>)>,
     pub progress_message: String,
     pub error: Option<String>,
+    /// The step's outputs as compact JSON, escaped (for the final report).
+    pub outputs: String,
 }
 
 /// A question the engine waits on. The reply sender is taken once: answering twice, or
@@ -106,6 +108,7 @@ impl RunView {
                         progress: None,
                         progress_message: String::new(),
                         error: None,
+                        outputs: String::new(),
                     })
                     .collect();
             }
@@ -154,9 +157,14 @@ impl RunView {
                 state,
                 elapsed,
                 error,
-                ..
+                outputs,
             } => {
                 if let Some(row) = self.step_mut(&step) {
+                    if !outputs.is_empty() {
+                        let json = serde_json::Value::Object(outputs.into_iter().collect());
+                        // Outputs can carry data from the cache: escaped like output lines.
+                        row.outputs = escape_capped(json.to_string(), MAX_LINE);
+                    }
                     row.phase = match state {
                         StepState::Succeeded | StepState::AlreadyDone => StepPhase::Ok,
                         StepState::Failed | StepState::FailedContinued => StepPhase::Failed,

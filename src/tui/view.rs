@@ -6,9 +6,13 @@ mod cache;
 mod caches;
 mod envs;
 pub mod fmt;
+mod form;
 mod help;
 mod panels;
+mod picker;
+mod plan;
 pub mod run;
+mod runner;
 
 use super::action::Route;
 use super::app::{App, Mode};
@@ -32,7 +36,10 @@ pub fn view(app: &App, theme: &Theme, frame: &mut Frame) {
     match &app.route {
         Route::Envs => envs::draw(app, theme, frame, body),
         Route::Caches { env } => caches::draw(app, theme, frame, body, env),
-        Route::Cache { .. } => cache::draw(app, theme, frame, body),
+        Route::Cache { .. } => match app.run_screen() {
+            Some(screen) => runner::draw(app, screen, theme, frame, body),
+            None => cache::draw(app, theme, frame, body),
+        },
     }
     draw_footer(app, theme, frame, footer);
     if app.help {
@@ -52,6 +59,13 @@ fn draw_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         left.push(Span::styled(*crumb, theme.text));
     }
     let mut right = Vec::new();
+    // Runs keep going when their view is left: say so on every screen.
+    for run in app.active_runs() {
+        right.push(Span::styled(
+            format!("▶ {} on {}: {} ", run.runbook, run.cache, run.status()),
+            theme.warn,
+        ));
+    }
     if let Some(entry) = app.current_env() {
         let (label, style) = protection_badge(entry.env.protection, theme);
         right.push(Span::styled(label, style));
@@ -87,7 +101,7 @@ fn draw_footer(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             Span::styled(text.as_str(), theme.text),
             Span::styled("█", theme.muted),
         ]),
-        Mode::Normal => match &app.message {
+        Mode::Normal | Mode::Input => match &app.message {
             Some(m) => Line::from(Span::styled(
                 format!(" {}", m.text),
                 if m.error { theme.bad } else { theme.muted },
@@ -109,6 +123,9 @@ fn draw_footer(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
 }
 
 fn hints(app: &App) -> &'static [(&'static str, &'static str)] {
+    if let Some(screen) = app.run_screen() {
+        return runner::hints(app, screen);
+    }
     match app.route {
         Route::Envs => &[
             ("⏎", "open"),
@@ -127,6 +144,7 @@ fn hints(app: &App) -> &'static [(&'static str, &'static str)] {
         Route::Cache { .. } => &[
             ("tab", "panel"),
             ("j/k", "node"),
+            ("x", "run"),
             ("esc", "back"),
             (":", "cmd"),
             ("r", "refresh"),

@@ -1,19 +1,26 @@
 //! Background work the app asks for ([`Effect`]s): discovery, stats polling, slowlog and
-//! events. Each runs as tokio tasks that report back as actions on one channel, tagged with
+//! events, and runbook runs (see [`runs`]). Each runs as tokio tasks that report back as actions on one channel, tagged with
 //! the watch id so the app can drop results of a view it has left. Starting a watch aborts
 //! the one it replaces (which drops its pollers and connections).
+
+mod runs;
 
 use super::action::Action;
 use super::app::Effect;
 use crate::controlplane::{ControlPlane, EventQuery};
 use crate::domain::{Cache, Endpoint, Node, NodeRole};
 use crate::estate::Estate;
+use crate::runbook::engine::Engine;
+use crate::runbook::session;
 use crate::valkey::connect::{ConnectOptions, Connector, NodeConnection};
 use crate::valkey::stats::{NodeKey, PollTarget, Poller, PollerConfig, fetch_slowlog};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// How often the cache view re-reads SLOWLOG.
 const SLOWLOG_INTERVAL: Duration = Duration::from_secs(5);
@@ -47,16 +54,28 @@ pub struct Workers {
     tx: mpsc::Sender<Action>,
     stats: Option<Running>,
     detail: Option<Running>,
+    engine: Engine,
+    /// Cancellation of every run started, by run id. Runs are never aborted: dropping a
+    /// run's task half-way would leave its lock and an unfinished journal behind.
+    runs: HashMap<u64, CancellationToken>,
 }
 
 impl Workers {
     pub fn new(estate: Arc<Estate>, tx: mpsc::Sender<Action>) -> Workers {
         Workers {
+            engine: session::engine(&estate),
             estate,
             tx,
             stats: None,
             detail: None,
+            runs: HashMap::new(),
         }
+    }
+
+    /// Journals runs into `dir` instead of the state directory (tests).
+    pub fn with_journal_dir(mut self, dir: PathBuf) -> Workers {
+        self.engine.journal_dir = dir;
+        self
     }
 
     /// Starts or stops what `effect` asks for. Never waits on the network.
@@ -108,6 +127,40 @@ impl Workers {
             Effect::PollNow => {
                 for running in [&self.stats, &self.detail].into_iter().flatten() {
                     running.poke.notify_waiters();
+                }
+            }
+            Effect::LoadRunbooks { env, cache } => {
+                tokio::spawn(runs::load_runbooks(env, *cache, self.tx.clone()));
+            }
+            Effect::StartRun {
+                run,
+                env,
+                cache,
+                runbook,
+                params,
+                dry_run,
+            } => {
+                let cancel = CancellationToken::new();
+                self.runs.insert(run, cancel.clone());
+                let start = runs::Start {
+                    run,
+                    env,
+                    cache,
+                    runbook,
+                    params,
+                    dry_run,
+                };
+                tokio::spawn(runs::run(
+                    self.estate.clone(),
+                    self.engine.clone(),
+                    start,
+                    cancel,
+                    self.tx.clone(),
+                ));
+            }
+            Effect::CancelRun(run) => {
+                if let Some(cancel) = self.runs.get(&run) {
+                    cancel.cancel();
                 }
             }
         }

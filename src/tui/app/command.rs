@@ -1,4 +1,5 @@
-//! The `:` commands: `:envs`, `:caches [ENV]`, `:cache [ENV/]NAME`, `:help`, `:quit`.
+//! The `:` commands: `:envs`, `:caches [ENV]`, `:cache [ENV/]NAME`, `:run [NAME]`, `:help`,
+//! `:quit`.
 
 use super::App;
 use crate::tui::action::{Action, Route};
@@ -13,6 +14,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         ":cache [ENV/]NAME",
         "open a cache (current environment first)",
+    ),
+    (
+        ":run [NAME]",
+        "run a runbook on the cache on screen (picker, or NAME's form)",
     ),
     (":help", "show the keys"),
     (":quit", "leave cachedeck (also :q)"),
@@ -31,6 +36,7 @@ pub fn parse_command(text: &str, app: &App) -> Result<Action, String> {
     match (verb, arg) {
         ("q" | "q!" | "quit" | "exit", None) => Ok(Action::Quit),
         ("help" | "h", None) => Ok(Action::ToggleHelp),
+        ("run" | "x", name) => Ok(Action::OpenRunbooks(name.map(str::to_string))),
         ("envs" | "env" | "environments" | "ctx", None) => Ok(Action::Goto(Route::Envs)),
         ("caches" | "cc", Some(env)) => {
             let env = find_env(app, env)?;

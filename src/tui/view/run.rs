@@ -17,11 +17,16 @@ pub fn draw(run: &RunView, theme: &Theme, frame: &mut Frame, area: Rect) {
         .steps
         .iter()
         .find(|s| matches!(s.phase, StepPhase::Running { .. }) && s.progress.is_some());
+    let with_outputs = run.steps.iter().filter(|s| !s.outputs.is_empty()).count() as u16;
     let [steps, gauge, output, report] = Layout::vertical([
         Constraint::Length(run.steps.len() as u16 + 2),
         Constraint::Length(if running.is_some() { 3 } else { 0 }),
         Constraint::Min(3),
-        Constraint::Length(if run.finished.is_some() { 3 } else { 0 }),
+        Constraint::Length(if run.finished.is_some() {
+            3 + with_outputs
+        } else {
+            0
+        }),
     ])
     .areas(area);
     let title = format!(" run {} on {} ", run.runbook, run.cache);
@@ -97,8 +102,16 @@ pub fn draw(run: &RunView, theme: &Theme, frame: &mut Frame, area: Rect) {
         if let Some(e) = error {
             spans.push(Span::styled(e.clone(), theme.bad));
         }
+        let mut lines = vec![Line::from(spans)];
+        // What each step found: the figures the operator ran the runbook for.
+        for s in run.steps.iter().filter(|s| !s.outputs.is_empty()) {
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {:<20}", s.id), theme.title),
+                Span::styled(s.outputs.clone(), theme.text),
+            ]));
+        }
         frame.render_widget(
-            Paragraph::new(Line::from(spans)).block(panel(" report ", theme)),
+            Paragraph::new(lines).block(panel(" report ", theme)),
             report,
         );
     }

@@ -1,0 +1,453 @@
+//! Running runbooks from the TUI: the picker (`x`, `:run`), the parameter form, the run view
+//! and its confirmation dialog, cancellation, and the results of the run's worker. Keys go
+//! here first while one of these screens is open; what they do not use falls through to the
+//! ordinary keymap.
+//!
+//! Leaving the run view (Esc) keeps the run going: the header shows it, `x` on its cache
+//! comes back. A run that asks a question brings its view to the front. Quitting with a run
+//! going first cancels it cleanly; a second `q` quits at once.
+
+use super::form::Form;
+use super::{App, Effect, Load, Mode, Route};
+use crate::runbook::engine::Plan;
+use crate::runbook::events::Event;
+use crate::runbook::validate::Runbook;
+use crate::tui::action::Action;
+use crate::tui::run::RunView;
+
+/// Which runner screen covers the cache view.
+#[derive(Debug)]
+pub enum RunScreen {
+    /// Runbooks that apply to the cache; `wanted` is a name given with `:run NAME`.
+    Picker {
+        env: String,
+        cache: String,
+        runbooks: Load<Vec<Runbook>>,
+        selected: usize,
+        wanted: Option<String>,
+    },
+    Form(Box<Form>),
+    /// The run of this cache.
+    Run {
+        env: String,
+        cache: String,
+    },
+}
+
+impl RunScreen {
+    fn is_for(&self, e: &str, c: &str) -> bool {
+        match self {
+            RunScreen::Picker { env, cache, .. } | RunScreen::Run { env, cache } => {
+                env == e && cache == c
+            }
+            RunScreen::Form(f) => f.env == e && f.cache == c,
+        }
+    }
+}
+
+/// One run started from this TUI (kept after it ends, until the next run of its cache).
+#[derive(Debug)]
+pub struct RunSession {
+    pub id: u64,
+    pub env: String,
+    pub cache: String,
+    pub runbook: String,
+    pub dry_run: bool,
+    pub plan: Option<Plan>,
+    pub view: RunView,
+    /// Set when the worker is done; `Some(Some(e))` when the run could not be carried out.
+    pub ended: Option<Option<String>>,
+    pub cancelling: bool,
+}
+
+impl RunSession {
+    pub fn active(&self) -> bool {
+        self.ended.is_none()
+    }
+
+    /// A short state for the header badge.
+    pub fn status(&self) -> &'static str {
+        match (&self.ended, &self.view.finished) {
+            (None, _) if self.view.confirm.is_some() => "waiting for you",
+            (None, _) if self.cancelling => "cancelling",
+            (None, _) => "running",
+            (Some(_), Some((state, _))) => state.as_str(),
+            (Some(None), None) if self.dry_run => "planned",
+            (Some(_), None) => "failed to start",
+        }
+    }
+}
+
+impl App {
+    /// The run of a cache (the live one, or the last one kept).
+    pub fn run_of(&self, env: &str, cache: &str) -> Option<&RunSession> {
+        self.runs.iter().find(|r| r.env == env && r.cache == cache)
+    }
+
+    /// Runs still going.
+    pub fn active_runs(&self) -> impl Iterator<Item = &RunSession> {
+        self.runs.iter().filter(|r| r.active())
+    }
+
+    /// The runner screen, when it belongs to the cache on screen.
+    pub fn run_screen(&self) -> Option<&RunScreen> {
+        let Route::Cache { env, cache } = &self.route else {
+            return None;
+        };
+        self.run_screen.as_ref().filter(|s| s.is_for(env, cache))
+    }
+
+    /// Handles `action` when it concerns runs; gives it back otherwise.
+    pub(super) fn update_run(&mut self, action: Action) -> Result<Vec<Effect>, Action> {
+        let mut effects = Vec::new();
+        match action {
+            Action::OpenRunbooks(name) => self.open_runbooks(name, &mut effects),
+            Action::Runbooks { env, cache, result } => self.runbooks_arrived(env, cache, result),
+            Action::RunPlanned { run, result } => {
+                if let Some(s) = self.session_mut(run) {
+                    match result {
+                        Ok(plan) => s.plan = Some(*plan),
+                        Err(e) => s.ended = Some(Some(e)),
+                    }
+                }
+            }
+            Action::RunEvent { run, event } => self.run_event(run, *event),
+            Action::RunEnded { run, error } => {
+                if let Some(s) = self.session_mut(run) {
+                    s.ended = Some(error);
+                }
+                if self.quitting && self.active_runs().next().is_none() {
+                    self.quit = true;
+                }
+            }
+            Action::Quit if self.active_runs().next().is_some() => {
+                if self.quitting {
+                    self.quit = true;
+                } else {
+                    self.quitting = true;
+                    for run in self.active_runs() {
+                        effects.push(Effect::CancelRun(run.id));
+                    }
+                    self.say(
+                        "stopping the run cleanly before quitting (its journal says interrupted); q again quits at once",
+                        false,
+                    );
+                }
+            }
+            // An open prompt or the help overlay takes keys before the screen beneath.
+            action if self.help || matches!(self.mode, Mode::Command(_) | Mode::Filter(_)) => {
+                return Err(action);
+            }
+            action => {
+                let Some(screen) = self.run_screen.take() else {
+                    return Err(action);
+                };
+                if !self.route_is_for(&screen) {
+                    self.run_screen = Some(screen);
+                    return Err(action);
+                }
+                return match screen {
+                    RunScreen::Picker { .. } => self.picker_key(screen, action),
+                    RunScreen::Form(form) => self.form_key(*form, action),
+                    RunScreen::Run { env, cache } => self.run_key(env, cache, action),
+                };
+            }
+        }
+        Ok(effects)
+    }
+
+    /// Keeps the keyboard mode in step with the runner screen: text goes to the form and to
+    /// an open confirmation.
+    pub(super) fn sync_run_mode(&mut self) {
+        let typing = match self.run_screen() {
+            Some(RunScreen::Form(_)) => true,
+            Some(RunScreen::Run { env, cache }) => self
+                .run_of(env, cache)
+                .is_some_and(|r| r.view.confirm.is_some()),
+            _ => false,
+        };
+        if typing {
+            self.mode = Mode::Input;
+        } else if self.mode == Mode::Input {
+            self.mode = Mode::Normal;
+        }
+    }
+
+    fn route_is_for(&self, screen: &RunScreen) -> bool {
+        matches!(&self.route, Route::Cache { env, cache } if screen.is_for(env, cache))
+    }
+
+    fn session_mut(&mut self, run: u64) -> Option<&mut RunSession> {
+        self.runs.iter_mut().find(|r| r.id == run)
+    }
+
+    fn open_runbooks(&mut self, name: Option<String>, effects: &mut Vec<Effect>) {
+        let Route::Cache { env, cache } = self.route.clone() else {
+            self.say(
+                "open a cache first: x runs a runbook on the cache on screen",
+                true,
+            );
+            return;
+        };
+        if self.run_of(&env, &cache).is_some_and(RunSession::active) {
+            if name.is_some() {
+                self.say("a run is going on this cache; one at a time", true);
+            }
+            self.run_screen = Some(RunScreen::Run { env, cache });
+            return;
+        }
+        let Some(found) = self.current_cache().cloned() else {
+            self.say(
+                "this cache has not been discovered yet; try again shortly",
+                true,
+            );
+            return;
+        };
+        self.run_screen = Some(RunScreen::Picker {
+            env: env.clone(),
+            cache: cache.clone(),
+            runbooks: Load::Loading,
+            selected: 0,
+            wanted: name,
+        });
+        effects.push(Effect::LoadRunbooks {
+            env,
+            cache: Box::new(found),
+        });
+    }
+
+    fn runbooks_arrived(
+        &mut self,
+        env: String,
+        cache: String,
+        result: Result<Vec<Runbook>, String>,
+    ) {
+        let Some(RunScreen::Picker {
+            env: e,
+            cache: c,
+            runbooks,
+            wanted,
+            ..
+        }) = self.run_screen.as_mut()
+        else {
+            return;
+        };
+        if *e != env || *c != cache {
+            return;
+        }
+        *runbooks = match result {
+            Ok(list) => Load::Ready(list),
+            Err(e) => Load::Failed(e),
+        };
+        let Some(name) = wanted.take() else { return };
+        let Load::Ready(list) = runbooks else { return };
+        match list.iter().find(|r| r.name == name) {
+            Some(r) => {
+                let form = Form::new(&env, &cache, r.clone(), list.clone());
+                self.run_screen = Some(RunScreen::Form(Box::new(form)));
+            }
+            None => self.say(
+                &format!("no runbook `{name}` applies to `{cache}`; pick one of these"),
+                true,
+            ),
+        }
+    }
+
+    fn picker_key(&mut self, mut screen: RunScreen, action: Action) -> Result<Vec<Effect>, Action> {
+        let RunScreen::Picker {
+            env,
+            cache,
+            runbooks,
+            selected,
+            ..
+        } = &mut screen
+        else {
+            return Err(action);
+        };
+        let len = runbooks.ready().map_or(0, Vec::len);
+        let last = len.saturating_sub(1);
+        match action {
+            Action::Down => *selected = (*selected + 1).min(last),
+            Action::Up => *selected = selected.saturating_sub(1),
+            Action::Top => *selected = 0,
+            Action::Bottom => *selected = last,
+            Action::Back | Action::Interrupt => return Ok(Vec::new()),
+            Action::Enter => {
+                if let Some(list) = runbooks.ready()
+                    && let Some(r) = list.get(*selected)
+                {
+                    let form = Form::new(env, cache, r.clone(), list.clone());
+                    self.run_screen = Some(RunScreen::Form(Box::new(form)));
+                    return Ok(Vec::new());
+                }
+            }
+            other => {
+                self.run_screen = Some(screen);
+                return Err(other);
+            }
+        }
+        self.run_screen = Some(screen);
+        Ok(Vec::new())
+    }
+
+    fn form_key(&mut self, mut form: Form, action: Action) -> Result<Vec<Effect>, Action> {
+        match action {
+            Action::Down | Action::NextTab => form.move_focus(1),
+            Action::Up | Action::PrevTab => form.move_focus(-1),
+            Action::PromptInput(c) => form.input(c),
+            Action::PromptBackspace => form.backspace(),
+            Action::Back | Action::Interrupt => {
+                // Back to the picker it came from.
+                let selected = form
+                    .picked_from
+                    .iter()
+                    .position(|r| r.name == form.runbook.name)
+                    .unwrap_or(0);
+                self.run_screen = Some(RunScreen::Picker {
+                    env: form.env,
+                    cache: form.cache,
+                    runbooks: Load::Ready(form.picked_from),
+                    selected,
+                    wanted: None,
+                });
+                return Ok(Vec::new());
+            }
+            Action::PromptSubmit | Action::Enter => {
+                if let Some(params) = form.validate() {
+                    return Ok(self.start_run(form, params));
+                }
+            }
+            Action::Quit => {
+                self.run_screen = Some(RunScreen::Form(Box::new(form)));
+                return Err(Action::Quit);
+            }
+            _ => {}
+        }
+        self.run_screen = Some(RunScreen::Form(Box::new(form)));
+        Ok(Vec::new())
+    }
+
+    fn start_run(&mut self, form: Form, params: Vec<(String, String)>) -> Vec<Effect> {
+        let id = self.next_id();
+        // One run per cache: the finished one it replaces goes.
+        self.runs
+            .retain(|r| !(r.env == form.env && r.cache == form.cache));
+        self.runs.push(RunSession {
+            id,
+            env: form.env.clone(),
+            cache: form.cache.clone(),
+            runbook: form.runbook.name.clone(),
+            dry_run: form.dry_run,
+            plan: None,
+            view: RunView::default(),
+            ended: None,
+            cancelling: false,
+        });
+        self.run_screen = Some(RunScreen::Run {
+            env: form.env.clone(),
+            cache: form.cache.clone(),
+        });
+        vec![Effect::StartRun {
+            run: id,
+            env: form.env,
+            cache: form.cache,
+            runbook: form.runbook.name,
+            params,
+            dry_run: form.dry_run,
+        }]
+    }
+
+    fn run_key(
+        &mut self,
+        env: String,
+        cache: String,
+        action: Action,
+    ) -> Result<Vec<Effect>, Action> {
+        let screen = RunScreen::Run {
+            env: env.clone(),
+            cache: cache.clone(),
+        };
+        let Some(index) = self
+            .runs
+            .iter()
+            .position(|r| r.env == env && r.cache == cache)
+        else {
+            return Err(action);
+        };
+        let run = &mut self.runs[index];
+        let mut effects = Vec::new();
+        if run.view.confirm.is_some() {
+            match action {
+                Action::PromptInput(c) => run.view.confirm_input(c),
+                Action::PromptBackspace => run.view.confirm_backspace(),
+                Action::PromptSubmit | Action::Enter => {
+                    if run.view.confirm.as_ref().is_some_and(|c| c.acceptable()) {
+                        run.view.answer(true);
+                    } else {
+                        self.say(
+                            &format!("type the exact cache name `{cache}`, or Esc to decline"),
+                            true,
+                        );
+                    }
+                }
+                // The engine records the refusal and ends the run.
+                Action::Back => {
+                    run.view.answer(false);
+                }
+                Action::Interrupt | Action::CancelRun => {
+                    run.cancelling = true;
+                    effects.push(Effect::CancelRun(run.id));
+                }
+                other => {
+                    self.run_screen = Some(screen);
+                    return Err(other);
+                }
+            }
+            self.run_screen = Some(screen);
+            return Ok(effects);
+        }
+        match action {
+            Action::CancelRun | Action::Interrupt if run.active() => {
+                run.cancelling = true;
+                effects.push(Effect::CancelRun(run.id));
+                self.say(
+                    "cancelling: the run stops after the current call; its journal says interrupted",
+                    false,
+                );
+            }
+            Action::CancelRun => self.say("this run has ended; nothing to cancel", false),
+            // Leaving keeps the run going; the header shows it and `x` comes back.
+            Action::Back => {
+                if run.active() {
+                    self.say("the run goes on; x on this cache shows it again", false);
+                }
+                return Ok(effects);
+            }
+            other => {
+                self.run_screen = Some(screen);
+                return Err(other);
+            }
+        }
+        self.run_screen = Some(screen);
+        Ok(effects)
+    }
+
+    fn run_event(&mut self, run: u64, event: Event) {
+        let Some(session) = self.session_mut(run) else {
+            // Unknown run: dropping the event answers any question with "no".
+            return;
+        };
+        let asks = matches!(event, Event::NeedsConfirmation { .. });
+        session.view.apply(event);
+        if asks {
+            // The run waits on the operator: bring its view to the front.
+            let (env, cache) = (session.env.clone(), session.cache.clone());
+            self.goto(Route::Cache {
+                env: env.clone(),
+                cache: cache.clone(),
+            });
+            self.help = false;
+            self.run_screen = Some(RunScreen::Run { env, cache });
+        }
+    }
+}
