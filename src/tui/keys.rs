@@ -18,23 +18,15 @@ pub const HELP: &[(&str, &str)] = &[
     ("1 2 3 4", "stats / keyspace / slowlog / events panel"),
     ("r", "refresh now"),
     (
-        "x  (:run [NAME])",
-        "run a runbook on this cache: pick, fill, Enter",
+        "x  :run [NAME]",
+        "run a runbook on this cache: pick, fill, ⏎",
     ),
     (
-        "form: Tab ↑↓ / Space",
-        "next field / toggle dry run (plan only)",
-    ),
-    (
-        "c Ctrl-c",
-        "cancel the run on screen (journal: interrupted)",
-    ),
-    (
-        "Esc in a run",
-        "leave it running (header shows it; x returns)",
+        "c Ctrl-c · Esc in a run",
+        "cancel it cleanly · leave it running",
     ),
     ("?", "this help"),
-    ("q Ctrl-c", "quit (a run going is first cancelled cleanly)"),
+    ("q Ctrl-c", "quit (cancels a running run first)"),
 ];
 
 /// The action for a key, given what the keyboard is typing into.

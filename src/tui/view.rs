@@ -43,7 +43,8 @@ pub fn view(app: &App, theme: &Theme, frame: &mut Frame) {
     }
     draw_footer(app, theme, frame, footer);
     if app.help {
-        help::draw(theme, frame, body);
+        // The whole screen: every key and command fits in 24 rows.
+        help::draw(theme, frame, frame.area());
     }
 }
 

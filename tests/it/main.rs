@@ -20,4 +20,5 @@ mod stats_cmd;
 mod tui;
 mod tui_e2e;
 mod tui_run;
+mod tui_runner;
 mod valkey;

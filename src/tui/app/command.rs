@@ -15,10 +15,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         ":cache [ENV/]NAME",
         "open a cache (current environment first)",
     ),
-    (
-        ":run [NAME]",
-        "run a runbook on the cache on screen (picker, or NAME's form)",
-    ),
+    (":run [NAME]", "run a runbook here (NAME: its form)"),
     (":help", "show the keys"),
     (":quit", "leave cachedeck (also :q)"),
 ];
