@@ -230,7 +230,9 @@ impl App {
             Err(action) => action,
         };
         match action {
-            Action::Quit | Action::Interrupt => self.quit = true,
+            Action::Quit => self.quit = true,
+            // No run on screen to cancel: Ctrl-C quits (stopping any run cleanly first).
+            Action::Interrupt => effects.extend(self.update(Action::Quit)),
             Action::CancelRun => self.say("no run on screen to cancel", false),
             // Handled by `update_run`; here only when no runner screen is open.
             Action::OpenRunbooks(_)

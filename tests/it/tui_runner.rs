@@ -309,6 +309,10 @@ fn tui_runner_a_run_left_keeps_going_in_the_header_and_x_returns_to_it() {
     // `c` outside the run view cancels nothing.
     let effects = app.update(Action::CancelRun);
     assert!(!effects.iter().any(|e| matches!(e, Effect::CancelRun(_))));
+    // Ctrl-C there would quit: with a run going it stops the run first.
+    let effects = app.update(Action::Interrupt);
+    assert!(!app.quit);
+    assert!(effects.contains(&Effect::CancelRun(run)), "{effects:?}");
     app.update(Action::Enter);
     assert_eq!(
         app.route,
@@ -391,7 +395,8 @@ impl ControlPlane for FakePlane {
     }
 }
 
-/// A TUI session on a real server: `dev` (open) and `prod` (confirm), cache `orders`.
+/// A TUI session on a real server: `dev` (open), `prod` (confirm) and `ro` (read-only),
+/// each with cache `orders`.
 struct Session {
     app: App,
     workers: Workers,
@@ -406,7 +411,7 @@ impl Session {
         let server = server();
         let home = tempfile::tempdir().expect("tempdir");
         let mut text = String::new();
-        for (name, protection) in [("dev", "open"), ("prod", "confirm")] {
+        for (name, protection) in [("dev", "open"), ("prod", "confirm"), ("ro", "read-only")] {
             text.push_str(&format!(
                 r#"
 [environments.{name}]
@@ -727,4 +732,27 @@ async fn tui_runner_quit_during_a_run_cancels_it_first_then_quits() {
         s.journal_states().last().map(String::as_str),
         Some("interrupted")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tui_runner_read_only_environment_refuses_a_mutating_runbook_before_it_starts() {
+    let mut s = Session::start("ro").await;
+    s.act(Action::OpenRunbooks(None));
+    s.until("the picker", |app| {
+        matches!(app.run_screen(), Some(RunScreen::Picker { runbooks, .. }) if runbooks.ready().is_some())
+    })
+    .await;
+    assert!(render(&s.app).contains("refused"));
+    s.act(Action::Back);
+    s.start_run("marker-roundtrip").await;
+    s.until("the refusal", |app| {
+        app.runs.first().is_some_and(|r| !r.active())
+    })
+    .await;
+    let run = s.run();
+    let error = run.ended.clone().flatten().expect("refused");
+    assert!(error.contains("read-only"), "{error}");
+    assert!(run.view.steps.is_empty(), "nothing ran");
+    assert_eq!(s.markers(), "*0\r\n");
+    assert!(render(&s.app).contains("is read-only"));
 }

@@ -1,5 +1,6 @@
 //! The runbook picker: the runbooks that apply to the cache's kind, with a mark on those
-//! that change the cache (they take its lock and ask before their dangerous steps).
+//! that change the cache (they take its lock and ask before their dangerous steps), and
+//! on those a read-only environment refuses.
 
 use super::{notice, panel};
 use crate::escape::escape;
@@ -13,6 +14,7 @@ use ratatui::widgets::{Cell, Row, Table, TableState};
 
 pub fn draw(
     cache: &str,
+    read_only: bool,
     runbooks: &Load<Vec<Runbook>>,
     selected: usize,
     theme: &Theme,
@@ -48,7 +50,10 @@ pub fn draw(
         Load::Ready(list) => list,
     };
     let rows = list.iter().map(|r| {
-        let (mark, style) = if r.mutates() {
+        let (mark, style) = if r.mutates() && read_only {
+            // The engine would refuse it here: say so before the operator fills a form.
+            ("refused", theme.bad)
+        } else if r.mutates() {
             ("mutates", theme.warn)
         } else {
             ("read-only", theme.muted)

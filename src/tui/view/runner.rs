@@ -2,6 +2,7 @@
 //! run's plan, or why it could not start), with the footer hints for each.
 
 use super::{form, notice, panel, picker, plan, run};
+use crate::domain::Protection;
 use crate::escape::escape;
 use crate::tui::app::{App, RunScreen};
 use crate::tui::theme::Theme;
@@ -12,11 +13,17 @@ use ratatui::text::Line;
 pub fn draw(app: &App, screen: &RunScreen, theme: &Theme, frame: &mut Frame, area: Rect) {
     match screen {
         RunScreen::Picker {
+            env,
             cache,
             runbooks,
             selected,
             ..
-        } => picker::draw(cache, runbooks, *selected, theme, frame, area),
+        } => {
+            let read_only = app
+                .env_entry(env)
+                .is_some_and(|e| e.env.protection == Protection::ReadOnly);
+            picker::draw(cache, read_only, runbooks, *selected, theme, frame, area)
+        }
         RunScreen::Form(f) => form::draw(f, theme, frame, area),
         RunScreen::Run { env, cache } => {
             let Some(session) = app.run_of(env, cache) else {
