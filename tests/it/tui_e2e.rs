@@ -1,6 +1,6 @@
 //! The real binary in a real terminal (tmux) against an isolated sandbox: navigate env →
-//! cache, watch ops/s rise under load, kill a replica and see it marked down within two
-//! poll intervals while the UI keeps answering keys.
+//! cache, watch ops/s rise under load, run `health-check` from the runbook picker, kill a
+//! replica and see it marked down within two poll intervals while the UI keeps answering keys.
 
 use cachedeck::config::Settings;
 use cachedeck::controlplane::ControlPlane;
@@ -266,6 +266,46 @@ fn tui_e2e_navigates_sees_load_and_a_replica_going_down() {
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = rt.block_on(loader);
+
+    // x → picker → health-check → its form → Enter runs it through the engine to the end.
+    tmux.keys(&["x"]);
+    let (screen, _) = tmux.wait_for("the runbook picker", Duration::from_secs(10), |s| {
+        s.contains("run a runbook on orders") && s.contains("health-check")
+    });
+    let rows: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.contains("RUNBOOK"))
+        .skip(1)
+        .collect();
+    let index = rows
+        .iter()
+        .position(|l| l.contains("health-check"))
+        .expect("health-check in the picker");
+    for _ in 0..index {
+        tmux.keys(&["j"]);
+    }
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the health-check form", Duration::from_secs(5), |s| {
+        s.contains("health-check on orders") && s.contains("max_latency_ms")
+    });
+    let started = Instant::now();
+    tmux.keys(&["Enter"]);
+    let (screen, _) = tmux.wait_for("the run to succeed", Duration::from_secs(30), |s| {
+        s.contains("run succeeded")
+    });
+    eprintln!("health-check ran in the TUI in {:?}", started.elapsed());
+    for step in ["ping", "info", "verdict"] {
+        assert!(
+            screen
+                .lines()
+                .any(|l| l.contains(" ok ") && l.contains(step)),
+            "step {step} not ok:\n{screen}"
+        );
+    }
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the cache view again", Duration::from_secs(5), |s| {
+        !s.contains("run succeeded") && figure(s, "ops/s").is_some()
+    });
 
     // Kill a replica → marked down within two poll intervals (1 s each).
     let replica = cache
