@@ -7,6 +7,8 @@
 //! comes back. A run that asks a question brings its view to the front. Quitting with a run
 //! going first cancels it cleanly; a second `q` quits at once.
 
+mod keys;
+
 use super::form::Form;
 use super::{App, Effect, Load, Mode, Route};
 use crate::runbook::engine::Plan;
@@ -143,7 +145,8 @@ impl App {
                     return Err(action);
                 };
                 if !self.route_is_for(&screen) {
-                    self.run_screen = Some(screen);
+                    // Left for another screen: the picker or form is dropped (a run keeps
+                    // going without its view; the header shows it).
                     return Err(action);
                 }
                 return match screen {
@@ -251,185 +254,6 @@ impl App {
                 true,
             ),
         }
-    }
-
-    fn picker_key(&mut self, mut screen: RunScreen, action: Action) -> Result<Vec<Effect>, Action> {
-        let RunScreen::Picker {
-            env,
-            cache,
-            runbooks,
-            selected,
-            ..
-        } = &mut screen
-        else {
-            return Err(action);
-        };
-        let len = runbooks.ready().map_or(0, Vec::len);
-        let last = len.saturating_sub(1);
-        match action {
-            Action::Down => *selected = (*selected + 1).min(last),
-            Action::Up => *selected = selected.saturating_sub(1),
-            Action::Top => *selected = 0,
-            Action::Bottom => *selected = last,
-            Action::Back | Action::Interrupt => return Ok(Vec::new()),
-            Action::Enter => {
-                if let Some(list) = runbooks.ready()
-                    && let Some(r) = list.get(*selected)
-                {
-                    let form = Form::new(env, cache, r.clone(), list.clone());
-                    self.run_screen = Some(RunScreen::Form(Box::new(form)));
-                    return Ok(Vec::new());
-                }
-            }
-            other => {
-                self.run_screen = Some(screen);
-                return Err(other);
-            }
-        }
-        self.run_screen = Some(screen);
-        Ok(Vec::new())
-    }
-
-    fn form_key(&mut self, mut form: Form, action: Action) -> Result<Vec<Effect>, Action> {
-        match action {
-            Action::Down | Action::NextTab => form.move_focus(1),
-            Action::Up | Action::PrevTab => form.move_focus(-1),
-            Action::PromptInput(c) => form.input(c),
-            Action::PromptBackspace => form.backspace(),
-            Action::Back | Action::Interrupt => {
-                // Back to the picker it came from.
-                let selected = form
-                    .picked_from
-                    .iter()
-                    .position(|r| r.name == form.runbook.name)
-                    .unwrap_or(0);
-                self.run_screen = Some(RunScreen::Picker {
-                    env: form.env,
-                    cache: form.cache,
-                    runbooks: Load::Ready(form.picked_from),
-                    selected,
-                    wanted: None,
-                });
-                return Ok(Vec::new());
-            }
-            Action::PromptSubmit | Action::Enter => {
-                if let Some(params) = form.validate() {
-                    return Ok(self.start_run(form, params));
-                }
-            }
-            Action::Quit => {
-                self.run_screen = Some(RunScreen::Form(Box::new(form)));
-                return Err(Action::Quit);
-            }
-            _ => {}
-        }
-        self.run_screen = Some(RunScreen::Form(Box::new(form)));
-        Ok(Vec::new())
-    }
-
-    fn start_run(&mut self, form: Form, params: Vec<(String, String)>) -> Vec<Effect> {
-        let id = self.next_id();
-        // One run per cache: the finished one it replaces goes.
-        self.runs
-            .retain(|r| !(r.env == form.env && r.cache == form.cache));
-        self.runs.push(RunSession {
-            id,
-            env: form.env.clone(),
-            cache: form.cache.clone(),
-            runbook: form.runbook.name.clone(),
-            dry_run: form.dry_run,
-            plan: None,
-            view: RunView::default(),
-            ended: None,
-            cancelling: false,
-        });
-        self.run_screen = Some(RunScreen::Run {
-            env: form.env.clone(),
-            cache: form.cache.clone(),
-        });
-        vec![Effect::StartRun {
-            run: id,
-            env: form.env,
-            cache: form.cache,
-            runbook: form.runbook.name,
-            params,
-            dry_run: form.dry_run,
-        }]
-    }
-
-    fn run_key(
-        &mut self,
-        env: String,
-        cache: String,
-        action: Action,
-    ) -> Result<Vec<Effect>, Action> {
-        let screen = RunScreen::Run {
-            env: env.clone(),
-            cache: cache.clone(),
-        };
-        let Some(index) = self
-            .runs
-            .iter()
-            .position(|r| r.env == env && r.cache == cache)
-        else {
-            return Err(action);
-        };
-        let run = &mut self.runs[index];
-        let mut effects = Vec::new();
-        if run.view.confirm.is_some() {
-            match action {
-                Action::PromptInput(c) => run.view.confirm_input(c),
-                Action::PromptBackspace => run.view.confirm_backspace(),
-                Action::PromptSubmit | Action::Enter => {
-                    if run.view.confirm.as_ref().is_some_and(|c| c.acceptable()) {
-                        run.view.answer(true);
-                    } else {
-                        self.say(
-                            &format!("type the exact cache name `{cache}`, or Esc to decline"),
-                            true,
-                        );
-                    }
-                }
-                // The engine records the refusal and ends the run.
-                Action::Back => {
-                    run.view.answer(false);
-                }
-                Action::Interrupt | Action::CancelRun => {
-                    run.cancelling = true;
-                    effects.push(Effect::CancelRun(run.id));
-                }
-                other => {
-                    self.run_screen = Some(screen);
-                    return Err(other);
-                }
-            }
-            self.run_screen = Some(screen);
-            return Ok(effects);
-        }
-        match action {
-            Action::CancelRun | Action::Interrupt if run.active() => {
-                run.cancelling = true;
-                effects.push(Effect::CancelRun(run.id));
-                self.say(
-                    "cancelling: the run stops after the current call; its journal says interrupted",
-                    false,
-                );
-            }
-            Action::CancelRun => self.say("this run has ended; nothing to cancel", false),
-            // Leaving keeps the run going; the header shows it and `x` comes back.
-            Action::Back => {
-                if run.active() {
-                    self.say("the run goes on; x on this cache shows it again", false);
-                }
-                return Ok(effects);
-            }
-            other => {
-                self.run_screen = Some(screen);
-                return Err(other);
-            }
-        }
-        self.run_screen = Some(screen);
-        Ok(effects)
     }
 
     fn run_event(&mut self, run: u64, event: Event) {
