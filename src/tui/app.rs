@@ -293,6 +293,9 @@ impl App {
             Action::Resize(w, h) => self.size = (w, h),
             Action::Tick(now) => {
                 self.now = now;
+                for run in &mut self.runs {
+                    run.view.now = Some(now);
+                }
             }
             Action::ControlPlaneDue => effects.push(Effect::Discover(self.route_env())),
             Action::Discovered { env, result } => {

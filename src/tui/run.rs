@@ -5,6 +5,7 @@
 use crate::escape::escape_capped;
 use crate::runbook::events::{Event, RunState, StepState};
 use std::time::Duration;
+use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 /// Output lines kept per run; older ones scroll away so a chatty step cannot grow memory.
@@ -50,6 +51,8 @@ pub struct StepRow {
     pub error: Option<String>,
     /// The step's outputs as compact JSON, escaped (for the final report).
     pub outputs: String,
+    /// When the current attempt started (the app's clock), for the running step's age.
+    pub started: Option<OffsetDateTime>,
 }
 
 /// A question the engine waits on. The reply sender is taken once: answering twice, or
@@ -81,6 +84,8 @@ pub struct RunView {
     pub output: Vec<String>,
     pub confirm: Option<PendingConfirm>,
     pub finished: Option<(RunState, Option<String>)>,
+    /// The app's clock at the last tick: a running step's age is `now - started`.
+    pub now: Option<OffsetDateTime>,
 }
 
 impl RunView {
@@ -109,6 +114,7 @@ impl RunView {
                         progress_message: String::new(),
                         error: None,
                         outputs: String::new(),
+                        started: None,
                     })
                     .collect();
             }
@@ -185,6 +191,17 @@ impl RunView {
                 self.finished = Some((state, error.map(|e| escape_capped(e, MAX_LINE))));
             }
         }
+    }
+
+    /// Folds one event that arrived at `now` (the app's clock; the fold itself reads none).
+    pub fn apply_at(&mut self, event: Event, now: OffsetDateTime) {
+        if let Event::StepStarted { step, .. } = &event
+            && let Some(row) = self.step_mut(step)
+        {
+            row.started = Some(now);
+        }
+        self.now = Some(now);
+        self.apply(event);
     }
 
     /// Answers the open confirmation: `true` only if the typed name matches. Returns whether

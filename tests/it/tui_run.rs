@@ -123,3 +123,56 @@ fn final_report_marks_unreached_steps_skipped() {
     assert!(screen.contains("run failed"));
     snap!("run_final_report", screen);
 }
+
+#[test]
+fn running_step_shows_its_age_and_the_report_what_each_step_found() {
+    use time::macros::datetime;
+    let mut run = RunView::default();
+    let t0 = datetime!(2026-11-23 21:00:00 UTC);
+    run.apply_at(
+        Event::RunStarted {
+            run_id: "20261123-210000-cd34".into(),
+            runbook: "health-check".into(),
+            env: "dev".into(),
+            cache: "orders".into(),
+            steps: vec![
+                step("ping", "ping every node", false),
+                step("verdict", "check the latency", false),
+            ],
+            resumed: false,
+        },
+        t0,
+    );
+    run.apply_at(
+        Event::StepStarted {
+            step: "ping".into(),
+            attempt: 1,
+        },
+        t0,
+    );
+    run.now = Some(t0 + time::Duration::seconds(42));
+    let screen = render(&run);
+    assert!(screen.contains("42 s…"), "{screen}");
+
+    let mut outputs = BTreeMap::new();
+    outputs.insert("max_latency_ms".to_string(), serde_json::json!(0.4));
+    outputs.insert("nodes".to_string(), serde_json::json!(3));
+    // Outputs can hold data from the cache: escaped like output lines.
+    outputs.insert("role".to_string(), serde_json::json!("master\u{1b}[2J"));
+    run.apply(Event::StepFinished {
+        step: "ping".into(),
+        state: StepState::Succeeded,
+        elapsed: Duration::from_millis(1200),
+        outputs,
+        error: None,
+    });
+    run.apply(Event::RunFinished {
+        run_id: "20261123-210000-cd34".into(),
+        state: RunState::Succeeded,
+        error: None,
+    });
+    let screen = render(&run);
+    assert!(screen.contains("\"nodes\":3"), "{screen}");
+    assert!(!screen.contains('\x1b'));
+    snap!("run_report_outputs", screen);
+}

@@ -257,12 +257,13 @@ impl App {
     }
 
     fn run_event(&mut self, run: u64, event: Event) {
+        let now = self.now;
         let Some(session) = self.session_mut(run) else {
             // Unknown run: dropping the event answers any question with "no".
             return;
         };
         let asks = matches!(event, Event::NeedsConfirmation { .. });
-        session.view.apply(event);
+        session.view.apply_at(event, now);
         if asks {
             // The run waits on the operator: bring its view to the front.
             let (env, cache) = (session.env.clone(), session.cache.clone());

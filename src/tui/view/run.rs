@@ -40,10 +40,14 @@ pub fn draw(run: &RunView, theme: &Theme, frame: &mut Frame, area: Rect) {
                 StepPhase::Running { .. } => theme.warn,
                 StepPhase::Pending | StepPhase::Skipped => theme.muted,
             };
-            let time = s
-                .elapsed
-                .map(|d| format!("{:.1} s", d.as_secs_f64()))
-                .unwrap_or_default();
+            let time = match (s.elapsed, &s.phase, s.started, run.now) {
+                (Some(d), ..) => format!("{:.1} s", d.as_secs_f64()),
+                // Still going: its age so far, so a long wait visibly moves.
+                (None, StepPhase::Running { .. }, Some(from), Some(now)) => {
+                    format!("{} s…", (now - from).whole_seconds().max(0))
+                }
+                _ => String::new(),
+            };
             let mut spans = vec![
                 Span::styled(format!(" {:<12}", s.phase.label()), style),
                 Span::styled(format!("{:<20}", s.id), theme.title),
