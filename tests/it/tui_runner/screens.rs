@@ -285,4 +285,7 @@ fn tui_runner_a_run_left_keeps_going_in_the_header_and_x_returns_to_it() {
     assert!(matches!(app.run_screen(), Some(RunScreen::Run { .. })));
     let effects = app.update(Action::CancelRun);
     assert!(effects.contains(&Effect::CancelRun(run)), "{effects:?}");
+    // Quit asked twice while the run still has not stopped: the second one quits at once.
+    app.update(Action::Quit);
+    assert!(app.quit);
 }

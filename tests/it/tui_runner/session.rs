@@ -186,7 +186,7 @@ url = "redis://127.0.0.1:{port}"
         self.app.runs.first().expect("a run")
     }
 
-    /// `:run NAME`, then Enter on its form with the defaults (plus `edits`).
+    /// `:run NAME`, then Enter on its form with the defaults.
     pub async fn start_run(&mut self, name: &str) {
         self.act(Action::StartCommand);
         self.type_text(&format!("run {name}"));
