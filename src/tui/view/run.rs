@@ -18,12 +18,16 @@ pub fn draw(run: &RunView, theme: &Theme, frame: &mut Frame, area: Rect) {
         .iter()
         .find(|s| matches!(s.phase, StepPhase::Running { .. }) && s.progress.is_some());
     let with_outputs = run.steps.iter().filter(|s| !s.outputs.is_empty()).count() as u16;
+    let resumable = matches!(
+        run.finished,
+        Some((RunState::Failed | RunState::Interrupted, _))
+    );
     let [steps, gauge, output, report] = Layout::vertical([
         Constraint::Length(run.steps.len() as u16 + 2),
         Constraint::Length(if running.is_some() { 3 } else { 0 }),
         Constraint::Min(3),
         Constraint::Length(if run.finished.is_some() {
-            3 + with_outputs
+            3 + with_outputs + u16::from(resumable)
         } else {
             0
         }),
@@ -113,6 +117,12 @@ pub fn draw(run: &RunView, theme: &Theme, frame: &mut Frame, area: Rect) {
                 Span::styled(format!(" {:<20}", s.id), theme.title),
                 Span::styled(s.outputs.clone(), theme.text),
             ]));
+        }
+        if resumable {
+            lines.push(Line::styled(
+                format!(" resume it with `cachedeck runs resume {}`", run.run_id),
+                theme.muted,
+            ));
         }
         frame.render_widget(
             Paragraph::new(lines).block(panel(" report ", theme)),
