@@ -13,13 +13,15 @@ pub mod aggregate;
 pub mod cost;
 pub mod family;
 pub mod gentle;
+pub mod matcher;
 pub mod pattern;
+pub mod remediate;
 pub mod report;
 pub mod scan;
 pub mod topology;
 
 use crate::domain::Endpoint;
-use crate::valkey::connect::{ConnectError, Connector, NodeConnection};
+use crate::valkey::connect::{ConnectError, Connector};
 use aggregate::{Aggregate, AggregateLimits};
 use gentle::{GuardState, LatencyGuard, RateLimiter};
 use report::{AuditReport, ShardSummary};
@@ -265,21 +267,10 @@ impl ShardJob {
     /// Reads the topology again (from the shard's nodes, then the seed) and picks up the
     /// shard that now serves the same first slot.
     async fn rediscover(&mut self) {
-        let mut candidates: Vec<Endpoint> = self.shard.replicas.clone();
-        candidates.insert(0, self.shard.primary.clone());
-        candidates.push(self.seed.clone());
-        for ep in candidates {
-            let Ok(mut conn): Result<NodeConnection, _> = self.connector.connect(&ep).await else {
-                continue;
-            };
-            if let Ok(shards) = topology::discover(&mut conn, self.node_tls).await
-                && let Some(s) = shards
-                    .into_iter()
-                    .find(|s| s.first_slot == self.shard.first_slot)
-            {
-                self.shard = s;
-                return;
-            }
+        if let Some(s) =
+            topology::rediscover(&self.connector, &self.shard, &self.seed, self.node_tls).await
+        {
+            self.shard = s;
         }
     }
 }

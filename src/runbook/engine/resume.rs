@@ -17,6 +17,8 @@ pub struct StepHistory {
     /// Public outputs and the names of secret outputs, when the step finished.
     pub done: Option<(BTreeMap<String, serde_json::Value>, Vec<String>)>,
     pub continued: bool,
+    /// The last checkpoint the step journaled (`progress` records), if any.
+    pub progress: Option<serde_json::Value>,
 }
 
 /// A journaled run, as needed to resume it.
@@ -85,6 +87,9 @@ impl ResumeInfo {
                 } => {
                     info.steps.entry(step.clone()).or_default().done =
                         Some((outputs.clone(), secret_outputs.clone()));
+                }
+                RecordKind::Progress { step, facts, .. } => {
+                    info.steps.entry(step.clone()).or_default().progress = Some(facts.clone());
                 }
                 RecordKind::StepFailed {
                     step, continued, ..
