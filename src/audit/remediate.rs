@@ -196,6 +196,10 @@ pub async fn run(
     let budget = Arc::new(std::sync::atomic::AtomicU64::new(
         opts.max_keys.saturating_sub(already),
     ));
+    // The shard tasks stop when this future is dropped (a step timeout, a cancelled
+    // attempt), so a retry never runs beside orphans of the attempt before it.
+    let cancel = cancel.child_token();
+    let _stop_on_drop = cancel.clone().drop_guard();
     let mut tasks = Vec::new();
     for s in shards {
         let key = shard_key(&s);

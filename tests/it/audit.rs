@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-fn connector() -> Connector {
+pub(crate) fn connector() -> Connector {
     let options = ConnectOptions {
         connect_timeout: Duration::from_secs(3),
         command_timeout: Duration::from_secs(5),
@@ -22,11 +22,11 @@ fn connector() -> Connector {
     Connector::new(Auth::default(), false, None, options).expect("plain connector")
 }
 
-fn local(port: u16) -> Endpoint {
+pub(crate) fn local(port: u16) -> Endpoint {
     Endpoint::new("127.0.0.1", port, false)
 }
 
-async fn conn(port: u16) -> NodeConnection {
+pub(crate) async fn conn(port: u16) -> NodeConnection {
     connector().connect(&local(port)).await.expect("connect")
 }
 
@@ -372,12 +372,12 @@ async fn paced_mode_holds_the_rate() {
 }
 
 /// Six nodes: three primaries with a replica each, formed into a cluster.
-struct Cluster {
-    primaries: Vec<ValkeyServer>,
-    replicas: Vec<ValkeyServer>,
+pub(crate) struct Cluster {
+    pub(crate) primaries: Vec<ValkeyServer>,
+    pub(crate) replicas: Vec<ValkeyServer>,
 }
 
-async fn cluster() -> Cluster {
+pub(crate) async fn cluster() -> Cluster {
     let primaries: Vec<ValkeyServer> = (0..3).map(|_| start(ServerSpec::new().cluster())).collect();
     let replicas: Vec<ValkeyServer> = (0..3).map(|_| start(ServerSpec::new().cluster())).collect();
     let plan: Vec<cachedeck::sandbox::cluster::ShardPlan> = primaries
@@ -402,7 +402,7 @@ async fn cluster() -> Cluster {
 }
 
 /// Loads keys into the primary owning each key's slot, then waits for the replicas.
-async fn load_cluster(cl: &Cluster, keys: &[(Vec<u8>, Option<u64>)]) {
+pub(crate) async fn load_cluster(cl: &Cluster, keys: &[(Vec<u8>, Option<u64>)]) {
     let ranges = cachedeck::sandbox::cluster::slot_ranges(3);
     let mut per: Vec<Vec<(Vec<u8>, Option<u64>)>> = vec![Vec::new(); 3];
     for k in keys {
@@ -430,7 +430,7 @@ async fn load_cluster(cl: &Cluster, keys: &[(Vec<u8>, Option<u64>)]) {
     }
 }
 
-fn cluster_keys(n: usize) -> Vec<(Vec<u8>, Option<u64>)> {
+pub(crate) fn cluster_keys(n: usize) -> Vec<(Vec<u8>, Option<u64>)> {
     (0..n)
         .map(|i| {
             let k = match i % 3 {

@@ -70,9 +70,11 @@ fn server_error(v: &Value) -> Option<String> {
 /// Splits a SCAN reply into the next cursor and the keys.
 fn scan_reply(v: Value) -> Result<(u64, Vec<Vec<u8>>), String> {
     let Value::Array(parts) = v else {
-        return Err(server_error(&v).map_or("SCAN returned an unexpected reply".into(), |e| {
-            format!("SCAN failed: {e}")
-        }));
+        return Err(
+            server_error(&v).map_or("SCAN returned an unexpected reply".into(), |e| {
+                format!("SCAN failed: {e}")
+            }),
+        );
     };
     let mut it = parts.into_iter();
     let (Some(cursor), Some(Value::Array(keys))) = (it.next(), it.next()) else {
@@ -132,9 +134,13 @@ impl ShardJob {
                         _ = self.cancel.cancelled() => {}
                         _ = tokio::time::sleep(Duration::from_millis(500 * u64::from(failures))) => {}
                     }
-                    if let Some(s) =
-                        topology::rediscover(&self.connector, &self.shard, &self.seed, self.node_tls)
-                            .await
+                    if let Some(s) = topology::rediscover(
+                        &self.connector,
+                        &self.shard,
+                        &self.seed,
+                        self.node_tls,
+                    )
+                    .await
                     {
                         self.shard = s;
                     }
@@ -183,14 +189,14 @@ impl ShardJob {
         if run_id.is_empty() || p.server_run_id != run_id || p.node != node {
             p.restart(node.clone(), run_id);
         }
-        let probe = self
-            .connector
-            .connect(conn.endpoint())
-            .await
-            .map_err(|e| PassError::Retry {
-                why: e.to_string(),
-                from_zero: false,
-            })?;
+        let probe =
+            self.connector
+                .connect(conn.endpoint())
+                .await
+                .map_err(|e| PassError::Retry {
+                    why: e.to_string(),
+                    from_zero: false,
+                })?;
         let guard = Arc::new(GuardState::default());
         let stop = self.cancel.child_token();
         let guard_task = tokio::spawn(gentle::run_guard(
@@ -396,11 +402,16 @@ impl ShardJob {
 
     async fn query(&self, conn: &mut NodeConnection, cmd: &redis::Cmd) -> Result<Value, PassError> {
         let mut link = conn.raw().clone();
-        match tokio::time::timeout(self.opts.batch_timeout, cmd.query_async::<Value>(&mut link)).await
+        match tokio::time::timeout(self.opts.batch_timeout, cmd.query_async::<Value>(&mut link))
+            .await
         {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(PassError::Retry {
-                why: format!("{}: {}", conn.endpoint().address(), crate::escape::escape_capped(e.to_string(), 200)),
+                why: format!(
+                    "{}: {}",
+                    conn.endpoint().address(),
+                    crate::escape::escape_capped(e.to_string(), 200)
+                ),
                 // The next pass compares the server's run_id: a different server restarts
                 // from cursor 0, the same one continues.
                 from_zero: false,
@@ -423,31 +434,34 @@ impl ShardJob {
         want: usize,
     ) -> Result<Vec<Value>, PassError> {
         let mut link = conn.raw().clone();
-        let replies: Vec<Value> =
-            match tokio::time::timeout(self.opts.batch_timeout, pipe.query_async(&mut link)).await
-            {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => {
-                    return Err(PassError::Retry {
-                        why: format!(
-                            "{}: {}",
-                            conn.endpoint().address(),
-                            crate::escape::escape_capped(e.to_string(), 200)
-                        ),
-                        from_zero: false,
-                    });
-                }
-                Err(_) => {
-                    return Err(PassError::Retry {
-                        why: format!(
-                            "{}: no reply to a batch within {:?}",
-                            conn.endpoint().address(),
-                            self.opts.batch_timeout
-                        ),
-                        from_zero: false,
-                    });
-                }
-            };
+        let replies: Vec<Value> = match tokio::time::timeout(
+            self.opts.batch_timeout,
+            pipe.query_async(&mut link),
+        )
+        .await
+        {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                return Err(PassError::Retry {
+                    why: format!(
+                        "{}: {}",
+                        conn.endpoint().address(),
+                        crate::escape::escape_capped(e.to_string(), 200)
+                    ),
+                    from_zero: false,
+                });
+            }
+            Err(_) => {
+                return Err(PassError::Retry {
+                    why: format!(
+                        "{}: no reply to a batch within {:?}",
+                        conn.endpoint().address(),
+                        self.opts.batch_timeout
+                    ),
+                    from_zero: false,
+                });
+            }
+        };
         if replies.len() != want {
             return Err(PassError::Retry {
                 why: format!("expected {want} replies to a batch, got {}", replies.len()),

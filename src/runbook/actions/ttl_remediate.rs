@@ -94,27 +94,84 @@ const fn out(name: &'static str, kind: ValueKind, doc: &'static str) -> OutputSp
 }
 
 const SURVEY_OUTPUTS: &[OutputSpec] = &[
-    out("matching", ValueKind::String, "which keys the pattern matches, in words"),
-    out("pattern_kind", ValueKind::String, "`glob` or `audit-pattern`"),
+    out(
+        "matching",
+        ValueKind::String,
+        "which keys the pattern matches, in words",
+    ),
+    out(
+        "pattern_kind",
+        ValueKind::String,
+        "`glob` or `audit-pattern`",
+    ),
     out("matched", ValueKind::Int, "keys matching the pattern"),
-    out("no_ttl", ValueKind::Int, "of those, keys without TTL (would get one)"),
-    out("with_ttl", ValueKind::Int, "of those, keys that already have a TTL (left alone)"),
-    out("examples", ValueKind::List, "example keys without TTL, escaped"),
-    out("estimated_apply_s", ValueKind::Int, "how long applying takes at `rate`"),
-    out("complete", ValueKind::Bool, "every shard counted to the end"),
+    out(
+        "no_ttl",
+        ValueKind::Int,
+        "of those, keys without TTL (would get one)",
+    ),
+    out(
+        "with_ttl",
+        ValueKind::Int,
+        "of those, keys that already have a TTL (left alone)",
+    ),
+    out(
+        "examples",
+        ValueKind::List,
+        "example keys without TTL, escaped",
+    ),
+    out(
+        "estimated_apply_s",
+        ValueKind::Int,
+        "how long applying takes at `rate`",
+    ),
+    out(
+        "complete",
+        ValueKind::Bool,
+        "every shard counted to the end",
+    ),
     out("duration_ms", ValueKind::Int, "how long the survey took"),
 ];
 
 const APPLY_OUTPUTS: &[OutputSpec] = &[
     out("dry_run", ValueKind::Bool, "nothing was written"),
+    out(
+        "would_update",
+        ValueKind::Int,
+        "dry run: keys without TTL the survey found (would get one)",
+    ),
     out("updated", ValueKind::Int, "keys given a TTL by this run"),
-    out("skipped_with_ttl", ValueKind::Int, "matching keys that already had a TTL"),
-    out("raced", ValueKind::Int, "keys that got a TTL (or were deleted) between PTTL and EXPIRE"),
-    out("vanished", ValueKind::Int, "keys deleted or expired before they were looked at"),
+    out(
+        "skipped_with_ttl",
+        ValueKind::Int,
+        "matching keys that already had a TTL",
+    ),
+    out(
+        "raced",
+        ValueKind::Int,
+        "keys that got a TTL (or were deleted) between PTTL and EXPIRE",
+    ),
+    out(
+        "vanished",
+        ValueKind::Int,
+        "keys deleted or expired before they were looked at",
+    ),
     out("matched", ValueKind::Int, "matching keys looked at"),
-    out("shards", ValueKind::Any, "per shard: node, updated, skipped_with_ttl, restarts"),
-    out("complete", ValueKind::Bool, "every shard remediated to the end"),
-    out("duration_ms", ValueKind::Int, "since the step first started (resumes included)"),
+    out(
+        "shards",
+        ValueKind::Any,
+        "per shard: node, updated, skipped_with_ttl, restarts",
+    ),
+    out(
+        "complete",
+        ValueKind::Bool,
+        "every shard remediated to the end",
+    ),
+    out(
+        "duration_ms",
+        ValueKind::Int,
+        "since the step first started (resumes included)",
+    ),
 ];
 
 fn positive(inputs: &Inputs, name: &str) -> Result<Option<u64>, ActionError> {
@@ -243,7 +300,11 @@ fn incomplete(c: &Checkpoint) -> Option<String> {
     let reasons: Vec<String> = c
         .shards
         .iter()
-        .filter_map(|(k, s)| s.incomplete.as_ref().map(|r| format!("{k} ({}): {r}", s.node)))
+        .filter_map(|(k, s)| {
+            s.incomplete
+                .as_ref()
+                .map(|r| format!("{k} ({}): {r}", s.node))
+        })
         .collect();
     (!reasons.is_empty()).then(|| reasons.join("; "))
 }
@@ -270,7 +331,11 @@ impl Action for TtlRemediateSurvey {
     }
     fn plan(&self, ctx: &PlanContext<'_>, inputs: &Inputs) -> Vec<PlannedCall> {
         vec![
-            PlannedCall::valkey(target(ctx), "CLUSTER NODES (cluster mode: find shards); INFO", false),
+            PlannedCall::valkey(
+                target(ctx),
+                "CLUSTER NODES (cluster mode: find shards); INFO",
+                false,
+            ),
             scan_call(inputs),
         ]
     }
@@ -344,7 +409,11 @@ impl Action for TtlRemediate {
             )];
         }
         vec![
-            PlannedCall::valkey(target(ctx), "CLUSTER NODES (cluster mode: find shards); INFO (role, version, run_id)", false),
+            PlannedCall::valkey(
+                target(ctx),
+                "CLUSTER NODES (cluster mode: find shards); INFO (role, version, run_id)",
+                false,
+            ),
             scan_call(inputs),
             PlannedCall::valkey(
                 "each shard's primary",
@@ -373,7 +442,8 @@ impl Action for TtlRemediate {
         let expected = inputs.opt_int("expected")?.map(|e| e.max(0) as u64);
         let over = expected.filter(|e| *e > opts.max_keys);
         if dry_run {
-            let would = expected.map_or_else(|| "the keys without TTL".into(), |e| format!("{e} keys"));
+            let would =
+                expected.map_or_else(|| "the keys without TTL".into(), |e| format!("{e} keys"));
             ctx.output(format!(
                 "dry run: nothing written; {would} would get a TTL of {} (±{}%); run again with --param dry_run=false to apply",
                 humantime::format_duration(opts.ttl),
@@ -385,7 +455,8 @@ impl Action for TtlRemediate {
                     opts.max_keys
                 ));
             }
-            return Ok(outputs(true, &Checkpoint::default(), 0));
+            return Ok(outputs(true, &Checkpoint::default(), 0)
+                .with("would_update", Value::int(expected.unwrap_or(0) as i64)));
         }
         if let Some(e) = over {
             return Err(ActionError::failed(format!(
@@ -425,7 +496,7 @@ impl Action for TtlRemediate {
                 done.totals().updated
             )));
         }
-        Ok(outputs(false, &done, elapsed))
+        Ok(outputs(false, &done, elapsed).with("would_update", Value::int(0)))
     }
 }
 
