@@ -66,6 +66,9 @@ pub struct ShardProgress {
     pub done: bool,
     /// Keys matching the pattern seen in this pass.
     pub matched: u64,
+    /// Their names' total length (for the serverless cost estimate).
+    #[serde(default)]
+    pub key_bytes: u64,
     /// Of those, without TTL when looked at (PTTL -1).
     pub no_ttl: u64,
     /// Of those, with a TTL when looked at (includes keys this run set before a restart).
@@ -129,6 +132,7 @@ impl Checkpoint {
     pub fn totals(&self) -> Totals {
         Totals {
             matched: self.sum(|s| s.matched),
+            key_bytes: self.sum(|s| s.key_bytes),
             no_ttl: self.sum(|s| s.no_ttl),
             with_ttl: self.sum(ShardProgress::skipped_with_ttl),
             vanished: self.sum(|s| s.vanished),
@@ -147,6 +151,7 @@ impl Checkpoint {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
     pub matched: u64,
+    pub key_bytes: u64,
     pub no_ttl: u64,
     /// Skipped because they already had a TTL.
     pub with_ttl: u64,

@@ -320,6 +320,7 @@ impl ShardJob {
                 });
             }
             p.matched += 1;
+            p.key_bytes += k.len() as u64;
             match int(r) {
                 Some(-1) => {
                     p.no_ttl += 1;

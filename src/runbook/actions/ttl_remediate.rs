@@ -4,9 +4,11 @@
 //! nothing at all when `dry_run` is true). The work itself is [`crate::audit::remediate`];
 //! these turn inputs into options, report progress, journal checkpoints and shape outputs.
 
+use crate::audit::cost::{self, CostInputs, PriceTable};
 use crate::audit::gentle::LatencyGuard;
 use crate::audit::matcher::KeyMatcher;
 use crate::audit::remediate::{self, Checkpoint, RemediateOptions, ShardProgress};
+use crate::domain::CacheKind;
 use crate::runbook::action::{
     Action, ActionContext, ActionError, InputSpec, Inputs, Observation, OutputSpec, PlanContext,
     PlannedCall,
@@ -362,6 +364,23 @@ impl Action for TtlRemediateSurvey {
         ));
         for e in &examples {
             ctx.output(format!("  e.g. {e}"));
+        }
+        if ctx.cache.kind == CacheKind::Serverless {
+            // Applying sends PTTL per matching key and EXPIRE per key without TTL: about
+            // what the audit's estimate charges for two commands per key.
+            let est = cost::estimate(
+                CostInputs {
+                    dbsize: t.matched,
+                    mean_key_bytes: t.key_bytes as f64 / t.matched.max(1) as f64,
+                    count: opts.count,
+                    memory: false,
+                },
+                &PriceTable::default(),
+            );
+            ctx.output(format!(
+                "serverless: applying costs about {} ECPUs (${:.4}) at the default price table",
+                est.ecpus, est.usd
+            ));
         }
         if let Some(why) = incomplete(&found) {
             ctx.output(format!("incomplete: {why}"));
