@@ -94,8 +94,21 @@ impl ShardProgress {
         self.with_ttl.saturating_sub(self.updated_before_pass)
     }
 
+    /// Undoes the counts of a batch that was not finished (its cursor did not move on, so
+    /// it will be scanned again). TTLs it set stay in `updated`; they are discounted from
+    /// `with_ttl` when the batch is seen again, like a restarted pass's.
+    pub(crate) fn rollback_batch(&mut self, snapshot: &ShardProgress) {
+        let gained = self.updated.saturating_sub(snapshot.updated);
+        *self = ShardProgress {
+            updated: self.updated,
+            updated_before_pass: snapshot.updated_before_pass + gained,
+            incomplete: self.incomplete.take(),
+            ..snapshot.clone()
+        };
+    }
+
     /// Starts a new pass from cursor 0 on `node`.
-    fn restart(&mut self, node: String, server_run_id: String) {
+    pub(crate) fn restart(&mut self, node: String, server_run_id: String) {
         *self = ShardProgress {
             node,
             server_run_id,
@@ -232,4 +245,50 @@ pub async fn run(
         out.shards.insert(key, p);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_stay_whole_across_a_lost_batch_and_a_restarted_pass() {
+        // 10 matching keys: 4 with a TTL, 6 without.
+        let mut p = ShardProgress {
+            matched: 4,
+            with_ttl: 2,
+            no_ttl: 2,
+            updated: 2,
+            ..ShardProgress::default()
+        };
+        // A batch sets 2 more TTLs, then its connection drops before the cursor moves on.
+        let snapshot = p.clone();
+        p.matched += 3;
+        p.no_ttl += 2;
+        p.with_ttl += 1;
+        p.updated += 2;
+        p.rollback_batch(&snapshot);
+        assert_eq!((p.matched, p.updated, p.updated_before_pass), (4, 4, 2));
+        // Seen again: those 2 now have a TTL; then the last 3 keys (1 TTL, 2 without).
+        p.matched += 6;
+        p.with_ttl += 4;
+        p.no_ttl += 2;
+        p.updated += 2;
+        assert_eq!(p.updated + p.skipped_with_ttl(), p.matched);
+        assert_eq!((p.updated, p.skipped_with_ttl()), (6, 4));
+
+        // A failover: the pass starts again from 0 on another server.
+        p.restart("10.0.0.2:6379".into(), "b".into());
+        assert_eq!((p.matched, p.cursor, p.updated), (0, 0, 6));
+        p.matched = 10;
+        p.with_ttl = 10; // every key has a TTL now, 6 of them ours
+        assert_eq!(p.skipped_with_ttl(), 4);
+        let c = Checkpoint {
+            shards: [("slots:0".to_string(), p.clone())].into(),
+        };
+        let back = Checkpoint::from_facts(&c.to_facts()).expect("round trip");
+        assert_eq!(back, c);
+        let t = back.totals();
+        assert_eq!((t.updated, t.with_ttl, t.complete), (6, 4, false));
+    }
 }

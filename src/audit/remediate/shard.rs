@@ -251,17 +251,23 @@ impl ShardJob {
                 }
                 matching.push(k);
             }
+            let snapshot = p.clone();
             for part in matching.chunks(chunk) {
-                if !self.wait_guard(guard, p).await {
-                    return Ok(());
-                }
-                self.limiter.take(part.len() as u64, &self.cancel).await;
-                if self.cancel.is_cancelled() {
-                    p.incomplete = Some("interrupted".into());
-                    return Ok(());
-                }
-                if !self.handle(conn, p, part).await? {
-                    return Ok(());
+                let go_on = if !self.wait_guard(guard, p).await {
+                    Ok(false)
+                } else {
+                    self.limiter.take(part.len() as u64, &self.cancel).await;
+                    if self.cancel.is_cancelled() {
+                        p.incomplete = Some("interrupted".into());
+                        Ok(false)
+                    } else {
+                        self.handle(conn, p, part).await
+                    }
+                };
+                if !matches!(go_on, Ok(true)) {
+                    // The cursor stays before this batch: it will be scanned again.
+                    p.rollback_batch(&snapshot);
+                    return go_on.map(|_| ());
                 }
             }
             // Everything the cursor covered is handled: only now does it move on, so a

@@ -107,3 +107,52 @@ impl ResumeInfo {
         Ok(info)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: RecordKind) -> Record {
+        Record {
+            at: OffsetDateTime::now_utc(),
+            run_id: "r1".into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn the_last_checkpoint_of_a_step_is_handed_back() {
+        let records = vec![
+            record(RecordKind::RunStarted {
+                runbook: "ttl-remediate".into(),
+                hash: "h".into(),
+                source: "builtin".into(),
+                env: "dev".into(),
+                cache: "orders".into(),
+                params: BTreeMap::new(),
+                user: "u".into(),
+                host: "h".into(),
+                pid: 1,
+                text: String::new(),
+            }),
+            record(RecordKind::StepStarted {
+                step: "apply".into(),
+                attempt: 1,
+            }),
+            record(RecordKind::Progress {
+                step: "apply".into(),
+                attempt: 1,
+                facts: serde_json::json!({"cursor": 10}),
+            }),
+            record(RecordKind::Progress {
+                step: "apply".into(),
+                attempt: 1,
+                facts: serde_json::json!({"cursor": 20}),
+            }),
+        ];
+        let info = ResumeInfo::from_records("r1", &records).expect("resumable");
+        let apply = &info.steps["apply"];
+        assert_eq!(apply.progress, Some(serde_json::json!({"cursor": 20})));
+        assert!(apply.done.is_none());
+    }
+}
