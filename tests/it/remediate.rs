@@ -560,3 +560,103 @@ async fn a_failover_mid_apply_restarts_that_shard_and_every_key_gets_its_ttl() {
     }
     assert_eq!(checked, 10_000);
 }
+
+/// Polls the sandbox's journals until a record matches.
+fn wait_journal(home: &std::path::Path, pred: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let dir = home.join("state").join("runs");
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            if text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|v| pred(&v))
+            {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("no matching journal record within 60s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_of_the_primary_endpoint_mid_apply_restarts_from_the_new_primary() {
+    use cachedeck::controlplane::ControlPlane;
+    let sandbox = Sandbox::up(20_000);
+    let plane = sandbox.plane("sandbox-dev");
+    let (_, token) = primaries(&sandbox, "orders");
+    let home = sandbox.home().to_path_buf();
+    let runner = std::process::Command::new(assert_cmd::cargo::cargo_bin("cachedeck"))
+        .env("CACHEDECK_SANDBOX_DIR", home.join("sandbox"))
+        .env("CACHEDECK_STATE_DIR", home.join("state"))
+        .env("CACHEDECK_CONFIG_DIR", home.join("config"))
+        .env("AWS_CONFIG_FILE", home.join("aws-config"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args([
+            "run",
+            "ttl-remediate",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "orders",
+        ])
+        .args(["--yes", "--output", "json", "--param", "pattern=user:{n}"])
+        .args([
+            "--param", "ttl=30d", "--param", "rate=300", "--param", "count=50",
+        ])
+        .args(["--param", "dry_run=false"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runner");
+    let waiter = home.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_journal(&waiter, |r| {
+            r["record"] == "progress"
+                && r["facts"]["shards"]["standalone"]["updated"]
+                    .as_u64()
+                    .is_some_and(|u| u >= 100)
+        })
+    })
+    .await
+    .expect("journal watch");
+    plane
+        .test_failover("orders", "0001")
+        .await
+        .expect("test failover");
+    let out = tokio::task::spawn_blocking(move || runner.wait_with_output())
+        .await
+        .expect("join")
+        .expect("runner ends");
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let report = json_out(&out);
+    let apply = outputs(&report, "apply");
+    assert_eq!(apply["complete"], true, "{apply}");
+    let shard = &apply["shards"][0];
+    assert!(shard["restarts"].as_u64() >= Some(1), "{apply}");
+    let survey = outputs(&report, "survey");
+    assert_eq!(
+        apply["updated"].as_u64().expect("updated")
+            + apply["skipped_with_ttl"].as_u64().expect("skipped"),
+        survey["matched"].as_u64().expect("matched"),
+        "{apply}"
+    );
+
+    // On the new primary, every `user:{n}` hash has its TTL.
+    let after = plane.discover().await.expect("discover");
+    let orders = after
+        .caches
+        .iter()
+        .find(|c| c.name == "orders")
+        .expect("orders");
+    let primary = orders.shards[0].primary().expect("a primary").clone();
+    assert_eq!(
+        shard["node"].as_str(),
+        orders.endpoint.as_ref().map(|e| e.address()).as_deref()
+    );
+    let (all, left) = count_on(primary.port, token.as_deref(), "user:*");
+    assert!(all > 100, "{all} user keys");
+    assert_eq!(left, 0, "user keys without TTL remain on {}", primary.port);
+}
