@@ -204,6 +204,7 @@ fn the_rate_limit_holds() {
             "pattern=cache:product:{n}",
             "ttl=1h",
             "rate=1000",
+            "survey_rate=1000",
             "dry_run=false",
         ],
     );
@@ -270,6 +271,8 @@ fn sigkill_mid_apply_then_resume_sets_every_ttl_exactly_once() {
             "count=100",
             "--param",
             "dry_run=false",
+            "--param",
+            "survey_rate=20000",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

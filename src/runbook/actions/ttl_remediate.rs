@@ -51,6 +51,12 @@ const SURVEY_INPUTS: &[InputSpec] = &[
         Some("5"),
         "example keys without TTL shown (escaped)",
     ),
+    InputSpec::optional(
+        "apply_rate",
+        ValueKind::Int,
+        None,
+        "the rate applying will use, for the estimate (default: `rate`)",
+    ),
 ];
 
 const APPLY_INPUTS: &[InputSpec] = &[
@@ -353,13 +359,14 @@ impl Action for TtlRemediateSurvey {
             .flat_map(|s| s.examples.iter().cloned())
             .take(opts.examples)
             .collect();
-        let estimate = t.matched.div_ceil(opts.rate.max(1));
+        let apply_rate = positive(inputs, "apply_rate")?.unwrap_or(opts.rate);
+        let estimate = t.matched.div_ceil(apply_rate);
         ctx.output(format!(
             "{} keys match: {} without TTL (would get one), {} with a TTL (left alone); applying at {} keys/s takes about {}",
             t.matched,
             t.no_ttl,
             t.with_ttl,
-            opts.rate,
+            apply_rate,
             humantime::format_duration(Duration::from_secs(estimate))
         ));
         for e in &examples {
