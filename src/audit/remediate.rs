@@ -189,6 +189,29 @@ fn shard_key(s: &Shard) -> String {
         .map_or_else(|| "standalone".to_string(), |slot| format!("slots:{slot}"))
 }
 
+/// Each shard's primary's INFO `run_id` now, by shard key (what a checkpoint's cursors
+/// are checked against).
+pub async fn servers(
+    connector: &Connector,
+    seed: &Endpoint,
+    node_tls: bool,
+) -> Result<BTreeMap<String, String>, RemediateError> {
+    let mut conn = connector.connect(seed).await?;
+    let shards = topology::discover(&mut conn, node_tls).await?;
+    drop(conn);
+    let mut out = BTreeMap::new();
+    for s in shards {
+        let Ok(mut c) = connector.connect(&s.primary).await else {
+            continue;
+        };
+        if let Ok(text) = c.query::<Vec<u8>>(redis::cmd("INFO").arg("server")).await {
+            let info = crate::valkey::info::Info::parse(&String::from_utf8_lossy(&text));
+            out.insert(shard_key(&s), info.get("run_id").unwrap_or("").to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// Remediates (or, without `apply`, counts) the cache reachable at `seed`, continuing from
 /// `from` when given. Every change of a shard's progress is sent on `updates`; the result
 /// is the final checkpoint (its totals say whether it is complete).

@@ -147,6 +147,9 @@ pub enum Observation {
     Done(Values),
     /// It cannot be told; the engine stops rather than risk repeating a mutation.
     Unknown(String),
+    /// Part of the effect is in place (what, in words) and running the step again safely
+    /// continues it (e.g. from its last checkpoint): the engine runs it.
+    Partial(String),
 }
 
 /// Why an action failed. Texts are lowercase fragments that read after "failed to …".

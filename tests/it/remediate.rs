@@ -341,6 +341,15 @@ fn sigkill_mid_apply_then_resume_sets_every_ttl_exactly_once() {
     assert_eq!(estate.calls("expire"), n);
     let records = estate.records(&run_id);
     assert!(records.iter().any(|r| r["record"] == "progress"));
+    let observed = records
+        .iter()
+        .find(|r| r["record"] == "observed" && r["step"] == "apply")
+        .unwrap_or_else(|| panic!("apply observed on resume: {records:?}"));
+    let facts = observed["facts"].as_str().expect("facts");
+    assert!(
+        facts.contains("took effect in part") && facts.contains("same server, continues at cursor"),
+        "{facts}"
+    );
 }
 
 /// The primaries' ports of a sandbox cache and its AUTH token.

@@ -454,13 +454,55 @@ impl Action for TtlRemediate {
         ]
     }
     /// Whatever an interrupted attempt did, continuing is safe: EXPIRE NX never changes a
-    /// key twice, and `run` continues from the journaled checkpoint.
+    /// key twice. This looks at the cache again and says, per journaled shard, whether its
+    /// cursor still holds (same server) or the shard is scanned again from 0.
     async fn observe(
         &self,
-        _ctx: &ActionContext,
-        _inputs: &Inputs,
+        ctx: &ActionContext,
+        inputs: &Inputs,
     ) -> Result<Observation, ActionError> {
-        Ok(Observation::NotDone)
+        if inputs.bool("dry_run").unwrap_or(true) {
+            return Ok(Observation::NotDone);
+        }
+        let Some(c) = ctx.resume_from.as_ref().and_then(Checkpoint::from_facts) else {
+            return Ok(Observation::NotDone);
+        };
+        let seed = ctx.cache.endpoint.clone().ok_or_else(|| {
+            ActionError::failed(format!(
+                "observe cache `{}`: it has no endpoint",
+                ctx.cache.name
+            ))
+        })?;
+        let connector = ctx.connector().await?.clone();
+        let node_tls = ctx.cache.nodes().next().map_or(seed.tls, |n| n.tls);
+        let now = remediate::servers(&connector, &seed, node_tls)
+            .await
+            .map_err(|e| ActionError::failed(format!("observe cache `{}`: {e}", ctx.cache.name)))?;
+        let shards: Vec<String> = c
+            .shards
+            .iter()
+            .map(|(key, p)| {
+                let state = if p.done && p.incomplete.is_none() {
+                    "done".to_string()
+                } else {
+                    match now.get(key) {
+                        Some(run_id) if *run_id == p.server_run_id => {
+                            format!("same server, continues at cursor {}", p.cursor)
+                        }
+                        Some(_) => {
+                            "another server now (failover or restart), scanned again from 0".into()
+                        }
+                        None => "not found now, scanned again from 0".into(),
+                    }
+                };
+                format!("{key}: {} TTLs set, {state}", p.updated)
+            })
+            .collect();
+        Ok(Observation::Partial(format!(
+            "{} TTLs set so far; {}",
+            c.totals().updated,
+            shards.join("; ")
+        )))
     }
     async fn run(&self, ctx: &ActionContext, inputs: &Inputs) -> Result<Values, ActionError> {
         let dry_run = inputs.bool("dry_run")?;

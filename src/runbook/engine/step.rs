@@ -204,6 +204,9 @@ impl Run<'_> {
             Ok(Observation::Done(_)) => "the earlier attempt took effect".to_string(),
             Ok(Observation::NotDone) => "the earlier attempt did not take effect".to_string(),
             Ok(Observation::Unknown(why)) => format!("cannot tell: {why}"),
+            Ok(Observation::Partial(what)) => {
+                format!("the earlier attempt took effect in part ({what}); continuing")
+            }
             Err(e) => format!("observing failed: {e}"),
         };
         self.journal.append(RecordKind::Observed {
@@ -283,12 +286,13 @@ impl Run<'_> {
                 return Ok(Outcome::Ok);
             }
             if s.dangerous && p.intent_at.is_some() {
-                let ctx = self.context(s, attempt, p.intent_at, first);
+                let mut ctx = self.context(s, attempt, p.intent_at, first);
+                ctx.resume_from = checkpoint.clone();
                 match self.observe(&action, &ctx, &inputs).await? {
                     Ok(Observation::Done(outputs)) => {
                         return self.done(s, attempt, outputs, StepState::AlreadyDone, started);
                     }
-                    Ok(Observation::NotDone) => {}
+                    Ok(Observation::NotDone | Observation::Partial(_)) => {}
                     Ok(Observation::Unknown(why)) | Err(why) => {
                         return self.failed(s, attempt, format!("step `{}` may already have taken effect and it cannot be told ({why}); check the cache by hand before going on", s.id), started);
                     }
@@ -401,12 +405,13 @@ impl Run<'_> {
             }
             if s.dangerous {
                 // A timed-out or dropped mutation may still have landed: look before retrying.
-                let ctx = self.context(s, attempt, intent_at, first);
+                let mut ctx = self.context(s, attempt, intent_at, first);
+                ctx.resume_from = checkpoint.clone();
                 match self.observe(&action, &ctx, &inputs).await? {
                     Ok(Observation::Done(outputs)) => {
                         return self.done(s, attempt, outputs, StepState::Succeeded, started);
                     }
-                    Ok(Observation::NotDone) => {}
+                    Ok(Observation::NotDone | Observation::Partial(_)) => {}
                     Ok(Observation::Unknown(why)) | Err(why) => {
                         return self.failed(s, attempt, format!("{message}; not retried because it cannot be told whether it took effect ({why})"), started);
                     }
