@@ -16,6 +16,7 @@
 //! Progress is a [`Checkpoint`]: per shard the cursor, the server's `run_id` it belongs to,
 //! and the counts. The action journals it at most every `checkpoint_every`.
 
+mod reply;
 mod shard;
 
 use super::gentle::{LatencyGuard, RateLimiter};
