@@ -55,9 +55,17 @@ impl ShardJob {
         }
         p.done = false;
         p.incomplete = None;
+        // Failures in a row: a pass that moved its cursor on resets the count, so a blip an
+        // hour into a long, gentle run does not use up the restarts of a real failover.
         let mut failures = 0u32;
+        let mut restarts_here = 0u32;
         loop {
-            match self.pass(&mut p).await {
+            let before = (p.server_run_id.clone(), p.cursor);
+            let result = self.pass(&mut p).await;
+            if (p.server_run_id.clone(), p.cursor) != before && p.cursor != 0 {
+                failures = 0;
+            }
+            match result {
                 Ok(()) => return p,
                 Err(PassError::Fatal(why)) => {
                     p.incomplete = Some(why);
@@ -68,13 +76,17 @@ impl ShardJob {
                         // Forget the server: the next pass starts again from cursor 0.
                         p.server_run_id.clear();
                     }
-                    if failures >= self.opts.shard_retries || self.cancel.is_cancelled() {
+                    // ... but a shard that keeps moving (a long slot migration) stops somewhere.
+                    let too_many = restarts_here >= 10 * (self.opts.shard_retries + 1);
+                    if failures >= self.opts.shard_retries || too_many || self.cancel.is_cancelled()
+                    {
                         p.incomplete = Some(format!(
-                            "{why} (after {failures} restarts; `cachedeck runs resume` continues from the last checkpoint)"
+                            "{why} (after {restarts_here} restarts; `cachedeck runs resume` continues from the last checkpoint)"
                         ));
                         return p;
                     }
                     failures += 1;
+                    restarts_here += 1;
                     p.restarts += 1;
                     tracing::warn!(shard = %self.key, error = %why, "ttl-remediate: restarting a shard");
                     let _ = self.updates.send((self.key.clone(), p.clone()));

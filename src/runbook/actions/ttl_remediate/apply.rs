@@ -149,17 +149,17 @@ impl Action for TtlRemediate {
         let Some(c) = ctx.resume_from.as_ref().and_then(Checkpoint::from_facts) else {
             return Ok(Observation::NotDone);
         };
-        let seed = ctx.cache.endpoint.clone().ok_or_else(|| {
-            ActionError::failed(format!(
-                "observe cache `{}`: it has no endpoint",
-                ctx.cache.name
-            ))
-        })?;
-        let connector = ctx.connector().await?.clone();
-        let node_tls = ctx.cache.nodes().next().map_or(seed.tls, |n| n.tls);
-        let now = remediate::servers(&connector, &seed, node_tls)
-            .await
-            .map_err(|e| ActionError::failed(format!("observe cache `{}`: {e}", ctx.cache.name)))?;
+        // Continuing is safe whatever is found, so a cache that cannot be looked at now is
+        // said, not an error: the run itself will fail (and can be resumed) if it stays so.
+        let now = match look(ctx).await {
+            Ok(now) => now,
+            Err(e) => {
+                return Ok(Observation::Partial(format!(
+                    "{} TTLs set so far; the cache cannot be looked at now ({e})",
+                    c.totals().updated
+                )));
+            }
+        };
         let shards: Vec<String> = c
             .shards
             .iter()
@@ -248,6 +248,16 @@ impl Action for TtlRemediate {
         }
         Ok(outputs(false, &done, elapsed).with("would_update", Value::int(0)))
     }
+}
+
+/// Each shard's primary's `run_id` now.
+async fn look(ctx: &ActionContext) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let seed = ctx.cache.endpoint.clone().ok_or("it has no endpoint")?;
+    let connector = ctx.connector().await.map_err(|e| e.to_string())?.clone();
+    let node_tls = ctx.cache.nodes().next().map_or(seed.tls, |n| n.tls);
+    remediate::servers(&connector, &seed, node_tls)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn outputs(dry_run: bool, c: &Checkpoint, elapsed_ms: u64) -> Values {
