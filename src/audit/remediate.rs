@@ -14,7 +14,7 @@
 //! already handled, and keys handled after it are simply found with a TTL again.
 //!
 //! Progress is a [`Checkpoint`]: per shard the cursor, the server's `run_id` it belongs to,
-//! and the counts. The action journals it at most every `checkpoint_every`.
+//! and the counts. The `ttl-remediate` action journals it as the run goes.
 
 mod reply;
 mod shard;
