@@ -225,16 +225,24 @@ impl ShardJob {
         replica: bool,
         guard: Arc<GuardState>,
     ) -> Result<NodeScan, String> {
+        // One connection for the PTTL/TYPE pipelines and one for SCAN running ahead of them.
         let mut conn = self
             .connector
             .connect(target)
             .await
             .map_err(|e| e.to_string())?;
+        let mut scan_link = self
+            .connector
+            .connect(target)
+            .await
+            .map_err(|e| e.to_string())?;
         if replica {
-            let _: String = conn
-                .query(&redis::cmd("READONLY"))
-                .await
-                .map_err(|e| e.to_string())?;
+            for c in [&mut conn, &mut scan_link] {
+                let _: String = c
+                    .query(&redis::cmd("READONLY"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
         }
         let probe = self
             .connector
@@ -250,6 +258,7 @@ impl ShardJob {
         ));
         let result = scan::scan_node(
             &mut conn,
+            &mut scan_link,
             &self.settings,
             self.limiter.as_deref(),
             &guard,

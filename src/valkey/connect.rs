@@ -358,4 +358,10 @@ impl NodeConnection {
     pub fn raw(&mut self) -> &mut MultiplexedConnection {
         &mut self.conn
     }
+
+    /// Another handle on the same connection, for requests kept in flight concurrently
+    /// (no deadline of its own: callers wrap each request in one).
+    pub fn multiplexed(&self) -> MultiplexedConnection {
+        self.conn.clone()
+    }
 }
