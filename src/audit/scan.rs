@@ -1,7 +1,7 @@
 //! The scanner of one node: SCAN with COUNT runs ahead on its own connection, and ONE
 //! pipeline per batch carries its keys' PTTL + TYPE (+ MEMORY USAGE … SAMPLES n) and a
 //! DBSIZE, two batches in flight so the server always has the next one queued. Only SCAN,
-//! PTTL, TYPE, MEMORY USAGE, DBSIZE, READONLY and PING are ever sent.
+//! PTTL, TYPE, MEMORY USAGE, DBSIZE, INFO keyspace, SELECT, READONLY and PING are ever sent.
 //!
 //! # Duplicates
 //!
@@ -64,6 +64,23 @@ pub struct NodeScan {
     pub moved_keys: u64,
     pub dbsize_start: u64,
     pub dbsize_end: u64,
+}
+
+impl NodeScan {
+    /// Folds the scan of another database of the same node into this one.
+    pub fn merge(&mut self, o: NodeScan) {
+        self.aggregate.merge(o.aggregate);
+        self.incomplete = match (self.incomplete.take(), o.incomplete) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
+        self.dedup_exact &= o.dedup_exact;
+        self.duplicates_skipped += o.duplicates_skipped;
+        self.duplicates_possible |= o.duplicates_possible;
+        self.moved_keys += o.moved_keys;
+        self.dbsize_start += o.dbsize_start;
+        self.dbsize_end += o.dbsize_end;
+    }
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -252,19 +269,28 @@ fn launch(
     tokio::spawn(async move { tokio::time::timeout(timeout, pipe.query_async(&mut link)).await })
 }
 
-/// Scans the node to the end (or until cancelled/aborted): `scan_link` runs SCAN ahead while
-/// `conn` carries the PTTL/TYPE pipelines, [`IN_FLIGHT`] at a time, so the server's work on
+/// The two connections to one node, both already on database `db` (SELECT).
+pub struct Links<'a> {
+    /// Carries the PTTL/TYPE pipelines.
+    pub work: &'a mut NodeConnection,
+    /// Runs SCAN ahead of them.
+    pub scan: &'a mut NodeConnection,
+    pub db: u32,
+}
+
+/// Scans one database of the node to the end (or until cancelled/aborted): `links.scan` runs
+/// SCAN ahead while
+/// `links.work` carries the PTTL/TYPE pipelines, [`IN_FLIGHT`] at a time, so the server's work on
 /// one batch overlaps the client's on the previous.
 pub async fn scan_node(
-    conn: &mut NodeConnection,
-    scan_link: &mut NodeConnection,
+    links: Links<'_>,
     settings: &ScanSettings,
     limiter: Option<&RateLimiter>,
     guard: &GuardState,
     progress: Option<&mpsc::Sender<Progress>>,
     cancel: &CancellationToken,
 ) -> Result<NodeScan, ScanError> {
-    let node = conn.endpoint().address();
+    let node = links.work.endpoint().address();
     let fail = |detail: String| ScanError::Node {
         node: node.clone(),
         detail,
@@ -281,7 +307,7 @@ pub async fn scan_node(
     };
     let (tx, mut rx) = mpsc::channel::<Vec<Vec<u8>>>(SCAN_AHEAD);
     let scanner = scan_ahead(
-        scan_link,
+        links.scan,
         count,
         settings.batch_timeout,
         limiter,
@@ -293,7 +319,7 @@ pub async fn scan_node(
         let hasher = RandomState::new();
         let mut seen: Option<HashSet<u64>> = (settings.dedup_max_keys > 0).then(HashSet::new);
         let mut out = NodeScan {
-            aggregate: Aggregate::new(settings.limits.clone()),
+            aggregate: Aggregate::for_db(settings.limits.clone(), links.db),
             incomplete: None,
             dedup_exact: seen.is_some(),
             duplicates_skipped: 0,
@@ -312,7 +338,7 @@ pub async fn scan_node(
             if open && flights.len() < IN_FLIGHT {
                 match rx.recv().await {
                     Some(keys) => {
-                        let flight = launch(conn, &keys, settings, settings.batch_timeout);
+                        let flight = launch(links.work, &keys, settings, settings.batch_timeout);
                         flights.push_back((keys, flight));
                     }
                     None => open = false,
