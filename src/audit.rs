@@ -137,6 +137,7 @@ pub async fn run(
             Err(e) => reasons.push(format!("a shard scanner stopped: {e}")),
         }
     }
+    merged.fold_numeric_into_hex();
     Ok(AuditReport::build(
         &merged,
         summaries,

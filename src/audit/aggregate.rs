@@ -113,6 +113,29 @@ impl PatternStats {
     }
 }
 
+/// Every pattern made from `pattern` by turning one or more of its first four `{n}` into
+/// `{hex}`.
+fn hex_variants(pattern: &str) -> Vec<String> {
+    let pieces: Vec<&str> = pattern.split("{n}").collect();
+    let slots = (pieces.len() - 1).min(4);
+    (1u32..(1 << slots))
+        .map(|mask| {
+            let mut out = String::with_capacity(pattern.len() + 8);
+            for (i, piece) in pieces.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(if i <= slots && mask & (1 << (i - 1)) != 0 {
+                        "{hex}"
+                    } else {
+                        "{n}"
+                    });
+                }
+                out.push_str(piece);
+            }
+            out
+        })
+        .collect()
+}
+
 fn add_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (None, None) => None,
@@ -289,6 +312,47 @@ impl Aggregate {
         }
     }
 
+    /// Folds each inferred pattern that differs from a bigger one only by `{n}` where the
+    /// bigger has `{hex}` into it: a hex id that happens to be all digits (`tmp:export:3172`
+    /// beside `tmp:export:3f8c`) is the same family of keys, not a pattern of its own.
+    pub fn fold_numeric_into_hex(&mut self) {
+        let mut names: Vec<(u32, String)> = self
+            .patterns
+            .keys()
+            .filter(|(_, p)| p.contains("{n}") && !self.limits.user_patterns.contains(p))
+            .cloned()
+            .collect();
+        // Smallest first, so a chain folds toward the biggest sibling.
+        names.sort_by_key(|k| self.patterns.get(k).map_or(0, |s| s.keys));
+        let examples = self.limits.examples;
+        for name in names {
+            let keys = self.patterns.get(&name).map_or(0, |s| s.keys);
+            let target = hex_variants(&name.1)
+                .into_iter()
+                .map(|v| (name.0, v))
+                .filter(|k| self.patterns.get(k).is_some_and(|s| s.keys >= keys))
+                .max_by_key(|k| self.patterns.get(k).map_or(0, |s| s.keys));
+            let Some(target) = target else {
+                continue;
+            };
+            if let Some(from) = self.patterns.remove(&name) {
+                if let Some(into) = self.patterns.get_mut(&target) {
+                    into.merge(&from, examples);
+                }
+                // At most `top_n` entries: rebuilding the heap is cheap.
+                self.top = std::mem::take(&mut self.top)
+                    .into_iter()
+                    .map(|Reverse(mut b)| {
+                        if b.db == name.0 && b.pattern == name.1 {
+                            b.pattern = target.1.clone();
+                        }
+                        Reverse(b)
+                    })
+                    .collect();
+            }
+        }
+    }
+
     /// Patterns, most keys first (ties by name, so output is stable).
     pub fn sorted_patterns(&self) -> Vec<PatternStats> {
         let mut v: Vec<PatternStats> = self.patterns.values().cloned().collect();
@@ -374,5 +438,25 @@ mod tests {
         assert_eq!((in3.db, in3.keys, in3.no_ttl), (3, 2, 1));
         let dbs: Vec<u32> = a.top_keys().iter().map(|b| b.db).collect();
         assert_eq!(dbs, vec![3, 3]);
+    }
+
+    #[test]
+    fn all_digit_hex_ids_fold_into_their_hex_sibling() {
+        let mut a = Aggregate::new(limits(10));
+        for k in [&b"tmp:3f8c:1"[..], b"tmp:a1b2:2", b"tmp:77aa:3"] {
+            a.add(k, -1, "string", Some(10));
+        }
+        a.add(b"tmp:3172:4", 5000, "string", Some(99));
+        a.add(b"tmp:9:shard3", -1, "string", None);
+        a.add(b"v2:x", -1, "string", None);
+        a.fold_numeric_into_hex();
+        let t = &a.patterns[&key(0, "tmp:{hex}:{n}")];
+        assert_eq!((t.keys, t.no_ttl), (4, 3));
+        assert!(!a.patterns.contains_key(&key(0, "tmp:{n}:{n}")));
+        // No `{hex}` sibling: left alone.
+        assert_eq!(a.patterns[&key(0, "tmp:{n}:shard{n}")].keys, 1);
+        assert_eq!(a.patterns[&key(0, "v{n}:x")].keys, 1);
+        assert_eq!(a.top_keys()[0].pattern, "tmp:{hex}:{n}");
+        assert_eq!(hex_variants("a{n}b{n}").len(), 3);
     }
 }
