@@ -22,7 +22,7 @@ pub mod scan;
 pub mod topology;
 
 use crate::domain::Endpoint;
-use crate::valkey::connect::{ConnectError, Connector};
+use crate::valkey::connect::{ConnectError, Connector, NodeConnection};
 use aggregate::{Aggregate, AggregateLimits};
 use gentle::{GuardState, LatencyGuard, RateLimiter};
 use report::{AuditReport, ShardSummary};
@@ -153,7 +153,7 @@ pub async fn run(
 /// The logical databases holding keys on a node (INFO keyspace), 0 when none does: caches
 /// outside cluster mode may spread an application's keys over several (`SELECT n`).
 /// Where INFO is not allowed (a restricted ACL user), only database 0 is scanned.
-async fn databases(conn: &mut NodeConnection) -> Vec<u32> {
+pub(crate) async fn databases(conn: &mut NodeConnection) -> Vec<u32> {
     let text: String = match conn.query(redis::cmd("INFO").arg("keyspace")).await {
         Ok(t) => t,
         Err(e) => {

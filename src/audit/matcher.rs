@@ -112,7 +112,7 @@ impl KeyMatcher {
                 "glob `{g}`: every key the server's SCAN MATCH accepts (`*` any run of bytes, `?` one byte, `[…]` a class)"
             ),
             KeyMatcher::Inferred { pattern, glob } => format!(
-                "audit pattern `{pattern}`: keys the ttl-audit files under exactly this pattern ({{n}} digits, {{hex}} hex ids, {{uuid}}, {{ts}} epoch times, {{token}} random tokens, {{id}} any of n/hex/uuid/token); the server narrows with MATCH `{glob}` and each key name is checked"
+                "audit pattern `{pattern}`: keys the ttl-audit files under this pattern ({{n}} digits, {{hex}} hex ids — all-digit ones too, {{uuid}}, {{ts}} epoch times, {{token}} random tokens, {{id}} any of n/hex/uuid/token); the server narrows with MATCH `{glob}` and each key name is checked"
             ),
         }
     }
@@ -127,13 +127,16 @@ impl KeyMatcher {
 }
 
 /// Whether an inferred pattern equals the user's audit pattern, `{id}` matching any id-like
-/// placeholder.
+/// placeholder and `{hex}` also an all-digit id (as the audit folds `{n}` into `{hex}`).
 fn inferred_matches(user: &str, inferred: &str) -> bool {
     let (u, k) = (tokens(user), tokens(inferred));
     u.len() == k.len()
         && u.iter().zip(&k).all(|(a, b)| match (a, b) {
             (Token::Hole(x), Token::Hole(y)) => {
-                x == y || (x == "id" && ID_LIKE.contains(&y.as_str()))
+                x == y
+                    || (x == "id" && ID_LIKE.contains(&y.as_str()))
+                    // The audit folds hex ids that happen to be all digits into `{hex}`.
+                    || (x == "hex" && y == "n")
             }
             (a, b) => a == b,
         })
@@ -177,6 +180,12 @@ mod tests {
         assert_eq!(tagged.server_glob(), "user:{*}:cart");
         assert!(tagged.matches(b"user:{42}:cart"));
         assert!(!tagged.matches(b"user:{x}:cart"));
+
+        // `tmp:export:3172` beside `tmp:export:3f8c`: the audit counts both as `{hex}`.
+        let hex = KeyMatcher::parse("tmp:export:{hex}").expect("pattern");
+        assert!(hex.matches(b"tmp:export:3f8c"));
+        assert!(hex.matches(b"tmp:export:3172"));
+        assert!(!hex.matches(b"tmp:export:done"));
 
         let bin = KeyMatcher::parse("evil:{bin}").expect("pattern");
         assert!(bin.matches(b"evil:\x1b[31mred"));

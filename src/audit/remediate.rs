@@ -1,7 +1,8 @@
 //! TTL remediation: find the keys matching a pattern that have no TTL and (when applying)
 //! give each one with `EXPIRE key secs NX`. Every shard's PRIMARY is scanned (writes go to
-//! primaries) in parallel, under the audit's shared rate limit and latency guard. Only SCAN,
-//! PTTL, EXPIRE … NX, INFO and PING are sent — never KEYS, FLUSH*, CONFIG, DEBUG or DEL.
+//! primaries) in parallel — outside cluster mode every logical database holding keys, each on
+//! its own — under the audit's shared rate limit and latency guard. Only SCAN, PTTL,
+//! EXPIRE … NX, INFO, SELECT and PING are sent — never KEYS, FLUSH*, CONFIG, DEBUG or DEL.
 //!
 //! # Why repeating work is harmless
 //!
@@ -53,6 +54,8 @@ pub struct RemediateOptions {
     pub batch_timeout: Duration,
     /// Restarts of one shard (failover, MOVED) before it is left incomplete.
     pub shard_retries: u32,
+    /// The logical database (outside cluster mode); `None`: every one holding keys.
+    pub db: Option<u32>,
 }
 
 /// One shard's progress and counts (journaled in checkpoints; counts are since the shard's
@@ -123,7 +126,8 @@ impl ShardProgress {
     }
 }
 
-/// Every shard's progress, keyed by shard (`slots:<first slot>`, or `standalone`).
+/// Every shard's progress, keyed by shard (`slots:<first slot>`, or `standalone`; with
+/// `/db<n>` for a logical database past 0).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub shards: BTreeMap<String, ShardProgress>,
@@ -184,10 +188,23 @@ pub enum RemediateError {
     NoShards(String),
 }
 
-/// The shard key of a checkpoint.
+/// A shard's name in a checkpoint: `slots:<first slot>`, or `standalone`.
 fn shard_key(s: &Shard) -> String {
     s.first_slot
         .map_or_else(|| "standalone".to_string(), |slot| format!("slots:{slot}"))
+}
+
+/// A job's key in a checkpoint: the shard's, with `/db<n>` past database 0.
+fn job_key(s: &Shard, db: u32) -> String {
+    match db {
+        0 => shard_key(s),
+        n => format!("{}/db{n}", shard_key(s)),
+    }
+}
+
+/// The shard part of a job's key (what [`servers`] is keyed by).
+pub fn shard_of(job_key: &str) -> &str {
+    job_key.split('/').next().unwrap_or(job_key)
 }
 
 /// Each shard's primary's INFO `run_id` now, by shard key (what a checkpoint's cursors
@@ -227,10 +244,17 @@ pub async fn run(
 ) -> Result<Checkpoint, RemediateError> {
     let mut conn = connector.connect(seed).await?;
     let shards = topology::discover(&mut conn, node_tls).await?;
-    drop(conn);
     if shards.is_empty() {
         return Err(RemediateError::NoShards(seed.address()));
     }
+    // Cluster mode has database 0 only; elsewhere an application may use several.
+    let cluster = shards.iter().any(|s| s.first_slot.is_some());
+    let dbs = match opts.db {
+        _ if cluster => vec![0],
+        Some(db) => vec![db],
+        None => super::databases(&mut conn).await,
+    };
+    drop(conn);
     let limiter = RateLimiter::new(opts.rate.max(1));
     // The cap is shared: one budget of TTLs for the whole run, resumes included.
     let from = from.unwrap_or_default();
@@ -243,14 +267,18 @@ pub async fn run(
     let cancel = cancel.child_token();
     let _stop_on_drop = cancel.clone().drop_guard();
     let mut tasks = Vec::new();
-    for s in shards {
-        let key = shard_key(&s);
+    for (s, db) in shards
+        .iter()
+        .flat_map(|s| dbs.iter().map(move |db| (s, *db)))
+    {
+        let key = job_key(s, db);
         let job = shard::ShardJob {
             key: key.clone(),
             connector: connector.clone(),
             seed: seed.clone(),
             node_tls,
-            shard: s,
+            shard: s.clone(),
+            db,
             opts: opts.clone(),
             limiter: limiter.clone(),
             budget: budget.clone(),

@@ -415,3 +415,69 @@ fn hostile_key_names_are_counted_shown_escaped_and_remediated() {
         assert!(ttl > 0, "a hostile name got no TTL");
     }
 }
+
+#[test]
+fn every_logical_database_holding_keys_is_remediated_unless_one_is_named() {
+    let Some(estate) = RunbookEstate::start() else {
+        return;
+    };
+    let port = estate.server.port();
+    seed(port, 30, 0);
+    let mut c = client(port);
+    redis::cmd("SELECT")
+        .arg(2)
+        .query::<()>(&mut c)
+        .expect("select");
+    for i in 0..20 {
+        redis::cmd("SET")
+            .arg(format!("cache:product:{i}"))
+            .arg("{}")
+            .query::<()>(&mut c)
+            .expect("set");
+    }
+    // Only database 2.
+    let out = run(
+        &estate,
+        "dev",
+        &[
+            "pattern=cache:product:{n}",
+            "ttl=1h",
+            "db=2",
+            "dry_run=false",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let report = json_out(&out);
+    assert_eq!(outputs(&report, "apply")["updated"], 20);
+    assert!(
+        pttls(port).values().all(|t| *t == -1),
+        "database 0 untouched"
+    );
+
+    // Every database: the 30 in database 0 now (database 2 is done).
+    let out = run(
+        &estate,
+        "dev",
+        &["pattern=cache:product:{n}", "ttl=1h", "dry_run=false"],
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let report = json_out(&out);
+    let apply = outputs(&report, "apply");
+    assert_eq!(
+        (apply["updated"].clone(), apply["skipped_with_ttl"].clone()),
+        (30.into(), 20.into())
+    );
+    let shards: Vec<&str> = apply["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .filter_map(|s| s["shard"].as_str())
+        .collect();
+    assert_eq!(shards, vec!["standalone", "standalone/db2"]);
+    let ttls = pttls(port);
+    assert!(
+        ttls.iter()
+            .filter(|(k, _)| k.starts_with("cache:product:") && !k.ends_with(":meta"))
+            .all(|(_, t)| *t > 0)
+    );
+}

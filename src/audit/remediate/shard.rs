@@ -38,6 +38,8 @@ pub(super) struct ShardJob {
     pub seed: Endpoint,
     pub node_tls: bool,
     pub shard: Shard,
+    /// The logical database (SELECT), 0 in cluster mode.
+    pub db: u32,
     pub opts: RemediateOptions,
     pub limiter: Arc<RateLimiter>,
     /// TTLs this run may still set (max_keys less what is set), shared by every shard.
@@ -138,6 +140,12 @@ impl ShardJob {
                 target.address(),
                 info.get("redis_version").unwrap_or("?")
             )));
+        }
+        if self.db != 0 {
+            let _: String = conn
+                .query(redis::cmd("SELECT").arg(self.db))
+                .await
+                .map_err(|e| PassError::Fatal(format!("select database {}: {e}", self.db)))?;
         }
         Ok((conn, info))
     }

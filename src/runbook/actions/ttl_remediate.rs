@@ -39,6 +39,12 @@ const RATE: InputSpec = InputSpec::optional(
     "matching keys handled per second over the whole cache",
 );
 const COUNT: InputSpec = InputSpec::optional("count", ValueKind::Int, Some("1000"), "SCAN COUNT");
+const DB: InputSpec = InputSpec::optional(
+    "db",
+    ValueKind::Int,
+    Some("-1"),
+    "logical database outside cluster mode (-1: every database holding keys)",
+);
 const P99: InputSpec = InputSpec::optional(
     "p99_threshold",
     ValueKind::Duration,
@@ -87,6 +93,7 @@ fn options(inputs: &Inputs, apply: bool) -> Result<RemediateOptions, ActionError
         },
         batch_timeout: Duration::from_secs(10),
         shard_retries: 3,
+        db: inputs.opt_int("db")?.and_then(|d| u32::try_from(d).ok()),
     })
 }
 

@@ -147,6 +147,7 @@ async fn a_failover_mid_apply_restarts_that_shard_and_every_key_gets_its_ttl() {
         guard: LatencyGuard::default(),
         batch_timeout: Duration::from_secs(5),
         shard_retries: 6,
+        db: None,
     };
     let seed = local(cl.primaries[0].port());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -2,7 +2,7 @@
 //! `dry_run` — refusing above `max_keys`, continuing from the journaled checkpoint on retry
 //! or resume, and failing (resumably) when a shard could not be finished.
 
-use super::{COUNT, P99, PATTERN, RATE, drive, incomplete, options, out, scan_call, target};
+use super::{COUNT, DB, P99, PATTERN, RATE, drive, incomplete, options, out, scan_call, target};
 use crate::audit::remediate::{self, Checkpoint};
 use crate::runbook::action::{
     Action, ActionContext, ActionError, InputSpec, Inputs, Observation, OutputSpec, PlanContext,
@@ -22,6 +22,7 @@ const APPLY_INPUTS: &[InputSpec] = &[
     ),
     RATE,
     COUNT,
+    DB,
     P99,
     InputSpec::optional(
         "dry_run",
@@ -167,7 +168,7 @@ impl Action for TtlRemediate {
                 let state = if p.done && p.incomplete.is_none() {
                     "done".to_string()
                 } else {
-                    match now.get(key) {
+                    match now.get(remediate::shard_of(key)) {
                         Some(run_id) if *run_id == p.server_run_id => {
                             format!("same server, continues at cursor {}", p.cursor)
                         }
