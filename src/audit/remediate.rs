@@ -42,6 +42,9 @@ pub struct RemediateOptions {
     pub jitter_pct: u32,
     /// Matching keys handled per second, over the whole cache.
     pub rate: u64,
+    /// Keys SCAN may walk past per second over the whole cache (0: unpaced), charged as the
+    /// COUNT of each call: a pattern matching few keys still walks the whole keyspace.
+    pub scan_rate: u64,
     /// SCAN COUNT.
     pub count: u32,
     /// Send EXPIRE; `false` only counts.
@@ -256,6 +259,7 @@ pub async fn run(
     };
     drop(conn);
     let limiter = RateLimiter::new(opts.rate.max(1));
+    let scan_limiter = (opts.scan_rate > 0).then(|| RateLimiter::new(opts.scan_rate));
     // The cap is shared: one budget of TTLs for the whole run, resumes included.
     let from = from.unwrap_or_default();
     let already: u64 = from.shards.values().map(|s| s.updated).sum();
@@ -281,6 +285,7 @@ pub async fn run(
             db,
             opts: opts.clone(),
             limiter: limiter.clone(),
+            scan_limiter: scan_limiter.clone(),
             budget: budget.clone(),
             progress: from.shards.get(&key).cloned(),
             updates: updates.clone(),

@@ -481,3 +481,30 @@ fn every_logical_database_holding_keys_is_remediated_unless_one_is_named() {
             .all(|(_, t)| *t > 0)
     );
 }
+
+#[test]
+fn a_pattern_matching_nothing_still_walks_the_keyspace_at_scan_rate() {
+    let Some(estate) = RunbookEstate::start() else {
+        return;
+    };
+    let port = estate.server.port();
+    seed(port, 19_900, 0); // 20,000 keys with the `:meta` and `session:` ones
+    let out = run(
+        &estate,
+        "dev",
+        &[
+            "pattern=nothing:*",
+            "ttl=1h",
+            "scan_rate=10000",
+            "count=500",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let report = json_out(&out);
+    assert_eq!(outputs(&report, "survey")["matched"], 0);
+    let secs = report["steps"][0]["elapsed_ms"].as_f64().expect("elapsed") / 1000.0;
+    // ≈ 40 SCAN calls of COUNT 500 at 10,000 keys/s, less the 1,000-key burst: ≈ 1.9 s.
+    eprintln!("walked 20,000 keys in {secs:.2} s at scan_rate 10000");
+    assert!((1.5..=2.6).contains(&secs), "{secs} s");
+    assert!(estate.calls("scan") >= 40);
+}

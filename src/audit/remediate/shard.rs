@@ -42,6 +42,7 @@ pub(super) struct ShardJob {
     pub db: u32,
     pub opts: RemediateOptions,
     pub limiter: Arc<RateLimiter>,
+    pub scan_limiter: Option<Arc<RateLimiter>>,
     /// TTLs this run may still set (max_keys less what is set), shared by every shard.
     pub budget: Arc<AtomicU64>,
     pub progress: Option<ShardProgress>,
@@ -193,6 +194,10 @@ impl ShardJob {
             if self.cancel.is_cancelled() {
                 p.incomplete = Some("interrupted".into());
                 return Ok(());
+            }
+            if let Some(l) = &self.scan_limiter {
+                l.take(u64::from(self.opts.count.max(1)), &self.cancel)
+                    .await;
             }
             let mut scan = redis::cmd("SCAN");
             scan.arg(p.cursor)

@@ -39,6 +39,12 @@ const RATE: InputSpec = InputSpec::optional(
     "matching keys handled per second over the whole cache",
 );
 const COUNT: InputSpec = InputSpec::optional("count", ValueKind::Int, Some("1000"), "SCAN COUNT");
+const SCAN_RATE: InputSpec = InputSpec::optional(
+    "scan_rate",
+    ValueKind::Int,
+    Some("50000"),
+    "keys SCAN walks past per second over the whole cache, matching or not (0: unpaced)",
+);
 const DB: InputSpec = InputSpec::optional(
     "db",
     ValueKind::Int,
@@ -81,6 +87,7 @@ fn options(inputs: &Inputs, apply: bool) -> Result<RemediateOptions, ActionError
         ttl,
         jitter_pct: inputs.opt_int("jitter")?.unwrap_or(0).clamp(0, 90) as u32,
         rate: positive(inputs, "rate")?.unwrap_or(500),
+        scan_rate: inputs.opt_int("scan_rate")?.unwrap_or(50_000).max(0) as u64,
         count: positive(inputs, "count")?.map_or(1000, |c| c.min(100_000) as u32),
         apply,
         max_keys: inputs.opt_int("max_keys")?.unwrap_or(100_000).max(0) as u64,
@@ -110,9 +117,10 @@ fn scan_call(inputs: &Inputs) -> PlannedCall {
     PlannedCall::valkey(
         "each shard's primary",
         format!(
-            "SCAN cursor MATCH {} COUNT {}; PTTL k per matching key (pipelined, {} keys/s); PING probe on a side connection",
+            "SCAN cursor MATCH {} COUNT {} (walking ≤ {} keys/s); PTTL k per matching key (pipelined, {} keys/s); PING probe on a side connection",
             crate::escape::escape(&glob),
             inputs.show("count"),
+            inputs.show("scan_rate"),
             inputs.show("rate")
         ),
         false,

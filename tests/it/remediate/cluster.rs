@@ -140,6 +140,7 @@ async fn a_failover_mid_apply_restarts_that_shard_and_every_key_gets_its_ttl() {
         ttl: Duration::from_secs(3600),
         jitter_pct: 0,
         rate: 4000,
+        scan_rate: 0,
         count: 100,
         apply: true,
         max_keys: 1_000_000,

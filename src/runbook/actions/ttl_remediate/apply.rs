@@ -2,7 +2,9 @@
 //! `dry_run` — refusing above `max_keys`, continuing from the journaled checkpoint on retry
 //! or resume, and failing (resumably) when a shard could not be finished.
 
-use super::{COUNT, DB, P99, PATTERN, RATE, drive, incomplete, options, out, scan_call, target};
+use super::{
+    COUNT, DB, P99, PATTERN, RATE, SCAN_RATE, drive, incomplete, options, out, scan_call, target,
+};
 use crate::audit::remediate::{self, Checkpoint};
 use crate::runbook::action::{
     Action, ActionContext, ActionError, InputSpec, Inputs, Observation, OutputSpec, PlanContext,
@@ -22,6 +24,7 @@ const APPLY_INPUTS: &[InputSpec] = &[
     ),
     RATE,
     COUNT,
+    SCAN_RATE,
     DB,
     P99,
     InputSpec::optional(

@@ -3,7 +3,8 @@
 //! serverless what applying would cost.
 
 use super::{
-    COUNT, DB, P99, PATTERN, RATE, drive, incomplete, options, out, positive, scan_call, target,
+    COUNT, DB, P99, PATTERN, RATE, SCAN_RATE, drive, incomplete, options, out, positive, scan_call,
+    target,
 };
 use crate::audit::cost::{self, CostInputs, PriceTable};
 use crate::domain::CacheKind;
@@ -18,6 +19,7 @@ const SURVEY_INPUTS: &[InputSpec] = &[
     PATTERN,
     RATE,
     COUNT,
+    SCAN_RATE,
     DB,
     P99,
     InputSpec::optional(
