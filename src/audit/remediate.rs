@@ -32,6 +32,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// Keys de-duplicated exactly over the whole run (split between shards and databases).
+const DEDUP_KEYS: usize = 1_000_000;
+
 /// How to remediate.
 #[derive(Debug, Clone)]
 pub struct RemediateOptions {
@@ -270,6 +273,9 @@ pub async fn run(
     // attempt), so a retry never runs beside orphans of the attempt before it.
     let cancel = cancel.child_token();
     let _stop_on_drop = cancel.clone().drop_guard();
+    // One budget of ~16 MB of fingerprints for the whole run, however many shards.
+    let jobs = (shards.len() * dbs.len()).max(1);
+    let dedup_max = (DEDUP_KEYS / jobs).max(10_000);
     let mut tasks = Vec::new();
     for (s, db) in shards
         .iter()
@@ -283,6 +289,7 @@ pub async fn run(
             node_tls,
             shard: s.clone(),
             db,
+            dedup_max,
             opts: opts.clone(),
             limiter: limiter.clone(),
             scan_limiter: scan_limiter.clone(),

@@ -19,10 +19,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Keys de-duplicated per pass (SCAN may return a key twice while a table shrinks); past
-/// this the set is dropped, and a repeat is harmless anyway (EXPIRE NX).
-const DEDUP_MAX: usize = 1_000_000;
-
 /// Why a pass stopped.
 enum PassError {
     /// A restart may help (lost connection, failover, MOVED); `from_zero` when the cursor
@@ -40,6 +36,9 @@ pub(super) struct ShardJob {
     pub shard: Shard,
     /// The logical database (SELECT), 0 in cluster mode.
     pub db: u32,
+    /// Keys de-duplicated per pass (SCAN may return a key twice while a table shrinks);
+    /// past this the set is dropped: a repeat only skews counts (EXPIRE NX is harmless).
+    pub dedup_max: usize,
     pub opts: RemediateOptions,
     pub limiter: Arc<RateLimiter>,
     pub scan_limiter: Option<Arc<RateLimiter>>,
@@ -219,7 +218,7 @@ impl ShardJob {
                     if !set.insert(hasher.hash_one(&k)) {
                         continue;
                     }
-                    if set.len() > DEDUP_MAX {
+                    if set.len() > self.dedup_max {
                         seen = None;
                     }
                 }
