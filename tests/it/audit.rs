@@ -221,6 +221,13 @@ async fn every_logical_database_is_scanned_and_kept_apart() {
     assert_eq!(row(2, "cache:product:{n}"), Some((2500, 500)));
     assert_eq!(row(2, "celery-task-meta-{n}"), Some((700, 700)));
     assert_eq!(row(0, "celery-task-meta-{n}"), None);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.message.contains("`celery-task-meta-{n}` (db 2)")),
+        "{:?}",
+        r.findings
+    );
     let v: serde_json::Value = serde_json::from_str(&r.to_json()).expect("json");
     assert!(
         v["patterns"]
