@@ -257,6 +257,30 @@ fn a_read_only_environment_refuses_and_nothing_changes() {
 }
 
 #[test]
+fn a_dry_run_is_allowed_in_a_read_only_environment_and_writes_nothing() {
+    let Some(estate) = RunbookEstate::start() else {
+        return;
+    };
+    let port = estate.server.port();
+    seed(port, 100, 0);
+    // No --yes: a dry run asks for nothing.
+    let out = estate
+        .cmd()
+        .args(["run", "ttl-remediate", "--env", "ro", "--cache", "orders"])
+        .args(["--param", "pattern=cache:product:*", "--param", "ttl=1h"])
+        .args(["--output", "json"])
+        .output()
+        .expect("run ttl-remediate");
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    // The glob also takes the 50 `cache:product:{i}:meta` keys.
+    assert_eq!(outputs(&report, "survey")["no_ttl"], 150);
+    assert!(estate.calls("scan") > 0, "the survey looked");
+    assert_eq!(estate.calls("expire"), 0);
+    assert!(pttls(port).values().all(|t| *t == -1));
+}
+
+#[test]
 fn sigkill_mid_apply_then_resume_sets_every_ttl_exactly_once() {
     let Some(estate) = RunbookEstate::start() else {
         return;
