@@ -5,5 +5,5 @@
 #   BENCH_KEYS=1000000 BENCH_BIG_KEYS=10000000 BENCH_PACED_RATE=200000 scripts/bench-audit.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 exec cargo bench --bench audit -- "$@"

@@ -1,8 +1,9 @@
 //! The key TTL audit: scans a whole keyspace (every shard, in parallel, preferring replicas),
 //! gently (rate limit, latency guard), and reports per key-name pattern how many keys have no
-//! TTL, how their TTLs spread and how much memory they hold. Read-only: it sends SCAN, PTTL,
-//! TYPE, MEMORY USAGE, DBSIZE, CLUSTER NODES, READONLY and PING — never KEYS, FLUSH*, CONFIG
-//! or DEBUG.
+//! TTL, how their TTLs spread and how much memory they hold. Outside cluster mode every
+//! logical database that holds keys is scanned (patterns are kept per database). Read-only:
+//! it sends SCAN, PTTL, TYPE, MEMORY USAGE, DBSIZE, INFO keyspace, SELECT, CLUSTER NODES,
+//! READONLY and PING — never KEYS, FLUSH*, CONFIG or DEBUG.
 //!
 //! A shard whose scan fails (failover, cursor error, lost connection) is rescanned from the
 //! start against the shard's current topology, up to `shard_retries` times; after that the
@@ -13,7 +14,9 @@ pub mod aggregate;
 pub mod cost;
 pub mod family;
 pub mod gentle;
+pub mod matcher;
 pub mod pattern;
+pub mod remediate;
 pub mod report;
 pub mod scan;
 pub mod topology;
@@ -136,6 +139,7 @@ pub async fn run(
             Err(e) => reasons.push(format!("a shard scanner stopped: {e}")),
         }
     }
+    merged.fold_numeric_into_hex();
     Ok(AuditReport::build(
         &merged,
         summaries,
@@ -144,6 +148,29 @@ pub async fn run(
         opts.memory_samples.is_some(),
         started.elapsed().as_millis() as u64,
     ))
+}
+
+/// The logical databases holding keys on a node (INFO keyspace), 0 when none does: caches
+/// outside cluster mode may spread an application's keys over several (`SELECT n`).
+/// Where INFO is not allowed (a restricted ACL user), only database 0 is scanned.
+pub(crate) async fn databases(conn: &mut NodeConnection) -> Vec<u32> {
+    let text: String = match conn.query(redis::cmd("INFO").arg("keyspace")).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "audit: INFO keyspace refused; scanning database 0 only");
+            return vec![0];
+        }
+    };
+    let mut dbs: Vec<u32> = crate::valkey::info::Info::parse(&text)
+        .keyspace
+        .iter()
+        .filter(|d| d.keys > 0)
+        .map(|d| d.db)
+        .collect();
+    if dbs.is_empty() {
+        dbs.push(0);
+    }
+    dbs
 }
 
 fn limits(opts: &AuditOptions) -> AggregateLimits {
@@ -225,22 +252,35 @@ impl ShardJob {
         replica: bool,
         guard: Arc<GuardState>,
     ) -> Result<NodeScan, String> {
+        // One connection for the PTTL/TYPE pipelines and one for SCAN running ahead of them.
         let mut conn = self
             .connector
             .connect(target)
             .await
             .map_err(|e| e.to_string())?;
+        let mut scan_link = self
+            .connector
+            .connect(target)
+            .await
+            .map_err(|e| e.to_string())?;
         if replica {
-            let _: String = conn
-                .query(&redis::cmd("READONLY"))
-                .await
-                .map_err(|e| e.to_string())?;
+            for c in [&mut conn, &mut scan_link] {
+                let _: String = c
+                    .query(&redis::cmd("READONLY"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
         }
         let probe = self
             .connector
             .connect(target)
             .await
             .map_err(|e| e.to_string())?;
+        let dbs = if self.cluster {
+            vec![0]
+        } else {
+            databases(&mut conn).await
+        };
         let stop = self.cancel.child_token();
         let guard_task = tokio::spawn(gentle::run_guard(
             probe,
@@ -248,15 +288,45 @@ impl ShardJob {
             guard.clone(),
             stop.clone(),
         ));
-        let result = scan::scan_node(
-            &mut conn,
-            &self.settings,
-            self.limiter.as_deref(),
-            &guard,
-            self.progress.as_ref(),
-            &self.cancel,
-        )
-        .await;
+        let mut result: Result<NodeScan, scan::ScanError> = Err(scan::ScanError::Node {
+            node: target.address(),
+            detail: "no database to scan".into(),
+        });
+        for db in dbs {
+            if db != 0 {
+                for c in [&mut conn, &mut scan_link] {
+                    if let Err(e) = c.query::<String>(redis::cmd("SELECT").arg(db)).await {
+                        stop.cancel();
+                        let _ = guard_task.await;
+                        return Err(format!("select database {db}: {e}"));
+                    }
+                }
+            }
+            let links = scan::Links {
+                work: &mut conn,
+                scan: &mut scan_link,
+                db,
+            };
+            let scanned = scan::scan_node(
+                links,
+                &self.settings,
+                self.limiter.as_deref(),
+                &guard,
+                self.progress.as_ref(),
+                &self.cancel,
+            )
+            .await;
+            result = match (result, scanned) {
+                (Ok(mut all), Ok(one)) => {
+                    all.merge(one);
+                    Ok(all)
+                }
+                (_, scanned) => scanned,
+            };
+            if result.as_ref().is_ok_and(|r| r.incomplete.is_some()) || result.is_err() {
+                break;
+            }
+        }
         stop.cancel();
         let _ = guard_task.await;
         result.map_err(|e| e.to_string())
@@ -265,21 +335,10 @@ impl ShardJob {
     /// Reads the topology again (from the shard's nodes, then the seed) and picks up the
     /// shard that now serves the same first slot.
     async fn rediscover(&mut self) {
-        let mut candidates: Vec<Endpoint> = self.shard.replicas.clone();
-        candidates.insert(0, self.shard.primary.clone());
-        candidates.push(self.seed.clone());
-        for ep in candidates {
-            let Ok(mut conn): Result<NodeConnection, _> = self.connector.connect(&ep).await else {
-                continue;
-            };
-            if let Ok(shards) = topology::discover(&mut conn, self.node_tls).await
-                && let Some(s) = shards
-                    .into_iter()
-                    .find(|s| s.first_slot == self.shard.first_slot)
-            {
-                self.shard = s;
-                return;
-            }
+        if let Some(s) =
+            topology::rediscover(&self.connector, &self.shard, &self.seed, self.node_tls).await
+        {
+            self.shard = s;
         }
     }
 }

@@ -74,6 +74,8 @@ impl TtlHistogram {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PatternStats {
     pub pattern: String,
+    /// The logical database (SELECT) the keys live in; 0 on cluster-mode and serverless caches.
+    pub db: u32,
     /// The known family (Sidekiq, Celery, …) of the pattern's first key, if any.
     pub family: Option<&'static str>,
     pub expectation: Option<Expectation>,
@@ -111,6 +113,29 @@ impl PatternStats {
     }
 }
 
+/// Every pattern made from `pattern` by turning one or more of its first four `{n}` into
+/// `{hex}`.
+fn hex_variants(pattern: &str) -> Vec<String> {
+    let pieces: Vec<&str> = pattern.split("{n}").collect();
+    let slots = (pieces.len() - 1).min(4);
+    (1u32..(1 << slots))
+        .map(|mask| {
+            let mut out = String::with_capacity(pattern.len() + 8);
+            for (i, piece) in pieces.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(if i <= slots && mask & (1 << (i - 1)) != 0 {
+                        "{hex}"
+                    } else {
+                        "{n}"
+                    });
+                }
+                out.push_str(piece);
+            }
+            out
+        })
+        .collect()
+}
+
 fn add_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (None, None) => None,
@@ -134,6 +159,7 @@ pub struct BigKey {
     pub memory_bytes: u64,
     /// Escaped.
     pub key: String,
+    pub db: u32,
     pub pattern: String,
     pub ttl_ms: i64,
     #[serde(rename = "type")]
@@ -154,7 +180,10 @@ pub struct AggregateLimits {
 #[derive(Debug, Clone)]
 pub struct Aggregate {
     limits: AggregateLimits,
-    pub patterns: HashMap<String, PatternStats>,
+    /// The database [`Aggregate::add`] counts keys into.
+    db: u32,
+    /// Keyed by database and pattern: the same pattern in two databases is two rows.
+    pub patterns: HashMap<(u32, String), PatternStats>,
     /// Keys that fell into [`OVERFLOW`] because the table was full.
     pub overflowed_keys: u64,
     top: BinaryHeap<Reverse<BigKey>>,
@@ -164,8 +193,14 @@ pub struct Aggregate {
 
 impl Aggregate {
     pub fn new(limits: AggregateLimits) -> Self {
+        Aggregate::for_db(limits, 0)
+    }
+
+    /// An aggregate whose keys live in logical database `db`.
+    pub fn for_db(limits: AggregateLimits, db: u32) -> Self {
         Aggregate {
             limits,
+            db,
             patterns: HashMap::new(),
             overflowed_keys: 0,
             top: BinaryHeap::new(),
@@ -190,16 +225,17 @@ impl Aggregate {
         if pttl < 0 {
             self.no_ttl += 1;
         }
-        let mut name = self.pattern_of(key);
+        let mut name = (self.db, self.pattern_of(key));
         if !self.patterns.contains_key(&name) && self.patterns.len() >= self.limits.max_patterns {
             self.overflowed_keys += 1;
-            name = OVERFLOW.to_string();
+            name.1 = OVERFLOW.to_string();
         }
         let examples = self.limits.examples;
-        let stats = self.patterns.entry(name).or_insert_with_key(|p| {
+        let stats = self.patterns.entry(name).or_insert_with_key(|(db, p)| {
             let fam = family::classify(key);
             PatternStats {
                 pattern: p.clone(),
+                db: *db,
                 family: fam.map(|f| f.name),
                 expectation: fam.map(|f| f.expectation),
                 ..PatternStats::default()
@@ -232,6 +268,7 @@ impl Aggregate {
                 self.top.push(Reverse(BigKey {
                     memory_bytes: m,
                     key: escape_capped(key, EXAMPLE_CHARS),
+                    db: self.db,
                     pattern,
                     ttl_ms: pttl,
                     kind: kind.to_string(),
@@ -256,13 +293,13 @@ impl Aggregate {
                 name
             } else {
                 self.overflowed_keys += stats.keys;
-                OVERFLOW.to_string()
+                (name.0, OVERFLOW.to_string())
             };
             match self.patterns.get_mut(&target) {
                 Some(s) => s.merge(&stats, examples),
                 None => {
                     let mut s = stats;
-                    s.pattern = target.clone();
+                    s.pattern = target.1.clone();
                     self.patterns.insert(target, s);
                 }
             }
@@ -275,10 +312,56 @@ impl Aggregate {
         }
     }
 
+    /// Folds each inferred pattern that differs from a bigger one only by `{n}` where the
+    /// bigger has `{hex}` into it: a hex id that happens to be all digits (`tmp:export:3172`
+    /// beside `tmp:export:3f8c`) is the same family of keys, not a pattern of its own.
+    pub fn fold_numeric_into_hex(&mut self) {
+        let mut names: Vec<(u32, String)> = self
+            .patterns
+            .keys()
+            .filter(|(_, p)| p.contains("{n}") && !self.limits.user_patterns.contains(p))
+            .cloned()
+            .collect();
+        // Smallest first, so a chain folds toward the biggest sibling.
+        names.sort_by_key(|k| self.patterns.get(k).map_or(0, |s| s.keys));
+        let examples = self.limits.examples;
+        for name in names {
+            let keys = self.patterns.get(&name).map_or(0, |s| s.keys);
+            let target = hex_variants(&name.1)
+                .into_iter()
+                .map(|v| (name.0, v))
+                .filter(|k| self.patterns.get(k).is_some_and(|s| s.keys >= keys))
+                .max_by_key(|k| self.patterns.get(k).map_or(0, |s| s.keys));
+            let Some(target) = target else {
+                continue;
+            };
+            if let Some(from) = self.patterns.remove(&name) {
+                if let Some(into) = self.patterns.get_mut(&target) {
+                    into.merge(&from, examples);
+                }
+                // At most `top_n` entries: rebuilding the heap is cheap.
+                self.top = std::mem::take(&mut self.top)
+                    .into_iter()
+                    .map(|Reverse(mut b)| {
+                        if b.db == name.0 && b.pattern == name.1 {
+                            b.pattern = target.1.clone();
+                        }
+                        Reverse(b)
+                    })
+                    .collect();
+            }
+        }
+    }
+
     /// Patterns, most keys first (ties by name, so output is stable).
     pub fn sorted_patterns(&self) -> Vec<PatternStats> {
         let mut v: Vec<PatternStats> = self.patterns.values().cloned().collect();
-        v.sort_by(|a, b| b.keys.cmp(&a.keys).then_with(|| a.pattern.cmp(&b.pattern)));
+        v.sort_by(|a, b| {
+            b.keys
+                .cmp(&a.keys)
+                .then_with(|| a.pattern.cmp(&b.pattern))
+                .then(a.db.cmp(&b.db))
+        });
         v
     }
 
@@ -303,6 +386,10 @@ mod tests {
         }
     }
 
+    fn key(db: u32, pattern: &str) -> (u32, String) {
+        (db, pattern.to_string())
+    }
+
     #[test]
     fn counts_histogram_overflow_and_top() {
         let mut a = Aggregate::new(limits(2));
@@ -313,13 +400,13 @@ mod tests {
         assert_eq!(a.keys, 4);
         assert_eq!(a.no_ttl, 2);
         assert_eq!(a.overflowed_keys, 1);
-        let c = &a.patterns["cache:{n}"];
+        let c = &a.patterns[&key(0, "cache:{n}")];
         assert_eq!((c.keys, c.no_ttl, c.memory_bytes), (2, 1, Some(400)));
         assert_eq!(c.no_ttl_memory_bytes, Some(100));
         assert_eq!(c.ttl_histogram.lt_1m, 1);
         assert_eq!(c.ttl_histogram.none, 1);
-        assert_eq!(a.patterns["special:*"].keys, 1);
-        assert_eq!(a.patterns[OVERFLOW].keys, 1);
+        assert_eq!(a.patterns[&key(0, "special:*")].keys, 1);
+        assert_eq!(a.patterns[&key(0, OVERFLOW)].keys, 1);
         let top: Vec<u64> = a.top_keys().iter().map(|b| b.memory_bytes).collect();
         assert_eq!(top, vec![300, 100]);
     }
@@ -333,7 +420,43 @@ mod tests {
         b.add(b"j:2", 10, "list", None);
         a.merge(b);
         assert_eq!(a.keys, 3);
-        assert_eq!(a.patterns["k:{n}"].keys, 2);
-        assert_eq!(a.patterns["k:{n}"].memory_bytes, None);
+        assert_eq!(a.patterns[&key(0, "k:{n}")].keys, 2);
+        assert_eq!(a.patterns[&key(0, "k:{n}")].memory_bytes, None);
+    }
+
+    #[test]
+    fn the_same_pattern_in_two_databases_is_two_rows() {
+        let mut a = Aggregate::new(limits(10));
+        let mut b = Aggregate::for_db(limits(10), 3);
+        a.add(b"k:1", -1, "string", Some(5));
+        b.add(b"k:2", 10, "string", Some(7));
+        b.add(b"k:3", -1, "string", Some(9));
+        a.merge(b);
+        assert_eq!(a.keys, 3);
+        assert_eq!(a.patterns[&key(0, "k:{n}")].keys, 1);
+        let in3 = &a.patterns[&key(3, "k:{n}")];
+        assert_eq!((in3.db, in3.keys, in3.no_ttl), (3, 2, 1));
+        let dbs: Vec<u32> = a.top_keys().iter().map(|b| b.db).collect();
+        assert_eq!(dbs, vec![3, 3]);
+    }
+
+    #[test]
+    fn all_digit_hex_ids_fold_into_their_hex_sibling() {
+        let mut a = Aggregate::new(limits(10));
+        for k in [&b"tmp:3f8c:1"[..], b"tmp:a1b2:2", b"tmp:77aa:3"] {
+            a.add(k, -1, "string", Some(10));
+        }
+        a.add(b"tmp:3172:4", 5000, "string", Some(99));
+        a.add(b"tmp:9:shard3", -1, "string", None);
+        a.add(b"v2:x", -1, "string", None);
+        a.fold_numeric_into_hex();
+        let t = &a.patterns[&key(0, "tmp:{hex}:{n}")];
+        assert_eq!((t.keys, t.no_ttl), (4, 3));
+        assert!(!a.patterns.contains_key(&key(0, "tmp:{n}:{n}")));
+        // No `{hex}` sibling: left alone.
+        assert_eq!(a.patterns[&key(0, "tmp:{n}:shard{n}")].keys, 1);
+        assert_eq!(a.patterns[&key(0, "v{n}:x")].keys, 1);
+        assert_eq!(a.top_keys()[0].pattern, "tmp:{hex}:{n}");
+        assert_eq!(hex_variants("a{n}b{n}").len(), 3);
     }
 }

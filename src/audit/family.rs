@@ -114,6 +114,10 @@ fn sidekiq(k: &[u8]) -> Option<Family> {
             // Daily stats expire (Sidekiq sets years); totals do not: both are normal.
             return fam("sidekiq stats", NoTtlNormal);
         }
+        if is_process_key(s) {
+            // The heartbeat re-arms a 60 s TTL: one without TTL is a dead process's leftover.
+            return fam("sidekiq process", TtlExpected);
+        }
         None
     };
     if let Some(f) = check(k) {
@@ -122,6 +126,22 @@ fn sidekiq(k: &[u8]) -> Option<Family> {
     // One namespace level (`myapp:queue:default`).
     let colon = k.iter().position(|&b| b == b':')?;
     check(&k[colon + 1..])
+}
+
+/// `<host>:<pid>:<12 hex digits>` (a Sidekiq process identity: `SecureRandom.hex(6)`) and its `:work` / `:workers` hash.
+fn is_process_key(s: &[u8]) -> bool {
+    let parts: Vec<&[u8]> = s.split(|&b| b == b':').collect();
+    let tail_ok = match parts.len() {
+        3 => true,
+        4 => matches!(parts[3], b"work" | b"workers"),
+        _ => false,
+    };
+    tail_ok
+        && !parts[0].is_empty()
+        && !parts[1].is_empty()
+        && parts[1].iter().all(u8::is_ascii_digit)
+        && parts[2].len() == 12
+        && parts[2].iter().all(u8::is_ascii_hexdigit)
 }
 
 #[cfg(test)]
@@ -144,5 +164,15 @@ mod tests {
         assert_eq!(e(b"session:abc"), Some(Expectation::TtlExpected));
         assert_eq!(e(b"ratelimit:ip:1"), Some(Expectation::TtlExpected));
         assert_eq!(e(b"orders:1"), None);
+        assert_eq!(
+            e(b"worker-3f8c:12:0a1b2c3d4e5f"),
+            Some(Expectation::TtlExpected)
+        );
+        assert_eq!(
+            e(b"myapp:web-1:7:0a1b2c3d4e5f:work"),
+            Some(Expectation::TtlExpected)
+        );
+        assert_eq!(e(b"orders:12:0a1b2c3d4e5f:items"), None);
+        assert_eq!(e(b"orders:x12:0a1b2c"), None);
     }
 }

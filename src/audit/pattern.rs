@@ -114,8 +114,11 @@ fn part(p: &[u8], out: &mut String) {
         out.push_str(if ts { "{ts}" } else { "{n}" });
         return;
     }
+    // Hex ids: long ones with any digit, and short ones (`worker-3f8c`, Sidekiq process
+    // identities) when digits and hex letters mix — otherwise `3f8c` and `a1b2` would become
+    // `{n}f{n}c` and `a{n}b{n}`, one pattern per id instead of one for all.
     let hex = p.iter().all(u8::is_ascii_hexdigit);
-    if hex && p.len() >= 8 && digits > 0 {
+    if hex && digits > 0 && (p.len() >= 8 || (p.len() >= 4 && letters > 0)) {
         out.push_str("{hex}");
         return;
     }
@@ -281,6 +284,9 @@ mod tests {
             (b"tok:AbCdEfGhIjKlMnOpQrStUv", "tok:{token}"),
             (b"mail:bob@example.com", "mail:{email}"),
             (b"queue:default", "queue:default"),
+            (b"worker-3f8c:1234:ab12cd", "worker-{hex}:{n}:{hex}"),
+            (b"web-a1b2:7:workers", "web-{hex}:{n}:workers"),
+            (b"cafe:v2:db3", "cafe:v{n}:db{n}"),
             (b"evil:\x1b[31mred", "evil:{bin}"),
             (b"bad:\xff\xfe", "bad:{bin}"),
         ];

@@ -232,14 +232,19 @@ fn findings(r: &AuditReport) -> Vec<Finding> {
             }
             _ => String::new(),
         };
+        let name = if p.db == 0 {
+            format!("`{}`", p.pattern)
+        } else {
+            format!("`{}` (db {})", p.pattern, p.db)
+        };
         let (impact, message) = match p.no_ttl_memory_bytes {
             Some(m) if total_mem > 0 => {
                 let share = pct(m, total_mem);
                 (
                     share,
                     format!(
-                        "{share:.0} % of memory ({m} bytes) is in `{}` keys without TTL ({} keys){why}",
-                        p.pattern, p.no_ttl
+                        "{share:.0} % of memory ({m} bytes) is in {name} keys without TTL ({} keys){why}",
+                        p.no_ttl
                     ),
                 )
             }
@@ -248,8 +253,8 @@ fn findings(r: &AuditReport) -> Vec<Finding> {
                 (
                     share,
                     format!(
-                        "{share:.0} % of keys ({}) are `{}` keys without TTL{why}",
-                        p.no_ttl, p.pattern
+                        "{share:.0} % of keys ({}) are {name} keys without TTL{why}",
+                        p.no_ttl
                     ),
                 )
             }

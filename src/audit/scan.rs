@@ -1,7 +1,7 @@
-//! The scanner of one node: SCAN with COUNT, and ONE pipeline per batch that carries the
-//! PTTL + TYPE (+ MEMORY USAGE … SAMPLES n) of the previous batch's keys, DBSIZE, and the
-//! next SCAN — a single round trip per batch. Only SCAN, PTTL, TYPE, MEMORY USAGE, DBSIZE,
-//! READONLY and PING are ever sent.
+//! The scanner of one node: SCAN with COUNT runs ahead on its own connection, and ONE
+//! pipeline per batch carries its keys' PTTL + TYPE (+ MEMORY USAGE … SAMPLES n) and a
+//! DBSIZE, two batches in flight so the server always has the next one queued. Only SCAN,
+//! PTTL, TYPE, MEMORY USAGE, DBSIZE, INFO keyspace, SELECT, READONLY and PING are ever sent.
 //!
 //! # Duplicates
 //!
@@ -64,6 +64,23 @@ pub struct NodeScan {
     pub moved_keys: u64,
     pub dbsize_start: u64,
     pub dbsize_end: u64,
+}
+
+impl NodeScan {
+    /// Folds the scan of another database of the same node into this one.
+    pub fn merge(&mut self, o: NodeScan) {
+        self.aggregate.merge(o.aggregate);
+        self.incomplete = match (self.incomplete.take(), o.incomplete) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
+        self.dedup_exact &= o.dedup_exact;
+        self.duplicates_skipped += o.duplicates_skipped;
+        self.duplicates_possible |= o.duplicates_possible;
+        self.moved_keys += o.moved_keys;
+        self.dbsize_start += o.dbsize_start;
+        self.dbsize_end += o.dbsize_end;
+    }
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -168,16 +185,112 @@ fn absorb(
     Ok(())
 }
 
-/// Scans the node behind `conn` to the end (or until cancelled/aborted).
+/// Pipelines in flight on the work connection: while the server answers one batch, the
+/// next is already queued behind it, so the server never idles while the client parses.
+const IN_FLIGHT: usize = 2;
+/// Batches of SCAN results waiting for their PTTL/TYPE pipeline.
+const SCAN_AHEAD: usize = 2;
+
+/// Runs SCAN to the end on its own connection, ahead of the PTTL/TYPE pipelines, honouring
+/// the rate limit, the latency guard and cancellation. Returns why it stopped early, if it did.
+async fn scan_ahead(
+    link: &mut NodeConnection,
+    count: u32,
+    timeout: Duration,
+    limiter: Option<&RateLimiter>,
+    guard: &GuardState,
+    cancel: &CancellationToken,
+    batches: mpsc::Sender<Vec<Vec<u8>>>,
+) -> Result<Option<String>, String> {
+    let node = link.endpoint().address();
+    let mut cursor = 0u64;
+    loop {
+        if cancel.is_cancelled() {
+            return Ok(Some("cancelled".into()));
+        }
+        if guard.paused.load(Ordering::Relaxed) {
+            if guard.aborted.load(Ordering::Relaxed) {
+                return Ok(Some(format!(
+                    "latency guard: PING p99 stayed over the threshold on {node}; the scan was aborted"
+                )));
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            continue;
+        }
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor).arg("COUNT").arg(count);
+        let reply: Value = match tokio::time::timeout(timeout, cmd.query_async(link.raw())).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Err(crate::escape::escape(e.to_string())),
+            Err(_) => return Err(format!("no reply to SCAN within {timeout:?}")),
+        };
+        let (next, keys) = scan_reply(reply)?;
+        if let Some(l) = limiter {
+            l.take(keys.len() as u64, cancel).await;
+        }
+        if !keys.is_empty() && batches.send(keys).await.is_err() {
+            return Ok(None); // the pipelines stopped; their error is the one reported
+        }
+        if next == 0 {
+            return Ok(None);
+        }
+        cursor = next;
+    }
+}
+
+type Flight =
+    tokio::task::JoinHandle<Result<redis::RedisResult<Vec<Value>>, tokio::time::error::Elapsed>>;
+
+/// Sends one batch's PTTL + TYPE (+ MEMORY USAGE) and a DBSIZE as one pipeline.
+fn launch(
+    link: &NodeConnection,
+    keys: &[Vec<u8>],
+    settings: &ScanSettings,
+    timeout: Duration,
+) -> Flight {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for k in keys {
+        pipe.cmd("PTTL").arg(k);
+        pipe.cmd("TYPE").arg(k);
+        if let Some(n) = settings.memory_samples {
+            pipe.cmd("MEMORY")
+                .arg("USAGE")
+                .arg(k)
+                .arg("SAMPLES")
+                .arg(n.max(1));
+        }
+    }
+    pipe.cmd("DBSIZE");
+    let mut link = link.multiplexed();
+    tokio::spawn(async move { tokio::time::timeout(timeout, pipe.query_async(&mut link)).await })
+}
+
+/// The two connections to one node, both already on database `db` (SELECT).
+pub struct Links<'a> {
+    /// Carries the PTTL/TYPE pipelines.
+    pub work: &'a mut NodeConnection,
+    /// Runs SCAN ahead of them.
+    pub scan: &'a mut NodeConnection,
+    pub db: u32,
+}
+
+/// Scans one database of the node to the end (or until cancelled/aborted): `links.scan` runs
+/// SCAN ahead while
+/// `links.work` carries the PTTL/TYPE pipelines, [`IN_FLIGHT`] at a time, so the server's work on
+/// one batch overlaps the client's on the previous.
 pub async fn scan_node(
-    conn: &mut NodeConnection,
+    links: Links<'_>,
     settings: &ScanSettings,
     limiter: Option<&RateLimiter>,
     guard: &GuardState,
     progress: Option<&mpsc::Sender<Progress>>,
     cancel: &CancellationToken,
 ) -> Result<NodeScan, ScanError> {
-    let node = conn.endpoint().address();
+    let node = links.work.endpoint().address();
     let fail = |detail: String| ScanError::Node {
         node: node.clone(),
         detail,
@@ -192,124 +305,93 @@ pub async fn scan_node(
     } else {
         2
     };
-    let hasher = RandomState::new();
-    let mut seen: Option<HashSet<u64>> = (settings.dedup_max_keys > 0).then(HashSet::new);
-    let mut out = NodeScan {
-        aggregate: Aggregate::new(settings.limits.clone()),
-        incomplete: None,
-        dedup_exact: seen.is_some(),
-        duplicates_skipped: 0,
-        duplicates_possible: false,
-        moved_keys: 0,
-        dbsize_start: 0,
-        dbsize_end: 0,
-    };
-    let mut max_dbsize = 0u64;
-    let mut pending: Vec<Vec<u8>> = Vec::new();
-    let mut next: Option<u64> = Some(0);
-    let mut first = true;
-    let mut scanned = 0u64;
-    let mut done: Option<(Vec<Vec<u8>>, Vec<Value>)> = None;
-    while !pending.is_empty() || next.is_some() {
-        if cancel.is_cancelled() {
-            out.incomplete = Some("cancelled".into());
-            break;
-        }
-        if guard.paused.load(Ordering::Relaxed) {
-            if guard.aborted.load(Ordering::Relaxed) {
-                out.incomplete = Some(format!(
-                    "latency guard: PING p99 stayed over the threshold on {node}; the scan was aborted"
-                ));
-                break;
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-            }
-            continue;
-        }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for k in &pending {
-            pipe.cmd("PTTL").arg(k);
-            pipe.cmd("TYPE").arg(k);
-            if let Some(n) = settings.memory_samples {
-                pipe.cmd("MEMORY")
-                    .arg("USAGE")
-                    .arg(k)
-                    .arg("SAMPLES")
-                    .arg(n.max(1));
-            }
-        }
-        pipe.cmd("DBSIZE");
-        if let Some(c) = next {
-            pipe.cmd("SCAN").arg(c).arg("COUNT").arg(count);
-        }
-        // The previous batch's replies are folded in while this batch is on the wire, so
-        // the client's work overlaps the server's instead of adding to each round trip.
-        let mut link = conn.raw().clone();
-        let query = tokio::time::timeout(settings.batch_timeout, pipe.query_async(&mut link));
-        let previous = done.take();
-        let (replies, absorbed) = tokio::join!(query, async {
-            match previous {
-                Some((keys, replies)) => {
-                    absorb(&mut out, &mut seen, &hasher, settings, keys, replies)
-                }
-                None => Ok(()),
-            }
-        });
-        absorbed.map_err(&fail)?;
-        let mut replies: Vec<Value> = match replies {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Err(fail(crate::escape::escape(e.to_string()))),
-            Err(_) => {
-                return Err(fail(format!(
-                    "no reply to a batch within {:?}",
-                    settings.batch_timeout
-                )));
-            }
+    let (tx, mut rx) = mpsc::channel::<Vec<Vec<u8>>>(SCAN_AHEAD);
+    let scanner = scan_ahead(
+        links.scan,
+        count,
+        settings.batch_timeout,
+        limiter,
+        guard,
+        cancel,
+        tx,
+    );
+    let work = async {
+        let hasher = RandomState::new();
+        let mut seen: Option<HashSet<u64>> = (settings.dedup_max_keys > 0).then(HashSet::new);
+        let mut out = NodeScan {
+            aggregate: Aggregate::for_db(settings.limits.clone(), links.db),
+            incomplete: None,
+            dedup_exact: seen.is_some(),
+            duplicates_skipped: 0,
+            duplicates_possible: false,
+            moved_keys: 0,
+            dbsize_start: 0,
+            dbsize_end: 0,
         };
-        let want = pending.len() * per_key + 1 + usize::from(next.is_some());
-        if replies.len() != want {
-            return Err(fail(format!(
-                "expected {want} replies to a batch, got {}",
-                replies.len()
-            )));
-        }
-        let tail = replies.split_off(pending.len() * per_key);
-        done = Some((std::mem::take(&mut pending), replies));
-        let mut it = tail.into_iter();
-        let dbsize = it.next().as_ref().and_then(int).unwrap_or(0).max(0) as u64;
-        if first {
-            out.dbsize_start = dbsize;
-        }
-        out.dbsize_end = dbsize;
-        max_dbsize = max_dbsize.max(dbsize);
-        if !out.dedup_exact && (dbsize as f64) < 0.9 * max_dbsize as f64 {
-            out.duplicates_possible = true;
-        }
-        if let Some(reply) = it.next() {
-            let (cursor, keys) = scan_reply(reply).map_err(fail)?;
-            scanned += keys.len() as u64;
-            if let Some(l) = limiter {
-                l.take(keys.len() as u64, cancel).await;
+        let mut max_dbsize = 0u64;
+        let mut scanned = 0u64;
+        let mut first = true;
+        let mut flights: std::collections::VecDeque<(Vec<Vec<u8>>, Flight)> =
+            std::collections::VecDeque::new();
+        let mut open = true;
+        while open || !flights.is_empty() {
+            if open && flights.len() < IN_FLIGHT {
+                match rx.recv().await {
+                    Some(keys) => {
+                        let flight = launch(links.work, &keys, settings, settings.batch_timeout);
+                        flights.push_back((keys, flight));
+                    }
+                    None => open = false,
+                }
+                continue;
             }
-            pending = keys;
-            next = (cursor != 0).then_some(cursor);
+            let Some((keys, flight)) = flights.pop_front() else {
+                break;
+            };
+            let mut replies = match flight.await {
+                Ok(Ok(Ok(v))) => v,
+                Ok(Ok(Err(e))) => return Err(crate::escape::escape(e.to_string())),
+                Ok(Err(_)) => {
+                    return Err(format!(
+                        "no reply to a batch within {:?}",
+                        settings.batch_timeout
+                    ));
+                }
+                Err(e) => return Err(format!("the batch task failed: {e}")),
+            };
+            let want = keys.len() * per_key + 1;
+            if replies.len() != want {
+                return Err(format!(
+                    "expected {want} replies to a batch, got {}",
+                    replies.len()
+                ));
+            }
+            let dbsize = replies.pop().as_ref().and_then(int).unwrap_or(0).max(0) as u64;
+            if first {
+                out.dbsize_start = dbsize;
+                first = false;
+            }
+            out.dbsize_end = dbsize;
+            max_dbsize = max_dbsize.max(dbsize);
+            scanned += keys.len() as u64;
+            absorb(&mut out, &mut seen, &hasher, settings, keys, replies)?;
+            if !out.dedup_exact && (dbsize as f64) < 0.9 * max_dbsize as f64 {
+                out.duplicates_possible = true;
+            }
+            if let Some(tx) = progress {
+                // Progress is advisory: a slow reader loses updates, never blocks the scan.
+                let _ = tx.try_send(Progress {
+                    node: node.clone(),
+                    scanned,
+                    dbsize,
+                });
+            }
         }
-        first = false;
-        if let Some(tx) = progress {
-            // Progress is advisory: a slow reader loses updates, never blocks the scan.
-            let _ = tx.try_send(Progress {
-                node: node.clone(),
-                scanned,
-                dbsize,
-            });
-        }
-    }
-    if let Some((keys, replies)) = done.take() {
-        absorb(&mut out, &mut seen, &hasher, settings, keys, replies).map_err(&fail)?;
-    }
+        Ok(out)
+    };
+    let (stopped, worked) = tokio::join!(scanner, work);
+    let mut out = worked.map_err(&fail)?;
+    out.incomplete = stopped.map_err(&fail)?;
     if out.moved_keys > 0 && out.incomplete.is_none() {
         out.incomplete = Some(format!(
             "{} keys moved to another shard during the scan of {node} (slot migration)",

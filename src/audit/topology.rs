@@ -3,7 +3,7 @@
 //! a failover); a standalone server is one shard.
 
 use crate::domain::Endpoint;
-use crate::valkey::connect::{ConnectError, NodeConnection};
+use crate::valkey::connect::{ConnectError, Connector, NodeConnection};
 
 /// One shard to scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,36 @@ pub async fn discover(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Finds `shard` again after a failover: asks its own nodes, then `seed`, for the shard
+/// that now serves the same first slot (a standalone server: whatever `seed` leads to).
+pub async fn rediscover(
+    connector: &Connector,
+    shard: &Shard,
+    seed: &Endpoint,
+    node_tls: bool,
+) -> Option<Shard> {
+    let mut candidates: Vec<Endpoint> = shard.replicas.clone();
+    candidates.insert(0, shard.primary.clone());
+    candidates.push(seed.clone());
+    if shard.first_slot.is_none() {
+        // The seed is the endpoint that follows the primary; the old node may be a replica.
+        candidates.retain(|e| e == seed);
+    }
+    for ep in candidates {
+        let Ok(mut conn) = connector.connect(&ep).await else {
+            continue;
+        };
+        if let Ok(shards) = discover(&mut conn, node_tls).await
+            && let Some(s) = shards
+                .into_iter()
+                .find(|s| s.first_slot == shard.first_slot)
+        {
+            return Some(s);
+        }
+    }
+    None
 }
 
 /// Parses CLUSTER NODES into shards with slots, ordered by first slot. Nodes flagged

@@ -19,7 +19,9 @@
 //!   otherwise resume stops and asks the operator instead of risking a second mutation.
 //!
 //! While running, an action reports with [`ActionContext::progress`] (bars: done/total) and
-//! [`ActionContext::output`] (live lines), waits with [`ActionContext::sleep`] (returns
+//! [`ActionContext::output`] (live lines), journals checkpoints of long work with
+//! [`ActionContext::checkpoint`] (handed back as [`ActionContext::resume_from`] when the
+//! step is retried or resumed), waits with [`ActionContext::sleep`] (returns
 //! [`ActionError::Interrupted`] on Ctrl-C) and polls with [`ActionContext::poll`]. The
 //! engine applies the step's timeout and retries around `run`; long waits (snapshots,
 //! failovers) should poll inside `run` with their own deadline input rather than rely on
@@ -145,6 +147,9 @@ pub enum Observation {
     Done(Values),
     /// It cannot be told; the engine stops rather than risk repeating a mutation.
     Unknown(String),
+    /// Part of the effect is in place (what, in words) and running the step again safely
+    /// continues it (e.g. from its last checkpoint): the engine runs it.
+    Partial(String),
 }
 
 /// Why an action failed. Texts are lowercase fragments that read after "failed to …".
@@ -323,7 +328,15 @@ pub struct ActionContext {
     pub(crate) events: EventSender,
     pub(crate) connector: Arc<OnceCell<Connector>>,
     pub(crate) connect_options: ConnectOptions,
+    /// The last checkpoint this step journaled in an earlier attempt (this run's retries,
+    /// or the attempt a `runs resume` continues), for actions that pick up where they were.
+    pub resume_from: Option<serde_json::Value>,
+    pub(crate) checkpoints: Option<CheckpointSender>,
 }
+
+/// A checkpoint on its way to the journal, with the reply sent once it is on disk.
+pub(crate) type CheckpointSender =
+    tokio::sync::mpsc::UnboundedSender<(serde_json::Value, tokio::sync::oneshot::Sender<()>)>;
 
 impl ActionContext {
     /// Reports progress of a long step (`total` when known), shown as a bar.
@@ -342,6 +355,23 @@ impl ActionContext {
             step: self.step_id.clone(),
             line: line.into(),
         });
+    }
+
+    /// Journals a checkpoint of this step (public facts only, never a secret) and returns
+    /// once it is on disk; after an interruption the next attempt gets the last one as
+    /// [`resume_from`](ActionContext::resume_from). Only `run` may call it.
+    pub async fn checkpoint(&self, facts: serde_json::Value) -> Result<(), ActionError> {
+        let Some(tx) = &self.checkpoints else {
+            return Ok(());
+        };
+        let (done, written) = tokio::sync::oneshot::channel();
+        if tx.send((facts, done)).is_err() {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = self.cancel.cancelled() => Err(ActionError::Interrupted),
+            r = written => r.map_err(|_| ActionError::failed("journal a checkpoint: the run stopped")),
+        }
     }
 
     /// Sleeps, or returns [`ActionError::Interrupted`] as soon as the run is cancelled.

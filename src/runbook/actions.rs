@@ -12,6 +12,7 @@ mod marker;
 mod nodes;
 mod parameter;
 mod probe;
+mod ttl_remediate;
 mod wait;
 
 use crate::runbook::action::Registry;
@@ -32,5 +33,7 @@ pub fn builtin() -> Registry {
     r.register(Arc::new(failover::TestFailover));
     r.register(Arc::new(connectivity::ConnectivityCheck));
     r.register(Arc::new(crate::audit::action::TtlAudit));
+    r.register(Arc::new(ttl_remediate::TtlRemediateSurvey));
+    r.register(Arc::new(ttl_remediate::TtlRemediate));
     r
 }

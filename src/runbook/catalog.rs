@@ -28,6 +28,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "ttl-audit.toml",
         include_str!("../../runbooks/ttl-audit.toml"),
     ),
+    (
+        "ttl-remediate.toml",
+        include_str!("../../runbooks/ttl-remediate.toml"),
+    ),
 ];
 
 /// Why a runbook could not be had.

@@ -110,6 +110,11 @@ pub struct StepDef {
     /// Ask the operator before this step.
     #[serde(default)]
     pub confirm: bool,
+    /// A bool parameter (e.g. `dry_run`) that, when true for a run, makes this dangerous step
+    /// look-only: read-only environments allow it, nothing asks to confirm, no lock is taken.
+    /// The action must honour the same parameter and write nothing then.
+    #[schemars(with = "Option<String>")]
+    pub dangerous_unless: Option<Spanned<String>>,
     /// Deadline of one attempt, e.g. `30s`, `20m` (default 60s).
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Spanned<String>>,

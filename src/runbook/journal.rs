@@ -78,6 +78,13 @@ pub enum RecordKind {
         attempt: u32,
         calls: Vec<String>,
     },
+    /// A long step's checkpoint (e.g. per-shard SCAN cursors and counts): resume hands
+    /// the last one back to the action, which continues from it.
+    Progress {
+        step: String,
+        attempt: u32,
+        facts: serde_json::Value,
+    },
     /// What `observe` found on resume.
     Observed {
         step: String,

@@ -150,6 +150,7 @@ pub async fn run(estate: &Estate, args: RunArgs) -> u8 {
         Ok(p) => p,
         Err(e) => return fail(exit::BAD_INPUT, session::PrepareError::Params(e)),
     };
+    let runbook = runbook.for_params(|name| params.flag(name));
     let approval = if args.dry_run {
         Approval {
             interactive: true,
@@ -211,6 +212,7 @@ pub async fn resume(
         }
         Err(e) => return fail(exit::BAD_INPUT, format!("resume run {run_id}: {e}")),
     };
+    let runbook = runbook.for_params(|name| info.params.get(name).and_then(|v| v.as_bool()));
     let target = match target(estate, &runbook, &info.env, &info.cache, &approval).await {
         Ok(t) => t,
         Err(code) => return code,

@@ -115,6 +115,7 @@ pub async fn prepare(
     let registry = actions::builtin();
     let runbook = catalog::find(runbook, &registry)?;
     let params = validate::bind_params(&runbook, params).map_err(PrepareError::Params)?;
+    let runbook = runbook.for_params(|name| params.flag(name));
     let target = target(estate, &runbook, env, cache, approval).await?;
     Ok(RunRequest {
         runbook,

@@ -61,6 +61,8 @@ pub struct Step {
     pub inputs: BTreeMap<String, serde_json::Value>,
     pub dangerous: bool,
     pub confirm: bool,
+    /// The bool parameter that, when true, makes this step look-only (see [`Runbook::for_params`]).
+    pub dangerous_unless: Option<String>,
     pub timeout: Duration,
     pub retries: u32,
     pub backoff: Duration,
@@ -90,6 +92,19 @@ impl Runbook {
     /// Whether any step mutates (then the run takes the cache lock).
     pub fn mutates(&self) -> bool {
         self.steps.iter().chain(&self.rollback).any(|s| s.dangerous)
+    }
+
+    /// This runbook as it runs with `params`: a step whose `dangerous_unless` parameter is
+    /// true is neither dangerous nor confirmed (the action writes nothing then), so protection,
+    /// confirmation and the lock see what the run really does. `flag` reads a bool parameter.
+    pub fn for_params(mut self, flag: impl Fn(&str) -> Option<bool>) -> Runbook {
+        for s in self.steps.iter_mut().chain(self.rollback.iter_mut()) {
+            if s.dangerous_unless.as_deref().and_then(&flag) == Some(true) {
+                s.dangerous = false;
+                s.confirm = false;
+            }
+        }
+        self
     }
 
     pub fn step(&self, id: &str) -> Option<&Step> {
@@ -221,6 +236,11 @@ fn check(c: &Checker<'_>, file: RunbookFile, registry: &Registry) -> Result<Runb
         params.push(param);
     }
     let param_names: BTreeSet<&str> = file.params.keys().map(String::as_str).collect();
+    let bool_params: BTreeSet<&str> = params
+        .iter()
+        .filter(|p| p.kind == ParamType::Bool)
+        .map(|p| p.name.as_str())
+        .collect();
 
     let mut seen: BTreeMap<String, &'static [crate::runbook::action::OutputSpec]> = BTreeMap::new();
     let mut steps = Vec::new();
@@ -245,6 +265,25 @@ fn check(c: &Checker<'_>, file: RunbookFile, registry: &Registry) -> Result<Runb
                     format!("duplicate step id `{id}`"),
                     "give every step (preconditions and rollback included) its own id",
                 ));
+            }
+            if let Some(flag) = &def.dangerous_unless {
+                if !def.dangerous {
+                    return Err(c.err(
+                        flag.span().start,
+                        format!("step `{id}`: `dangerous_unless` on a step that is not dangerous"),
+                        "remove `dangerous_unless`, or add `dangerous = true`",
+                    ));
+                }
+                if !bool_params.contains(flag.get_ref().as_str()) {
+                    return Err(c.err(
+                        flag.span().start,
+                        format!(
+                            "step `{id}`: `dangerous_unless` names `{}`, which is not a bool parameter",
+                            flag.get_ref()
+                        ),
+                        "name a parameter declared with `type = \"bool\"` (e.g. `dry_run`)",
+                    ));
+                }
             }
             let step = check_step(c, def, phase, registry, &param_names, &seen, &rollback_ids)?;
             if let Some(action) = registry.get(&step.action)
@@ -438,6 +477,7 @@ fn check_step(
         inputs,
         dangerous: def.dangerous,
         confirm: def.confirm,
+        dangerous_unless: def.dangerous_unless.as_ref().map(|f| f.get_ref().clone()),
         timeout: c.duration(&def.timeout, DEFAULT_TIMEOUT)?,
         retries: def.retries,
         backoff: c.duration(&def.backoff, DEFAULT_BACKOFF)?,

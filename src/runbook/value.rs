@@ -172,6 +172,14 @@ impl Values {
         self.0.get(name)
     }
 
+    /// The bool value `name` holds, if it holds one.
+    pub fn flag(&self, name: &str) -> Option<bool> {
+        match self.0.get(name) {
+            Some(Value::Json(v)) => v.as_bool(),
+            _ => None,
+        }
+    }
+
     /// The public values only (secrets left out), for journals and reports.
     pub fn public(&self) -> BTreeMap<String, serde_json::Value> {
         self.0

@@ -346,10 +346,12 @@ impl NodeConnection {
         }
     }
 
-    /// `INFO everything`, parsed, with how long it took.
+    /// `INFO` (the default sections, errorstats and keyspace included), parsed, with how
+    /// long it took. Not `INFO everything`: its commandstats and latencystats are several KB
+    /// that nothing here reads, sent every second by every poller to a production server.
     pub async fn info(&mut self) -> Result<(Info, Duration), ConnectError> {
         let started = Instant::now();
-        let bytes: Vec<u8> = self.query(redis::cmd("INFO").arg("everything")).await?;
+        let bytes: Vec<u8> = self.query(&redis::cmd("INFO")).await?;
         let took = started.elapsed();
         Ok((Info::parse(&String::from_utf8_lossy(&bytes)), took))
     }
@@ -357,5 +359,11 @@ impl NodeConnection {
     /// The underlying multiplexed connection, for modules that issue many commands (SCAN).
     pub fn raw(&mut self) -> &mut MultiplexedConnection {
         &mut self.conn
+    }
+
+    /// Another handle on the same connection, for requests kept in flight concurrently
+    /// (no deadline of its own: callers wrap each request in one).
+    pub fn multiplexed(&self) -> MultiplexedConnection {
+        self.conn.clone()
     }
 }

@@ -1,4 +1,4 @@
-//! The INFO parser: every section of `INFO everything` into a raw map, plus typed views of
+//! The INFO parser: every section of an INFO reply (default or `everything`) into a raw map, plus typed views of
 //! the fields cachedeck reads (server, clients, memory, persistence, stats, replication,
 //! cpu, cluster, keyspace, commandstats, errorstats).
 //!

@@ -1,5 +1,5 @@
 //! The key TTL audit against real valkey-server processes: exact counts against ground truth
-//! (hostile names included), keys added and deleted during the scan, duplicate detection with
+//! (hostile names included), every logical database, keys added and deleted during the scan, duplicate detection with
 //! dedup off, a 3-shard cluster scanned on its replicas (and a replica killed mid-scan), and
 //! INFO commandstats showing no KEYS/FLUSH*/CONFIG/DEBUG.
 
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-fn connector() -> Connector {
+pub(crate) fn connector() -> Connector {
     let options = ConnectOptions {
         connect_timeout: Duration::from_secs(3),
         command_timeout: Duration::from_secs(5),
@@ -22,11 +22,11 @@ fn connector() -> Connector {
     Connector::new(Auth::default(), false, None, options).expect("plain connector")
 }
 
-fn local(port: u16) -> Endpoint {
+pub(crate) fn local(port: u16) -> Endpoint {
     Endpoint::new("127.0.0.1", port, false)
 }
 
-async fn conn(port: u16) -> NodeConnection {
+pub(crate) async fn conn(port: u16) -> NodeConnection {
     connector().connect(&local(port)).await.expect("connect")
 }
 
@@ -44,13 +44,25 @@ async fn load(c: &mut NodeConnection, keys: &[(Vec<u8>, Option<u64>)]) {
     }
 }
 
-/// Ground truth per inferred pattern: (keys, no TTL).
+/// Ground truth per inferred pattern: (keys, no TTL). Hex ids that happen to be all digits
+/// (`session:{n}`) belong with their `{hex}` siblings.
 fn truth(keys: &[(Vec<u8>, Option<u64>)]) -> BTreeMap<String, (u64, u64)> {
-    let mut t = BTreeMap::new();
+    let mut t: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for (k, ttl) in keys {
         let e = t.entry(pattern::infer(k)).or_insert((0, 0));
         e.0 += 1;
         e.1 += u64::from(ttl.is_none());
+    }
+    let numeric: Vec<String> = t.keys().filter(|p| p.contains("{n}")).cloned().collect();
+    for p in numeric {
+        let hex = p.replace("{n}", "{hex}");
+        if t.contains_key(&hex)
+            && let Some((keys, no_ttl)) = t.remove(&p)
+            && let Some(e) = t.get_mut(&hex)
+        {
+            e.0 += keys;
+            e.1 += no_ttl;
+        }
     }
     t
 }
@@ -124,9 +136,7 @@ async fn counts_equal_ground_truth_with_hostile_names() {
         .iter()
         .find(|p| p.pattern == "session:{hex}")
         .expect("sessions");
-    let sessions = keys
-        .iter()
-        .filter(|k| pattern::infer(&k.0) == "session:{hex}");
+    let sessions = keys.iter().filter(|k| k.0.starts_with(b"session:"));
     let with_ttl = sessions.clone().filter(|k| k.1.is_some()).count() as u64;
     assert_eq!(session.ttl_histogram.lt_1h, with_ttl);
     assert_eq!(
@@ -158,6 +168,74 @@ async fn counts_equal_ground_truth_with_hostile_names() {
     for field in ["pattern", "keys", "no_ttl", "memory_bytes", "ttl_histogram"] {
         assert!(v["patterns"][0].get(field).is_some(), "{field}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_logical_database_is_scanned_and_kept_apart() {
+    let s = server();
+    let mut c = conn(s.port()).await;
+    let zero: Vec<(Vec<u8>, Option<u64>)> = (0..1500u64)
+        .map(|i| (format!("cache:product:{i}").into_bytes(), None))
+        .collect();
+    let two: Vec<(Vec<u8>, Option<u64>)> = (0..2500u64)
+        .map(|i| {
+            let ttl = (i % 5 != 0).then_some(600);
+            (format!("cache:product:{i}").into_bytes(), ttl)
+        })
+        .chain((0..700u64).map(|i| (format!("celery-task-meta-{i}").into_bytes(), None)))
+        .collect();
+    load(&mut c, &zero).await;
+    let _: () = c
+        .query(redis::cmd("SELECT").arg(2))
+        .await
+        .expect("select 2");
+    load(&mut c, &two).await;
+    let r = audit::run(
+        &connector(),
+        &local(s.port()),
+        false,
+        &AuditOptions {
+            count: 211,
+            ..AuditOptions::default()
+        },
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("audit runs");
+    assert!(r.complete, "{:?}", r.incomplete_reasons);
+    assert_eq!(r.total_keys, 1500 + 3200);
+    assert_eq!(
+        r.dbsize_end,
+        1500 + 3200,
+        "DBSIZE summed over the databases"
+    );
+    assert_eq!(r.keys_without_ttl, 1500 + 500 + 700);
+    let row = |db: u32, pattern: &str| {
+        r.patterns
+            .iter()
+            .find(|p| p.db == db && p.pattern == pattern)
+            .map(|p| (p.keys, p.no_ttl))
+    };
+    assert_eq!(row(0, "cache:product:{n}"), Some((1500, 1500)));
+    assert_eq!(row(2, "cache:product:{n}"), Some((2500, 500)));
+    assert_eq!(row(2, "celery-task-meta-{n}"), Some((700, 700)));
+    assert_eq!(row(0, "celery-task-meta-{n}"), None);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.message.contains("`celery-task-meta-{n}` (db 2)")),
+        "{:?}",
+        r.findings
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.to_json()).expect("json");
+    assert!(
+        v["patterns"]
+            .as_array()
+            .expect("patterns")
+            .iter()
+            .any(|p| p["db"] == 2)
+    );
 }
 
 async fn commandstats(port: u16) -> BTreeMap<String, u64> {
@@ -372,12 +450,12 @@ async fn paced_mode_holds_the_rate() {
 }
 
 /// Six nodes: three primaries with a replica each, formed into a cluster.
-struct Cluster {
-    primaries: Vec<ValkeyServer>,
-    replicas: Vec<ValkeyServer>,
+pub(crate) struct Cluster {
+    pub(crate) primaries: Vec<ValkeyServer>,
+    pub(crate) replicas: Vec<ValkeyServer>,
 }
 
-async fn cluster() -> Cluster {
+pub(crate) async fn cluster() -> Cluster {
     let primaries: Vec<ValkeyServer> = (0..3).map(|_| start(ServerSpec::new().cluster())).collect();
     let replicas: Vec<ValkeyServer> = (0..3).map(|_| start(ServerSpec::new().cluster())).collect();
     let plan: Vec<cachedeck::sandbox::cluster::ShardPlan> = primaries
@@ -402,7 +480,7 @@ async fn cluster() -> Cluster {
 }
 
 /// Loads keys into the primary owning each key's slot, then waits for the replicas.
-async fn load_cluster(cl: &Cluster, keys: &[(Vec<u8>, Option<u64>)]) {
+pub(crate) async fn load_cluster(cl: &Cluster, keys: &[(Vec<u8>, Option<u64>)]) {
     let ranges = cachedeck::sandbox::cluster::slot_ranges(3);
     let mut per: Vec<Vec<(Vec<u8>, Option<u64>)>> = vec![Vec::new(); 3];
     for k in keys {
@@ -430,7 +508,7 @@ async fn load_cluster(cl: &Cluster, keys: &[(Vec<u8>, Option<u64>)]) {
     }
 }
 
-fn cluster_keys(n: usize) -> Vec<(Vec<u8>, Option<u64>)> {
+pub(crate) fn cluster_keys(n: usize) -> Vec<(Vec<u8>, Option<u64>)> {
     (0..n)
         .map(|i| {
             let k = match i % 3 {

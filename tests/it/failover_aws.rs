@@ -288,13 +288,17 @@ fn cache(primary: u16, replica: u16, endpoint: u16) -> Cache {
     }
 }
 
-/// A primary and a replica that has caught up with it.
+/// A primary and a replica that has caught up with it: the replica's link is up AND the
+/// primary lists it as online (it does so only after the replica's first REPLCONF ACK, a
+/// moment later — the preflight counts the primary's view).
 fn pair() -> (ValkeyServer, ValkeyServer) {
     let primary = server();
     let replica =
         start(ServerSpec::new().args(["--replicaof", "127.0.0.1", &primary.port().to_string()]));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !raw_command(replica.port(), &["INFO", "replication"]).contains("master_link_status:up") {
+    while !raw_command(replica.port(), &["INFO", "replication"]).contains("master_link_status:up")
+        || !raw_command(primary.port(), &["INFO", "replication"]).contains("state=online")
+    {
         assert!(Instant::now() < deadline, "replica never synced");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -13,6 +13,7 @@ mod failover;
 mod failover_aws;
 mod harness;
 mod probe;
+mod remediate;
 mod runbook;
 mod sandbox;
 mod server;

@@ -1,7 +1,7 @@
 //! Runbooks end to end through the real binary: a real valkey-server as the cache, the AWS
 //! control plane against moto's SSM for locks, journals in a temporary state dir.
 
-mod estate;
+pub mod estate;
 mod files;
 mod locks;
 mod protection;

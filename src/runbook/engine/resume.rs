@@ -17,6 +17,8 @@ pub struct StepHistory {
     /// Public outputs and the names of secret outputs, when the step finished.
     pub done: Option<(BTreeMap<String, serde_json::Value>, Vec<String>)>,
     pub continued: bool,
+    /// The last checkpoint the step journaled (`progress` records), if any.
+    pub progress: Option<serde_json::Value>,
 }
 
 /// A journaled run, as needed to resume it.
@@ -86,6 +88,9 @@ impl ResumeInfo {
                     info.steps.entry(step.clone()).or_default().done =
                         Some((outputs.clone(), secret_outputs.clone()));
                 }
+                RecordKind::Progress { step, facts, .. } => {
+                    info.steps.entry(step.clone()).or_default().progress = Some(facts.clone());
+                }
                 RecordKind::StepFailed {
                     step, continued, ..
                 } => {
@@ -100,5 +105,54 @@ impl ResumeInfo {
             return Err("it already succeeded; there is nothing to resume".into());
         }
         Ok(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: RecordKind) -> Record {
+        Record {
+            at: OffsetDateTime::now_utc(),
+            run_id: "r1".into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn the_last_checkpoint_of_a_step_is_handed_back() {
+        let records = vec![
+            record(RecordKind::RunStarted {
+                runbook: "ttl-remediate".into(),
+                hash: "h".into(),
+                source: "builtin".into(),
+                env: "dev".into(),
+                cache: "orders".into(),
+                params: BTreeMap::new(),
+                user: "u".into(),
+                host: "h".into(),
+                pid: 1,
+                text: String::new(),
+            }),
+            record(RecordKind::StepStarted {
+                step: "apply".into(),
+                attempt: 1,
+            }),
+            record(RecordKind::Progress {
+                step: "apply".into(),
+                attempt: 1,
+                facts: serde_json::json!({"cursor": 10}),
+            }),
+            record(RecordKind::Progress {
+                step: "apply".into(),
+                attempt: 1,
+                facts: serde_json::json!({"cursor": 20}),
+            }),
+        ];
+        let info = ResumeInfo::from_records("r1", &records).expect("resumable");
+        let apply = &info.steps["apply"];
+        assert_eq!(apply.progress, Some(serde_json::json!({"cursor": 20})));
+        assert!(apply.done.is_none());
     }
 }

@@ -57,6 +57,47 @@ impl Run<'_> {
             events: self.events.clone(),
             connector: self.connector.clone(),
             connect_options: self.engine.connect_options,
+            resume_from: None,
+            checkpoints: None,
+        }
+    }
+
+    /// One attempt of `action`, journaling its checkpoints (`progress` records) as they
+    /// come and updating `last` so a retry or resume continues from the newest one.
+    async fn attempt(
+        &mut self,
+        s: &Step,
+        action: &Arc<dyn Action>,
+        mut ctx: ActionContext,
+        inputs: &Inputs,
+        last: &mut Option<serde_json::Value>,
+    ) -> Result<Result<Values, ActionError>, EngineError> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        ctx.resume_from = last.clone();
+        ctx.checkpoints = Some(tx);
+        let attempt = ctx.attempt;
+        let cancel = self.cancel.clone();
+        let run = tokio::time::timeout(s.timeout, action.run(&ctx, inputs));
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(Err(ActionError::Interrupted)),
+                r = &mut run => {
+                    return Ok(r.unwrap_or_else(|_| Err(ActionError::Timeout {
+                        what: format!("finish step `{}`", s.id),
+                        after: s.timeout,
+                    })));
+                }
+                Some((facts, written)) = rx.recv() => {
+                    self.journal.append(RecordKind::Progress {
+                        step: s.id.clone(),
+                        attempt,
+                        facts: facts.clone(),
+                    })?;
+                    *last = Some(facts);
+                    let _ = written.send(());
+                }
+            }
         }
     }
 
@@ -163,6 +204,9 @@ impl Run<'_> {
             Ok(Observation::Done(_)) => "the earlier attempt took effect".to_string(),
             Ok(Observation::NotDone) => "the earlier attempt did not take effect".to_string(),
             Ok(Observation::Unknown(why)) => format!("cannot tell: {why}"),
+            Ok(Observation::Partial(what)) => {
+                format!("the earlier attempt took effect in part ({what}); continuing")
+            }
             Err(e) => format!("observing failed: {e}"),
         };
         self.journal.append(RecordKind::Observed {
@@ -212,6 +256,7 @@ impl Run<'_> {
             .and_then(|p| p.first_started)
             .unwrap_or_else(OffsetDateTime::now_utc);
         let mut attempt = prior.as_ref().map(|p| p.attempts).unwrap_or(0);
+        let mut checkpoint = prior.as_ref().and_then(|p| p.progress.clone());
 
         if let Some(p) = &prior {
             if p.continued {
@@ -241,12 +286,13 @@ impl Run<'_> {
                 return Ok(Outcome::Ok);
             }
             if s.dangerous && p.intent_at.is_some() {
-                let ctx = self.context(s, attempt, p.intent_at, first);
+                let mut ctx = self.context(s, attempt, p.intent_at, first);
+                ctx.resume_from = checkpoint.clone();
                 match self.observe(&action, &ctx, &inputs).await? {
                     Ok(Observation::Done(outputs)) => {
                         return self.done(s, attempt, outputs, StepState::AlreadyDone, started);
                     }
-                    Ok(Observation::NotDone) => {}
+                    Ok(Observation::NotDone | Observation::Partial(_)) => {}
                     Ok(Observation::Unknown(why)) | Err(why) => {
                         return self.failed(s, attempt, format!("step `{}` may already have taken effect and it cannot be told ({why}); check the cache by hand before going on", s.id), started);
                     }
@@ -308,13 +354,9 @@ impl Run<'_> {
                 intent_at.get_or_insert(record.at);
             }
             let ctx = self.context(s, attempt, intent_at, first);
-            let result = tokio::select! {
-                _ = self.cancel.cancelled() => Err(ActionError::Interrupted),
-                r = tokio::time::timeout(s.timeout, action.run(&ctx, &inputs)) => r.unwrap_or_else(|_| Err(ActionError::Timeout {
-                    what: format!("finish step `{}`", s.id),
-                    after: s.timeout,
-                })),
-            };
+            let result = self
+                .attempt(s, &action, ctx, &inputs, &mut checkpoint)
+                .await?;
             let error = match result {
                 Ok(outputs) => {
                     return self.done(s, attempt, outputs, StepState::Succeeded, started);
@@ -363,12 +405,13 @@ impl Run<'_> {
             }
             if s.dangerous {
                 // A timed-out or dropped mutation may still have landed: look before retrying.
-                let ctx = self.context(s, attempt, intent_at, first);
+                let mut ctx = self.context(s, attempt, intent_at, first);
+                ctx.resume_from = checkpoint.clone();
                 match self.observe(&action, &ctx, &inputs).await? {
                     Ok(Observation::Done(outputs)) => {
                         return self.done(s, attempt, outputs, StepState::Succeeded, started);
                     }
-                    Ok(Observation::NotDone) => {}
+                    Ok(Observation::NotDone | Observation::Partial(_)) => {}
                     Ok(Observation::Unknown(why)) | Err(why) => {
                         return self.failed(s, attempt, format!("{message}; not retried because it cannot be told whether it took effect ({why})"), started);
                     }

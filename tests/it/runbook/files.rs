@@ -101,6 +101,12 @@ const BAD: &[(&str, &str, &str, &str)] = &[
         "dangerous = true",
     ),
     (
+        "dangerous-unless-not-bool.toml",
+        "13:20",
+        "`dangerous_unless` names `dry_run`, which is not a bool parameter",
+        "type = \"bool\"",
+    ),
+    (
         "bad-param-default.toml",
         "7:11",
         "default of parameter `count` (int)",
