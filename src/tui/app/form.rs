@@ -120,6 +120,19 @@ impl Form {
         }
     }
 
+    /// Whether a run with the values as typed would change the cache (a `dangerous_unless`
+    /// flag can make a step look-only); unparsable values count as the worst case.
+    pub fn mutates(&self) -> bool {
+        let flag = |name: &str| {
+            let field = self.fields.iter().find(|f| f.name == name)?;
+            match self.runbook.param(name)?.parse(&field.text).ok()? {
+                Value::Json(v) => v.as_bool(),
+                Value::Secret(_) => None,
+            }
+        };
+        self.runbook.clone().for_params(flag).mutates()
+    }
+
     /// Checks every field as the engine would. `Some` holds the `name=value` pairs to run
     /// with; `None` leaves each problem on its field (and the focus on the first one).
     pub fn validate(&mut self) -> Option<Vec<(String, String)>> {

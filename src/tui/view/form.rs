@@ -61,7 +61,7 @@ pub fn draw(form: &Form, theme: &Theme, frame: &mut Frame, area: Rect) {
     if let Some(e) = &form.error {
         lines.push(Line::styled(format!(" ✗ {}", escape(e)), theme.bad));
     }
-    let mark = if form.runbook.mutates() {
+    let mark = if form.mutates() {
         " (changes the cache)"
     } else {
         ""

@@ -5,12 +5,24 @@
 use super::{notice, panel};
 use crate::escape::escape;
 use crate::runbook::validate::Runbook;
+use crate::runbook::value::Value;
 use crate::tui::app::Load;
 use crate::tui::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Cell, Row, Table, TableState};
+
+/// Whether a run with the default parameters changes the cache (a step's `dangerous_unless`
+/// flag can make it look-only), as protection will judge it.
+fn mutates_by_default(r: &Runbook) -> bool {
+    r.clone()
+        .for_params(|n| match r.param(n)?.default.as_ref()? {
+            Value::Json(v) => v.as_bool(),
+            Value::Secret(_) => None,
+        })
+        .mutates()
+}
 
 pub fn draw(
     cache: &str,
@@ -50,13 +62,16 @@ pub fn draw(
         Load::Ready(list) => list,
     };
     let rows = list.iter().map(|r| {
-        let (mark, style) = if r.mutates() && read_only {
+        let (mark, style) = if mutates_by_default(r) && read_only {
             // The engine would refuse it here: say so before the operator fills a form.
             ("refused", theme.bad)
-        } else if r.mutates() {
+        } else if mutates_by_default(r) {
             ("mutates", theme.warn)
+        } else if r.mutates() {
+            // Look-only unless a parameter says otherwise (e.g. a dry run by default).
+            ("if asked", theme.warn)
         } else {
-            ("read-only", theme.muted)
+            ("look only", theme.muted)
         };
         Row::new(vec![
             Cell::from(escape(&r.name)),

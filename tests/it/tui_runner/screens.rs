@@ -69,18 +69,13 @@ fn app_on_orders(protection: Protection) -> App {
 
 /// The shipped runbooks that apply to an endpoint, as the picker's worker lists them.
 fn builtin_runbooks() -> Vec<validate::Runbook> {
-    let registry = actions::builtin();
-    let mut found: Vec<validate::Runbook> = [
-        "connectivity-check",
-        "failover-test",
-        "health-check",
-        "marker-roundtrip",
-        "ttl-audit",
-    ]
-    .iter()
-    .map(|n| catalog::find(n, &registry).expect("shipped runbook"))
-    .filter(|r| r.applies_to.contains(&CacheKind::Endpoint))
-    .collect();
+    // Only the shipped ones (source `builtin:…`): the tester's own runbooks stay out of the
+    // snapshots.
+    let mut found: Vec<validate::Runbook> = catalog::all(&actions::builtin())
+        .into_iter()
+        .flatten()
+        .filter(|r| r.source.starts_with("builtin") && r.applies_to.contains(&CacheKind::Endpoint))
+        .collect();
     found.sort_by(|a, b| a.name.cmp(&b.name));
     found
 }
@@ -114,6 +109,13 @@ fn tui_runner_picker_lists_applicable_runbooks_with_a_mutation_mark() {
     let screen = render(&app);
     assert!(screen.contains("health-check"), "{screen}");
     assert!(screen.contains("mutates"), "{screen}");
+    // Dry run by default: changes the cache only when asked to.
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("ttl-remediate") && l.contains("if asked")),
+        "{screen}"
+    );
     // failover-test does not apply to a plain endpoint.
     assert!(!screen.contains("failover-test"), "{screen}");
     snap!("runner_picker", screen);
