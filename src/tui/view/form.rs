@@ -50,11 +50,11 @@ pub fn draw(form: &Form, theme: &Theme, frame: &mut Frame, area: Rect) {
     lines.push(Line::from(vec![
         Span::styled(if focused { " › " } else { "   " }, theme.title),
         Span::styled(
-            format!("[{}] dry run", if form.dry_run { "x" } else { " " }),
+            format!("[{}] plan only", if form.dry_run { "x" } else { " " }),
             if focused { theme.selected } else { theme.text },
         ),
         Span::styled(
-            "  show the plan (the exact calls), execute nothing; Space toggles",
+            "  like --dry-run: show the exact calls, execute nothing (Space)",
             theme.muted,
         ),
     ]));

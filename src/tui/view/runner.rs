@@ -59,7 +59,7 @@ pub fn hints(app: &App, screen: &RunScreen) -> &'static [(&'static str, &'static
         RunScreen::Picker { .. } => &[("⏎", "choose"), ("j/k", "move"), ("esc", "back")],
         RunScreen::Form(_) => &[
             ("tab ↑↓", "field"),
-            ("space", "dry run"),
+            ("space", "plan only"),
             ("⏎", "start"),
             ("esc", "back"),
         ],
