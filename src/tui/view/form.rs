@@ -8,22 +8,26 @@ use crate::tui::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::widgets::Paragraph;
 
 pub fn draw(form: &Form, theme: &Theme, frame: &mut Frame, area: Rect) {
     let mut lines = Vec::new();
-    if !form.runbook.description.is_empty() {
-        lines.push(Line::styled(
-            format!(" {}", escape(form.runbook.description.trim())),
-            theme.muted,
-        ));
+    for text in form.runbook.description.trim().lines() {
+        lines.push(Line::styled(format!(" {}", escape(text)), theme.muted));
+    }
+    if !lines.is_empty() {
         lines.push(Line::from(""));
     }
+    // The line of the focused row, to keep it on screen when the form is taller.
+    let mut focus_line = 0;
     if form.fields.is_empty() {
         lines.push(Line::styled(" (no parameters)", theme.muted));
     }
     for (i, field) in form.fields.iter().enumerate() {
         let focused = i == form.focus;
+        if focused {
+            focus_line = lines.len();
+        }
         let cursor = if focused { "█" } else { "" };
         let style = if focused { theme.selected } else { theme.text };
         lines.push(Line::from(vec![
@@ -47,6 +51,9 @@ pub fn draw(form: &Form, theme: &Theme, frame: &mut Frame, area: Rect) {
     }
     lines.push(Line::from(""));
     let focused = form.focus == form.fields.len();
+    if focused {
+        focus_line = lines.len();
+    }
     lines.push(Line::from(vec![
         Span::styled(if focused { " › " } else { "   " }, theme.title),
         Span::styled(
@@ -70,9 +77,12 @@ pub fn draw(form: &Form, theme: &Theme, frame: &mut Frame, area: Rect) {
         " {} on {}{mark} — Enter starts, Esc back ",
         form.runbook.name, form.cache
     );
+    // Scroll so the focused row and the two lines under it (description, error) show.
+    let inner = area.height.saturating_sub(2) as usize;
+    let scroll = (focus_line + 3).saturating_sub(inner) as u16;
     frame.render_widget(
         Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0))
             .block(panel(Line::styled(title, theme.title), theme)),
         area,
     );

@@ -291,3 +291,50 @@ fn tui_runner_a_run_left_keeps_going_in_the_header_and_x_returns_to_it() {
     app.update(Action::Quit);
     assert!(app.quit);
 }
+
+#[test]
+fn tui_runner_a_tall_form_scrolls_to_the_focused_row() {
+    let mut app = app_on_orders(Protection::Open);
+    app.update(Action::OpenRunbooks(Some("ttl-remediate".into())));
+    app.update(Action::Runbooks {
+        env: "dev".into(),
+        cache: "orders".into(),
+        result: Ok(builtin_runbooks()),
+    });
+    let Some(RunScreen::Form(form)) = app.run_screen() else {
+        panic!("the ttl-remediate form");
+    };
+    assert!(form.fields.len() > 6, "a form taller than the screen");
+    // Look-only with its defaults (dry_run = true): not marked as changing the cache.
+    assert!(!form.mutates());
+    let first = format!("› {}", form.fields[0].name);
+    let screen = render(&app);
+    assert!(screen.contains(&first), "{screen}");
+    assert!(!screen.contains("[ ] plan only"), "{screen}");
+    // Up from the first row wraps to the plan-only toggle at the bottom: it scrolls in.
+    app.update(Action::Up);
+    let screen = render(&app);
+    assert!(screen.contains("› [ ] plan only"), "{screen}");
+    // Turning the runbook's own dry run off makes it a run that changes the cache.
+    let Some(RunScreen::Form(form)) = app.run_screen() else {
+        panic!("form");
+    };
+    let dry_run = form
+        .fields
+        .iter()
+        .position(|f| f.name == "dry_run")
+        .expect("dry_run parameter");
+    let up = form.fields.len() - dry_run;
+    for _ in 0..up {
+        app.update(Action::Up);
+    }
+    for _ in 0.."true".len() {
+        app.update(Action::PromptBackspace);
+    }
+    type_text(&mut app, "false");
+    let Some(RunScreen::Form(form)) = app.run_screen() else {
+        panic!("form");
+    };
+    assert!(form.mutates());
+    assert!(render(&app).contains("(changes the cache)"));
+}
