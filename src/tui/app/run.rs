@@ -56,6 +56,8 @@ pub struct RunSession {
     pub runbook: String,
     pub dry_run: bool,
     pub plan: Option<Plan>,
+    /// How far the plan is scrolled (j/k).
+    pub scroll: u16,
     pub view: RunView,
     /// Set when the worker is done; `Some(Some(e))` when the run could not be carried out.
     pub ended: Option<Option<String>>,

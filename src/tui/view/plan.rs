@@ -11,7 +11,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-pub fn draw(plan: &Plan, theme: &Theme, frame: &mut Frame, area: Rect) {
+pub fn draw(plan: &Plan, scroll: u16, theme: &Theme, frame: &mut Frame, area: Rect) {
     let mut lines = vec![Line::styled(
         " nothing was executed; a real run would make these calls:",
         theme.muted,
@@ -49,8 +49,13 @@ pub fn draw(plan: &Plan, theme: &Theme, frame: &mut Frame, area: Rect) {
         }
     }
     let title = format!(" dry run of {} on {} ", plan.runbook, plan.cache);
+    // Never past the last screenful.
+    let fits = area.height.saturating_sub(2) as usize;
+    let scroll = scroll.min(lines.len().saturating_sub(fits) as u16);
     frame.render_widget(
-        Paragraph::new(lines).block(panel(Line::styled(title, theme.title), theme)),
+        Paragraph::new(lines)
+            .scroll((scroll, 0))
+            .block(panel(Line::styled(title, theme.title), theme)),
         area,
     );
 }

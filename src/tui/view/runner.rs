@@ -31,7 +31,7 @@ pub fn draw(app: &App, screen: &RunScreen, theme: &Theme, frame: &mut Frame, are
                 return;
             };
             if let Some(p) = &session.plan {
-                plan::draw(p, theme, frame, area);
+                plan::draw(p, session.scroll, theme, frame, area);
             } else if session.view.steps.is_empty() {
                 // Nothing from the engine yet: starting, or refused before it began.
                 let block = panel(
@@ -64,6 +64,7 @@ pub fn hints(app: &App, screen: &RunScreen) -> &'static [(&'static str, &'static
             ("esc", "back"),
         ],
         RunScreen::Run { env, cache } => match app.run_of(env, cache) {
+            Some(r) if r.plan.is_some() => &[("j/k", "scroll"), ("x", "run"), ("esc", "back")],
             Some(r) if r.view.confirm.is_some() => &[
                 ("type", "the cache name"),
                 ("⏎", "go on"),

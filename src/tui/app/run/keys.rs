@@ -104,6 +104,7 @@ impl App {
             runbook: form.runbook.name.clone(),
             dry_run: form.dry_run,
             plan: None,
+            scroll: 0,
             view: RunView::default(),
             ended: None,
             cancelling: false,
@@ -181,6 +182,12 @@ impl App {
                 );
             }
             Action::CancelRun => self.say("this run has ended; nothing to cancel", false),
+            // A long plan scrolls.
+            Action::Down => run.scroll = run.scroll.saturating_add(1),
+            Action::Up => run.scroll = run.scroll.saturating_sub(1),
+            Action::PageDown => run.scroll = run.scroll.saturating_add(10),
+            Action::PageUp => run.scroll = run.scroll.saturating_sub(10),
+            Action::Top => run.scroll = 0,
             // Leaving keeps the run going; the header shows it and `x` comes back.
             Action::Back => {
                 if run.active() {
