@@ -214,9 +214,9 @@ impl ShardJob {
                 complete: reason.is_none(),
                 incomplete_reason: reason,
                 dedup: if scan.is_some_and(|s| s.dedup_exact) {
-                    "exact"
+                    "exact".into()
                 } else {
-                    "detect"
+                    "detect".into()
                 },
                 duplicates_skipped: scan.map_or(0, |s| s.duplicates_skipped),
                 worst_probe_p99_ms: worst,

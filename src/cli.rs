@@ -79,8 +79,9 @@ pub enum Command {
         /// Print the plan with the exact calls it would make; execute nothing.
         #[arg(long)]
         dry_run: bool,
+        /// text or json: the run; csv or markdown: the report of a ttl-audit run.
         #[arg(long, value_enum, default_value_t)]
-        output: crate::runbook::runner::Format,
+        output: crate::runbook::runner::RunOutput,
         /// Break the cache's lock if (and only if) it is held by exactly this run id.
         #[arg(long, value_name = "RUN_ID")]
         force_unlock: Option<String>,

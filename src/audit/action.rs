@@ -1,7 +1,8 @@
 //! The runbook action `ttl-audit` (read-only): runs the audit on the step's cache, reports
 //! progress (keys scanned of DBSIZE), optionally writes the report (JSON, CSV or Markdown by
-//! the file's extension) and returns the totals. On a serverless cache it first estimates the
-//! ECPU cost and refuses when it is over the step's `max_usd`.
+//! the file's extension) and returns the totals and the whole report (for the runner and the
+//! TUI). On a serverless cache it first estimates the ECPU cost and refuses when it is over
+//! the step's `max_usd`.
 
 use super::cost::{self, CostInputs, PriceTable};
 use super::report::AuditReport;
@@ -95,6 +96,11 @@ const OUTPUTS: &[OutputSpec] = &[
         name: "findings",
         kind: ValueKind::Any,
         doc: "findings ranked by impact (text)",
+    },
+    OutputSpec {
+        name: "report",
+        kind: ValueKind::Any,
+        doc: "the whole audit report (bounded by max_patterns, not by keys)",
     },
 ];
 
@@ -229,6 +235,8 @@ impl Action for TtlAudit {
             ctx.output(format!("report written to {path}"));
         }
         let findings: Vec<&str> = report.findings.iter().map(|f| f.message.as_str()).collect();
+        let whole = serde_json::to_value(&report)
+            .map_err(|e| ActionError::failed(format!("encode the audit report: {e}")))?;
         Ok(Values::new()
             .with("total_keys", Value::int(report.total_keys as i64))
             .with(
@@ -236,7 +244,8 @@ impl Action for TtlAudit {
                 Value::int(report.keys_without_ttl as i64),
             )
             .with("complete", Value::bool(report.complete))
-            .with("findings", Value::Json(serde_json::json!(findings))))
+            .with("findings", Value::Json(serde_json::json!(findings)))
+            .with("report", Value::Json(whole)))
     }
 }
 

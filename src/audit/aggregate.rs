@@ -5,7 +5,8 @@
 use super::family::{self, Expectation};
 use super::pattern;
 use crate::escape::escape_capped;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
@@ -17,7 +18,7 @@ const EXAMPLE_CHARS: usize = 160;
 const MAX_TYPES: usize = 8;
 
 /// TTL buckets: < 1 min, < 1 h, < 1 d, < 7 d, < 30 d, ≥ 30 d, none.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TtlHistogram {
     pub lt_1m: u64,
     pub lt_1h: u64,
@@ -71,13 +72,13 @@ impl TtlHistogram {
 }
 
 /// Statistics of one pattern.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PatternStats {
     pub pattern: String,
     /// The logical database (SELECT) the keys live in; 0 on cluster-mode and serverless caches.
     pub db: u32,
     /// The known family (Sidekiq, Celery, …) of the pattern's first key, if any.
-    pub family: Option<&'static str>,
+    pub family: Option<Cow<'static, str>>,
     pub expectation: Option<Expectation>,
     pub keys: u64,
     pub no_ttl: u64,
@@ -102,7 +103,7 @@ impl PatternStats {
             add_type(&mut self.types, t, *n);
         }
         if self.family.is_none() {
-            self.family = o.family;
+            self.family = o.family.clone();
             self.expectation = o.expectation;
         }
         for e in &o.examples {
@@ -154,7 +155,7 @@ fn add_type(types: &mut BTreeMap<String, u64>, t: &str, n: u64) {
 }
 
 /// One of the biggest keys.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BigKey {
     pub memory_bytes: u64,
     /// Escaped.
@@ -236,7 +237,7 @@ impl Aggregate {
             PatternStats {
                 pattern: p.clone(),
                 db: *db,
-                family: fam.map(|f| f.name),
+                family: fam.map(|f| Cow::Borrowed(f.name)),
                 expectation: fam.map(|f| f.expectation),
                 ..PatternStats::default()
             }

@@ -2,10 +2,10 @@
 //! limiters) and what each expects of TTLs: a Sidekiq queue without TTL is normal, a session
 //! or a rate-limiter counter without TTL is a leak.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a family expects of its keys' TTLs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Expectation {
     /// Keys should expire; a key without TTL is a leak.

@@ -3,11 +3,12 @@
 
 use super::aggregate::{Aggregate, BigKey, OVERFLOW, PatternStats};
 use super::family::Expectation;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt::Write;
 
 /// How one shard's scan went.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShardSummary {
     pub node: String,
     pub replica: bool,
@@ -18,13 +19,13 @@ pub struct ShardSummary {
     pub complete: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incomplete_reason: Option<String>,
-    pub dedup: &'static str,
+    pub dedup: Cow<'static, str>,
     pub duplicates_skipped: u64,
     pub worst_probe_p99_ms: f64,
 }
 
 /// One ranked observation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
     /// Share of memory (when sampled) or of keys this finding is about, 0–100.
     pub impact_pct: f64,
@@ -33,7 +34,7 @@ pub struct Finding {
 }
 
 /// The whole audit.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditReport {
     pub total_keys: u64,
     pub keys_without_ttl: u64,
@@ -43,7 +44,7 @@ pub struct AuditReport {
     pub complete: bool,
     pub incomplete_reasons: Vec<String>,
     /// `exact` when every node's keys were deduplicated, else `detect`.
-    pub dedup: &'static str,
+    pub dedup: Cow<'static, str>,
     pub duplicates_possible: bool,
     pub duration_ms: u64,
     pub memory_sampled: bool,
@@ -82,9 +83,9 @@ impl AuditReport {
             complete,
             incomplete_reasons,
             dedup: if shards.iter().all(|s| s.dedup == "exact") {
-                "exact"
+                "exact".into()
             } else {
-                "detect"
+                "detect".into()
             },
             duplicates_possible,
             duration_ms,
@@ -107,16 +108,17 @@ impl AuditReport {
     /// One row per pattern.
     pub fn to_csv(&self) -> String {
         let mut out = String::from(
-            "pattern,family,keys,no_ttl,memory_bytes,ttl_lt_1m,ttl_lt_1h,ttl_lt_1d,ttl_lt_7d,ttl_lt_30d,ttl_ge_30d,ttl_none,types\n",
+            "pattern,db,family,keys,no_ttl,memory_bytes,ttl_lt_1m,ttl_lt_1h,ttl_lt_1d,ttl_lt_7d,ttl_lt_30d,ttl_ge_30d,ttl_none,types\n",
         );
         for p in &self.patterns {
             let types: Vec<String> = p.types.iter().map(|(t, n)| format!("{t}={n}")).collect();
             let h = p.ttl_histogram;
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv_field(&p.pattern),
-                csv_field(p.family.unwrap_or("")),
+                p.db,
+                csv_field(p.family.as_deref().unwrap_or("")),
                 p.keys,
                 p.no_ttl,
                 p.memory_bytes.map(|m| m.to_string()).unwrap_or_default(),
@@ -156,14 +158,25 @@ impl AuditReport {
             }
             out.push('\n');
         }
-        out.push_str("## Patterns\n\n| pattern | family | keys | no TTL | memory | <1m | <1h | <1d | <7d | <30d | >=30d | none |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        // A database column only when the keys live in more than database 0.
+        let dbs = self.patterns.iter().any(|p| p.db != 0);
+        out.push_str(if dbs {
+            "## Patterns\n\n| pattern | db | family | keys | no TTL | memory | <1m | <1h | <1d | <7d | <30d | >=30d | none |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        } else {
+            "## Patterns\n\n| pattern | family | keys | no TTL | memory | <1m | <1h | <1d | <7d | <30d | >=30d | none |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        });
         for p in &self.patterns {
             let h = p.ttl_histogram.buckets();
+            let db = if dbs {
+                format!(" {} |", p.db)
+            } else {
+                String::new()
+            };
             let _ = write!(
                 out,
-                "| `{}` | {} | {} | {} | {} ",
+                "| `{}` |{db} {} | {} | {} | {} ",
                 md_cell(&p.pattern),
-                p.family.unwrap_or(""),
+                p.family.as_deref().unwrap_or(""),
                 p.keys,
                 p.no_ttl,
                 p.memory_bytes.map(|m| m.to_string()).unwrap_or_default()
@@ -226,7 +239,7 @@ fn findings(r: &AuditReport) -> Vec<Finding> {
         if p.no_ttl == 0 || p.expectation == Some(Expectation::NoTtlNormal) {
             continue;
         }
-        let why = match (p.expectation, p.family) {
+        let why = match (p.expectation, &p.family) {
             (Some(Expectation::TtlExpected), Some(f)) => {
                 format!("; {f} keys are expected to expire, so this is a leak")
             }

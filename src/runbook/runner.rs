@@ -2,6 +2,7 @@
 //! stderr, the result on stdout (text or JSON), and documented exit codes ([`exit`]).
 
 mod listing;
+mod progress;
 mod reporter;
 
 pub use listing::{runbooks_list, runbooks_validate, runs_list, runs_show};
@@ -43,6 +44,44 @@ pub enum Format {
     Json,
 }
 
+/// What `cachedeck run` prints on stdout: the run report as text or JSON, or — for a runbook
+/// with a `ttl-audit` step — the audit report as CSV or Markdown. With JSON, an audit's report
+/// fields (`total_keys`, `patterns`, …) sit at the top level beside the run's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum RunOutput {
+    #[default]
+    Text,
+    Json,
+    Csv,
+    Markdown,
+}
+
+impl From<Format> for RunOutput {
+    fn from(f: Format) -> RunOutput {
+        match f {
+            Format::Text => RunOutput::Text,
+            Format::Json => RunOutput::Json,
+        }
+    }
+}
+
+impl RunOutput {
+    /// A plan has no table: CSV and Markdown print it as text.
+    fn plan_format(self) -> Format {
+        match self {
+            RunOutput::Json => Format::Json,
+            _ => Format::Text,
+        }
+    }
+
+    fn tabular(self) -> bool {
+        matches!(self, RunOutput::Csv | RunOutput::Markdown)
+    }
+}
+
+/// The action whose report `--output csv|markdown` prints.
+pub(crate) const TABLE_ACTION: &str = "ttl-audit";
+
 /// Everything `cachedeck run` takes.
 #[derive(Debug, Clone)]
 pub struct RunArgs {
@@ -53,7 +92,7 @@ pub struct RunArgs {
     pub approval: Approval,
     pub dry_run: bool,
     pub force_unlock: Option<String>,
-    pub format: Format,
+    pub format: RunOutput,
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
@@ -117,7 +156,7 @@ fn engine_code(e: &EngineError) -> u8 {
 }
 
 async fn drive(
-    format: Format,
+    format: RunOutput,
     approval: Approval,
     work: impl FnOnce(
         EventSender,
@@ -151,6 +190,20 @@ pub async fn run(estate: &Estate, args: RunArgs) -> u8 {
         Err(e) => return fail(exit::BAD_INPUT, session::PrepareError::Params(e)),
     };
     let runbook = runbook.for_params(|name| params.flag(name));
+    if args.format.tabular() && !runbook.steps.iter().any(|s| s.action == TABLE_ACTION) {
+        return fail(
+            exit::BAD_INPUT,
+            format!(
+                "print run `{}` as {}: only a runbook with a `{TABLE_ACTION}` step has a table to print; use --output text or json",
+                runbook.name,
+                if args.format == RunOutput::Csv {
+                    "csv"
+                } else {
+                    "markdown"
+                }
+            ),
+        );
+    }
     let approval = if args.dry_run {
         Approval {
             interactive: true,
@@ -166,7 +219,7 @@ pub async fn run(estate: &Estate, args: RunArgs) -> u8 {
     let engine = session::engine(estate);
     if args.dry_run {
         let plan = engine.plan(&runbook, &params, &target);
-        reporter::print_plan(&plan, args.format);
+        reporter::print_plan(&plan, args.format.plan_format());
         return exit::OK;
     }
     let req = RunRequest {
@@ -218,7 +271,7 @@ pub async fn resume(
         Err(code) => return code,
     };
     let engine = session::engine(estate);
-    drive(format, approval, move |tx, cancel| {
+    drive(format.into(), approval, move |tx, cancel| {
         Box::pin(async move {
             engine
                 .resume(info, runbook, target, force_unlock, tx, cancel)

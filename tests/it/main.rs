@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used)]
 
 mod audit;
+mod audit_run;
 mod aws_mocks;
 mod aws_moto;
 mod config;

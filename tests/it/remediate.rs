@@ -3,14 +3,14 @@
 //! TTL in range, once; the rate holds; read-only refuses; SIGKILL mid-apply then
 //! `runs resume` finishes with every key changed once. Cluster mode and failovers: `cluster`.
 
-mod cluster;
+pub(crate) mod cluster;
 
 use crate::runbook::estate::{RunbookEstate, json_out, stderr};
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn client(port: u16) -> redis::Connection {
+pub(crate) fn client(port: u16) -> redis::Connection {
     redis::Client::open(format!("redis://127.0.0.1:{port}/"))
         .expect("client")
         .get_connection()

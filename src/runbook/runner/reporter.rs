@@ -1,7 +1,9 @@
 //! Reporters of run events for the headless runner: progress lines on stderr, answers to
 //! confirmation questions from the command-line approval, and the final report on stdout.
 
-use super::Format;
+use super::progress::ProgressView;
+use super::{Format, RunOutput, TABLE_ACTION};
+use crate::audit::report::AuditReport;
 use crate::escape::escape_capped;
 use crate::runbook::engine::{Plan, RunReport};
 use crate::runbook::events::{Event, StepState};
@@ -10,6 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Prints events on stderr until the run's sender is dropped.
 pub async fn stderr(mut rx: UnboundedReceiver<Event>, approval: Approval) {
+    let mut progress = ProgressView::new();
     while let Some(event) = rx.recv().await {
         match event {
             Event::RunStarted {
@@ -21,10 +24,10 @@ pub async fn stderr(mut rx: UnboundedReceiver<Event>, approval: Approval) {
                 resumed,
             } => {
                 let verb = if resumed { "resuming" } else { "running" };
-                eprintln!(
+                progress.line(&format!(
                     "{verb} {runbook} on {env}/{cache} (run {run_id}, {} steps)",
                     steps.len()
-                );
+                ));
             }
             Event::StepPlanned { .. } => {}
             Event::StepStarted { step, attempt } => {
@@ -33,23 +36,18 @@ pub async fn stderr(mut rx: UnboundedReceiver<Event>, approval: Approval) {
                 } else {
                     String::new()
                 };
-                eprintln!("> {step}{again}");
+                progress.line(&format!("> {step}{again}"));
             }
             Event::StepProgress {
                 step,
                 done,
                 total,
                 message,
-            } => match total {
-                Some(t) if t > 0 => eprintln!(
-                    "  {step}: {}% {}",
-                    done.saturating_mul(100) / t,
-                    escape_capped(&message, 80)
-                ),
-                _ => eprintln!("  {step}: {done} {}", escape_capped(&message, 80)),
-            },
+            } => {
+                progress.update(&step, done, total, &message);
+            }
             Event::StepOutput { step, line } => {
-                eprintln!("  {step}: {}", escape_capped(&line, 400))
+                progress.line(&format!("  {step}: {}", escape_capped(&line, 400)))
             }
             Event::NeedsConfirmation {
                 step,
@@ -63,7 +61,7 @@ pub async fn stderr(mut rx: UnboundedReceiver<Event>, approval: Approval) {
                 } else {
                     "not confirmed (needs --yes, and --confirm-cache in a confirm environment)"
                 };
-                eprintln!("? {prompt}: {how}");
+                progress.line(&format!("? {prompt}: {how}"));
                 let _ = reply.send(yes);
                 let _ = step;
             }
@@ -82,23 +80,68 @@ pub async fn stderr(mut rx: UnboundedReceiver<Event>, approval: Approval) {
                     StepState::Interrupted => "interrupted",
                 };
                 let why = error.map(|e| format!(": {e}")).unwrap_or_default();
-                eprintln!("< {step} {mark} in {} ms{why}", elapsed.as_millis());
+                progress.finish(&step);
+                progress.line(&format!(
+                    "< {step} {mark} in {} ms{why}",
+                    elapsed.as_millis()
+                ));
             }
             Event::RunFinished { run_id, state, .. } => {
-                eprintln!("run {run_id} {}", state.as_str());
+                progress.line(&format!("run {run_id} {}", state.as_str()));
             }
         }
     }
 }
 
-/// Prints the final report on stdout.
-pub fn print_report(report: &RunReport, format: Format) {
+/// The audit report a `ttl-audit` step returned, if the run has one.
+fn audit_of(report: &RunReport) -> Option<(usize, AuditReport)> {
+    report.steps.iter().enumerate().find_map(|(i, s)| {
+        let whole = s
+            .outputs
+            .get("report")
+            .filter(|_| s.action == TABLE_ACTION)?;
+        Some((i, serde_json::from_value(whole.clone()).ok()?))
+    })
+}
+
+/// The run report as JSON; an audit's report fields join it at the top level (the run's own
+/// fields win a clash), and its copy inside the step's outputs is dropped.
+pub fn run_json(report: &RunReport) -> Result<serde_json::Value, serde_json::Error> {
+    let mut v = serde_json::to_value(report)?;
+    let Some((i, audit)) = audit_of(report) else {
+        return Ok(v);
+    };
+    if let Some(outputs) = v["steps"][i]["outputs"].as_object_mut() {
+        outputs.remove("report");
+    }
+    if let (Some(top), serde_json::Value::Object(fields)) =
+        (v.as_object_mut(), serde_json::to_value(&audit)?)
+    {
+        for (k, field) in fields {
+            top.entry(k).or_insert(field);
+        }
+    }
+    Ok(v)
+}
+
+/// Prints the final report on stdout: the run (text, JSON) or its audit (CSV, Markdown).
+pub fn print_report(report: &RunReport, format: RunOutput) {
     match format {
-        Format::Json => match serde_json::to_string_pretty(report) {
+        RunOutput::Json => match run_json(report).and_then(|v| serde_json::to_string_pretty(&v)) {
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("error: failed to encode the report: {e}"),
         },
-        Format::Text => {
+        RunOutput::Csv | RunOutput::Markdown => match audit_of(report) {
+            Some((_, audit)) if format == RunOutput::Csv => print!("{}", audit.to_csv()),
+            Some((_, audit)) => print!("{}", audit.to_markdown()),
+            None => eprintln!(
+                "error: failed to print the audit report: run {} ended ({}) before its audit finished; see `cachedeck runs show {}`",
+                report.run_id,
+                report.state.as_str(),
+                report.run_id
+            ),
+        },
+        RunOutput::Text => {
             println!(
                 "run {} of {} on {}/{}: {}",
                 report.run_id,
@@ -108,7 +151,14 @@ pub fn print_report(report: &RunReport, format: Format) {
                 report.state.as_str()
             );
             for s in &report.steps {
-                let outputs = serde_json::Value::Object(s.outputs.clone().into_iter().collect());
+                // The audit's whole report is for JSON, CSV and Markdown; text shows totals.
+                let outputs = serde_json::Value::Object(
+                    s.outputs
+                        .iter()
+                        .filter(|(k, _)| !(s.action == TABLE_ACTION && *k == "report"))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                );
                 println!(
                     "  {:<20} {:<14} {:>7} ms  {}",
                     s.id,

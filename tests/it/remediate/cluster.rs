@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The primaries' ports of a sandbox cache and its AUTH token.
-fn primaries(sandbox: &Sandbox, cache: &str) -> (Vec<u16>, Option<String>) {
+pub(crate) fn primaries(sandbox: &Sandbox, cache: &str) -> (Vec<u16>, Option<String>) {
     let state = sandbox.state();
     let c = state
         .caches
