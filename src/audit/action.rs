@@ -16,6 +16,9 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 
+/// The action's name: runbooks with a step of it have an audit report to print or show.
+pub const NAME: &str = "ttl-audit";
+
 pub struct TtlAudit;
 
 const INPUTS: &[InputSpec] = &[
@@ -145,7 +148,7 @@ fn write_report(report: &AuditReport, path: &str) -> Result<(), ActionError> {
 #[async_trait]
 impl Action for TtlAudit {
     fn name(&self) -> &'static str {
-        "ttl-audit"
+        NAME
     }
     fn summary(&self) -> &'static str {
         "scan every key (gently) and report keys without TTL by pattern"

@@ -76,6 +76,7 @@ impl TtlHistogram {
 pub struct PatternStats {
     pub pattern: String,
     /// The logical database (SELECT) the keys live in; 0 on cluster-mode and serverless caches.
+    #[serde(default)]
     pub db: u32,
     /// The known family (Sidekiq, Celery, …) of the pattern's first key, if any.
     pub family: Option<Cow<'static, str>>,

@@ -80,7 +80,7 @@ impl RunOutput {
 }
 
 /// The action whose report `--output csv|markdown` prints.
-pub(crate) const TABLE_ACTION: &str = "ttl-audit";
+pub(crate) const TABLE_ACTION: &str = crate::audit::action::NAME;
 
 /// Everything `cachedeck run` takes.
 #[derive(Debug, Clone)]

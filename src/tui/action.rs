@@ -126,7 +126,10 @@ pub enum Action {
         result: Result<Discovery, String>,
     },
     /// A stats poller reported about one node of the watch numbered `watch`.
-    Stats { watch: u64, event: Box<StatsEvent> },
+    Stats {
+        watch: u64,
+        event: Box<StatsEvent>,
+    },
     /// SLOWLOG GET of one node of the watched cache.
     Slowlog {
         watch: u64,
@@ -155,6 +158,9 @@ pub enum Action {
     OpenRunbooks(Option<String>),
     /// Cancel the run on screen cleanly (`c`): the journal records it interrupted.
     CancelRun,
+    /// Order a report's table by its next column (`s`), or the other way round (`S`).
+    Sort,
+    ReverseSort,
     /// The runbooks that apply to a cache, for the picker.
     Runbooks {
         env: String,
@@ -167,8 +173,14 @@ pub enum Action {
         result: Result<Box<Plan>, String>,
     },
     /// One engine event of the run numbered `run`.
-    RunEvent { run: u64, event: Box<Event> },
+    RunEvent {
+        run: u64,
+        event: Box<Event>,
+    },
     /// The engine returned: `error` says why the run could not be carried out at all
     /// (preparation refused, lock held); a finished run's state came as an event.
-    RunEnded { run: u64, error: Option<String> },
+    RunEnded {
+        run: u64,
+        error: Option<String>,
+    },
 }

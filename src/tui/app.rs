@@ -234,6 +234,7 @@ impl App {
             // No run on screen to cancel: Ctrl-C quits (stopping any run cleanly first).
             Action::Interrupt => effects.extend(self.update(Action::Quit)),
             Action::CancelRun => self.say("no run on screen to cancel", false),
+            Action::Sort | Action::ReverseSort => {}
             // Handled by `update_run`; here only when no runner screen is open.
             Action::OpenRunbooks(_)
             | Action::Runbooks { .. }

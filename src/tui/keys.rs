@@ -25,6 +25,7 @@ pub const HELP: &[(&str, &str)] = &[
         "c Ctrl-c · Esc in a run",
         "cancel it cleanly · leave it running",
     ),
+    ("⏎ · s / S  ttl-audit", "open its report · sort · reverse"),
     ("?", "this help"),
     ("q Ctrl-c", "quit (cancels a running run first)"),
 ];
@@ -78,6 +79,8 @@ pub fn action_for(key: KeyEvent, mode: &Mode) -> Option<Action> {
         KeyCode::Char('r') => Action::Refresh,
         KeyCode::Char('x') => Action::OpenRunbooks(None),
         KeyCode::Char('c') => Action::CancelRun,
+        KeyCode::Char('s') => Action::Sort,
+        KeyCode::Char('S') => Action::ReverseSort,
         KeyCode::Tab => Action::NextTab,
         KeyCode::BackTab => Action::PrevTab,
         KeyCode::Char(c @ '1'..='4') => {

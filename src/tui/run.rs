@@ -2,6 +2,7 @@
 //! reporter of the same events as the headless runner, never a second engine), plus the
 //! confirmation the engine is waiting on.
 
+use crate::audit::{self, report::AuditReport};
 use crate::escape::escape_capped;
 use crate::runbook::events::{Event, RunState, StepState};
 use std::time::Duration;
@@ -41,6 +42,7 @@ impl StepPhase {
 #[derive(Debug, Clone)]
 pub struct StepRow {
     pub id: String,
+    pub action: String,
     pub title: String,
     pub dangerous: bool,
     pub phase: StepPhase,
@@ -84,6 +86,8 @@ pub struct RunView {
     pub output: Vec<String>,
     pub confirm: Option<PendingConfirm>,
     pub finished: Option<(RunState, Option<String>)>,
+    /// The report of a finished `ttl-audit` step (its own screen shows it).
+    pub audit: Option<Box<AuditReport>>,
     /// The app's clock at the last tick: a running step's age is `now - started`.
     pub now: Option<OffsetDateTime>,
 }
@@ -106,6 +110,7 @@ impl RunView {
                     .into_iter()
                     .map(|s| StepRow {
                         id: s.id,
+                        action: s.action,
                         title: s.title,
                         dangerous: s.dangerous,
                         phase: StepPhase::Pending,
@@ -165,6 +170,15 @@ impl RunView {
                 error,
                 outputs,
             } => {
+                let mut outputs = outputs;
+                if let Some(row) = self.step_mut(&step) {
+                    let report = (row.action == audit::action::NAME)
+                        .then(|| outputs.remove("report"))
+                        .flatten();
+                    if let Some(r) = report.and_then(|r| serde_json::from_value(r).ok()) {
+                        self.audit = Some(Box::new(r));
+                    }
+                }
                 if let Some(row) = self.step_mut(&step) {
                     if !outputs.is_empty() {
                         let json = serde_json::Value::Object(outputs.into_iter().collect());

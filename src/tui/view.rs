@@ -2,6 +2,7 @@
 //! state and nothing else — no I/O, no clock, no mutation — so a frame is a pure function of
 //! the state and snapshot tests pin it down.
 
+mod audit;
 mod cache;
 mod caches;
 mod envs;

@@ -3,8 +3,9 @@
 //! actions with the real `Workers` and the real engine against a real valkey-server
 //! (`engine`, on the `session` harness): a health check to the end, a confirmation answered
 //! by typing the cache name, one declined, one cancelled with Ctrl-C, a read-only refusal,
-//! and quitting while a run is going.
+//! and quitting while a run is going; a finished ttl-audit run's report screen (`audit`).
 
+mod audit;
 mod engine;
 mod screens;
 mod session;
@@ -17,7 +18,11 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 pub fn render(app: &App) -> String {
-    let mut terminal = Terminal::new(TestBackend::new(100, 26)).expect("test terminal");
+    render_at(app, 100, 26)
+}
+
+pub fn render_at(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
     terminal
         .draw(|f| view(app, &Theme::monochrome(), f))
         .expect("draw");

@@ -15,6 +15,7 @@ use crate::runbook::engine::Plan;
 use crate::runbook::events::Event;
 use crate::runbook::validate::Runbook;
 use crate::tui::action::Action;
+use crate::tui::audit::AuditView;
 use crate::tui::run::RunView;
 
 /// Which runner screen covers the cache view.
@@ -34,14 +35,20 @@ pub enum RunScreen {
         env: String,
         cache: String,
     },
+    /// The report of this cache's finished `ttl-audit` run.
+    Audit {
+        env: String,
+        cache: String,
+        view: Box<AuditView>,
+    },
 }
 
 impl RunScreen {
     fn is_for(&self, e: &str, c: &str) -> bool {
         match self {
-            RunScreen::Picker { env, cache, .. } | RunScreen::Run { env, cache } => {
-                env == e && cache == c
-            }
+            RunScreen::Picker { env, cache, .. }
+            | RunScreen::Run { env, cache }
+            | RunScreen::Audit { env, cache, .. } => env == e && cache == c,
             RunScreen::Form(f) => f.env == e && f.cache == c,
         }
     }
@@ -155,6 +162,9 @@ impl App {
                     RunScreen::Picker { .. } => self.picker_key(screen, action),
                     RunScreen::Form(form) => self.form_key(*form, action),
                     RunScreen::Run { env, cache } => self.run_key(env, cache, action),
+                    RunScreen::Audit { env, cache, view } => {
+                        self.audit_key(env, cache, *view, action)
+                    }
                 };
             }
         }

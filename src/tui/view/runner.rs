@@ -1,7 +1,7 @@
 //! The runner screens over the cache view: picker, form, and the run (live steps, a dry
 //! run's plan, or why it could not start), with the footer hints for each.
 
-use super::{form, notice, panel, picker, plan, run};
+use super::{audit, form, notice, panel, picker, plan, run};
 use crate::domain::Protection;
 use crate::escape::escape;
 use crate::tui::app::{App, RunScreen};
@@ -25,6 +25,7 @@ pub fn draw(app: &App, screen: &RunScreen, theme: &Theme, frame: &mut Frame, are
             picker::draw(cache, read_only, runbooks, *selected, theme, frame, area)
         }
         RunScreen::Form(f) => form::draw(f, theme, frame, area),
+        RunScreen::Audit { cache, view, .. } => audit::draw(view, cache, theme, frame, area),
         RunScreen::Run { env, cache } => {
             let Some(session) = app.run_of(env, cache) else {
                 notice(frame, area, "no run of this cache", theme.muted);
@@ -57,6 +58,12 @@ pub fn draw(app: &App, screen: &RunScreen, theme: &Theme, frame: &mut Frame, are
 pub fn hints(app: &App, screen: &RunScreen) -> &'static [(&'static str, &'static str)] {
     match screen {
         RunScreen::Picker { .. } => &[("⏎", "choose"), ("j/k", "move"), ("esc", "back")],
+        RunScreen::Audit { .. } => &[
+            ("j/k", "select"),
+            ("s", "sort"),
+            ("S", "reverse"),
+            ("esc", "back to the run"),
+        ],
         RunScreen::Form(_) => &[
             ("tab ↑↓", "field"),
             ("space", "plan only"),
@@ -76,6 +83,9 @@ pub fn hints(app: &App, screen: &RunScreen) -> &'static [(&'static str, &'static
                 ("esc", "leave (keeps running)"),
                 ("?", "help"),
             ],
+            Some(r) if r.view.audit.is_some() => {
+                &[("⏎", "audit report"), ("x", "run another"), ("esc", "back")]
+            }
             _ => &[("x", "run another"), ("esc", "back")],
         },
     }

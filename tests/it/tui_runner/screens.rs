@@ -47,7 +47,7 @@ fn orders(env: &str) -> Cache {
 }
 
 /// An app on `dev/orders` with discovery done (no workers: effects are returned, not run).
-fn app_on_orders(protection: Protection) -> App {
+pub(super) fn app_on_orders(protection: Protection) -> App {
     let mut app = App::new(
         vec![environment("dev", protection)],
         datetime!(2026-11-23 21:00:00 UTC),
@@ -68,7 +68,7 @@ fn app_on_orders(protection: Protection) -> App {
 }
 
 /// The shipped runbooks that apply to an endpoint, as the picker's worker lists them.
-fn builtin_runbooks() -> Vec<validate::Runbook> {
+pub(super) fn builtin_runbooks() -> Vec<validate::Runbook> {
     // Only the shipped ones (source `builtin:…`): the tester's own runbooks stay out of the
     // snapshots.
     let mut found: Vec<validate::Runbook> = catalog::all(&actions::builtin())

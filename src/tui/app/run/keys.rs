@@ -7,6 +7,7 @@ use super::{RunScreen, RunSession};
 use crate::tui::action::Action;
 use crate::tui::app::form::Form;
 use crate::tui::app::{App, Effect, Load};
+use crate::tui::audit::AuditView;
 use crate::tui::run::RunView;
 
 impl App {
@@ -182,6 +183,17 @@ impl App {
                 );
             }
             Action::CancelRun => self.say("this run has ended; nothing to cancel", false),
+            // A finished audit opens its report.
+            Action::Enter if !run.active() && run.view.audit.is_some() => {
+                if let Some(report) = &run.view.audit {
+                    self.run_screen = Some(RunScreen::Audit {
+                        env,
+                        cache,
+                        view: Box::new(AuditView::new((**report).clone())),
+                    });
+                }
+                return Ok(effects);
+            }
             // A long plan scrolls.
             Action::Down => run.scroll = run.scroll.saturating_add(1),
             Action::Up => run.scroll = run.scroll.saturating_sub(1),
@@ -202,5 +214,43 @@ impl App {
         }
         self.run_screen = Some(screen);
         Ok(effects)
+    }
+
+    pub(super) fn audit_key(
+        &mut self,
+        env: String,
+        cache: String,
+        mut view: AuditView,
+        action: Action,
+    ) -> Result<Vec<Effect>, Action> {
+        match action {
+            Action::Down => view.move_by(1),
+            Action::Up => view.move_by(-1),
+            Action::PageDown => view.move_by(10),
+            Action::PageUp => view.move_by(-10),
+            Action::Top => view.top(),
+            Action::Bottom => view.bottom(),
+            Action::Sort => view.cycle_sort(),
+            Action::ReverseSort => view.reverse(),
+            // Back to the run it came from.
+            Action::Back | Action::Enter => {
+                self.run_screen = Some(RunScreen::Run { env, cache });
+                return Ok(Vec::new());
+            }
+            other => {
+                self.run_screen = Some(RunScreen::Audit {
+                    env,
+                    cache,
+                    view: Box::new(view),
+                });
+                return Err(other);
+            }
+        }
+        self.run_screen = Some(RunScreen::Audit {
+            env,
+            cache,
+            view: Box::new(view),
+        });
+        Ok(Vec::new())
     }
 }
