@@ -131,6 +131,30 @@ fn options(inputs: &Inputs) -> Result<AuditOptions, ActionError> {
     })
 }
 
+/// The dollar ceiling of a serverless audit: a number, or text holding one (runbook
+/// parameters have no float type).
+fn max_usd(inputs: &Inputs) -> Result<f64, ActionError> {
+    let bad = |shown: String| {
+        ActionError::failed(format!(
+            "read max_usd `{shown}`: give a number of dollars such as 2.5"
+        ))
+    };
+    match inputs.get("max_usd") {
+        None => Ok(1.0),
+        Some(Value::Json(serde_json::Value::Number(n))) => {
+            n.as_f64().ok_or_else(|| bad(n.to_string()))
+        }
+        Some(Value::Json(serde_json::Value::String(s))) => s
+            .trim()
+            .trim_start_matches('$')
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| bad(crate::escape::escape(s))),
+        Some(_) => Err(bad("?".into())),
+    }
+}
+
 /// Writes `report` to `path` in the format its extension names.
 fn write_report(report: &AuditReport, path: &str) -> Result<(), ActionError> {
     let text = match std::path::Path::new(path)
@@ -279,17 +303,14 @@ impl TtlAudit {
             },
             &PriceTable::default(),
         );
-        let max_usd = match inputs.get("max_usd") {
-            Some(Value::Json(v)) => v.as_f64().unwrap_or(1.0),
-            _ => 1.0,
-        };
+        let max_usd = max_usd(inputs)?;
         ctx.output(format!(
             "serverless estimate: {} keys, {} ECPUs, ${:.4}",
             dbsize, est.ecpus, est.usd
         ));
         if est.usd > max_usd {
             return Err(ActionError::failed(format!(
-                "start the audit: its estimated cost ${:.4} is over max_usd ${max_usd:.4}; raise max_usd in the step to confirm",
+                "start the audit: its estimated cost ${:.4} is over max_usd ${max_usd:.4}; to agree, run it again with --param max_usd=<dollars> (or raise it in the TUI's form)",
                 est.usd
             )));
         }

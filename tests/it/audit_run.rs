@@ -220,3 +220,44 @@ fn csv_of_a_runbook_without_an_audit_is_bad_input_and_runs_nothing() {
         "no run was journaled"
     );
 }
+
+#[test]
+fn serverless_audits_show_the_cost_first_and_stop_above_max_usd() {
+    let sandbox = Sandbox::up(2000);
+    let out = run(&sandbox, "storefront", "json");
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("serverless estimate:"),
+        "{}",
+        stderr(&out)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(report["total_keys"].as_u64() > Some(0), "{report}");
+
+    let refused = sandbox
+        .cachedeck()
+        .args([
+            "run",
+            "ttl-audit",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "storefront",
+        ])
+        .args(["--param", "max_usd=0", "--output", "json"])
+        .output()
+        .expect("run ttl-audit");
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "stderr: {}",
+        stderr(&refused)
+    );
+    let err = stderr(&refused);
+    assert!(
+        err.contains("is over max_usd") && err.contains("--param max_usd="),
+        "{err}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&refused.stdout).expect("json");
+    assert!(report.get("total_keys").is_none(), "no audit ran: {report}");
+}
