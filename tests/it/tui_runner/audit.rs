@@ -4,11 +4,11 @@
 //! Hostile key names reach the screen escaped.
 
 use super::render_at;
-use super::screens::{app_on_orders, builtin_runbooks};
+use super::screens::{app_on_orders, start_with_defaults};
 use cachedeck::domain::Protection;
 use cachedeck::runbook::events::{Event, RunState, StepInfo, StepState};
 use cachedeck::tui::action::Action;
-use cachedeck::tui::app::{App, Effect, RunScreen};
+use cachedeck::tui::app::{App, RunScreen};
 use cachedeck::tui::audit::SortBy;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -65,20 +65,7 @@ fn report(complete: bool) -> serde_json::Value {
 /// Runs `ttl-audit` from the form and feeds the app the engine's events of a finished run.
 fn finished_audit(complete: bool) -> App {
     let mut app = app_on_orders(Protection::Open);
-    app.update(Action::OpenRunbooks(Some("ttl-audit".into())));
-    app.update(Action::Runbooks {
-        env: "dev".into(),
-        cache: "orders".into(),
-        result: Ok(builtin_runbooks()),
-    });
-    let effects = app.update(Action::PromptSubmit);
-    let run = effects
-        .iter()
-        .find_map(|e| match e {
-            Effect::StartRun { run, .. } => Some(*run),
-            _ => None,
-        })
-        .expect("the run starts");
+    let run = start_with_defaults(&mut app, "ttl-audit");
     let events = [
         Event::RunStarted {
             run_id: "20261124T001500Z-ab12cd34".into(),

@@ -68,7 +68,7 @@ pub(super) fn app_on_orders(protection: Protection) -> App {
 }
 
 /// The shipped runbooks that apply to an endpoint, as the picker's worker lists them.
-pub(super) fn builtin_runbooks() -> Vec<validate::Runbook> {
+fn builtin_runbooks() -> Vec<validate::Runbook> {
     // Only the shipped ones (source `builtin:…`): the tester's own runbooks stay out of the
     // snapshots.
     let mut found: Vec<validate::Runbook> = catalog::all(&actions::builtin())
@@ -78,6 +78,24 @@ pub(super) fn builtin_runbooks() -> Vec<validate::Runbook> {
         .collect();
     found.sort_by(|a, b| a.name.cmp(&b.name));
     found
+}
+
+/// Opens `runbook`'s form on orders and starts it with its defaults; returns the run's id.
+pub(super) fn start_with_defaults(app: &mut App, runbook: &str) -> u64 {
+    app.update(Action::OpenRunbooks(Some(runbook.into())));
+    app.update(Action::Runbooks {
+        env: "dev".into(),
+        cache: "orders".into(),
+        result: Ok(builtin_runbooks()),
+    });
+    let effects = app.update(Action::PromptSubmit);
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::StartRun { run, .. } => Some(*run),
+            _ => None,
+        })
+        .expect("the run starts")
 }
 
 /// Opens the picker and feeds it the shipped runbooks that apply to an endpoint.
@@ -216,20 +234,7 @@ fn tui_runner_dry_run_shows_the_plan() {
 #[test]
 fn tui_runner_a_run_left_keeps_going_in_the_header_and_x_returns_to_it() {
     let mut app = app_on_orders(Protection::Confirm);
-    app.update(Action::OpenRunbooks(Some("health-check".into())));
-    app.update(Action::Runbooks {
-        env: "dev".into(),
-        cache: "orders".into(),
-        result: Ok(builtin_runbooks()),
-    });
-    let effects = app.update(Action::PromptSubmit);
-    let run = effects
-        .iter()
-        .find_map(|e| match e {
-            Effect::StartRun { run, .. } => Some(*run),
-            _ => None,
-        })
-        .expect("started");
+    let run = start_with_defaults(&mut app, "health-check");
     app.update(Action::RunEvent {
         run,
         event: Box::new(Event::RunStarted {
