@@ -131,15 +131,15 @@ fn options(inputs: &Inputs) -> Result<AuditOptions, ActionError> {
     })
 }
 
-/// The dollar ceiling of a serverless audit: a number, or text holding one (runbook
-/// parameters have no float type).
-fn max_usd(inputs: &Inputs) -> Result<f64, ActionError> {
+/// A dollar ceiling input (`max_usd`): a number, or text holding one (runbook parameters
+/// have no float type); 1.0 when absent.
+pub(crate) fn dollars(inputs: &Inputs, name: &str) -> Result<f64, ActionError> {
     let bad = |shown: String| {
         ActionError::failed(format!(
-            "read max_usd `{shown}`: give a number of dollars such as 2.5"
+            "read {name} `{shown}`: give a number of dollars such as 2.5"
         ))
     };
-    match inputs.get("max_usd") {
+    match inputs.get(name) {
         None => Ok(1.0),
         Some(Value::Json(serde_json::Value::Number(n))) => {
             n.as_f64().ok_or_else(|| bad(n.to_string()))
@@ -303,7 +303,7 @@ impl TtlAudit {
             },
             &PriceTable::default(),
         );
-        let max_usd = max_usd(inputs)?;
+        let max_usd = dollars(inputs, "max_usd")?;
         ctx.output(format!(
             "serverless estimate: {} keys, {} ECPUs, ${:.4}",
             dbsize, est.ecpus, est.usd

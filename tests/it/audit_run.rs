@@ -222,7 +222,7 @@ fn csv_of_a_runbook_without_an_audit_is_bad_input_and_runs_nothing() {
 }
 
 #[test]
-fn serverless_audits_show_the_cost_first_and_stop_above_max_usd() {
+fn serverless_audits_and_remediations_stop_above_max_usd() {
     let sandbox = Sandbox::up(2000);
     let out = run(&sandbox, "storefront", "json");
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
@@ -260,4 +260,47 @@ fn serverless_audits_show_the_cost_first_and_stop_above_max_usd() {
     );
     let report: serde_json::Value = serde_json::from_slice(&refused.stdout).expect("json");
     assert!(report.get("total_keys").is_none(), "no audit ran: {report}");
+
+    // ttl-remediate's apply honours the same ceiling with the survey's estimate.
+    let remediate = sandbox
+        .cachedeck()
+        .args([
+            "run",
+            "ttl-remediate",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "storefront",
+        ])
+        .args([
+            "--param",
+            "pattern=*",
+            "--param",
+            "ttl=1d",
+            "--param",
+            "dry_run=false",
+        ])
+        .args(["--param", "max_usd=0", "--yes", "--output", "json"])
+        .output()
+        .expect("run ttl-remediate");
+    assert_eq!(
+        remediate.status.code(),
+        Some(1),
+        "stderr: {}",
+        stderr(&remediate)
+    );
+    let err = stderr(&remediate);
+    assert!(err.contains("over max_usd"), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&remediate.stdout).expect("json");
+    let apply = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == "apply")
+        .expect("apply step");
+    assert_eq!(apply["state"], "failed", "{apply}");
+    assert!(
+        apply["outputs"].get("updated").is_none(),
+        "nothing was set: {apply}"
+    );
 }

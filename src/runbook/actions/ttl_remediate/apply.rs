@@ -51,6 +51,18 @@ const APPLY_INPUTS: &[InputSpec] = &[
         None,
         "matching keys the survey found (the progress bar's total)",
     ),
+    InputSpec::optional(
+        "estimated_usd",
+        ValueKind::Any,
+        None,
+        "serverless: the survey's cost estimate of applying, checked against max_usd",
+    ),
+    InputSpec::optional(
+        "max_usd",
+        ValueKind::Any,
+        Some("1.0"),
+        "serverless: refuse to apply when the estimate is over this many dollars",
+    ),
 ];
 
 const APPLY_OUTPUTS: &[OutputSpec] = &[
@@ -216,6 +228,17 @@ impl Action for TtlRemediate {
             return Err(ActionError::failed(format!(
                 "set TTLs on {e} keys: that is more than max_keys {}; raise it with --param max_keys={e} if that is intended",
                 opts.max_keys
+            )));
+        }
+        let usd = match inputs.get("estimated_usd") {
+            Some(crate::runbook::value::Value::Json(v)) => v.as_f64().unwrap_or(0.0),
+            _ => 0.0,
+        };
+        let max_usd = crate::audit::action::dollars(inputs, "max_usd")?;
+        if usd > max_usd {
+            return Err(ActionError::failed(format!(
+                "set TTLs on `{}`: applying costs about ${usd:.4} on this serverless cache, over max_usd ${max_usd:.4}; to agree, run it again with --param max_usd=<dollars>",
+                ctx.cache.name
             )));
         }
         let from = ctx.resume_from.as_ref().and_then(Checkpoint::from_facts);

@@ -69,6 +69,11 @@ const SURVEY_OUTPUTS: &[OutputSpec] = &[
         "how long applying takes at `rate`",
     ),
     out(
+        "estimated_usd",
+        ValueKind::Any,
+        "serverless: what applying costs at the default price table (0 elsewhere)",
+    ),
+    out(
         "complete",
         ValueKind::Bool,
         "every shard counted to the end",
@@ -131,6 +136,7 @@ impl Action for TtlRemediateSurvey {
         for e in &examples {
             ctx.output(format!("  e.g. {e}"));
         }
+        let mut usd = 0.0;
         if ctx.cache.kind == CacheKind::Serverless {
             // Applying sends PTTL per matching key and EXPIRE per key without TTL: about
             // what the audit's estimate charges for two commands per key.
@@ -147,6 +153,7 @@ impl Action for TtlRemediateSurvey {
                 "serverless: applying costs about {} ECPUs (${:.4}) at the default price table",
                 est.ecpus, est.usd
             ));
+            usd = est.usd;
         }
         if let Some(why) = incomplete(&found) {
             ctx.output(format!("incomplete: {why}"));
@@ -159,6 +166,7 @@ impl Action for TtlRemediateSurvey {
             .with("with_ttl", Value::int(t.with_ttl as i64))
             .with("examples", Value::Json(serde_json::json!(examples)))
             .with("estimated_apply_s", Value::int(estimate as i64))
+            .with("estimated_usd", Value::Json(serde_json::json!(usd)))
             .with("complete", Value::bool(t.complete))
             .with(
                 "duration_ms",
