@@ -90,6 +90,8 @@ pub struct RunView {
     pub audit: Option<Box<AuditReport>>,
     /// The app's clock at the last tick: a running step's age is `now - started`.
     pub now: Option<OffsetDateTime>,
+    /// How many lines back from the newest the output panel is scrolled (k/j); 0 follows.
+    pub scroll_back: usize,
 }
 
 impl RunView {

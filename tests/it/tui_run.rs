@@ -176,3 +176,32 @@ fn running_step_shows_its_age_and_the_report_what_each_step_found() {
     assert!(!screen.contains('\x1b'));
     snap!("run_report_outputs", screen);
 }
+
+#[test]
+fn output_scrolls_back_through_its_history_and_follows_again() {
+    let mut run = in_progress();
+    for i in 0..60 {
+        run.apply(Event::StepOutput {
+            step: "failover".into(),
+            line: format!("line {i:02}"),
+        });
+    }
+    let following = render(&run);
+    assert!(following.contains("line 59"), "{following}");
+    assert!(!following.contains("line 30"), "{following}");
+    run.scroll_back = 25;
+    let back = render(&run);
+    assert!(back.contains("25 lines back"), "{back}");
+    assert!(
+        back.contains("line 34") && !back.contains("line 59"),
+        "{back}"
+    );
+    // Further back than the history stops at its first lines.
+    run.scroll_back = 10_000;
+    let oldest = render(&run);
+    assert!(
+        oldest.contains("failover: line 00") || oldest.contains("PONG"),
+        "{oldest}"
+    );
+    assert!(!oldest.contains("line 59"), "{oldest}");
+}

@@ -88,16 +88,23 @@ pub fn draw(run: &RunView, theme: &Theme, frame: &mut Frame, area: Rect) {
             gauge,
         );
     }
-    // Newest lines at the bottom: show the tail that fits.
+    // Newest lines at the bottom: show the tail that fits, or an earlier stretch (k/j).
     let fits = output.height.saturating_sub(2) as usize;
+    let back = run.scroll_back.min(run.output.len().saturating_sub(fits));
     let lines: Vec<Line> = run
         .output
         .iter()
-        .skip(run.output.len().saturating_sub(fits))
+        .skip(run.output.len().saturating_sub(fits + back))
+        .take(fits)
         .map(|l| Line::styled(l.clone(), theme.text))
         .collect();
+    let title = if back > 0 {
+        format!(" output · {back} lines back (j: newer, G: follow) ")
+    } else {
+        " output ".to_string()
+    };
     frame.render_widget(
-        Paragraph::new(lines).block(panel(" output ", theme)),
+        Paragraph::new(lines).block(panel(Line::styled(title, theme.title), theme)),
         output,
     );
     if let Some((state, error)) = &run.finished {

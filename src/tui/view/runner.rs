@@ -80,13 +80,21 @@ pub fn hints(app: &App, screen: &RunScreen) -> &'static [(&'static str, &'static
             ],
             Some(r) if r.active() => &[
                 ("c", "cancel run"),
+                ("k/j", "scroll output"),
                 ("esc", "leave (keeps running)"),
                 ("?", "help"),
             ],
-            Some(r) if r.view.audit.is_some() => {
-                &[("⏎", "audit report"), ("x", "run another"), ("esc", "back")]
-            }
-            _ => &[("x", "run another"), ("esc", "back")],
+            Some(r) if r.view.audit.is_some() => &[
+                ("⏎", "audit report"),
+                ("k/j", "scroll output"),
+                ("x", "run another"),
+                ("esc", "back"),
+            ],
+            _ => &[
+                ("k/j", "scroll output"),
+                ("x", "run another"),
+                ("esc", "back"),
+            ],
         },
     }
 }

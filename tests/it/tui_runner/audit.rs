@@ -84,6 +84,15 @@ fn finished_audit(complete: bool) -> App {
             step: "audit".into(),
             attempt: 1,
         },
+        Event::StepOutput {
+            step: "audit".into(),
+            line: "83 % of memory (40000000 bytes) is in `cache:product:{n}` keys without TTL"
+                .into(),
+        },
+        Event::StepOutput {
+            step: "audit".into(),
+            line: "3 % of keys (300) are `session:{hex}` keys without TTL".into(),
+        },
         Event::StepFinished {
             step: "audit".into(),
             state: StepState::Succeeded,
@@ -133,6 +142,17 @@ fn tui_audit_report_opens_from_the_finished_run_sorts_and_goes_back() {
         !run_view.contains("ttl_histogram"),
         "the whole report stays out of the run's outputs line: {run_view}"
     );
+
+    // k/j scroll the run's output back and forth, G follows again.
+    let back = |app: &App| app.run_of("dev", "orders").map(|r| r.view.scroll_back);
+    app.update(Action::Up);
+    app.update(Action::Up);
+    app.update(Action::Up);
+    assert_eq!(back(&app), Some(2), "no further back than the history");
+    app.update(Action::Down);
+    assert_eq!(back(&app), Some(1));
+    app.update(Action::Bottom);
+    assert_eq!(back(&app), Some(0));
 
     app.update(Action::Enter);
     let screen = render_at(&app, 110, 36);

@@ -195,11 +195,30 @@ impl App {
                 return Ok(effects);
             }
             // A long plan scrolls.
-            Action::Down => run.scroll = run.scroll.saturating_add(1),
-            Action::Up => run.scroll = run.scroll.saturating_sub(1),
-            Action::PageDown => run.scroll = run.scroll.saturating_add(10),
-            Action::PageUp => run.scroll = run.scroll.saturating_sub(10),
-            Action::Top => run.scroll = 0,
+            Action::Down if run.plan.is_some() => run.scroll = run.scroll.saturating_add(1),
+            Action::Up if run.plan.is_some() => run.scroll = run.scroll.saturating_sub(1),
+            Action::PageDown if run.plan.is_some() => run.scroll = run.scroll.saturating_add(10),
+            Action::PageUp if run.plan.is_some() => run.scroll = run.scroll.saturating_sub(10),
+            Action::Top if run.plan.is_some() => run.scroll = 0,
+            // A run's output scrolls back through its history (k older, j newer, G follows).
+            Action::Up
+            | Action::Down
+            | Action::PageUp
+            | Action::PageDown
+            | Action::Top
+            | Action::Bottom => {
+                let oldest = run.view.output.len();
+                let back = &mut run.view.scroll_back;
+                *back = match action {
+                    Action::Up => back.saturating_add(1),
+                    Action::Down => back.saturating_sub(1),
+                    Action::PageUp => back.saturating_add(10),
+                    Action::PageDown => back.saturating_sub(10),
+                    Action::Top => oldest,
+                    _ => 0,
+                }
+                .min(oldest);
+            }
             // Leaving keeps the run going; the header shows it and `x` comes back.
             Action::Back => {
                 if run.active() {
