@@ -197,9 +197,13 @@ impl App {
     }
 
     fn open_runbooks(&mut self, name: Option<String>, effects: &mut Vec<Effect>) {
+        if matches!(self.route, Route::Caches { .. }) {
+            // From the caches list: the selected cache, opened first.
+            self.enter();
+        }
         let Route::Cache { env, cache } = self.route.clone() else {
             self.say(
-                "open a cache first: x runs a runbook on the cache on screen",
+                "pick a cache first: x runs a runbook on the selected or open cache",
                 true,
             );
             return;

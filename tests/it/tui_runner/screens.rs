@@ -140,6 +140,27 @@ fn tui_runner_picker_lists_applicable_runbooks_with_a_mutation_mark() {
 }
 
 #[test]
+fn tui_runner_x_on_the_caches_list_opens_the_selected_cache_and_its_picker() {
+    let mut app = app_on_orders(Protection::Open);
+    app.update(Action::Goto(Route::Caches { env: "dev".into() }));
+    let effects = app.update(Action::OpenRunbooks(None));
+    assert_eq!(
+        app.route,
+        Route::Cache {
+            env: "dev".into(),
+            cache: "orders".into()
+        }
+    );
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::LoadRunbooks { cache, .. } if cache.name == "orders")),
+        "{effects:?}"
+    );
+    assert!(matches!(app.run_screen(), Some(RunScreen::Picker { .. })));
+}
+
+#[test]
 fn tui_runner_form_shows_a_bad_value_on_its_field_and_starts_nothing() {
     let mut app = app_on_orders(Protection::Open);
     app.update(Action::OpenRunbooks(Some("health-check".into())));
