@@ -4,5 +4,6 @@
 pub mod binary;
 pub mod connect;
 pub mod info;
+pub mod roles;
 pub mod server;
 pub mod stats;
