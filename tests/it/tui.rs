@@ -44,6 +44,7 @@ fn node(id: &str, role: NodeRole, port: u16, az: &str) -> Node {
         status: "available".into(),
         health: NodeHealth::Up,
         tls: false,
+        role_source: Default::default(),
     }
 }
 
