@@ -5,7 +5,7 @@
 //! ElastiCache moves its DNS name. Also the quota (counted from the events, and AWS's own
 //! TestFailoverNotAvailableFault) and the invalid-state fault.
 
-use crate::harness::valkey::{ServerSpec, raw_command, server, start};
+use crate::harness::valkey::{ServerSpec, cluster_pair, raw_command, server, start};
 use aws_sdk_elasticache::Client as Ec;
 use aws_sdk_elasticache::operation::describe_cache_clusters::DescribeCacheClustersOutput;
 use aws_sdk_elasticache::operation::describe_events::DescribeEventsOutput;
@@ -596,37 +596,6 @@ fn cluster_mode_discovery(primary: u16, replica: u16) -> Vec<Rule> {
                 .build()
         }),
     ]
-}
-
-/// A one-shard Valkey cluster: a primary owning every slot and its replica, synced.
-async fn cluster_pair() -> (ValkeyServer, ValkeyServer) {
-    use cachedeck::sandbox::client::NodeAuth;
-    use cachedeck::sandbox::cluster::{ShardPlan, form};
-    let primary = start(ServerSpec::new().cluster());
-    let replica = start(ServerSpec::new().cluster());
-    form(
-        &[ShardPlan {
-            primary: primary.port(),
-            replicas: vec![replica.port()],
-        }],
-        &NodeAuth::default(),
-        Duration::from_secs(30),
-    )
-    .await
-    .expect("form the cluster");
-    let (p, r) = (primary.port(), replica.port());
-    tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !raw_command(r, &["INFO", "replication"]).contains("master_link_status:up")
-            || !raw_command(p, &["INFO", "replication"]).contains("state=online")
-        {
-            assert!(Instant::now() < deadline, "replica never synced");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-    .await
-    .expect("sync");
-    (primary, replica)
 }
 
 /// The done-when of cluster mode on AWS: DescribeReplicationGroups carries no roles, and

@@ -15,6 +15,7 @@ mod failover_aws;
 mod harness;
 mod probe;
 mod remediate;
+mod roles;
 mod runbook;
 mod sandbox;
 mod server;
