@@ -4,6 +4,7 @@
 pub mod binary;
 pub mod connect;
 pub mod info;
+pub mod roles;
 pub mod server;
 pub mod slot;
 pub mod stats;

@@ -164,13 +164,20 @@ pub async fn measured(ctx: &ActionContext, m: Measured<'_>) -> Result<Values, Ac
         _ => None,
     };
     // The cache as it is now: new roles, and the nodes whose run ids the probes saw.
-    let now = match ctx.plane.discover().await {
+    let mut now = match ctx.plane.discover().await {
         Ok(d) => d.caches.into_iter().find(|c| c.name == ctx.cache.name),
         Err(e) => {
             ctx.output(format!("re-discover the cache after the failover: {e}"));
             None
         }
     };
+    // In cluster mode the control plane names no roles: ask the nodes who leads now.
+    if let Some(c) = now.as_mut()
+        && crate::valkey::roles::needs_learning(c)
+        && let Ok(connector) = ctx.connector().await
+    {
+        crate::valkey::roles::learn(c, connector).await;
+    }
     let ids = run_ids(ctx, now.as_ref().unwrap_or(&ctx.cache)).await;
     let mut shards = m.shards;
     for s in &mut shards {
