@@ -2,6 +2,7 @@
 //! the data plane: connections to nodes (TLS, AUTH/ACL), INFO parsing, live stats and cluster key slots.
 
 pub mod binary;
+pub mod caps;
 pub mod connect;
 pub mod info;
 pub mod roles;

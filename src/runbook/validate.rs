@@ -395,6 +395,17 @@ fn check_step(
         }
         inputs.insert(name.clone(), json);
     }
+    if let Err(p) = action.check_written_inputs(&inputs) {
+        let at = def
+            .inputs
+            .get(p.input)
+            .map_or(def.id.span().start, |v| v.span().start);
+        return Err(c.err(
+            at,
+            format!("step `{id}`: input `{}`: {}", p.input, p.problem),
+            p.fix,
+        ));
+    }
     for spec in action.inputs() {
         if inputs.contains_key(spec.name) {
             continue;

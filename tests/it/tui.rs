@@ -464,6 +464,7 @@ fn tui_slowlog_escapes_hostile_key_names() {
             args,
             client_addr: Some("127.0.0.1:50000".into()),
             client_name: None,
+            capped: false,
         })
         .collect();
     app.update(Action::Slowlog {
