@@ -383,7 +383,7 @@ impl Run<'_> {
                 .summary(),
             Err(e) => Some(format!(
                 "roles unknown: the nodes cannot be asked ({})",
-                crate::escape::escape_capped(&e.to_string(), 200)
+                crate::escape::escape_capped(e.to_string(), 200)
             )),
         };
         if let Some(line) = line

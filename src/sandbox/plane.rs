@@ -115,9 +115,11 @@ impl SandboxControlPlane {
                         // DescribeReplicationGroups gives CurrentRole only for cluster mode
                         // disabled groups; in cluster mode the roles are learned from the
                         // nodes, as they must be on AWS.
-                        Ok(_) if c.cluster_mode => {
-                            (NodeRole::Unknown, RoleSource::not_reported(), NodeHealth::Up)
-                        }
+                        Ok(_) if c.cluster_mode => (
+                            NodeRole::Unknown,
+                            RoleSource::not_reported(),
+                            NodeHealth::Up,
+                        ),
                         Ok(role) => (role, RoleSource::ControlPlane, NodeHealth::Up),
                         Err(reason) => (
                             NodeRole::Unknown,

@@ -60,7 +60,7 @@ pub fn needs_learning(cache: &Cache) -> bool {
 /// The role named in a ROLE reply (`master` / `slave` / `sentinel`).
 pub fn role_of(reply: &redis::Value) -> NodeRole {
     match reply {
-        redis::Value::Array(items) => items.first().map_or(NodeRole::Unknown, |v| word_role(v)),
+        redis::Value::Array(items) => items.first().map_or(NodeRole::Unknown, word_role),
         _ => NodeRole::Unknown,
     }
 }
@@ -175,21 +175,26 @@ pub fn parse_cluster_shards(reply: &redis::Value) -> Vec<PeerNode> {
 }
 
 /// Asks `endpoint` for CLUSTER SHARDS.
-async fn cluster_shards(connector: &Connector, endpoint: &Endpoint) -> Result<Vec<PeerNode>, String> {
+async fn cluster_shards(
+    connector: &Connector,
+    endpoint: &Endpoint,
+) -> Result<Vec<PeerNode>, String> {
     let work = async {
         let mut conn = connector
             .connect(endpoint)
             .await
             .map_err(|e| e.to_string())?;
         let reply: redis::Value = conn
-            .query(&redis::cmd("CLUSTER").arg("SHARDS"))
+            .query(redis::cmd("CLUSTER").arg("SHARDS"))
             .await
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(parse_cluster_shards(&reply))
     };
     match tokio::time::timeout(ASK_TIMEOUT, work).await {
         Ok(r) => r,
-        Err(_) => Err(format!("no answer to CLUSTER SHARDS within {ASK_TIMEOUT:?}")),
+        Err(_) => Err(format!(
+            "no answer to CLUSTER SHARDS within {ASK_TIMEOUT:?}"
+        )),
     }
 }
 
