@@ -10,6 +10,7 @@ pub use resume::ResumeInfo;
 
 use crate::controlplane::ControlPlane;
 use crate::domain::{Cache, Environment};
+use crate::runbook::ErrorKind;
 use crate::runbook::action::{PlanContext, PlannedCall, Registry};
 use crate::runbook::events::{Event, EventSender, RunState, StepInfo, StepState};
 use crate::runbook::journal::{Journal, JournalError, RecordKind};
@@ -42,6 +43,22 @@ pub enum EngineError {
     Lock(Box<LockError>),
     #[error("resume run {run_id}: {why}")]
     Resume { run_id: String, why: String },
+}
+
+impl EngineError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::Lock(l)
+                if matches!(**l, LockError::Held { .. } | LockError::WrongId { .. }) =>
+            {
+                ErrorKind::LockHeld
+            }
+            EngineError::Resume { .. } => ErrorKind::BadInput,
+            EngineError::Journal(JournalError::Busy(_)) => ErrorKind::LockHeld,
+            _ => ErrorKind::Failed,
+        }
+    }
 }
 
 impl From<LockError> for EngineError {

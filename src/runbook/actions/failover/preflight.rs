@@ -3,7 +3,7 @@
 //! under the thresholds, and TestFailover quota left (counted from DescribeEvents).
 //! Read-only; every problem found is reported at once.
 
-use super::failover_events::{self, QUOTA};
+use super::events::{self, QUOTA};
 use crate::controlplane::EventQuery;
 use crate::domain::{Cache, CacheKind, NodeRole, RoleSource, Shard};
 use crate::runbook::action::{
@@ -344,7 +344,7 @@ impl Action for FailoverPreflight {
                 since: now - time::Duration::hours(24),
             })
             .await?;
-        let used = failover_events::quota_used(&events, now);
+        let used = events::quota_used(&events, now);
         let left = QUOTA.saturating_sub(used);
         ctx.output(format!(
             "TestFailover quota: {used} of {QUOTA} node groups used in the last 24 hours"

@@ -2,8 +2,8 @@
 //! the new primary), old → new primary per shard (server run ids mapped to node ids), and
 //! the event timeline, as the step's outputs.
 
-use super::failover_events::{self, Progress};
-use super::failover_preflight::ShardLag;
+use super::events::{self, Progress};
+use super::preflight::ShardLag;
 use crate::controlplane::CacheEvent;
 use crate::domain::{Cache, Endpoint};
 use crate::probe::{self, Attempt, ProbeSummary};
@@ -58,7 +58,7 @@ pub struct Measured<'a> {
 fn timeline(events: &[CacheEvent]) -> serde_json::Value {
     let items: Vec<&CacheEvent> = events
         .iter()
-        .filter(|e| failover_events::is_failover_event(e))
+        .filter(|e| events::is_failover_event(e))
         .collect();
     serde_json::to_value(items).unwrap_or_default()
 }
@@ -101,7 +101,7 @@ async fn read_back(
         Ok(v) => v,
         Err(e) => {
             // Cluster mode: the endpoint may not own the probe key's slot.
-            let next = super::nodes::moved_to(&e, endpoint).ok_or(e)?;
+            let next = super::super::nodes::moved_to(&e, endpoint).ok_or(e)?;
             conn = connector.connect(&next).await?;
             conn.query(&lrange).await?
         }
