@@ -20,6 +20,7 @@ pub mod seed;
 pub mod setup;
 pub mod state;
 pub mod status;
+pub mod steady;
 pub mod tls;
 pub mod up;
 
