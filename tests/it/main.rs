@@ -9,6 +9,7 @@ mod aws_mocks;
 mod aws_moto;
 mod config;
 mod connectivity;
+mod discovery_sources;
 mod envs;
 mod failover;
 mod failover_aws;
