@@ -12,6 +12,8 @@ mod marker;
 mod nodes;
 mod parameter;
 mod probe;
+mod restore;
+mod snapshot;
 mod ttl_remediate;
 mod wait;
 
@@ -35,5 +37,11 @@ pub fn builtin() -> Registry {
     r.register(Arc::new(crate::audit::action::TtlAudit));
     r.register(Arc::new(ttl_remediate::TtlRemediateSurvey));
     r.register(Arc::new(ttl_remediate::TtlRemediate));
+    // Snapshots and restores.
+    r.register(Arc::new(snapshot::SnapshotPreflight));
+    r.register(Arc::new(snapshot::SnapshotCreate));
+    r.register(Arc::new(restore::RestorePreflight));
+    r.register(Arc::new(restore::RestoreCreate));
+    r.register(Arc::new(restore::RestoreVerify));
     r
 }

@@ -32,6 +32,11 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "ttl-remediate.toml",
         include_str!("../../runbooks/ttl-remediate.toml"),
     ),
+    (
+        "snapshot.toml",
+        include_str!("../../runbooks/snapshot.toml"),
+    ),
+    ("restore.toml", include_str!("../../runbooks/restore.toml")),
 ];
 
 /// Why a runbook could not be had.

@@ -9,7 +9,7 @@ use super::state::{CacheState, State};
 use crate::config::{EnvConfig, Settings};
 use crate::controlplane::{
     CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery, Parameter, PutParameter,
-    with_timeout,
+    RestoreRequest, Snapshot, SnapshotQuery, SnapshotTarget, with_timeout,
 };
 use crate::domain::{
     Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, SecretRef, Shard,
@@ -267,6 +267,48 @@ impl ControlPlane for SandboxControlPlane {
                 .call_timeout
                 .max(FAILOVER_DEADLINE + Duration::from_secs(5)),
             super::failover::test_failover(self, replication_group, node_group),
+        )
+        .await
+    }
+
+    // ---- Snapshots, restores and ECS deployments ----------------------------------------
+
+    async fn create_snapshot(
+        &self,
+        name: &str,
+        target: SnapshotTarget,
+    ) -> Result<Snapshot, ControlPlaneError> {
+        with_timeout(
+            "CreateSnapshot",
+            self.settings.call_timeout,
+            super::snapshots::create(self, name, target),
+        )
+        .await
+    }
+
+    async fn describe_snapshots(
+        &self,
+        query: SnapshotQuery,
+    ) -> Result<Vec<Snapshot>, ControlPlaneError> {
+        with_timeout(
+            "DescribeSnapshots",
+            self.settings.call_timeout,
+            super::snapshots::describe(self, query),
+        )
+        .await
+    }
+
+    async fn delete_snapshot(&self, name: &str, serverless: bool) -> Result<(), ControlPlaneError> {
+        super::snapshots::delete(self, name, serverless)
+    }
+
+    async fn restore_snapshot(&self, request: RestoreRequest) -> Result<(), ControlPlaneError> {
+        // Loading a large RDB takes a while: the sandbox does in the call what AWS does
+        // while the group is `creating`.
+        with_timeout(
+            "CreateReplicationGroup",
+            self.settings.call_timeout.max(Duration::from_secs(300)),
+            super::restore::restore(self, request),
         )
         .await
     }
