@@ -18,6 +18,7 @@ mod remediate;
 mod runbook;
 mod sandbox;
 mod server;
+mod snapshot;
 mod stats_cmd;
 mod tui;
 mod tui_e2e;
