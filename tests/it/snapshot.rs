@@ -72,7 +72,7 @@ fn run(sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, serde_json::Value) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn snapshot_restore_and_verify_a_replication_group() {
+async fn snapshot_restore_and_verify_each_kind_of_cache() {
     let sandbox = Sandbox::up(300);
     let state = sandbox.state();
     let orders = state
@@ -255,6 +255,155 @@ async fn snapshot_restore_and_verify_a_replication_group() {
     );
     assert_eq!(code, Some(1), "{report}");
     assert_eq!(step(&report, "preflight")["state"], "failed", "{report}");
+
+    // The 3-shard cluster: a group-level snapshot, restored with the same slot layout.
+    let paperwurks = state
+        .cache("sandbox-dev", "paperwurks")
+        .expect("paperwurks")
+        .clone();
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "snapshot",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "paperwurks",
+            "--param",
+            "name=cluster-one",
+            "--param",
+            "poll=200ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(step(&report, "preflight")["outputs"]["level"], "group");
+    let cluster_keys = step(&report, "snapshot")["outputs"]["keys"]
+        .as_i64()
+        .expect("keys");
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "restore",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "paperwurks",
+            "--param",
+            "snapshot=cluster-one",
+            "--param",
+            "target=paperwurks-copy",
+            "--param",
+            "auth_token_parameter=/paperwurks/dev/copy/auth-token",
+            "--param",
+            "poll=200ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    let verify = &step(&report, "verify")["outputs"];
+    assert_eq!(verify["verified"], true, "{verify}");
+    assert_eq!(verify["keys_restored"].as_i64(), Some(cluster_keys));
+    let state = sandbox.state();
+    let copy = state
+        .cache("sandbox-dev", "paperwurks-copy")
+        .expect("restored cluster");
+    assert_eq!(copy.shards.len(), 3);
+    for (old, new) in paperwurks.shards.iter().zip(&copy.shards) {
+        assert_eq!(old.slots, new.slots, "same slot layout");
+        let mut conn = node(
+            &sandbox,
+            new.nodes[0].port,
+            None,
+            Some("/paperwurks/dev/copy/auth-token"),
+        )
+        .await;
+        let mut old_conn = node(
+            &sandbox,
+            old.nodes[0].port,
+            None,
+            paperwurks.password_parameter.as_deref(),
+        )
+        .await;
+        let n: i64 = redis::cmd("DBSIZE")
+            .query_async(&mut conn)
+            .await
+            .expect("DBSIZE");
+        let m: i64 = redis::cmd("DBSIZE")
+            .query_async(&mut old_conn)
+            .await
+            .expect("DBSIZE");
+        assert_eq!(n, m, "shard {} holds the source shard's keys", new.id);
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut conn)
+            .await
+            .expect("CLUSTER INFO");
+        assert!(info.contains("cluster_state:ok"), "{info}");
+    }
+
+    // The serverless cache: CreateServerlessCacheSnapshot, restored with the same user.
+    let storefront = state
+        .cache("sandbox-dev", "storefront")
+        .expect("storefront")
+        .clone();
+    let mut conn = node(
+        &sandbox,
+        storefront.shards[0].nodes[0].port,
+        storefront.username.as_deref(),
+        storefront.password_parameter.as_deref(),
+    )
+    .await;
+    let _: () = conn
+        .set("product:snaptest", "in-the-snapshot")
+        .await
+        .expect("SET");
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "snapshot",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "storefront",
+            "--param",
+            "name=sf-one",
+            "--param",
+            "poll=200ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(step(&report, "preflight")["outputs"]["level"], "serverless");
+    assert_eq!(step(&report, "preflight")["outputs"]["limit"], 24);
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "restore",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "storefront",
+            "--param",
+            "snapshot=sf-one",
+            "--param",
+            "target=storefront-copy",
+            "--param",
+            "poll=200ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(step(&report, "verify")["outputs"]["verified"], true);
+    let state = sandbox.state();
+    let sf = state
+        .cache("sandbox-dev", "storefront-copy")
+        .expect("restored serverless");
+    let mut conn = node(
+        &sandbox,
+        sf.shards[0].nodes[0].port,
+        storefront.username.as_deref(),
+        storefront.password_parameter.as_deref(),
+    )
+    .await;
+    let v: Option<String> = conn.get("product:snaptest").await.expect("GET");
+    assert_eq!(v.as_deref(), Some("in-the-snapshot"));
 
     // `sandbox down` removes the restored processes with the rest.
     let pids: Vec<i32> = restored.shards[0].nodes.iter().map(|n| n.pid).collect();
