@@ -8,6 +8,7 @@ pub mod client;
 pub mod cluster;
 pub mod daemon;
 pub mod down;
+pub mod ecs;
 pub mod events;
 pub mod failover;
 pub mod layout;

@@ -14,6 +14,7 @@ mod parameter;
 mod probe;
 mod restore;
 mod snapshot;
+mod survives_restart;
 mod ttl_remediate;
 mod wait;
 
@@ -43,5 +44,8 @@ pub fn builtin() -> Registry {
     r.register(Arc::new(restore::RestorePreflight));
     r.register(Arc::new(restore::RestoreCreate));
     r.register(Arc::new(restore::RestoreVerify));
+    r.register(Arc::new(survives_restart::RestartPrepare));
+    r.register(Arc::new(survives_restart::EcsRestart));
+    r.register(Arc::new(survives_restart::RestartVerify));
     r
 }

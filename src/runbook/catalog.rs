@@ -37,6 +37,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../runbooks/snapshot.toml"),
     ),
     ("restore.toml", include_str!("../../runbooks/restore.toml")),
+    (
+        "survives-restart.toml",
+        include_str!("../../runbooks/survives-restart.toml"),
+    ),
 ];
 
 /// Why a runbook could not be had.

@@ -8,8 +8,8 @@ use super::params::ParamStore;
 use super::state::{CacheState, State};
 use crate::config::{EnvConfig, Settings};
 use crate::controlplane::{
-    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery, Parameter, PutParameter,
-    RestoreRequest, Snapshot, SnapshotQuery, SnapshotTarget, with_timeout,
+    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EcsServiceState, EventQuery, Parameter,
+    PutParameter, RestoreRequest, Snapshot, SnapshotQuery, SnapshotTarget, with_timeout,
 };
 use crate::domain::{
     Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, SecretRef, Shard,
@@ -309,6 +309,44 @@ impl ControlPlane for SandboxControlPlane {
             "CreateReplicationGroup",
             self.settings.call_timeout.max(Duration::from_secs(300)),
             super::restore::restore(self, request),
+        )
+        .await
+    }
+
+    async fn force_new_deployment(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<(), ControlPlaneError> {
+        // The sandbox replaces the task within the call (SIGTERM, stop timeout, SIGKILL).
+        with_timeout(
+            "UpdateService",
+            self.settings
+                .call_timeout
+                .max(super::ecs::STOP_TIMEOUT + Duration::from_secs(150)),
+            super::ecs::force_new_deployment(self, cluster, service),
+        )
+        .await
+    }
+
+    async fn describe_service(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<EcsServiceState, ControlPlaneError> {
+        super::ecs::describe(self, cluster, service)
+    }
+
+    async fn stop_task(
+        &self,
+        cluster: &str,
+        task: &str,
+        reason: &str,
+    ) -> Result<(), ControlPlaneError> {
+        with_timeout(
+            "StopTask",
+            self.settings.call_timeout.max(Duration::from_secs(150)),
+            super::ecs::stop_task(self, cluster, task, reason),
         )
         .await
     }

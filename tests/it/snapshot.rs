@@ -415,3 +415,89 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_restart_measures_what_a_deployment_and_a_crash_keep() {
+    let sandbox = Sandbox::up(100);
+    let before = sandbox.state();
+    let ecs = before
+        .cache("sandbox-dev", "valkey-ecs")
+        .expect("valkey-ecs")
+        .clone();
+    let old_port = ecs.shards[0].nodes[0].port;
+    let args = |stop: &'static str| {
+        vec![
+            "survives-restart",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "valkey-ecs",
+            "--param",
+            "poll=200ms",
+            "--param",
+            stop,
+        ]
+    };
+    // A new deployment: SIGTERM, the final save, a new task on a new port.
+    let (code, report) = run(&sandbox, &args("stop=deploy"));
+    assert_eq!(code, Some(0), "{report}");
+    let restart = &step(&report, "restart")["outputs"];
+    assert_ne!(restart["old_task"], restart["new_task"], "{restart}");
+    assert!(
+        restart["last_acked"].as_i64().expect("acked") > 10,
+        "{restart}"
+    );
+    let verify = &step(&report, "verify")["outputs"];
+    assert_eq!(verify["marker_ok"], true);
+    assert_eq!(
+        verify["lost_writes"], 0,
+        "the final save keeps every ack: {verify}"
+    );
+    let state = sandbox.state();
+    let now = state.cache("sandbox-dev", "valkey-ecs").expect("ecs");
+    let new_port = now.shards[0].nodes[0].port;
+    assert_ne!(new_port, old_port, "a new task address");
+    assert_eq!(now.shards[0].nodes[0].dir, ecs.shards[0].nodes[0].dir);
+    assert!(!cachedeck::valkey::server::pid_alive(
+        ecs.shards[0].nodes[0].pid
+    ));
+    let service = sandbox
+        .plane("sandbox-dev")
+        .describe_service("sandbox-dev", "valkey-ecs")
+        .await
+        .expect("DescribeServices");
+    assert_eq!(service.deployments.len(), 1);
+    assert_eq!(
+        service.primary().and_then(|d| d.rollout_state.as_deref()),
+        Some("COMPLETED")
+    );
+    assert!(
+        service.events[0].contains("has reached a steady state"),
+        "{:?}",
+        service.events
+    );
+
+    // A crash: the task is killed; only what the last save kept survives.
+    let (code, report) = run(&sandbox, &args("stop=crash"));
+    assert_eq!(code, Some(0), "{report}");
+    let restart = &step(&report, "restart")["outputs"];
+    let acked = restart["last_acked"].as_i64().expect("acked");
+    assert!(acked > 10, "{restart}");
+    let verify = &step(&report, "verify")["outputs"];
+    assert_eq!(verify["marker_ok"], true, "the marker was saved by BGSAVE");
+    assert_eq!(verify["lost_writes"].as_i64(), Some(acked), "{verify}");
+    assert!(verify["loss_window_ms"].as_i64().expect("window") > 0);
+    // Read the new task directly: the sequence key written after the save is gone.
+    let state = sandbox.state();
+    let task = &state
+        .cache("sandbox-dev", "valkey-ecs")
+        .expect("ecs")
+        .shards[0]
+        .nodes[0];
+    let mut conn = node(&sandbox, task.port, None, None).await;
+    let seq: Option<i64> = conn
+        .get(restart["seq_key"].as_str().expect("seq key"))
+        .await
+        .expect("GET");
+    assert_eq!(seq, None);
+}
