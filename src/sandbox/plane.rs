@@ -8,8 +8,8 @@ use super::params::ParamStore;
 use super::state::{CacheState, State};
 use crate::config::{EnvConfig, Settings};
 use crate::controlplane::{
-    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery, Parameter, PutParameter,
-    with_timeout,
+    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EcsServiceState, EventQuery, Parameter,
+    PutParameter, RestoreRequest, Snapshot, SnapshotQuery, SnapshotTarget, with_timeout,
 };
 use crate::domain::{
     Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, RoleSource, SecretRef,
@@ -288,6 +288,86 @@ impl ControlPlane for SandboxControlPlane {
                 .call_timeout
                 .max(FAILOVER_DEADLINE + Duration::from_secs(5)),
             super::failover::test_failover(self, replication_group, node_group),
+        )
+        .await
+    }
+
+    // ---- Snapshots, restores and ECS deployments ----------------------------------------
+
+    async fn create_snapshot(
+        &self,
+        name: &str,
+        target: SnapshotTarget,
+    ) -> Result<Snapshot, ControlPlaneError> {
+        with_timeout(
+            "CreateSnapshot",
+            self.settings.call_timeout,
+            super::snapshots::create(self, name, target),
+        )
+        .await
+    }
+
+    async fn describe_snapshots(
+        &self,
+        query: SnapshotQuery,
+    ) -> Result<Vec<Snapshot>, ControlPlaneError> {
+        with_timeout(
+            "DescribeSnapshots",
+            self.settings.call_timeout,
+            super::snapshots::describe(self, query),
+        )
+        .await
+    }
+
+    async fn delete_snapshot(&self, name: &str, serverless: bool) -> Result<(), ControlPlaneError> {
+        super::snapshots::delete(self, name, serverless)
+    }
+
+    async fn restore_snapshot(&self, request: RestoreRequest) -> Result<(), ControlPlaneError> {
+        // Loading a large RDB takes a while: the sandbox does in the call what AWS does
+        // while the group is `creating`.
+        with_timeout(
+            "CreateReplicationGroup",
+            self.settings.call_timeout.max(Duration::from_secs(300)),
+            super::restore::restore(self, request),
+        )
+        .await
+    }
+
+    async fn force_new_deployment(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<(), ControlPlaneError> {
+        // The sandbox replaces the task within the call (SIGTERM, stop timeout, SIGKILL).
+        with_timeout(
+            "UpdateService",
+            self.settings
+                .call_timeout
+                .max(super::ecs::STOP_TIMEOUT + Duration::from_secs(150)),
+            super::ecs::force_new_deployment(self, cluster, service),
+        )
+        .await
+    }
+
+    async fn describe_service(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<EcsServiceState, ControlPlaneError> {
+        super::ecs::describe(self, cluster, service)
+    }
+
+    async fn stop_task(
+        &self,
+        cluster: &str,
+        task: &str,
+        reason: &str,
+    ) -> Result<(), ControlPlaneError> {
+        with_timeout(
+            "StopTask",
+            self.settings.call_timeout.max(Duration::from_secs(150)),
+            super::ecs::stop_task(self, cluster, task, reason),
         )
         .await
     }

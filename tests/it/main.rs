@@ -20,6 +20,7 @@ mod roles;
 mod runbook;
 mod sandbox;
 mod server;
+mod snapshot;
 mod stats_cmd;
 mod tui;
 mod tui_e2e;
