@@ -10,6 +10,7 @@ mod aws_moto;
 mod config;
 mod connectivity;
 mod envs;
+mod exec;
 mod failover;
 mod failover_aws;
 mod harness;
