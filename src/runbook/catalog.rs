@@ -32,6 +32,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "ttl-remediate.toml",
         include_str!("../../runbooks/ttl-remediate.toml"),
     ),
+    (
+        "auth-rotate.toml",
+        include_str!("../../runbooks/auth-rotate.toml"),
+    ),
 ];
 
 /// Why a runbook could not be had.

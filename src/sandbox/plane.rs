@@ -8,13 +8,14 @@ use super::params::ParamStore;
 use super::state::{CacheState, State};
 use crate::config::{EnvConfig, Settings};
 use crate::controlplane::{
-    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery, Parameter, PutParameter,
-    with_timeout,
+    AuthTokenStrategy, CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery,
+    GroupAuth, Parameter, PutParameter, UserAuth, with_timeout,
 };
 use crate::domain::{
     Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, SecretRef, Shard,
 };
 use async_trait::async_trait;
+use secrecy::SecretString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ pub struct SandboxControlPlane {
     pub(super) env: Environment,
     pub(super) dir: PathBuf,
     pub(super) params: ParamStore,
-    settings: Settings,
+    pub(super) settings: Settings,
 }
 
 impl SandboxControlPlane {
@@ -267,6 +268,56 @@ impl ControlPlane for SandboxControlPlane {
                 .call_timeout
                 .max(FAILOVER_DEADLINE + Duration::from_secs(5)),
             super::failover::test_failover(self, replication_group, node_group),
+        )
+        .await
+    }
+
+    // ---- Auth rotation (sandbox::auth) ----
+
+    async fn replication_group_auth(
+        &self,
+        replication_group: &str,
+    ) -> Result<GroupAuth, ControlPlaneError> {
+        with_timeout(
+            "DescribeReplicationGroups",
+            self.settings.call_timeout,
+            self.sandbox_group_auth(replication_group),
+        )
+        .await
+    }
+
+    async fn modify_auth_token(
+        &self,
+        replication_group: &str,
+        token: Option<&SecretString>,
+        strategy: AuthTokenStrategy,
+    ) -> Result<GroupAuth, ControlPlaneError> {
+        with_timeout(
+            "ModifyReplicationGroup",
+            self.settings.call_timeout,
+            self.sandbox_modify_auth_token(replication_group, token, strategy),
+        )
+        .await
+    }
+
+    async fn describe_user(&self, user_id: &str) -> Result<UserAuth, ControlPlaneError> {
+        with_timeout(
+            "DescribeUsers",
+            self.settings.call_timeout,
+            self.sandbox_describe_user(user_id),
+        )
+        .await
+    }
+
+    async fn modify_user_passwords(
+        &self,
+        user_id: &str,
+        passwords: &[SecretString],
+    ) -> Result<UserAuth, ControlPlaneError> {
+        with_timeout(
+            "ModifyUser",
+            self.settings.call_timeout,
+            self.sandbox_modify_user(user_id, passwords),
         )
         .await
     }
