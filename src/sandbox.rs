@@ -4,6 +4,7 @@
 //! an SSM-like parameter store and ElastiCache-style events — behind the same
 //! [`ControlPlane`](crate::controlplane::ControlPlane) trait as AWS.
 
+pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
