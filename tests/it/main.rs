@@ -12,6 +12,7 @@ mod connectivity;
 mod envs;
 mod failover;
 mod failover_aws;
+mod harden;
 mod harness;
 mod probe;
 mod remediate;
