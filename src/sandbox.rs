@@ -17,6 +17,7 @@ pub mod plane;
 pub mod proxy;
 pub mod repair;
 pub mod seed;
+pub mod setup;
 pub mod state;
 pub mod status;
 pub mod tls;
@@ -24,7 +25,8 @@ pub mod up;
 
 pub use down::down;
 pub use plane::SandboxControlPlane;
-pub use up::{UpOptions, UpReport, up};
+pub use setup::{SandboxError, UpOptions};
+pub use up::{UpReport, up};
 
 use crate::config::EnvConfig;
 use crate::domain::ProviderKind;

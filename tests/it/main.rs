@@ -14,6 +14,7 @@ mod failover;
 mod failover_aws;
 mod harden;
 mod harness;
+mod output_safety;
 mod probe;
 mod remediate;
 mod runbook;

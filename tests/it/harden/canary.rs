@@ -172,6 +172,15 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 fn no_secret_reaches_any_output() {
     let sb = Sandbox::up(200);
     let mut canary = Canary::of(&sb);
+    // The scanner sees a secret where there is one.
+    let planted = format!("log line auth={} end", canary.secrets[0]);
+    canary.scan_bytes("planted", planted.as_bytes());
+    assert_eq!(
+        canary.hits.len(),
+        1,
+        "the canary scanner missed a planted secret"
+    );
+    canary.hits.clear();
     let caches = ["orders", "paperwurks", "storefront"];
     let mut flows = 0u64;
     let run = |canary: &mut Canary, args: &[String]| {
