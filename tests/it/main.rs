@@ -13,6 +13,7 @@ mod envs;
 mod exec;
 mod failover;
 mod failover_aws;
+mod harden;
 mod harness;
 mod output_safety;
 mod probe;
