@@ -18,3 +18,4 @@ pub mod runbook;
 pub mod sandbox;
 pub mod tui;
 pub mod valkey;
+pub mod watch;
