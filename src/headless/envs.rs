@@ -49,10 +49,9 @@ pub async fn run(estate: &Estate, output: Output) -> anyhow::Result<ExitCode> {
         })
         .collect();
     match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "environments": rows }))?
-        ),
+        Output::Json => super::print_json(&serde_json::to_string_pretty(
+            &serde_json::json!({ "environments": rows }),
+        )?),
         Output::Table => {
             if rows.is_empty() {
                 eprintln!(

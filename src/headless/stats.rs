@@ -39,7 +39,7 @@ pub async fn run(
     let (plane, cache) = match find(estate, env, cache).await {
         Ok(found) => found,
         Err((code, e)) => {
-            eprintln!("error: {e}");
+            super::print_error(e);
             return Ok(ExitCode::from(code));
         }
     };
@@ -150,8 +150,8 @@ async fn collect_once(
 /// Prints one report; false when stdout is gone.
 fn emit(ctx: &render::Context<'_>, output: Output, watch: bool) -> bool {
     let text = match output {
-        Output::Json if watch => render::json_line(ctx),
-        Output::Json => render::json_pretty(ctx),
+        Output::Json if watch => crate::escape::json_for_terminal(&render::json_line(ctx)),
+        Output::Json => crate::escape::json_for_terminal(&render::json_pretty(ctx)),
         Output::Table => render::table(ctx, watch),
     };
     let mut out = std::io::stdout().lock();

@@ -33,13 +33,16 @@ pub fn runbooks_list(format: Format) -> u8 {
             }),
             Err(e) => {
                 bad = true;
-                eprintln!("error: {e}");
+                eprintln!(
+                    "error: {}",
+                    crate::escape::escape_lines(&e.to_string(), 2000)
+                );
             }
         }
     }
     match format {
         Format::Json => match serde_json::to_string_pretty(&rows) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => println!("{}", crate::escape::json_for_terminal(&s)),
             Err(e) => return fail(exit::FAILED, format!("encode the list: {e}")),
         },
         Format::Text => {
@@ -65,15 +68,18 @@ pub fn runbooks_validate(file: &Path) -> u8 {
         Ok(rb) => {
             println!(
                 "{}: ok (runbook `{}`, {} steps, {})",
-                file.display(),
-                rb.name,
+                crate::escape::escape(file.as_os_str().as_encoded_bytes()),
+                crate::escape::escape(&rb.name),
                 rb.steps.len() + rb.rollback.len(),
                 if rb.mutates() { "mutates" } else { "read-only" }
             );
             exit::OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!(
+                "error: {}",
+                crate::escape::escape_lines(&e.to_string(), 2000)
+            );
             exit::BAD_INPUT
         }
     }
@@ -87,7 +93,7 @@ pub fn runs_list(format: Format) -> u8 {
     };
     match format {
         Format::Json => match serde_json::to_string_pretty(&runs) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => println!("{}", crate::escape::json_for_terminal(&s)),
             Err(e) => return fail(exit::FAILED, format!("encode the list: {e}")),
         },
         Format::Text => {
@@ -116,14 +122,20 @@ pub fn runs_show(run_id: &str, format: Format) -> u8 {
     };
     match format {
         Format::Json => match serde_json::to_string_pretty(&records) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => println!("{}", crate::escape::json_for_terminal(&s)),
             Err(e) => return fail(exit::FAILED, format!("encode the journal: {e}")),
         },
         Format::Text => {
             if let Some(s) = journal::summarize(&records) {
                 println!(
-                    "run {} of {} on {}/{}: {}",
-                    s.run_id, s.runbook, s.env, s.cache, s.state
+                    "{}",
+                    crate::escape::escape_capped(
+                        format!(
+                            "run {} of {} on {}/{}: {}",
+                            s.run_id, s.runbook, s.env, s.cache, s.state
+                        ),
+                        600
+                    )
                 );
             }
             for r in &records {
