@@ -46,7 +46,7 @@ pub fn escape_capped(input: impl AsRef<[u8]>, max_chars: usize) -> String {
 /// Escapes a message meant to span lines (an error with its `fix:` line): each line is
 /// escaped on its own with [`escape_capped`] (at most `max_line` characters), the line
 /// breaks stay. For every headless text path whose message may quote outside text.
-pub fn escape_lines(text: &str, max_line: usize) -> String {
+pub fn escape_lines_capped(text: &str, max_line: usize) -> String {
     text.split('\n')
         .map(|line| escape_capped(line, max_line))
         .collect::<Vec<_>>()
@@ -71,6 +71,12 @@ pub fn json_for_terminal(json: &str) -> String {
         }
     }
     out
+}
+
+/// Escapes each line of `input` on its own, keeping the line breaks: for messages of several
+/// lines that quote untrusted text (e.g. a parse error quoting a file).
+pub fn escape_lines(input: &str) -> String {
+    input.split('\n').map(escape).collect::<Vec<_>>().join("\n")
 }
 
 /// Whether `c` must not reach a terminal as itself.

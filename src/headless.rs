@@ -1,26 +1,38 @@
-//! Headless commands: each prints a table for people or JSON for scripts, progress and
-//! per-environment problems on stderr, and returns an exit code.
+//! Headless commands: each prints a table or text for people, JSON (or CSV/Markdown, where a
+//! report has a table) for scripts, progress and per-environment problems on stderr, and
+//! returns an exit code from [`exit`].
+//!
+//! The clap types live in `cli`; the commands take the one output [`Format`].
 
 pub mod caches;
 pub mod envs;
+pub mod exit;
+pub mod run;
+pub mod runbooks;
+pub mod runs;
 pub mod sandbox;
 pub mod stats;
 mod table;
 
 pub use table::Table;
 
-use crate::escape::{escape_lines, json_for_terminal};
+use crate::escape::{escape_lines_capped, json_for_terminal};
 use crate::estate::EnvDiscovery;
 use std::process::ExitCode;
 
-/// Exit codes of the listing commands (runbooks document their own set).
-pub mod exit {
-    /// Everything asked for was listed.
-    pub const OK: u8 = 0;
-    /// At least one environment could not be read; the others were listed.
-    pub const PARTIAL: u8 = 1;
-    /// Bad input: unknown environment, invalid config.
-    pub const BAD_INPUT: u8 = 2;
+/// What a headless command prints on stdout. Each command's `--output` (in `cli`) offers the
+/// formats it supports; a command given one it has no table for prints text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// A table or lines for people.
+    #[default]
+    Text,
+    /// JSON for scripts.
+    Json,
+    /// CSV (the report of a `ttl-audit` run).
+    Csv,
+    /// Markdown (the report of a `ttl-audit` run).
+    Markdown,
 }
 
 /// Prints each environment's failure as one line on stderr; says whether any failed.
@@ -32,8 +44,8 @@ pub(crate) fn report_env_errors(found: &[EnvDiscovery]) -> bool {
                 for warning in &discovery.warnings {
                     eprintln!(
                         "warning: {}: {}",
-                        escape_lines(&d.env.name, 200),
-                        escape_lines(warning, 2000)
+                        escape_lines_capped(&d.env.name, 200),
+                        escape_lines_capped(warning, 2000)
                     );
                 }
             }
@@ -41,8 +53,8 @@ pub(crate) fn report_env_errors(found: &[EnvDiscovery]) -> bool {
                 failed = true;
                 eprintln!(
                     "error: {}: {}",
-                    escape_lines(&d.env.name, 200),
-                    escape_lines(&e.to_string(), 2000)
+                    escape_lines_capped(&d.env.name, 200),
+                    escape_lines_capped(&e.to_string(), 2000)
                 );
             }
         }
@@ -57,7 +69,7 @@ pub(crate) fn print_json(json: &str) {
 
 /// Prints `error: <message>` on stderr, the message escaped line by line.
 pub(crate) fn print_error(message: impl std::fmt::Display) {
-    eprintln!("error: {}", escape_lines(&message.to_string(), 2000));
+    eprintln!("error: {}", escape_lines_capped(&message.to_string(), 2000));
 }
 
 pub(crate) fn code(partial: bool) -> ExitCode {

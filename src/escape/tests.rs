@@ -114,7 +114,7 @@ fn every_single_byte_and_low_code_point_is_safe() {
 #[test]
 fn lines_keep_their_breaks_and_lose_their_controls() {
     let text = "failed: \x1b]52;c;aGk=\x07\n  fix: check \u{202e}this";
-    let out = escape_lines(text, 200);
+    let out = escape_lines_capped(text, 200);
     assert_eq!(
         out,
         "failed: \\x1b]52;c;aGk=\\x07\n  fix: check \\u{202e}this"

@@ -5,7 +5,7 @@
 use cachedeck::controlplane::{CacheEvent, Discovery};
 use cachedeck::domain::{
     AuthMode, Cache, CacheKind, Credentials, Endpoint, Endpoints, Environment, Node, NodeHealth,
-    NodeRole, Protection, ProviderKind, Shard,
+    NodeRole, Protection, ProviderKind, RoleSource, Shard,
 };
 use cachedeck::tui::action::{Action, Route, Tab};
 use cachedeck::tui::app::{App, Effect};
@@ -44,6 +44,7 @@ fn node(id: &str, role: NodeRole, port: u16, az: &str) -> Node {
         status: "available".into(),
         health: NodeHealth::Up,
         tls: false,
+        role_source: RoleSource::ControlPlane,
     }
 }
 
