@@ -38,7 +38,7 @@ pub async fn run(
     let (plane, cache) = match find(estate, env, cache).await {
         Ok(found) => found,
         Err((code, e)) => {
-            eprintln!("error: {e}");
+            super::print_error(e);
             return Ok(ExitCode::from(code));
         }
     };
@@ -152,8 +152,8 @@ fn apply(book: &mut StatsBook, keys: &[NodeKey], update: Update) {
 /// Prints one report; false when stdout is gone.
 fn emit(ctx: &render::Context<'_>, output: Format, watch: bool) -> bool {
     let text = match output {
-        Format::Json if watch => render::json_line(ctx),
-        Format::Json => render::json_pretty(ctx),
+        Format::Json if watch => crate::escape::json_for_terminal(&render::json_line(ctx)),
+        Format::Json => crate::escape::json_for_terminal(&render::json_pretty(ctx)),
         _ => render::table(ctx, watch),
     };
     let mut out = std::io::stdout().lock();
