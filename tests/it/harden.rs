@@ -13,6 +13,7 @@
 //! adds its counts to a summary file (see [`summary`]) printed at the end.
 
 pub mod canary;
+pub mod connection;
 pub mod hooks;
 pub mod hostile;
 pub mod kill;
