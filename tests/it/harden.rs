@@ -19,6 +19,7 @@ pub mod hostile;
 pub mod kill;
 pub mod nodes;
 pub mod summary;
+pub mod terminal;
 
 /// Whether the full sweep was asked for (`CACHEDECK_SOAK=1`, `scripts/soak.sh`).
 pub fn soak() -> bool {
