@@ -3,6 +3,7 @@
 
 pub mod caches;
 pub mod envs;
+pub mod exec;
 pub mod sandbox;
 pub mod stats;
 mod table;

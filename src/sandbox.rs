@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod down;
 pub mod events;
+pub mod exec;
 pub mod exec_agent;
 pub mod failover;
 pub mod layout;
