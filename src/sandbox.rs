@@ -4,10 +4,12 @@
 //! an SSM-like parameter store and ElastiCache-style events — behind the same
 //! [`ControlPlane`](crate::controlplane::ControlPlane) trait as AWS.
 
+pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
 pub mod down;
+pub mod ecs;
 pub mod events;
 pub mod exec;
 pub mod exec_agent;
@@ -18,7 +20,10 @@ pub mod params;
 pub mod plane;
 pub mod proxy;
 pub mod repair;
+pub mod restore;
 pub mod seed;
+pub mod setup;
+pub mod snapshots;
 pub mod state;
 pub mod status;
 pub mod tls;
@@ -26,7 +31,8 @@ pub mod up;
 
 pub use down::down;
 pub use plane::SandboxControlPlane;
-pub use up::{UpOptions, UpReport, up};
+pub use setup::{SandboxError, UpOptions};
+pub use up::{UpReport, up};
 
 use crate::config::EnvConfig;
 use crate::domain::ProviderKind;
