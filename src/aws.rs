@@ -7,6 +7,7 @@ mod discover;
 mod ecs;
 mod elasticache;
 pub mod errors;
+pub mod exec;
 pub mod map;
 mod ssm;
 pub mod ssm_caches;
@@ -53,6 +54,8 @@ pub struct AwsControlPlane {
     elasticache: aws_sdk_elasticache::Client,
     ecs: aws_sdk_ecs::Client,
     ssm: aws_sdk_ssm::Client,
+    /// KMS, for data keys of encrypted ECS Exec sessions.
+    kms: Option<aws_sdk_kms::Client>,
     ctx: ErrorContext,
 }
 
@@ -98,7 +101,8 @@ impl AwsControlPlane {
             aws_sdk_elasticache::Client::new(&shared),
             aws_sdk_ecs::Client::new(&shared),
             aws_sdk_ssm::Client::new(&shared),
-        );
+        )
+        .with_kms(aws_sdk_kms::Client::new(&shared));
         if cfg.endpoint_url.is_none()
             && let Some(region) = region
         {
@@ -133,8 +137,15 @@ impl AwsControlPlane {
             elasticache,
             ecs,
             ssm,
+            kms: None,
             ctx,
         }
+    }
+
+    /// Uses `kms` for the data keys of KMS-encrypted ECS Exec sessions.
+    pub fn with_kms(mut self, kms: aws_sdk_kms::Client) -> Self {
+        self.kms = Some(kms);
+        self
     }
 
     /// Replaces where the environment came from (e.g. the config file path).
@@ -200,6 +211,35 @@ impl ControlPlane for AwsControlPlane {
         node_group: &str,
     ) -> Result<(), ControlPlaneError> {
         self.failover(replication_group, node_group).await
+    }
+
+    // ---- ECS Exec ----
+
+    async fn exec_tasks(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Vec<crate::controlplane::ExecTask>, ControlPlaneError> {
+        crate::controlplane::with_timeout(
+            "DescribeTasks",
+            self.timeout(),
+            self.list_exec_tasks(cluster, service),
+        )
+        .await
+    }
+
+    async fn execute_command(
+        &self,
+        req: crate::controlplane::ExecCommand,
+    ) -> Result<crate::controlplane::ExecStarted, ControlPlaneError> {
+        crate::controlplane::with_timeout("ExecuteCommand", self.timeout(), self.exec(req)).await
+    }
+
+    fn exec_data_keys(&self) -> Option<std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>> {
+        self.kms.clone().map(|client| {
+            std::sync::Arc::new(crate::ecsexec::crypto::KmsDataKeys { client })
+                as std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>
+        })
     }
 
     // ---- Auth rotation (aws::auth) ----

@@ -145,6 +145,31 @@ pub enum Command {
         #[command(subcommand)]
         action: RunsAction,
     },
+    /// Run a command (or a shell) inside an ECS task through ECS Exec, without the
+    /// session-manager-plugin; exits with the remote command's exit code.
+    #[command(after_help = crate::headless::exec::EXIT_CODES)]
+    Exec {
+        #[arg(long)]
+        env: String,
+        /// A task of a service that uses this cache (or of the cache's own ECS service).
+        #[arg(long, conflicts_with = "service", required_unless_present = "service")]
+        cache: Option<String>,
+        /// The ECS service to exec into.
+        #[arg(long)]
+        service: Option<String>,
+        /// The service's ECS cluster (the sandbox's is its environment).
+        #[arg(long, requires = "service")]
+        cluster: Option<String>,
+        /// The container (needed when the task has several).
+        #[arg(long)]
+        container: Option<String>,
+        /// A task id or ARN (default: the first running task with ECS Exec on).
+        #[arg(long)]
+        task: Option<String>,
+        /// The command and its arguments; none: an interactive shell.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Run the local sandbox estate of real valkey-server processes.
     Sandbox {
         #[command(subcommand)]

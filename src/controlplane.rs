@@ -461,6 +461,37 @@ pub trait ControlPlane: Send + Sync {
         let _ = passwords;
         Err(unsupported_target("ModifyUser", user_id))
     }
+
+    // ---- ECS Exec ----
+
+    /// The tasks of an ECS service (ListTasks + DescribeTasks), for ECS Exec.
+    async fn exec_tasks(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Vec<ExecTask>, ControlPlaneError> {
+        let _ = (cluster, service);
+        Err(ControlPlaneError::Unsupported {
+            operation: "ECS Exec".into(),
+            target: self.environment().name.clone(),
+            why: "this environment has no ECS control plane".into(),
+        })
+    }
+
+    /// ECS ExecuteCommand: a Session Manager session into one container of a task.
+    async fn execute_command(&self, req: ExecCommand) -> Result<ExecStarted, ControlPlaneError> {
+        let _ = req;
+        Err(ControlPlaneError::Unsupported {
+            operation: "ExecuteCommand".into(),
+            target: self.environment().name.clone(),
+            why: "this environment has no ECS control plane".into(),
+        })
+    }
+
+    /// Where data keys come from when a cluster encrypts exec sessions with KMS.
+    fn exec_data_keys(&self) -> Option<std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>> {
+        None
+    }
 }
 
 fn unsupported(operation: &str, env: &Environment) -> ControlPlaneError {
@@ -477,6 +508,51 @@ fn unsupported_target(operation: &str, target: &str) -> ControlPlaneError {
         target: target.into(),
         why: "this control plane does not implement it".into(),
     }
+}
+
+// ---- ECS Exec -------------------------------------------------------------------------
+
+/// A running task as ECS Exec sees it (DescribeTasks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecTask {
+    pub cluster: String,
+    pub task_arn: String,
+    /// The last part of the ARN.
+    pub task_id: String,
+    pub last_status: String,
+    /// Whether the task was started with `enableExecuteCommand`.
+    pub enable_execute_command: bool,
+    pub launch_type: Option<String>,
+    pub platform_version: Option<String>,
+    pub task_definition_arn: String,
+    pub containers: Vec<ExecContainer>,
+}
+
+/// A container of an [`ExecTask`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecContainer {
+    pub name: String,
+    pub runtime_id: Option<String>,
+    /// `lastStatus` of its `ExecuteCommandAgent` managed agent (`RUNNING` when usable).
+    pub exec_agent: Option<String>,
+}
+
+/// One ExecuteCommand call (always `interactive`, the only mode ECS offers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCommand {
+    pub cluster: String,
+    pub task: String,
+    pub container: Option<String>,
+    /// Recorded by CloudTrail and session logs: never put a secret here.
+    pub command: String,
+}
+
+/// What ExecuteCommand returned, with the target the encryption context names.
+#[derive(Debug, Clone)]
+pub struct ExecStarted {
+    pub task_arn: String,
+    pub container_name: String,
+    pub session: crate::ecsexec::client::SessionInfo,
 }
 
 /// Runs `fut` with a deadline, turning expiry into [`ControlPlaneError::Timeout`].

@@ -6,6 +6,7 @@
 
 pub mod caches;
 pub mod envs;
+pub mod exec;
 pub mod exit;
 pub mod run;
 pub mod runbooks;

@@ -115,6 +115,34 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             headless::stats::run(&estate, &env, &cache, mode, interval, output.into()).await
         }
+        Some(Command::Exec {
+            env,
+            cache,
+            service,
+            cluster,
+            container,
+            task,
+            command,
+        }) => {
+            // The remote command owns exit codes 0-253: cachedeck's own failures are 255.
+            let estate = match load(cli.config).await {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return Ok(ExitCode::from(headless::exec::exit::FAILED));
+                }
+            };
+            let args = headless::exec::ExecArgs {
+                env,
+                cache,
+                service,
+                cluster,
+                container,
+                task,
+                command,
+            };
+            Ok(ExitCode::from(headless::exec::run(&estate, args).await))
+        }
         Some(Command::Sandbox { action }) => headless::sandbox::run(action).await,
         None => {
             let estate = load(cli.config).await?;

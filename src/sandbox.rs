@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod down;
 pub mod ecs;
 pub mod events;
+pub mod exec;
 pub mod exec_agent;
 pub mod failover;
 pub mod layout;

@@ -205,6 +205,11 @@ impl SandboxControlPlane {
     }
 }
 
+/// The state file, or why the sandbox cannot answer.
+pub(super) fn load_state(dir: &Path) -> Result<State, ControlPlaneError> {
+    load(dir)
+}
+
 fn load(dir: &Path) -> Result<State, ControlPlaneError> {
     match State::load(dir) {
         Ok(Some(state)) => Ok(state),
@@ -292,6 +297,29 @@ impl ControlPlane for SandboxControlPlane {
             super::failover::test_failover(self, replication_group, node_group),
         )
         .await
+    }
+
+    // ---- ECS Exec ----
+
+    async fn exec_tasks(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Vec<crate::controlplane::ExecTask>, ControlPlaneError> {
+        self.sandbox_exec_tasks(cluster, service)
+    }
+
+    async fn execute_command(
+        &self,
+        req: crate::controlplane::ExecCommand,
+    ) -> Result<crate::controlplane::ExecStarted, ControlPlaneError> {
+        self.sandbox_execute_command(req).await
+    }
+
+    fn exec_data_keys(&self) -> Option<std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>> {
+        self.local_kms()
+            .ok()
+            .map(|k| k as std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>)
     }
 
     // ---- Snapshots, restores and ECS deployments ----------------------------------------

@@ -12,6 +12,7 @@ mod connectivity;
 mod discovery_sources;
 mod envs;
 mod exec;
+mod exec_aws;
 mod failover;
 mod failover_aws;
 mod harden;
