@@ -18,6 +18,7 @@ pub mod hooks;
 pub mod hostile;
 pub mod kill;
 pub mod nodes;
+pub mod operators;
 pub mod summary;
 pub mod terminal;
 

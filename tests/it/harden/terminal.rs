@@ -27,12 +27,20 @@ impl Session {
             h = home.display(),
             r = report.display()
         );
-        let ok = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &name, "-x", "100", "-y", "30"])
-            .arg(line)
-            .status()
-            .expect("tmux runs")
-            .success();
+        // Two tests starting the first tmux server at once can lose a race ("server exited
+        // unexpectedly"): try again.
+        let ok = (0..5).any(|_| {
+            let ok = Command::new("tmux")
+                .args(["new-session", "-d", "-s", &name, "-x", "100", "-y", "30"])
+                .arg(&line)
+                .status()
+                .expect("tmux runs")
+                .success();
+            if !ok {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            ok
+        });
         assert!(ok, "tmux new-session");
         Session { name }
     }
