@@ -2,6 +2,7 @@
 //! [`ControlPlane`]. Every call runs under the environment's deadline and every failure is
 //! classified into one [`ControlPlaneError`] line (see [`errors`]).
 
+mod auth;
 mod discover;
 mod ecs;
 mod elasticache;
@@ -199,6 +200,40 @@ impl ControlPlane for AwsControlPlane {
         node_group: &str,
     ) -> Result<(), ControlPlaneError> {
         self.failover(replication_group, node_group).await
+    }
+
+    // ---- Auth rotation (aws::auth) ----
+
+    async fn replication_group_auth(
+        &self,
+        replication_group: &str,
+    ) -> Result<crate::controlplane::GroupAuth, ControlPlaneError> {
+        self.group_auth_state(replication_group).await
+    }
+
+    async fn modify_auth_token(
+        &self,
+        replication_group: &str,
+        token: Option<&secrecy::SecretString>,
+        strategy: crate::controlplane::AuthTokenStrategy,
+    ) -> Result<crate::controlplane::GroupAuth, ControlPlaneError> {
+        self.modify_group_token(replication_group, token, strategy)
+            .await
+    }
+
+    async fn describe_user(
+        &self,
+        user_id: &str,
+    ) -> Result<crate::controlplane::UserAuth, ControlPlaneError> {
+        self.user_state(user_id).await
+    }
+
+    async fn modify_user_passwords(
+        &self,
+        user_id: &str,
+        passwords: &[secrecy::SecretString],
+    ) -> Result<crate::controlplane::UserAuth, ControlPlaneError> {
+        self.modify_user_secrets(user_id, passwords).await
     }
 }
 

@@ -4,11 +4,14 @@
 //! an SSM-like parameter store and ElastiCache-style events — behind the same
 //! [`ControlPlane`](crate::controlplane::ControlPlane) trait as AWS.
 
+pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
 pub mod down;
+pub mod ecs;
 pub mod events;
+pub mod exec_agent;
 pub mod failover;
 pub mod layout;
 pub mod nodes;
@@ -16,8 +19,10 @@ pub mod params;
 pub mod plane;
 pub mod proxy;
 pub mod repair;
+pub mod restore;
 pub mod seed;
 pub mod setup;
+pub mod snapshots;
 pub mod state;
 pub mod status;
 pub mod tls;

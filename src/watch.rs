@@ -14,7 +14,7 @@ mod detail;
 mod stats;
 
 pub use detail::{DetailConfig, detail};
-pub use stats::{QUEUE_MARKERS, StatsConfig, stats};
+pub use stats::{QUEUE_MARKERS, StatsConfig, has_queue_markers, stats};
 
 use crate::controlplane::CacheEvent;
 use crate::valkey::connect::ConnectError;

@@ -8,14 +8,16 @@ use super::params::ParamStore;
 use super::state::{CacheState, State};
 use crate::config::{EnvConfig, Settings};
 use crate::controlplane::{
-    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery, Parameter, PutParameter,
-    with_timeout,
+    AuthTokenStrategy, CacheEvent, ControlPlane, ControlPlaneError, Discovery, EcsServiceState,
+    EventQuery, GroupAuth, Parameter, PutParameter, RestoreRequest, Snapshot, SnapshotQuery,
+    SnapshotTarget, UserAuth, with_timeout,
 };
 use crate::domain::{
     Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, RoleSource, SecretRef,
     Shard,
 };
 use async_trait::async_trait;
+use secrecy::SecretString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,7 +33,7 @@ pub struct SandboxControlPlane {
     pub(super) env: Environment,
     pub(super) dir: PathBuf,
     pub(super) params: ParamStore,
-    settings: Settings,
+    pub(super) settings: Settings,
 }
 
 impl SandboxControlPlane {
@@ -288,6 +290,136 @@ impl ControlPlane for SandboxControlPlane {
                 .call_timeout
                 .max(FAILOVER_DEADLINE + Duration::from_secs(5)),
             super::failover::test_failover(self, replication_group, node_group),
+        )
+        .await
+    }
+
+    // ---- Snapshots, restores and ECS deployments ----------------------------------------
+
+    async fn create_snapshot(
+        &self,
+        name: &str,
+        target: SnapshotTarget,
+    ) -> Result<Snapshot, ControlPlaneError> {
+        with_timeout(
+            "CreateSnapshot",
+            self.settings.call_timeout,
+            super::snapshots::create(self, name, target),
+        )
+        .await
+    }
+
+    // ---- Auth rotation (sandbox::auth) ----
+
+    async fn replication_group_auth(
+        &self,
+        replication_group: &str,
+    ) -> Result<GroupAuth, ControlPlaneError> {
+        with_timeout(
+            "DescribeReplicationGroups",
+            self.settings.call_timeout,
+            self.sandbox_group_auth(replication_group),
+        )
+        .await
+    }
+
+    async fn describe_snapshots(
+        &self,
+        query: SnapshotQuery,
+    ) -> Result<Vec<Snapshot>, ControlPlaneError> {
+        with_timeout(
+            "DescribeSnapshots",
+            self.settings.call_timeout,
+            super::snapshots::describe(self, query),
+        )
+        .await
+    }
+
+    async fn modify_auth_token(
+        &self,
+        replication_group: &str,
+        token: Option<&SecretString>,
+        strategy: AuthTokenStrategy,
+    ) -> Result<GroupAuth, ControlPlaneError> {
+        with_timeout(
+            "ModifyReplicationGroup",
+            self.settings.call_timeout,
+            self.sandbox_modify_auth_token(replication_group, token, strategy),
+        )
+        .await
+    }
+
+    async fn delete_snapshot(&self, name: &str, serverless: bool) -> Result<(), ControlPlaneError> {
+        super::snapshots::delete(self, name, serverless)
+    }
+
+    async fn restore_snapshot(&self, request: RestoreRequest) -> Result<(), ControlPlaneError> {
+        // Loading a large RDB takes a while: the sandbox does in the call what AWS does
+        // while the group is `creating`.
+        with_timeout(
+            "CreateReplicationGroup",
+            self.settings.call_timeout.max(Duration::from_secs(300)),
+            super::restore::restore(self, request),
+        )
+        .await
+    }
+
+    async fn describe_user(&self, user_id: &str) -> Result<UserAuth, ControlPlaneError> {
+        with_timeout(
+            "DescribeUsers",
+            self.settings.call_timeout,
+            self.sandbox_describe_user(user_id),
+        )
+        .await
+    }
+
+    async fn force_new_deployment(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<(), ControlPlaneError> {
+        // The sandbox replaces the task within the call (SIGTERM, stop timeout, SIGKILL).
+        with_timeout(
+            "UpdateService",
+            self.settings
+                .call_timeout
+                .max(super::ecs::STOP_TIMEOUT + Duration::from_secs(150)),
+            super::ecs::force_new_deployment(self, cluster, service),
+        )
+        .await
+    }
+
+    async fn describe_service(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<EcsServiceState, ControlPlaneError> {
+        super::ecs::describe(self, cluster, service)
+    }
+
+    async fn stop_task(
+        &self,
+        cluster: &str,
+        task: &str,
+        reason: &str,
+    ) -> Result<(), ControlPlaneError> {
+        with_timeout(
+            "StopTask",
+            self.settings.call_timeout.max(Duration::from_secs(150)),
+            super::ecs::stop_task(self, cluster, task, reason),
+        )
+        .await
+    }
+
+    async fn modify_user_passwords(
+        &self,
+        user_id: &str,
+        passwords: &[SecretString],
+    ) -> Result<UserAuth, ControlPlaneError> {
+        with_timeout(
+            "ModifyUser",
+            self.settings.call_timeout,
+            self.sandbox_modify_user(user_id, passwords),
         )
         .await
     }
