@@ -4,9 +4,18 @@ use crate::headless::Format;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// `--version`: the package version and the git commit it was built from (`unknown commit`
+/// when it was built outside a git checkout; `-dirty` when the checkout had changes).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("CACHEDECK_GIT_COMMIT"),
+    ")"
+);
+
 /// The on-call engineer's terminal for Valkey/Redis caches on AWS.
 #[derive(Debug, Parser)]
-#[command(name = "cachedeck", version, about, long_about = None)]
+#[command(name = "cachedeck", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Config file (default: $XDG_CONFIG_HOME/cachedeck/config.toml).
     #[arg(long, global = true, env = "CACHEDECK_CONFIG")]
@@ -175,6 +184,22 @@ pub enum Command {
         #[command(subcommand)]
         action: SandboxAction,
     },
+    /// Print a shell completion script on stdout, e.g.
+    /// `cachedeck completions bash > ~/.local/share/bash-completion/completions/cachedeck`.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page (roff) on stdout, e.g. `cachedeck man | man -l -`.
+    Man,
+}
+
+/// The shells `cachedeck completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]

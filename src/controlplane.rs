@@ -2,6 +2,8 @@
 //! for it). Two real implementations exist: `aws::AwsControlPlane` and
 //! `sandbox::SandboxControlPlane`. Valkey data-plane traffic never goes through here.
 
+pub mod names;
+
 use crate::domain::{Cache, Environment};
 use async_trait::async_trait;
 use secrecy::SecretString;

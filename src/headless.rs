@@ -5,6 +5,7 @@
 //! The clap types live in `cli`; the commands take the one output [`Format`].
 
 pub mod caches;
+pub mod complete;
 pub mod envs;
 pub mod exec;
 pub mod exit;

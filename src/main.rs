@@ -144,6 +144,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(headless::exec::run(&estate, args).await))
         }
         Some(Command::Sandbox { action }) => headless::sandbox::run(action).await,
+        Some(Command::Completions { shell }) => {
+            headless::complete::completions(shell, &mut std::io::stdout().lock());
+            Ok(ExitCode::from(headless::exit::OK))
+        }
+        Some(Command::Man) => {
+            headless::complete::man(&mut std::io::stdout().lock())?;
+            Ok(ExitCode::from(headless::exit::OK))
+        }
         None => {
             let estate = load(cli.config).await?;
             cachedeck::tui::run(estate).await?;

@@ -6,6 +6,7 @@ use super::{Sink, Update, Watch};
 use crate::controlplane::ControlPlane;
 use crate::domain::{Cache, NodeRole};
 use crate::valkey::connect::{ConnectOptions, Connector};
+use crate::valkey::roles;
 use crate::valkey::stats::{PollTarget, Poller, PollerConfig, poll_nodes};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
@@ -94,7 +95,7 @@ async fn run<T: Send + 'static>(
     }
 }
 
-/// Looks for Sidekiq/Celery keys on the cache's primaries and reports the answer.
+/// Looks for job queues on the cache and reports the answer.
 async fn detect_queues<T: Send + 'static>(cache: Cache, connector: Arc<Connector>, sink: Sink<T>) {
     let queues = has_queue_markers(cache.clone(), &connector).await;
     let _ = sink
@@ -107,11 +108,12 @@ async fn detect_queues<T: Send + 'static>(cache: Cache, connector: Arc<Connector
 
 /// Whether a primary of `cache` holds a Sidekiq/Celery marker key. Roles the control plane
 /// does not give (cluster mode on AWS) are learned from the nodes first; a node whose role
-/// stays unknown is asked too. Each key is asked on its own: in cluster mode a node only
-/// answers for its own slots, and errors there just mean "not here".
+/// is still unknown (a cache that lists no nodes is asked through its endpoint) is asked
+/// too. Each key is asked on its own: in cluster mode a node only answers for its own
+/// slots, and errors there just mean "not here".
 pub async fn has_queue_markers(mut cache: Cache, connector: &Connector) -> bool {
-    if crate::valkey::roles::needs_learning(&cache) {
-        crate::valkey::roles::learn(&mut cache, connector).await;
+    if roles::needs_learning(&cache) {
+        roles::learn(&mut cache, connector).await;
     }
     for node in poll_nodes(&cache)
         .iter()

@@ -7,6 +7,7 @@ mod audit;
 mod audit_run;
 mod aws_mocks;
 mod aws_moto;
+mod cli_extras;
 mod config;
 mod connectivity;
 mod discovery_sources;
