@@ -5,6 +5,7 @@
 
 mod audit;
 mod audit_run;
+mod auth_rotate;
 mod aws_mocks;
 mod aws_moto;
 mod config;
