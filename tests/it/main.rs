@@ -6,6 +6,7 @@
 mod audit;
 mod audit_run;
 mod auth_rotate;
+mod aws_auth;
 mod aws_mocks;
 mod aws_moto;
 mod config;
