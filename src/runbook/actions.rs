@@ -9,6 +9,9 @@ mod marker;
 mod nodes;
 mod parameter;
 mod probe;
+mod restore;
+mod snapshot;
+mod survives_restart;
 pub mod ttl_audit;
 mod ttl_remediate;
 mod wait;
@@ -33,6 +36,15 @@ pub fn builtin() -> Registry {
     r.register(Arc::new(ttl_audit::TtlAudit));
     r.register(Arc::new(ttl_remediate::TtlRemediateSurvey));
     r.register(Arc::new(ttl_remediate::TtlRemediate));
+    // Snapshots and restores.
+    r.register(Arc::new(snapshot::SnapshotPreflight));
+    r.register(Arc::new(snapshot::SnapshotCreate));
+    r.register(Arc::new(restore::RestorePreflight));
+    r.register(Arc::new(restore::RestoreCreate));
+    r.register(Arc::new(restore::RestoreVerify));
+    r.register(Arc::new(survives_restart::RestartPrepare));
+    r.register(Arc::new(survives_restart::EcsRestart));
+    r.register(Arc::new(survives_restart::RestartVerify));
     r.register(Arc::new(auth_rotate::AuthPreflight));
     r.register(Arc::new(auth_rotate::AuthGenerate));
     r.register(Arc::new(auth_rotate::AuthRotate));

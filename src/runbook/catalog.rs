@@ -33,6 +33,15 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../runbooks/ttl-remediate.toml"),
     ),
     (
+        "snapshot.toml",
+        include_str!("../../runbooks/snapshot.toml"),
+    ),
+    ("restore.toml", include_str!("../../runbooks/restore.toml")),
+    (
+        "survives-restart.toml",
+        include_str!("../../runbooks/survives-restart.toml"),
+    ),
+    (
         "auth-rotate.toml",
         include_str!("../../runbooks/auth-rotate.toml"),
     ),

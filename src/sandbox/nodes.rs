@@ -202,7 +202,12 @@ pub(super) async fn start_cache(
     Ok(cache)
 }
 
-fn node_state(id: &str, server: &srv::DetachedServer, role: NodeRole, az: usize) -> NodeState {
+pub(super) fn node_state(
+    id: &str,
+    server: &srv::DetachedServer,
+    role: NodeRole,
+    az: usize,
+) -> NodeState {
     NodeState {
         id: id.into(),
         port: server.port,

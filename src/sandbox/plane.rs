@@ -8,8 +8,9 @@ use super::params::ParamStore;
 use super::state::{CacheState, State};
 use crate::config::{EnvConfig, Settings};
 use crate::controlplane::{
-    AuthTokenStrategy, CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery,
-    GroupAuth, Parameter, PutParameter, UserAuth, with_timeout,
+    AuthTokenStrategy, CacheEvent, ControlPlane, ControlPlaneError, Discovery, EcsServiceState,
+    EventQuery, GroupAuth, Parameter, PutParameter, RestoreRequest, Snapshot, SnapshotQuery,
+    SnapshotTarget, UserAuth, with_timeout,
 };
 use crate::domain::{
     Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, RoleSource, SecretRef,
@@ -293,6 +294,21 @@ impl ControlPlane for SandboxControlPlane {
         .await
     }
 
+    // ---- Snapshots, restores and ECS deployments ----------------------------------------
+
+    async fn create_snapshot(
+        &self,
+        name: &str,
+        target: SnapshotTarget,
+    ) -> Result<Snapshot, ControlPlaneError> {
+        with_timeout(
+            "CreateSnapshot",
+            self.settings.call_timeout,
+            super::snapshots::create(self, name, target),
+        )
+        .await
+    }
+
     // ---- Auth rotation (sandbox::auth) ----
 
     async fn replication_group_auth(
@@ -303,6 +319,18 @@ impl ControlPlane for SandboxControlPlane {
             "DescribeReplicationGroups",
             self.settings.call_timeout,
             self.sandbox_group_auth(replication_group),
+        )
+        .await
+    }
+
+    async fn describe_snapshots(
+        &self,
+        query: SnapshotQuery,
+    ) -> Result<Vec<Snapshot>, ControlPlaneError> {
+        with_timeout(
+            "DescribeSnapshots",
+            self.settings.call_timeout,
+            super::snapshots::describe(self, query),
         )
         .await
     }
@@ -321,11 +349,64 @@ impl ControlPlane for SandboxControlPlane {
         .await
     }
 
+    async fn delete_snapshot(&self, name: &str, serverless: bool) -> Result<(), ControlPlaneError> {
+        super::snapshots::delete(self, name, serverless)
+    }
+
+    async fn restore_snapshot(&self, request: RestoreRequest) -> Result<(), ControlPlaneError> {
+        // Loading a large RDB takes a while: the sandbox does in the call what AWS does
+        // while the group is `creating`.
+        with_timeout(
+            "CreateReplicationGroup",
+            self.settings.call_timeout.max(Duration::from_secs(300)),
+            super::restore::restore(self, request),
+        )
+        .await
+    }
+
     async fn describe_user(&self, user_id: &str) -> Result<UserAuth, ControlPlaneError> {
         with_timeout(
             "DescribeUsers",
             self.settings.call_timeout,
             self.sandbox_describe_user(user_id),
+        )
+        .await
+    }
+
+    async fn force_new_deployment(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<(), ControlPlaneError> {
+        // The sandbox replaces the task within the call (SIGTERM, stop timeout, SIGKILL).
+        with_timeout(
+            "UpdateService",
+            self.settings
+                .call_timeout
+                .max(super::ecs::STOP_TIMEOUT + Duration::from_secs(150)),
+            super::ecs::force_new_deployment(self, cluster, service),
+        )
+        .await
+    }
+
+    async fn describe_service(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<EcsServiceState, ControlPlaneError> {
+        super::ecs::describe(self, cluster, service)
+    }
+
+    async fn stop_task(
+        &self,
+        cluster: &str,
+        task: &str,
+        reason: &str,
+    ) -> Result<(), ControlPlaneError> {
+        with_timeout(
+            "StopTask",
+            self.settings.call_timeout.max(Duration::from_secs(150)),
+            super::ecs::stop_task(self, cluster, task, reason),
         )
         .await
     }
