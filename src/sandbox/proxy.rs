@@ -99,12 +99,7 @@ pub async fn serve(dir: &Path) -> Result<(), ServeError> {
             serving.push(proxy.name.clone());
             match TcpListener::bind((crate::valkey::server::HOST, proxy.port)).await {
                 Ok(listener) => {
-                    let auth = NodeAuth::from_parameter(
-                        proxy.username.as_deref(),
-                        proxy.password_parameter.as_deref(),
-                        &params,
-                    );
-                    let roles = watch_roles(proxy.clone(), auth);
+                    let roles = watch_roles(proxy.clone(), params.clone());
                     tokio::spawn(accept_loop(
                         listener,
                         acceptor.clone(),

@@ -81,6 +81,7 @@ async fn build(opts: &UpOptions, started: Instant) -> Result<UpReport, SandboxEr
         daemon: None,
         proxies: Vec::new(),
         seeded_keys: 0,
+        consumers: Vec::new(),
     };
     state.save(dir)?;
 
@@ -142,6 +143,12 @@ async fn build(opts: &UpOptions, started: Instant) -> Result<UpReport, SandboxEr
     let seeded: u64 = futures::future::try_join_all(jobs).await?.into_iter().sum();
     state.seeded_keys = seeded;
     state.save(dir)?;
+    // The applications start last, on seeded caches, as their tasks would.
+    for mut c in super::consumer::plans(&state) {
+        super::consumer::start_task(dir, &opts.exe, &params, &mut c)?;
+        state.consumers.push(c);
+        state.save(dir)?;
+    }
     Ok(UpReport {
         already_up: false,
         repaired: Vec::new(),
