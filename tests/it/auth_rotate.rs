@@ -262,7 +262,28 @@ async fn auth_rotate_moves_cache_secret_and_nodes_together() {
         String::from_utf8_lossy(&out.stdout)
     );
 
+    // The consumer was rolled: its new task connected with the new token, and no client
+    // error was logged by either task.
+    let consumer_log = sandbox
+        .dir()
+        .join("consumers/sandbox-dev/orders-sidekiq/consumer.log");
+    let log = std::fs::read_to_string(&consumer_log).expect("consumer log");
+    assert!(log.contains("orders-sidekiq-001 SIGTERM"), "{log}");
+    assert!(
+        log.contains("orders-sidekiq-002 connection 0 opened"),
+        "{log}"
+    );
+    assert!(!log.contains("error:"), "{log}");
+    let rolled = &report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == "roll")
+        .expect("roll step")["outputs"]["rolled"];
+    assert_eq!(rolled, &serde_json::json!(["sandbox-dev/orders-sidekiq"]));
+
     let mut places = vec![
+        ("consumer log".to_string(), log.clone()),
         (
             "stdout".to_string(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -310,6 +331,17 @@ async fn auth_rotate_moves_cache_secret_and_nodes_together() {
         assert_eq!(login(port, Some("storefront-app"), &new_pw).await, Ok(()));
         assert!(login(port, Some("storefront-app"), &old_pw).await.is_err());
     }
+    let log = std::fs::read_to_string(
+        sandbox
+            .dir()
+            .join("consumers/sandbox-dev/storefront-web/consumer.log"),
+    )
+    .expect("consumer log");
+    assert!(
+        log.contains("storefront-web-002 connection 0 opened"),
+        "{log}"
+    );
+    assert!(!log.contains("error:"), "{log}");
 
     // A group without in-transit encryption is refused, and says why.
     let out = sandbox
