@@ -28,7 +28,11 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The chain may quote outside text (a name from AWS, a server's error).
+            eprintln!(
+                "error: {}",
+                cachedeck::escape::escape_lines_capped(&format!("{e:#}"), 2000)
+            );
             ExitCode::from(headless::exit::BAD_INPUT)
         }
     }

@@ -26,6 +26,7 @@ pub mod setup;
 pub mod snapshots;
 pub mod state;
 pub mod status;
+pub mod steady;
 pub mod tls;
 pub mod up;
 

@@ -31,3 +31,4 @@ mod tui_e2e;
 mod tui_run;
 mod tui_runner;
 mod valkey;
+mod watch;
