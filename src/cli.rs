@@ -220,6 +220,14 @@ pub enum SandboxAction {
     /// Serve the sandbox's TLS endpoints (started by `up`; runs until `down`).
     #[command(hide = true)]
     Serve,
+    /// Run one task of a sandbox consumer service (started by `up` and by rollouts).
+    #[command(hide = true)]
+    Consumer {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        task: String,
+    },
 }
 
 /// Exit codes of `cachedeck run` and `cachedeck runs resume` (see docs/runbooks.md).

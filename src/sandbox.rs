@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod client;
 pub mod cluster;
+pub mod consumer;
 pub mod daemon;
 pub mod down;
 pub mod ecs;

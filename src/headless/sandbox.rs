@@ -75,6 +75,13 @@ pub async fn run(action: SandboxAction) -> anyhow::Result<ExitCode> {
             let all_up = rows.iter().all(|r| r.alive);
             Ok(super::code(!all_up))
         }
+        SandboxAction::Consumer { service, task } => {
+            sandbox::consumer::run(&service, &task)
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("run the sandbox consumer task")?;
+            Ok(ExitCode::from(super::exit::OK))
+        }
         SandboxAction::Serve => {
             sandbox::proxy::serve(&dir)
                 .await

@@ -83,6 +83,7 @@ async fn build(opts: &UpOptions, started: Instant) -> Result<UpReport, SandboxEr
         daemon: None,
         proxies: Vec::new(),
         seeded_keys: 0,
+        consumers: Vec::new(),
     };
     state.save(dir)?;
 
@@ -145,6 +146,12 @@ async fn build(opts: &UpOptions, started: Instant) -> Result<UpReport, SandboxEr
     state.seeded_keys = seeded;
     state.save(dir)?;
     steady(dir, &state).await?;
+    // The applications start last, on seeded, steady caches, as their tasks would.
+    for mut c in super::consumer::plans(&state) {
+        super::consumer::start_task(dir, &opts.exe, &params, &mut c)?;
+        state.consumers.push(c);
+        state.save(dir)?;
+    }
     Ok(UpReport {
         already_up: false,
         repaired: Vec::new(),

@@ -5,6 +5,8 @@
 
 mod audit;
 mod audit_run;
+mod auth_rotate;
+mod aws_auth;
 mod aws_mocks;
 mod aws_moto;
 mod cli_extras;
