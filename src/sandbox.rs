@@ -19,6 +19,7 @@ pub mod proxy;
 pub mod repair;
 pub mod restore;
 pub mod seed;
+pub mod setup;
 pub mod snapshots;
 pub mod state;
 pub mod status;
@@ -27,7 +28,8 @@ pub mod up;
 
 pub use down::down;
 pub use plane::SandboxControlPlane;
-pub use up::{UpOptions, UpReport, up};
+pub use setup::{SandboxError, UpOptions};
+pub use up::{UpReport, up};
 
 use crate::config::EnvConfig;
 use crate::domain::ProviderKind;

@@ -2,8 +2,8 @@
 //! and starting `cachedeck sandbox serve` (see [`super::proxy`]) so that it outlives `up`.
 
 use super::cluster;
+use super::setup::{SandboxError, UpOptions};
 use super::state::{DaemonState, ProxyMode, ProxyState, State};
-use super::up::{SandboxError, UpOptions};
 use crate::domain::{EcsRef, Endpoint};
 use crate::valkey::server::{self as srv, HOST};
 use std::time::{Duration, Instant};

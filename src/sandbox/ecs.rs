@@ -123,7 +123,7 @@ pub async fn replace_tasks(
     } else {
         "StopTask"
     };
-    let _lock = super::up::lock(dir).await.map_err(|e| io(op, e))?;
+    let _lock = super::setup::lock(dir).await.map_err(|e| io(op, e))?;
     let mut state = State::load(dir)
         .map_err(|e| io(op, e))?
         .ok_or_else(|| io(op, "the sandbox is down"))?;

@@ -12,7 +12,8 @@ use crate::controlplane::{
     PutParameter, RestoreRequest, Snapshot, SnapshotQuery, SnapshotTarget, with_timeout,
 };
 use crate::domain::{
-    Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, SecretRef, Shard,
+    Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, RoleSource, SecretRef,
+    Shard,
 };
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
@@ -94,29 +95,52 @@ impl SandboxControlPlane {
     async fn cache(&self, state: &State, c: &CacheState) -> Cache {
         let auth = NodeAuth::of(c, &self.params);
         let mut shards = Vec::new();
+        // Every shard has a primary that answers (known from the probes even where the
+        // roles are not reported).
+        let mut healthy = true;
         for s in &c.shards {
             let probes = s.nodes.iter().map(|n| {
                 let auth = auth.clone();
                 async move { client::role(n.port, &auth, PROBE_TIMEOUT).await }
             });
             let roles = futures::future::join_all(probes).await;
+            healthy &= roles.iter().any(|r| matches!(r, Ok(NodeRole::Primary)));
             let nodes = s
                 .nodes
                 .iter()
                 .zip(roles)
                 .map(|(n, role)| {
                     let alive = crate::valkey::server::pid_alive(n.pid);
-                    let (role, health) = match role {
-                        Ok(role) => (role, NodeHealth::Up),
-                        Err(reason) => (NodeRole::Unknown, NodeHealth::Down(reason)),
+                    let (role, role_source, health) = match role {
+                        // DescribeReplicationGroups gives CurrentRole only for cluster mode
+                        // disabled groups; in cluster mode the roles are learned from the
+                        // nodes, as they must be on AWS.
+                        Ok(_) if c.cluster_mode => (
+                            NodeRole::Unknown,
+                            RoleSource::not_reported(),
+                            NodeHealth::Up,
+                        ),
+                        Ok(role) => (role, RoleSource::ControlPlane, NodeHealth::Up),
+                        Err(reason) => (
+                            NodeRole::Unknown,
+                            RoleSource::Unknown(format!("the node does not answer: {reason}")),
+                            NodeHealth::Down(reason),
+                        ),
                     };
                     Node {
                         id: n.id.clone(),
                         role,
+                        role_source,
                         host: crate::valkey::server::HOST.into(),
                         port: n.port,
                         availability_zone: Some(n.availability_zone.clone()),
-                        status: if alive { "running" } else { "exited" }.into(),
+                        // ElastiCache's and ECS's status words for a node that runs.
+                        status: match (alive, c.kind) {
+                            (true, CacheKind::EcsService) => "RUNNING",
+                            (true, _) => "available",
+                            (false, _) => "exited",
+                        }
+                        .into(),
                         health,
                         // TLS is terminated by the sandbox's endpoint proxies, as the
                         // bundled valkey-server has none: the nodes themselves are plain.
@@ -130,9 +154,6 @@ impl SandboxControlPlane {
                 nodes,
             });
         }
-        let healthy = shards
-            .iter()
-            .all(|s| s.primary().is_some_and(|p| p.health.is_up()));
         let mut notes = c.notes.clone();
         if c.kind == CacheKind::Serverless {
             notes.push("serverless stand-in: one local node behind the TLS endpoint".into());

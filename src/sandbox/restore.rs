@@ -90,7 +90,7 @@ pub async fn restore(
     check_id(&id).map_err(|why| service(op, "InvalidParameterValue", format!("id {id} {why}")))?;
     let dir = plane.dir().to_path_buf();
     let env = plane.env.name.clone();
-    let _lock = super::up::lock(&dir).await.map_err(|e| broken(op, e))?;
+    let _lock = super::setup::lock(&dir).await.map_err(|e| broken(op, e))?;
     let mut state: State = plane.state()?;
     if state.cache(&env, &id).is_some() {
         let code = if request.serverless {
@@ -301,7 +301,7 @@ pub async fn restore(
     };
     formed.map_err(|e| broken(op, format!("{e}; node logs under {}", cache_dir.display())))?;
     let mut taken: Vec<u16> = state.proxies.iter().map(|p| p.port).collect();
-    let mut port = || -> Result<u16, super::up::SandboxError> {
+    let mut port = || -> Result<u16, super::setup::SandboxError> {
         loop {
             let p = srv::free_port(false)?;
             if !taken.contains(&p) {

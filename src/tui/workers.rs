@@ -3,7 +3,7 @@
 //! the watch id so the app can drop results of a view it has left. Starting a watch aborts
 //! the one it replaces (which drops its pollers and connections).
 
-mod runs;
+mod runbook;
 
 use super::action::Action;
 use super::app::Effect;
@@ -130,7 +130,7 @@ impl Workers {
                 }
             }
             Effect::LoadRunbooks { env, cache } => {
-                tokio::spawn(runs::load_runbooks(env, *cache, self.tx.clone()));
+                tokio::spawn(runbook::load_runbooks(env, *cache, self.tx.clone()));
             }
             Effect::StartRun {
                 run,
@@ -142,7 +142,7 @@ impl Workers {
             } => {
                 let cancel = CancellationToken::new();
                 self.runs.insert(run, cancel.clone());
-                let start = runs::Start {
+                let start = runbook::Start {
                     run,
                     env,
                     cache,
@@ -150,7 +150,7 @@ impl Workers {
                     params,
                     dry_run,
                 };
-                tokio::spawn(runs::run(
+                tokio::spawn(runbook::run(
                     self.estate.clone(),
                     self.engine.clone(),
                     start,

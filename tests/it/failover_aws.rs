@@ -26,7 +26,8 @@ use aws_smithy_types::DateTime;
 use cachedeck::aws::AwsControlPlane;
 use cachedeck::config::{Config, Settings};
 use cachedeck::domain::{
-    AuthMode, Cache, CacheKind, Credentials, Endpoint, Endpoints, Node, NodeHealth, NodeRole, Shard,
+    AuthMode, Cache, CacheKind, Credentials, Endpoint, Endpoints, Node, NodeHealth, NodeRole,
+    RoleSource, Shard,
 };
 use cachedeck::runbook::actions::builtin;
 use cachedeck::runbook::catalog;
@@ -248,6 +249,7 @@ fn node(id: &str, role: NodeRole, port: u16) -> Node {
         status: "available".into(),
         health: NodeHealth::Up,
         tls: false,
+        role_source: RoleSource::ControlPlane,
     }
 }
 

@@ -13,6 +13,7 @@ mod envs;
 mod failover;
 mod failover_aws;
 mod harness;
+mod output_safety;
 mod probe;
 mod remediate;
 mod runbook;
