@@ -7,6 +7,7 @@ mod audit;
 mod audit_run;
 mod aws_mocks;
 mod aws_moto;
+mod aws_snapshot_mocks;
 mod config;
 mod connectivity;
 mod envs;

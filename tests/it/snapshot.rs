@@ -405,6 +405,45 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
     let v: Option<String> = conn.get("product:snaptest").await.expect("GET");
     assert_eq!(v.as_deref(), Some("in-the-snapshot"));
 
+    // `cachedeck snapshots` lists node and serverless snapshots alike.
+    let out = sandbox
+        .cachedeck()
+        .args(["snapshots", "--env", "sandbox-dev", "--output", "json"])
+        .output()
+        .expect("snapshots");
+    assert_eq!(out.status.code(), Some(0));
+    let listed = json(&out);
+    let mut names: Vec<(&str, &str)> = listed["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or(""),
+                s["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("before-deploy", "available"),
+            ("cluster-one", "available"),
+            ("sf-one", "available")
+        ]
+    );
+    let out = sandbox
+        .cachedeck()
+        .args(["snapshots", "--env", "sandbox-dev", "--cache", "paperwurks"])
+        .output()
+        .expect("snapshots table");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cluster-one") && !text.contains("before-deploy"),
+        "{text}"
+    );
+
     // `sandbox down` removes the restored processes with the rest.
     let pids: Vec<i32> = restored.shards[0].nodes.iter().map(|n| n.pid).collect();
     sandbox.down();
