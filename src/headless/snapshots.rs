@@ -41,7 +41,7 @@ pub async fn run(
             }
         }
     }
-    all.sort_by(|a, b| b.created.cmp(&a.created));
+    all.sort_by_key(|s| std::cmp::Reverse(s.created));
     match output {
         Format::Json => println!(
             "{}",
