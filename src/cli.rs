@@ -96,6 +96,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// List the snapshots of an environment (node and serverless): name, status, source,
+    /// created, size, shard count.
+    Snapshots {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// Only snapshots of this cache.
+        #[arg(long)]
+        cache: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Live per-node figures of one cache from INFO: ops/s, hit rate, memory, clients,
     /// evictions, replication lag, persistence, keys.
     Stats {

@@ -13,6 +13,7 @@ pub mod run;
 pub mod runbooks;
 pub mod runs;
 pub mod sandbox;
+pub mod snapshots;
 pub mod stats;
 mod table;
 

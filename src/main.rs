@@ -44,6 +44,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let estate = load(cli.config).await?;
             headless::envs::run(&estate, output.into()).await
         }
+        Some(Command::Snapshots { env, cache, output }) => {
+            let estate = load(cli.config).await?;
+            headless::snapshots::run(&estate, &env, cache.as_deref(), output.into()).await
+        }
         Some(Command::Caches { env, output }) => {
             let estate = load(cli.config).await?;
             headless::caches::run(&estate, env.as_deref(), output.into()).await

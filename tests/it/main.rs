@@ -9,6 +9,7 @@ mod auth_rotate;
 mod aws_auth;
 mod aws_mocks;
 mod aws_moto;
+mod aws_snapshot_mocks;
 mod cli_extras;
 mod config;
 mod connectivity;
