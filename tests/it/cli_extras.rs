@@ -41,7 +41,7 @@ fn completions_are_printed_for_bash_zsh_and_fish_with_every_command() {
             assert!(script.contains(command), "`{command}` missing");
         }
         // Options of subcommands and their values complete too.
-        assert!(script.contains("--confirm-cache"));
+        assert!(script.contains("confirm-cache"));
         assert!(script.contains("markdown"));
     }
     let home = tempfile::tempdir().expect("tempdir");
