@@ -2,10 +2,12 @@
 //! [`ControlPlane`]. Every call runs under the environment's deadline and every failure is
 //! classified into one [`ControlPlaneError`] line (see [`errors`]).
 
+mod auth;
 mod discover;
 mod ecs;
 mod elasticache;
 pub mod errors;
+pub mod exec;
 pub mod map;
 pub mod snapshots;
 mod ssm;
@@ -54,6 +56,8 @@ pub struct AwsControlPlane {
     elasticache: aws_sdk_elasticache::Client,
     ecs: aws_sdk_ecs::Client,
     ssm: aws_sdk_ssm::Client,
+    /// KMS, for data keys of encrypted ECS Exec sessions.
+    kms: Option<aws_sdk_kms::Client>,
     ctx: ErrorContext,
 }
 
@@ -99,7 +103,8 @@ impl AwsControlPlane {
             aws_sdk_elasticache::Client::new(&shared),
             aws_sdk_ecs::Client::new(&shared),
             aws_sdk_ssm::Client::new(&shared),
-        );
+        )
+        .with_kms(aws_sdk_kms::Client::new(&shared));
         if cfg.endpoint_url.is_none()
             && let Some(region) = region
         {
@@ -134,8 +139,15 @@ impl AwsControlPlane {
             elasticache,
             ecs,
             ssm,
+            kms: None,
             ctx,
         }
+    }
+
+    /// Uses `kms` for the data keys of KMS-encrypted ECS Exec sessions.
+    pub fn with_kms(mut self, kms: aws_sdk_kms::Client) -> Self {
+        self.kms = Some(kms);
+        self
     }
 
     /// Replaces where the environment came from (e.g. the config file path).
@@ -251,6 +263,69 @@ impl ControlPlane for AwsControlPlane {
         reason: &str,
     ) -> Result<(), ControlPlaneError> {
         self.stop_task_call(cluster, task, reason).await
+    }
+
+    // ---- ECS Exec ----
+
+    async fn exec_tasks(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Vec<crate::controlplane::ExecTask>, ControlPlaneError> {
+        crate::controlplane::with_timeout(
+            "DescribeTasks",
+            self.timeout(),
+            self.list_exec_tasks(cluster, service),
+        )
+        .await
+    }
+
+    async fn execute_command(
+        &self,
+        req: crate::controlplane::ExecCommand,
+    ) -> Result<crate::controlplane::ExecStarted, ControlPlaneError> {
+        crate::controlplane::with_timeout("ExecuteCommand", self.timeout(), self.exec(req)).await
+    }
+
+    fn exec_data_keys(&self) -> Option<std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>> {
+        self.kms.clone().map(|client| {
+            std::sync::Arc::new(crate::ecsexec::crypto::KmsDataKeys { client })
+                as std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>
+        })
+    }
+
+    // ---- Auth rotation (aws::auth) ----
+
+    async fn replication_group_auth(
+        &self,
+        replication_group: &str,
+    ) -> Result<crate::controlplane::GroupAuth, ControlPlaneError> {
+        self.group_auth_state(replication_group).await
+    }
+
+    async fn modify_auth_token(
+        &self,
+        replication_group: &str,
+        token: Option<&secrecy::SecretString>,
+        strategy: crate::controlplane::AuthTokenStrategy,
+    ) -> Result<crate::controlplane::GroupAuth, ControlPlaneError> {
+        self.modify_group_token(replication_group, token, strategy)
+            .await
+    }
+
+    async fn describe_user(
+        &self,
+        user_id: &str,
+    ) -> Result<crate::controlplane::UserAuth, ControlPlaneError> {
+        self.user_state(user_id).await
+    }
+
+    async fn modify_user_passwords(
+        &self,
+        user_id: &str,
+        passwords: &[secrecy::SecretString],
+    ) -> Result<crate::controlplane::UserAuth, ControlPlaneError> {
+        self.modify_user_secrets(user_id, passwords).await
     }
 }
 

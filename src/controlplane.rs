@@ -2,6 +2,8 @@
 //! for it). Two real implementations exist: `aws::AwsControlPlane` and
 //! `sandbox::SandboxControlPlane`. Valkey data-plane traffic never goes through here.
 
+pub mod names;
+
 use crate::domain::{Cache, Environment};
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -256,6 +258,64 @@ impl EcsServiceState {
     }
 }
 
+// ---- Auth rotation: AUTH tokens (ModifyReplicationGroup) and RBAC users (ModifyUser) ----
+
+/// `AuthTokenUpdateStrategy` of ModifyReplicationGroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum AuthTokenStrategy {
+    /// Adds the new token; the group accepts the previous one and the new one (at most two).
+    Rotate,
+    /// Keeps only the token sent (allowed after a ROTATE).
+    Set,
+    /// Removes the token (allowed only when moving the group to RBAC user groups).
+    Delete,
+}
+
+impl AuthTokenStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthTokenStrategy::Rotate => "ROTATE",
+            AuthTokenStrategy::Set => "SET",
+            AuthTokenStrategy::Delete => "DELETE",
+        }
+    }
+}
+
+/// What DescribeReplicationGroups says about a group's authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupAuth {
+    /// `available`, `modifying`, …
+    pub status: String,
+    pub auth_token_enabled: bool,
+    pub transit_encryption: bool,
+    /// `PendingModifiedValues.AuthTokenStatus`: `SETTING` or `ROTATING` while a change runs.
+    pub pending_auth_token_status: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub auth_token_last_modified: Option<OffsetDateTime>,
+    /// RBAC user groups attached to the group.
+    pub user_groups: Vec<String>,
+}
+
+impl GroupAuth {
+    /// `available` with no auth-token change pending.
+    pub fn settled(&self) -> bool {
+        self.status == "available" && self.pending_auth_token_status.is_none()
+    }
+}
+
+/// What DescribeUsers says about one RBAC user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserAuth {
+    pub user_id: String,
+    pub user_name: String,
+    /// `active`, `modifying`, …
+    pub status: String,
+    /// `password`, `no-password`, `iam`.
+    pub authentication_type: String,
+    pub password_count: i32,
+}
+
 /// Everything cachedeck asks of the control plane of one environment.
 ///
 /// Implementations put a deadline on every call and classify failures into
@@ -359,6 +419,81 @@ pub trait ControlPlane: Send + Sync {
     ) -> Result<(), ControlPlaneError> {
         Err(unsupported("StopTask", self.environment()))
     }
+
+    // ---- Auth rotation (the auth-rotate runbook) ----
+
+    /// The authentication state of a replication group (DescribeReplicationGroups).
+    async fn replication_group_auth(
+        &self,
+        replication_group: &str,
+    ) -> Result<GroupAuth, ControlPlaneError> {
+        Err(unsupported_target(
+            "DescribeReplicationGroups",
+            replication_group,
+        ))
+    }
+
+    /// ModifyReplicationGroup with `AuthToken`, `AuthTokenUpdateStrategy` and
+    /// `ApplyImmediately = true`; `token` is `None` only for DELETE. Returns the group's
+    /// state as the call answered it (usually `modifying`).
+    async fn modify_auth_token(
+        &self,
+        replication_group: &str,
+        token: Option<&SecretString>,
+        strategy: AuthTokenStrategy,
+    ) -> Result<GroupAuth, ControlPlaneError> {
+        let _ = (token, strategy);
+        Err(unsupported_target(
+            "ModifyReplicationGroup",
+            replication_group,
+        ))
+    }
+
+    /// One RBAC user (DescribeUsers with its id).
+    async fn describe_user(&self, user_id: &str) -> Result<UserAuth, ControlPlaneError> {
+        Err(unsupported_target("DescribeUsers", user_id))
+    }
+
+    /// ModifyUser `Passwords` (one or two): the user's passwords become exactly these.
+    async fn modify_user_passwords(
+        &self,
+        user_id: &str,
+        passwords: &[SecretString],
+    ) -> Result<UserAuth, ControlPlaneError> {
+        let _ = passwords;
+        Err(unsupported_target("ModifyUser", user_id))
+    }
+
+    // ---- ECS Exec ----
+
+    /// The tasks of an ECS service (ListTasks + DescribeTasks), for ECS Exec.
+    async fn exec_tasks(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Vec<ExecTask>, ControlPlaneError> {
+        let _ = (cluster, service);
+        Err(ControlPlaneError::Unsupported {
+            operation: "ECS Exec".into(),
+            target: self.environment().name.clone(),
+            why: "this environment has no ECS control plane".into(),
+        })
+    }
+
+    /// ECS ExecuteCommand: a Session Manager session into one container of a task.
+    async fn execute_command(&self, req: ExecCommand) -> Result<ExecStarted, ControlPlaneError> {
+        let _ = req;
+        Err(ControlPlaneError::Unsupported {
+            operation: "ExecuteCommand".into(),
+            target: self.environment().name.clone(),
+            why: "this environment has no ECS control plane".into(),
+        })
+    }
+
+    /// Where data keys come from when a cluster encrypts exec sessions with KMS.
+    fn exec_data_keys(&self) -> Option<std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>> {
+        None
+    }
 }
 
 fn unsupported(operation: &str, env: &Environment) -> ControlPlaneError {
@@ -367,6 +502,59 @@ fn unsupported(operation: &str, env: &Environment) -> ControlPlaneError {
         target: format!("environment {}", env.name),
         why: "this control plane does not implement it".into(),
     }
+}
+
+fn unsupported_target(operation: &str, target: &str) -> ControlPlaneError {
+    ControlPlaneError::Unsupported {
+        operation: operation.into(),
+        target: target.into(),
+        why: "this control plane does not implement it".into(),
+    }
+}
+
+// ---- ECS Exec -------------------------------------------------------------------------
+
+/// A running task as ECS Exec sees it (DescribeTasks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecTask {
+    pub cluster: String,
+    pub task_arn: String,
+    /// The last part of the ARN.
+    pub task_id: String,
+    pub last_status: String,
+    /// Whether the task was started with `enableExecuteCommand`.
+    pub enable_execute_command: bool,
+    pub launch_type: Option<String>,
+    pub platform_version: Option<String>,
+    pub task_definition_arn: String,
+    pub containers: Vec<ExecContainer>,
+}
+
+/// A container of an [`ExecTask`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecContainer {
+    pub name: String,
+    pub runtime_id: Option<String>,
+    /// `lastStatus` of its `ExecuteCommandAgent` managed agent (`RUNNING` when usable).
+    pub exec_agent: Option<String>,
+}
+
+/// One ExecuteCommand call (always `interactive`, the only mode ECS offers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCommand {
+    pub cluster: String,
+    pub task: String,
+    pub container: Option<String>,
+    /// Recorded by CloudTrail and session logs: never put a secret here.
+    pub command: String,
+}
+
+/// What ExecuteCommand returned, with the target the encryption context names.
+#[derive(Debug, Clone)]
+pub struct ExecStarted {
+    pub task_arn: String,
+    pub container_name: String,
+    pub session: crate::ecsexec::client::SessionInfo,
 }
 
 /// Runs `fut` with a deadline, turning expiry into [`ControlPlaneError::Timeout`].

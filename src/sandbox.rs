@@ -4,12 +4,15 @@
 //! an SSM-like parameter store and ElastiCache-style events — behind the same
 //! [`ControlPlane`](crate::controlplane::ControlPlane) trait as AWS.
 
+pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
 pub mod down;
 pub mod ecs;
 pub mod events;
+pub mod exec;
+pub mod exec_agent;
 pub mod failover;
 pub mod layout;
 pub mod nodes;
@@ -23,6 +26,7 @@ pub mod setup;
 pub mod snapshots;
 pub mod state;
 pub mod status;
+pub mod steady;
 pub mod tls;
 pub mod up;
 

@@ -69,7 +69,7 @@ pub async fn run(action: SandboxAction) -> anyhow::Result<ExitCode> {
             };
             let rows = sandbox::status::live(&state, &ParamStore::new(&dir)).await;
             match output {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Format::Json => super::print_json(&serde_json::to_string_pretty(&rows)?),
                 _ => print!("{}", table(&rows)),
             }
             let all_up = rows.iter().all(|r| r.alive);

@@ -8,14 +8,16 @@ use super::params::ParamStore;
 use super::state::{CacheState, State};
 use crate::config::{EnvConfig, Settings};
 use crate::controlplane::{
-    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EcsServiceState, EventQuery, Parameter,
-    PutParameter, RestoreRequest, Snapshot, SnapshotQuery, SnapshotTarget, with_timeout,
+    AuthTokenStrategy, CacheEvent, ControlPlane, ControlPlaneError, Discovery, EcsServiceState,
+    EventQuery, GroupAuth, Parameter, PutParameter, RestoreRequest, Snapshot, SnapshotQuery,
+    SnapshotTarget, UserAuth, with_timeout,
 };
 use crate::domain::{
     Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, RoleSource, SecretRef,
     Shard,
 };
 use async_trait::async_trait;
+use secrecy::SecretString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,7 +33,7 @@ pub struct SandboxControlPlane {
     pub(super) env: Environment,
     pub(super) dir: PathBuf,
     pub(super) params: ParamStore,
-    settings: Settings,
+    pub(super) settings: Settings,
 }
 
 impl SandboxControlPlane {
@@ -203,6 +205,11 @@ impl SandboxControlPlane {
     }
 }
 
+/// The state file, or why the sandbox cannot answer.
+pub(super) fn load_state(dir: &Path) -> Result<State, ControlPlaneError> {
+    load(dir)
+}
+
 fn load(dir: &Path) -> Result<State, ControlPlaneError> {
     match State::load(dir) {
         Ok(Some(state)) => Ok(state),
@@ -292,6 +299,29 @@ impl ControlPlane for SandboxControlPlane {
         .await
     }
 
+    // ---- ECS Exec ----
+
+    async fn exec_tasks(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Vec<crate::controlplane::ExecTask>, ControlPlaneError> {
+        self.sandbox_exec_tasks(cluster, service)
+    }
+
+    async fn execute_command(
+        &self,
+        req: crate::controlplane::ExecCommand,
+    ) -> Result<crate::controlplane::ExecStarted, ControlPlaneError> {
+        self.sandbox_execute_command(req).await
+    }
+
+    fn exec_data_keys(&self) -> Option<std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>> {
+        self.local_kms()
+            .ok()
+            .map(|k| k as std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>)
+    }
+
     // ---- Snapshots, restores and ECS deployments ----------------------------------------
 
     async fn create_snapshot(
@@ -303,6 +333,20 @@ impl ControlPlane for SandboxControlPlane {
             "CreateSnapshot",
             self.settings.call_timeout,
             super::snapshots::create(self, name, target),
+        )
+        .await
+    }
+
+    // ---- Auth rotation (sandbox::auth) ----
+
+    async fn replication_group_auth(
+        &self,
+        replication_group: &str,
+    ) -> Result<GroupAuth, ControlPlaneError> {
+        with_timeout(
+            "DescribeReplicationGroups",
+            self.settings.call_timeout,
+            self.sandbox_group_auth(replication_group),
         )
         .await
     }
@@ -319,6 +363,20 @@ impl ControlPlane for SandboxControlPlane {
         .await
     }
 
+    async fn modify_auth_token(
+        &self,
+        replication_group: &str,
+        token: Option<&SecretString>,
+        strategy: AuthTokenStrategy,
+    ) -> Result<GroupAuth, ControlPlaneError> {
+        with_timeout(
+            "ModifyReplicationGroup",
+            self.settings.call_timeout,
+            self.sandbox_modify_auth_token(replication_group, token, strategy),
+        )
+        .await
+    }
+
     async fn delete_snapshot(&self, name: &str, serverless: bool) -> Result<(), ControlPlaneError> {
         super::snapshots::delete(self, name, serverless)
     }
@@ -330,6 +388,15 @@ impl ControlPlane for SandboxControlPlane {
             "CreateReplicationGroup",
             self.settings.call_timeout.max(Duration::from_secs(300)),
             super::restore::restore(self, request),
+        )
+        .await
+    }
+
+    async fn describe_user(&self, user_id: &str) -> Result<UserAuth, ControlPlaneError> {
+        with_timeout(
+            "DescribeUsers",
+            self.settings.call_timeout,
+            self.sandbox_describe_user(user_id),
         )
         .await
     }
@@ -368,6 +435,19 @@ impl ControlPlane for SandboxControlPlane {
             "StopTask",
             self.settings.call_timeout.max(Duration::from_secs(150)),
             super::ecs::stop_task(self, cluster, task, reason),
+        )
+        .await
+    }
+
+    async fn modify_user_passwords(
+        &self,
+        user_id: &str,
+        passwords: &[SecretString],
+    ) -> Result<UserAuth, ControlPlaneError> {
+        with_timeout(
+            "ModifyUser",
+            self.settings.call_timeout,
+            self.sandbox_modify_user(user_id, passwords),
         )
         .await
     }

@@ -17,6 +17,15 @@ pub use secrets::{Auth, resolve as resolve_auth};
 
 use transport::{classify, connect_tcp, resolve};
 
+/// The password of a `redis[s]://user:pass@host` URL kept in parameter `parameter`,
+/// percent-decoded; errors never quote the URL.
+pub(crate) fn password_from_url(
+    parameter: &str,
+    text: &str,
+) -> Result<Option<secrecy::SecretString>, ConnectError> {
+    secrets::credentials_from_url(parameter, text).map(|(_, password)| password)
+}
+
 use crate::controlplane::ControlPlane;
 use crate::domain::{Cache, Endpoint};
 use crate::escape::escape_capped;
@@ -41,6 +50,23 @@ impl Default for ConnectOptions {
         ConnectOptions {
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The shortest Valkey deadline cachedeck uses, whatever the settings say: below it a
+/// healthy node across a slow link would look down.
+pub const MIN_VALKEY_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl ConnectOptions {
+    /// The one place the deadlines of cachedeck's Valkey connections (live stats, the detail
+    /// watch, runbook runs) come from: the settings' `valkey_timeout` for connecting and for
+    /// each command, never below [`MIN_VALKEY_TIMEOUT`].
+    pub fn from_settings(settings: &crate::config::Settings) -> ConnectOptions {
+        let t = settings.valkey_timeout.max(MIN_VALKEY_TIMEOUT);
+        ConnectOptions {
+            connect_timeout: t,
+            command_timeout: t,
         }
     }
 }

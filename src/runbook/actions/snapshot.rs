@@ -30,7 +30,7 @@ const fn out(name: &'static str, kind: ValueKind, doc: &'static str) -> OutputSp
 /// AWS's snapshot name rules (it lowercases names): 1–255 characters, letters, digits and
 /// hyphens, a letter first, no two hyphens in a row, no hyphen at the end.
 pub fn check_name(name: &str) -> Result<String, String> {
-    crate::sandbox::snapshots::check_name(name).map_err(|why| {
+    crate::controlplane::names::check_snapshot_name(name).map_err(|why| {
         format!(
             "snapshot name `{}` {why}",
             crate::escape::escape_capped(name, 80)
