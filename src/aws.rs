@@ -9,12 +9,14 @@ mod elasticache;
 pub mod errors;
 pub mod exec;
 pub mod map;
+pub mod snapshots;
 mod ssm;
 pub mod ssm_caches;
 
 use crate::config::{EnvConfig, Settings};
 use crate::controlplane::{
-    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery, Parameter, PutParameter,
+    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EcsServiceState, EventQuery, Parameter,
+    PutParameter, RestoreRequest, Snapshot, SnapshotQuery, SnapshotTarget,
 };
 use crate::domain::Environment;
 use async_trait::async_trait;
@@ -274,6 +276,56 @@ impl ControlPlane for AwsControlPlane {
         passwords: &[secrecy::SecretString],
     ) -> Result<crate::controlplane::UserAuth, ControlPlaneError> {
         self.modify_user_secrets(user_id, passwords).await
+    }
+
+    // ---- Snapshots, restores and ECS deployments ----------------------------------------
+
+    async fn create_snapshot(
+        &self,
+        name: &str,
+        target: SnapshotTarget,
+    ) -> Result<Snapshot, ControlPlaneError> {
+        self.create_snapshot_call(name, target).await
+    }
+
+    async fn describe_snapshots(
+        &self,
+        query: SnapshotQuery,
+    ) -> Result<Vec<Snapshot>, ControlPlaneError> {
+        self.describe_snapshots_call(query).await
+    }
+
+    async fn delete_snapshot(&self, name: &str, serverless: bool) -> Result<(), ControlPlaneError> {
+        self.delete_snapshot_call(name, serverless).await
+    }
+
+    async fn restore_snapshot(&self, request: RestoreRequest) -> Result<(), ControlPlaneError> {
+        self.restore_call(request).await
+    }
+
+    async fn force_new_deployment(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<(), ControlPlaneError> {
+        self.force_new_deployment_call(cluster, service).await
+    }
+
+    async fn describe_service(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<EcsServiceState, ControlPlaneError> {
+        self.describe_service_call(cluster, service).await
+    }
+
+    async fn stop_task(
+        &self,
+        cluster: &str,
+        task: &str,
+        reason: &str,
+    ) -> Result<(), ControlPlaneError> {
+        self.stop_task_call(cluster, task, reason).await
     }
 }
 

@@ -4,9 +4,18 @@ use crate::headless::Format;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// `--version`: the package version and the git commit it was built from (`unknown commit`
+/// when it was built outside a git checkout; `-dirty` when the checkout had changes).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("CACHEDECK_GIT_COMMIT"),
+    ")"
+);
+
 /// The on-call engineer's terminal for Valkey/Redis caches on AWS.
 #[derive(Debug, Parser)]
-#[command(name = "cachedeck", version, about, long_about = None)]
+#[command(name = "cachedeck", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Config file (default: $XDG_CONFIG_HOME/cachedeck/config.toml).
     #[arg(long, global = true, env = "CACHEDECK_CONFIG")]
@@ -84,6 +93,18 @@ pub enum Command {
         /// Only this environment.
         #[arg(long)]
         env: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// List the snapshots of an environment (node and serverless): name, status, source,
+    /// created, size, shard count.
+    Snapshots {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// Only snapshots of this cache.
+        #[arg(long)]
+        cache: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -175,6 +196,22 @@ pub enum Command {
         #[command(subcommand)]
         action: SandboxAction,
     },
+    /// Print a shell completion script on stdout, e.g.
+    /// `cachedeck completions bash > ~/.local/share/bash-completion/completions/cachedeck`.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page (roff) on stdout, e.g. `cachedeck man | man -l -`.
+    Man,
+}
+
+/// The shells `cachedeck completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,6 +232,14 @@ pub enum SandboxAction {
     /// Serve the sandbox's TLS endpoints (started by `up`; runs until `down`).
     #[command(hide = true)]
     Serve,
+    /// Run one task of a sandbox consumer service (started by `up` and by rollouts).
+    #[command(hide = true)]
+    Consumer {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        task: String,
+    },
 }
 
 /// Exit codes of `cachedeck run` and `cachedeck runs resume` (see docs/runbooks.md).

@@ -2,6 +2,8 @@
 //! for it). Two real implementations exist: `aws::AwsControlPlane` and
 //! `sandbox::SandboxControlPlane`. Valkey data-plane traffic never goes through here.
 
+pub mod names;
+
 use crate::domain::{Cache, Environment};
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -302,6 +304,15 @@ impl GroupAuth {
     }
 }
 
+/// An ECS service that uses a cache, and how its task definition points at it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsumerService {
+    pub cluster: String,
+    pub service: String,
+    /// Container variables naming the cache (`SIDEKIQ_REDIS_URL`, `REDIS_PASSWORD`, …).
+    pub variables: Vec<String>,
+}
+
 /// What DescribeUsers says about one RBAC user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UserAuth {
@@ -444,6 +455,18 @@ pub trait ControlPlane: Send + Sync {
         Err(unsupported_target(
             "ModifyReplicationGroup",
             replication_group,
+        ))
+    }
+
+    /// The ECS services whose task definitions read this cache's secret or name its
+    /// endpoint (the applications to roll after a new secret is published).
+    async fn consumer_services(
+        &self,
+        cache: &Cache,
+    ) -> Result<Vec<ConsumerService>, ControlPlaneError> {
+        Err(unsupported_target(
+            "ListServices/DescribeTaskDefinition",
+            &cache.name,
         ))
     }
 

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod client;
 pub mod cluster;
+pub mod consumer;
 pub mod daemon;
 pub mod down;
 pub mod ecs;
@@ -26,6 +27,7 @@ pub mod setup;
 pub mod snapshots;
 pub mod state;
 pub mod status;
+pub mod steady;
 pub mod tls;
 pub mod up;
 

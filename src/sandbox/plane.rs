@@ -339,6 +339,23 @@ impl ControlPlane for SandboxControlPlane {
 
     // ---- Auth rotation (sandbox::auth) ----
 
+    async fn consumer_services(
+        &self,
+        cache: &crate::domain::Cache,
+    ) -> Result<Vec<crate::controlplane::ConsumerService>, ControlPlaneError> {
+        let state = self.state()?;
+        Ok(state
+            .consumers
+            .iter()
+            .filter(|c| c.env == self.env.name && c.cache == cache.name)
+            .map(|c| crate::controlplane::ConsumerService {
+                cluster: c.env.clone(),
+                service: c.service.clone(),
+                variables: c.vars.iter().map(|v| v.name.clone()).collect(),
+            })
+            .collect())
+    }
+
     async fn replication_group_auth(
         &self,
         replication_group: &str,

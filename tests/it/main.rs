@@ -5,10 +5,15 @@
 
 mod audit;
 mod audit_run;
+mod auth_rotate;
+mod aws_auth;
 mod aws_mocks;
 mod aws_moto;
+mod aws_snapshot_mocks;
+mod cli_extras;
 mod config;
 mod connectivity;
+mod discovery_sources;
 mod envs;
 mod exec;
 mod exec_aws;
@@ -30,3 +35,4 @@ mod tui_e2e;
 mod tui_run;
 mod tui_runner;
 mod valkey;
+mod watch;
