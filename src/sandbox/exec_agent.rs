@@ -233,7 +233,7 @@ struct Pty {
     master: Box<dyn portable_pty::MasterPty + Send>,
     input: std::sync::mpsc::Sender<Vec<u8>>,
     output: mpsc::Receiver<PtyEvent>,
-    exit: tokio::sync::oneshot::Receiver<u32>,
+    exit: Option<tokio::sync::oneshot::Receiver<u32>>,
 }
 
 struct Agent {
@@ -304,11 +304,25 @@ impl Agent {
         self.pty = Some(pty);
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         let mut pty_done = false;
+        // When the command has exited, its output is read until the terminal says EOF, or
+        // until it has been quiet a moment: a process elsewhere that inherited the
+        // terminal must not keep the session open.
+        let mut exited: Option<Instant> = None;
+        let mut last_data = Instant::now();
+        let mut exit_rx = self.pty.as_mut().and_then(|p| p.exit.take());
         loop {
             let can_read = !pty_done && !self.paused && self.outgoing.len() < WINDOW;
+            let waiting_exit = exited.is_none() && exit_rx.is_some();
             tokio::select! {
+                st = wait_exit(&mut exit_rx), if waiting_exit => {
+                    self.report.exit_status = st;
+                    exited = Some(Instant::now());
+                }
                 ev = recv_pty(&mut self.pty), if can_read => match ev {
-                    PtyEvent::Data(d) => self.send_output(ws, d).await?,
+                    PtyEvent::Data(d) => {
+                        last_data = Instant::now();
+                        self.send_output(ws, d).await?
+                    }
                     PtyEvent::Eof => {
                         pty_done = true;
                         self.flush_held_back(ws).await?;
@@ -323,6 +337,13 @@ impl Agent {
                     }
                 }
                 _ = tick.tick() => {
+                    if let Some(at) = exited
+                        && !pty_done
+                        && at.elapsed() > Duration::from_millis(300)
+                        && last_data.elapsed() > Duration::from_millis(300)
+                    {
+                        pty_done = true;
+                    }
                     // A held-back message does not wait for a partner that may never come.
                     self.flush_held_back(ws).await?;
                     self.resend(ws).await?;
@@ -351,8 +372,10 @@ impl Agent {
                 last_progress = Instant::now();
             }
         }
-        if let Some(pty) = self.pty.as_mut() {
-            self.report.exit_status = tokio::time::timeout(Duration::from_secs(2), &mut pty.exit)
+        if exited.is_none()
+            && let Some(rx) = exit_rx.as_mut()
+        {
+            self.report.exit_status = tokio::time::timeout(Duration::from_secs(2), rx)
                 .await
                 .ok()
                 .and_then(Result::ok);
@@ -754,6 +777,13 @@ impl Agent {
     }
 }
 
+async fn wait_exit(rx: &mut Option<tokio::sync::oneshot::Receiver<u32>>) -> Option<u32> {
+    match rx {
+        Some(r) => r.await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
 async fn recv_pty(pty: &mut Option<Pty>) -> PtyEvent {
     match pty {
         Some(p) => p.output.recv().await.unwrap_or(PtyEvent::Eof),
@@ -833,7 +863,7 @@ fn spawn_pty(spec: &AgentSpec, size: (u16, u16)) -> Result<Pty, String> {
         master: pair.master,
         input: in_tx,
         output: out_rx,
-        exit: exit_rx,
+        exit: Some(exit_rx),
     })
 }
 

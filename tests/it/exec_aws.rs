@@ -157,6 +157,14 @@ async fn target_not_connected_is_explained_in_one_line() {
         ExecuteCommandError::TargetNotConnectedException(
             TargetNotConnectedException::builder()
                 .message("The execute command failed due to an internal error. Try again later.")
+                .meta(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("TargetNotConnectedException")
+                        .message(
+                            "The execute command failed due to an internal error. Try again later.",
+                        )
+                        .build(),
+                )
                 .build(),
         )
     });
@@ -183,6 +191,12 @@ async fn access_denied_names_the_permission() {
         ExecuteCommandError::AccessDeniedException(
             AccessDeniedException::builder()
                 .message("User: arn:aws:iam::111122223333:user/oncall is not authorized to perform: ecs:ExecuteCommand")
+                .meta(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("AccessDeniedException")
+                        .message("User: arn:aws:iam::111122223333:user/oncall is not authorized to perform: ecs:ExecuteCommand")
+                        .build(),
+                )
                 .build(),
         )
     });
