@@ -7,6 +7,7 @@ mod ecs;
 mod elasticache;
 pub mod errors;
 pub mod map;
+pub mod profiles;
 mod ssm;
 pub mod ssm_caches;
 
@@ -64,9 +65,17 @@ impl std::fmt::Debug for AwsControlPlane {
 
 impl AwsControlPlane {
     /// Builds the clients of environment `name` from its profile, region and endpoint
-    /// override. Nothing is resolved here: a broken profile shows up as an error from
-    /// [`ControlPlane::discover`], never as a panic.
-    pub async fn connect(name: &str, cfg: &EnvConfig, settings: &Settings) -> AwsControlPlane {
+    /// override. An environment with a profile gets that profile's credentials only (static
+    /// keys, SSO, assume-role, `credential_process`), never exported `AWS_*` keys, which the
+    /// default chain would try first; its region is the environment's, else the profile's.
+    /// A profile the AWS config files do not define is [`ControlPlaneError::UnknownProfile`];
+    /// anything else unusable (expired SSO, no keys) shows up as an error from the first
+    /// call, never as a panic.
+    pub async fn connect(
+        name: &str,
+        cfg: &EnvConfig,
+        settings: &Settings,
+    ) -> Result<AwsControlPlane, ControlPlaneError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(
                 TimeoutConfig::builder()
@@ -75,11 +84,18 @@ impl AwsControlPlane {
                     .build(),
             )
             .retry_config(RetryConfig::standard());
+        let mut region = cfg.region.clone().map(aws_config::Region::new);
         if let Some(profile) = &cfg.profile {
-            loader = loader.profile_name(profile);
+            profiles::ensure_defined(profile).await?;
+            if region.is_none() {
+                region = profiles::region_of(profile).await;
+            }
+            loader = loader
+                .profile_name(profile)
+                .credentials_provider(profiles::credentials(profile, region.clone()));
         }
-        if let Some(region) = &cfg.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
+        if let Some(region) = region {
+            loader = loader.region(region);
         }
         if let Some(url) = &cfg.endpoint_url {
             loader = loader.endpoint_url(url);
@@ -100,7 +116,7 @@ impl AwsControlPlane {
         {
             plane.ctx.endpoint = format!("AWS ({region})");
         }
-        plane
+        Ok(plane)
     }
 
     /// Wraps ready-made clients (tests point them at moto or aws-smithy-mocks).

@@ -13,7 +13,7 @@ pub fn default_factory() -> PlaneFactory {
         Box::pin(async move {
             let plane: Arc<dyn ControlPlane> = match cfg.provider {
                 ProviderKind::Aws => {
-                    Arc::new(AwsControlPlane::connect(&name, &cfg, &settings).await)
+                    Arc::new(AwsControlPlane::connect(&name, &cfg, &settings).await?)
                 }
                 ProviderKind::Sandbox => {
                     Arc::new(SandboxControlPlane::open(&name, &cfg, &settings)?)

@@ -244,16 +244,8 @@ impl ControlPlane for SandboxControlPlane {
         query: EventQuery,
     ) -> Result<Vec<CacheEvent>, ControlPlaneError> {
         let all = events::read(&self.dir, &self.env.name)?;
-        Ok(all
-            .into_iter()
-            .filter(|e| e.time >= query.since)
-            .filter(|e| {
-                query
-                    .source
-                    .as_deref()
-                    .is_none_or(|s| e.source == s || e.source.starts_with(&format!("{s}-")))
-            })
-            .collect())
+        // As DescribeEvents: the exact source identifier and type, never a name prefix.
+        Ok(all.into_iter().filter(|e| query.matches(e)).collect())
     }
 
     async fn test_failover(

@@ -7,7 +7,7 @@ mod runs;
 
 use super::action::Action;
 use super::app::Effect;
-use crate::controlplane::{ControlPlane, EventQuery};
+use crate::controlplane::ControlPlane;
 use crate::domain::{Cache, Endpoint, Node, NodeRole};
 use crate::estate::Estate;
 use crate::runbook::engine::Engine;
@@ -328,12 +328,8 @@ async fn watch_detail(
             .filter(|_| tokio::time::Instant::now() >= events_due)
         {
             events_due = tokio::time::Instant::now() + events_interval;
-            let query = EventQuery {
-                source: Some(cache.name.clone()),
-                since: time::OffsetDateTime::now_utc() - EVENTS_WINDOW,
-            };
-            let result = plane
-                .describe_events(query)
+            let since = time::OffsetDateTime::now_utc() - EVENTS_WINDOW;
+            let result = crate::controlplane::events::for_cache(plane.as_ref(), &cache, since)
                 .await
                 .map_err(|e| e.to_string());
             if tx.send(Action::Events { watch: id, result }).await.is_err() {
