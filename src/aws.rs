@@ -12,10 +12,11 @@ mod ssm;
 pub mod ssm_caches;
 
 use crate::config::{EnvConfig, Settings};
+use crate::controlplane;
 use crate::controlplane::{
     CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery, Parameter, PutParameter,
 };
-use crate::domain::Environment;
+use crate::domain::{Account, Environment};
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -50,6 +51,9 @@ pub struct AwsControlPlane {
     elasticache: aws_sdk_elasticache::Client,
     ecs: aws_sdk_ecs::Client,
     ssm: aws_sdk_ssm::Client,
+    /// STS for GetCallerIdentity; `None` for planes built from ready-made clients without
+    /// one (tests), which then have no account.
+    sts: Option<aws_sdk_sts::Client>,
     ctx: ErrorContext,
 }
 
@@ -110,7 +114,8 @@ impl AwsControlPlane {
             aws_sdk_elasticache::Client::new(&shared),
             aws_sdk_ecs::Client::new(&shared),
             aws_sdk_ssm::Client::new(&shared),
-        );
+        )
+        .with_sts(aws_sdk_sts::Client::new(&shared));
         if cfg.endpoint_url.is_none()
             && let Some(region) = region
         {
@@ -145,8 +150,15 @@ impl AwsControlPlane {
             elasticache,
             ecs,
             ssm,
+            sts: None,
             ctx,
         }
+    }
+
+    /// Adds the STS client that answers [`ControlPlane::caller_identity`].
+    pub fn with_sts(mut self, sts: aws_sdk_sts::Client) -> Self {
+        self.sts = Some(sts);
+        self
     }
 
     /// Replaces where the environment came from (e.g. the config file path).
@@ -212,6 +224,29 @@ impl ControlPlane for AwsControlPlane {
         node_group: &str,
     ) -> Result<(), ControlPlaneError> {
         self.failover(replication_group, node_group).await
+    }
+
+    async fn caller_identity(&self) -> Result<Account, ControlPlaneError> {
+        const OP: &str = "GetCallerIdentity";
+        let Some(sts) = &self.sts else {
+            return Err(ControlPlaneError::Unsupported {
+                operation: OP.to_string(),
+                target: format!("environment `{}`", self.env.name),
+                why: "this plane was built without an STS client".to_string(),
+            });
+        };
+        controlplane::with_timeout(OP, self.timeout(), async {
+            let out = sts
+                .get_caller_identity()
+                .send()
+                .await
+                .map_err(|e| self.fail(OP, &e))?;
+            Ok(Account {
+                id: out.account().unwrap_or_default().to_string(),
+                caller_arn: out.arn().unwrap_or_default().to_string(),
+            })
+        })
+        .await
     }
 }
 

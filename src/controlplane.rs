@@ -2,7 +2,7 @@
 //! for it). Two real implementations exist: `aws::AwsControlPlane` and
 //! `sandbox::SandboxControlPlane`. Valkey data-plane traffic never goes through here.
 
-use crate::domain::{Cache, Environment};
+use crate::domain::{Account, Cache, Environment};
 use async_trait::async_trait;
 use secrecy::SecretString;
 use serde::Serialize;
@@ -247,6 +247,19 @@ pub trait ControlPlane: Send + Sync {
         replication_group: &str,
         node_group: &str,
     ) -> Result<(), ControlPlaneError>;
+
+    // --- Accounts ---
+
+    /// The account and caller the environment's credentials resolve to (STS
+    /// GetCallerIdentity; the sandbox answers its fixed account). Planes without an
+    /// account answer `Unsupported`.
+    async fn caller_identity(&self) -> Result<Account, ControlPlaneError> {
+        Err(ControlPlaneError::Unsupported {
+            operation: "GetCallerIdentity".to_string(),
+            target: format!("environment `{}`", self.environment().name),
+            why: "it has no AWS account".to_string(),
+        })
+    }
 }
 
 /// Runs `fut` with a deadline, turning expiry into [`ControlPlaneError::Timeout`].
