@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-tools.sh
+# The binary searches no directory fixed at build time: name the tools directory.
+export CACHEDECK_TOOLS_DIR="${CACHEDECK_TOOLS_DIR:-$PWD/.tools}"
 cargo build --locked --bin cachedeck
 bin="${CARGO_TARGET_DIR:-target}/debug/cachedeck"
 "$bin" sandbox up

@@ -9,7 +9,6 @@
 //! start against the shard's current topology, up to `shard_retries` times; after that the
 //! report says `complete: false` with the reason — never silently short.
 
-pub mod action;
 pub mod aggregate;
 pub mod cost;
 pub mod family;

@@ -30,8 +30,11 @@ use std::time::Duration;
 /// Log levels the SDK and its HTTP stack never go below, whatever `CACHEDECK_LOG` says: at
 /// trace they print whole requests and responses, which carry AUTH tokens, SecureString
 /// values and session tokens.
-pub const SDK_LOG_CLAMPS: [&str; 6] = [
+pub const SDK_LOG_CLAMPS: [&str; 7] = [
     "aws_smithy_runtime=debug",
+    // At trace (older releases: debug) it logs a profile's `credential_process` command line,
+    // arguments and all.
+    "aws_config=info",
     "aws_smithy_http_client=info",
     "hyper=info",
     "hyper_util=info",
@@ -291,12 +294,22 @@ mod tests {
             tracing::subscriber::with_default(subscriber, || {
                 tracing::trace!(target: "aws_smithy_runtime::client::orchestrator", "body=s3cret");
                 tracing::trace!(target: "hyper_util::client", "header=s3cret");
+                tracing::trace!(
+                    target: "aws_config::credential_process",
+                    "running credential_process: vault-get --token s3cret"
+                );
+                tracing::debug!(
+                    target: "aws_config::credential_process",
+                    "loading credentials from external process: vault-get --token s3cret"
+                );
+                tracing::info!(target: "aws_config::profile", "profile resolved");
                 tracing::debug!(target: "aws_smithy_runtime::client::retries", "attempt 2");
                 tracing::trace!(target: "cachedeck::estate", "still traced");
             });
             let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8");
             assert!(!text.contains("s3cret"), "{user}: {text}");
             assert!(text.contains("attempt 2"), "{user}: {text}");
+            assert!(text.contains("profile resolved"), "{user}: {text}");
             assert!(text.contains("still traced"), "{user}: {text}");
         }
     }

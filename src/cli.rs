@@ -1,5 +1,6 @@
 //! Command-line interface: the clap definitions shared by `main.rs` and the tests.
 
+use crate::headless::Format;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -15,12 +16,60 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Output format of headless commands.
+/// `--output` of the listing commands (`envs`, `caches`, `stats`, `sandbox status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Output {
     #[default]
     Table,
     Json,
+}
+
+/// `--output` of `runbooks list`, `runs list|show|resume`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum TextOutput {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `--output` of `cachedeck run`: text or json, the run; csv or markdown, the report of a
+/// ttl-audit run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum RunOutput {
+    #[default]
+    Text,
+    Json,
+    Csv,
+    Markdown,
+}
+
+impl From<Output> for Format {
+    fn from(o: Output) -> Format {
+        match o {
+            Output::Table => Format::Text,
+            Output::Json => Format::Json,
+        }
+    }
+}
+
+impl From<TextOutput> for Format {
+    fn from(o: TextOutput) -> Format {
+        match o {
+            TextOutput::Text => Format::Text,
+            TextOutput::Json => Format::Json,
+        }
+    }
+}
+
+impl From<RunOutput> for Format {
+    fn from(o: RunOutput) -> Format {
+        match o {
+            RunOutput::Text => Format::Text,
+            RunOutput::Json => Format::Json,
+            RunOutput::Csv => Format::Csv,
+            RunOutput::Markdown => Format::Markdown,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,7 +130,7 @@ pub enum Command {
         dry_run: bool,
         /// text or json: the run; csv or markdown: the report of a ttl-audit run.
         #[arg(long, value_enum, default_value_t)]
-        output: crate::runbook::runner::RunOutput,
+        output: RunOutput,
         /// Break the cache's lock if (and only if) it is held by exactly this run id.
         #[arg(long, value_name = "RUN_ID")]
         force_unlock: Option<String>,
@@ -144,7 +193,7 @@ pub enum RunbooksAction {
     /// Built-in and user runbooks (user ones live in $XDG_CONFIG_HOME/cachedeck/runbooks).
     List {
         #[arg(long, value_enum, default_value_t)]
-        output: crate::runbook::runner::Format,
+        output: TextOutput,
     },
     /// Check a runbook file; errors point at file:line:col (exit 2 when invalid).
     Validate { file: PathBuf },
@@ -155,13 +204,13 @@ pub enum RunsAction {
     /// Journaled runs, newest first.
     List {
         #[arg(long, value_enum, default_value_t)]
-        output: crate::runbook::runner::Format,
+        output: TextOutput,
     },
     /// One run's journal.
     Show {
         run_id: String,
         #[arg(long, value_enum, default_value_t)]
-        output: crate::runbook::runner::Format,
+        output: TextOutput,
     },
     /// Continue an interrupted or failed run: observes the last started step first and
     /// never repeats a mutation that took effect.
@@ -175,6 +224,6 @@ pub enum RunsAction {
         #[arg(long, value_name = "RUN_ID")]
         force_unlock: Option<String>,
         #[arg(long, value_enum, default_value_t)]
-        output: crate::runbook::runner::Format,
+        output: TextOutput,
     },
 }

@@ -4,6 +4,7 @@
 //! With no file, environments are implied: the sandbox's while it is up, and one per profile
 //! of the user's AWS config (see [`implied`]).
 
+pub(crate) mod hint;
 mod implied;
 mod paths;
 
@@ -217,7 +218,13 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| {
             let offset = e.span().map(|s| s.start).unwrap_or(0);
             let message = e.message().trim().to_string();
-            invalid(path, text, offset, hint_for(&message), message)
+            invalid(
+                path,
+                text,
+                offset,
+                hint::hint_for(&message, &HINTS),
+                message,
+            )
         })?;
         config.validate(path, text)?;
         Ok(config)
@@ -507,25 +514,21 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-fn hint_for(message: &str) -> String {
-    if message.starts_with("unknown field") {
-        "remove the field or correct its spelling (see assets/config.example.toml)".into()
-    } else if message.starts_with("unknown variant") {
-        "use one of the values listed above".into()
-    } else if message.contains("expected a duration") {
-        "write a duration such as \"500ms\", \"20s\" or \"1m30s\"".into()
-    } else if message.starts_with("missing field `provider`") {
-        "add `provider = \"aws\"` (with profile/region), `provider = \"static\"` (caches by URL only) or `provider = \"sandbox\"`".into()
-    } else if message.starts_with("missing field") {
-        "add the field (see assets/config.example.toml)".into()
-    } else if message.starts_with("invalid type") {
-        "give the value the type shown above".into()
-    } else if message.contains("duplicate key") {
-        "each key may appear once per table; remove the repeat".into()
-    } else {
-        "see assets/config.example.toml for a working file".into()
-    }
-}
+/// The config file's hints (see [`hint::hint_for`]).
+const HINTS: hint::Hints = hint::Hints {
+    doc: "assets/config.example.toml",
+    otherwise: "see assets/config.example.toml for a working file",
+    special: &[
+        (
+            "expected a duration",
+            "write a duration such as \"500ms\", \"20s\" or \"1m30s\"",
+        ),
+        (
+            "missing field `provider`",
+            "add `provider = \"aws\"` (with profile/region), `provider = \"static\"` (caches by URL only) or `provider = \"sandbox\"`",
+        ),
+    ],
+};
 
 #[cfg(test)]
 mod tests {

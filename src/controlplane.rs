@@ -207,6 +207,129 @@ impl EventQuery {
     }
 }
 
+// ---- Snapshots, restores and ECS deployments -------------------------------------------
+
+/// A snapshot as DescribeSnapshots / DescribeServerlessCacheSnapshots return it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    pub name: String,
+    /// `creating`, `available`, `restoring`, `copying`, `deleting`, `failed`.
+    pub status: String,
+    /// `manual` or `automated`.
+    pub source: String,
+    /// The replication group (or serverless cache) it was taken of.
+    pub cache: Option<String>,
+    /// The cache cluster (node) it was taken on, when taken at node level.
+    pub cache_cluster_id: Option<String>,
+    pub serverless: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub created: Option<OffsetDateTime>,
+    /// Bytes, where AWS says it (serverless: BytesUsedForCache; node snapshots: CacheSize).
+    pub size_bytes: Option<u64>,
+    /// NumNodeGroups: the shard count a restore must use.
+    pub shard_count: Option<u32>,
+    pub engine: Option<String>,
+    pub engine_version: Option<String>,
+    pub node_type: Option<String>,
+    pub arn: Option<String>,
+}
+
+/// What CreateSnapshot / CreateServerlessCacheSnapshot is asked to snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotTarget {
+    /// `CacheClusterId`: one node of a cluster-mode-off group (a replica, ideally).
+    Node(String),
+    /// `ReplicationGroupId`: the only level AWS allows in cluster mode.
+    Group(String),
+    /// CreateServerlessCacheSnapshot of this serverless cache.
+    Serverless(String),
+}
+
+/// Which snapshots to list.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotQuery {
+    /// Only snapshots of this replication group / serverless cache.
+    pub cache: Option<String>,
+    /// Only the snapshot of this name.
+    pub name: Option<String>,
+    /// Serverless snapshots (DescribeServerlessCacheSnapshots) instead of node ones.
+    pub serverless: bool,
+}
+
+/// A new cache built from a snapshot: CreateReplicationGroup with `SnapshotName`, or
+/// CreateServerlessCache with `SnapshotArnsToRestore`.
+#[derive(Clone)]
+pub struct RestoreRequest {
+    /// The new replication group / serverless cache id.
+    pub new_id: String,
+    /// The cache the snapshot was taken of (subnet group, security groups, TLS copied from it).
+    pub source: String,
+    pub snapshot: String,
+    /// The snapshot's ARN (serverless restores name it by ARN).
+    pub snapshot_arn: Option<String>,
+    pub serverless: bool,
+    pub description: String,
+    pub engine: Option<String>,
+    pub engine_version: Option<String>,
+    pub node_type: Option<String>,
+    pub shards: Option<u32>,
+    pub replicas_per_shard: Option<u32>,
+    pub tls: bool,
+    /// The AUTH token of the new group (never printed; `Debug` hides it).
+    pub auth_token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for RestoreRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreRequest")
+            .field("new_id", &self.new_id)
+            .field("source", &self.source)
+            .field("snapshot", &self.snapshot)
+            .field("serverless", &self.serverless)
+            .field("shards", &self.shards)
+            .field("replicas_per_shard", &self.replicas_per_shard)
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// One deployment of an ECS service (DescribeServices `deployments`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EcsDeployment {
+    pub id: String,
+    /// `PRIMARY`, `ACTIVE` or `INACTIVE`.
+    pub status: String,
+    /// `IN_PROGRESS`, `COMPLETED` or `FAILED`.
+    pub rollout_state: Option<String>,
+    pub rollout_state_reason: Option<String>,
+    pub desired: i32,
+    pub running: i32,
+    pub pending: i32,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub created: Option<OffsetDateTime>,
+}
+
+/// An ECS service's deployments and events, newest event first (as DescribeServices).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct EcsServiceState {
+    pub status: String,
+    pub desired: i32,
+    pub running: i32,
+    pub deployments: Vec<EcsDeployment>,
+    /// Service event messages, newest first.
+    pub events: Vec<String>,
+}
+
+impl EcsServiceState {
+    /// The PRIMARY deployment, the one a new deployment creates.
+    pub fn primary(&self) -> Option<&EcsDeployment> {
+        self.deployments.iter().find(|d| d.status == "PRIMARY")
+    }
+}
+
 /// Everything cachedeck asks of the control plane of one environment.
 ///
 /// Implementations put a deadline on every call and classify failures into
@@ -259,6 +382,77 @@ pub trait ControlPlane: Send + Sync {
             target: format!("environment `{}`", self.environment().name),
             why: "it has no AWS account".to_string(),
         })
+    }
+
+    // ---- Snapshots, restores and ECS deployments ----------------------------------------
+
+    /// CreateSnapshot (node or group level) or CreateServerlessCacheSnapshot; returns the
+    /// snapshot in its first state (`creating`).
+    async fn create_snapshot(
+        &self,
+        _name: &str,
+        _target: SnapshotTarget,
+    ) -> Result<Snapshot, ControlPlaneError> {
+        Err(unsupported("CreateSnapshot", self.environment()))
+    }
+
+    /// DescribeSnapshots / DescribeServerlessCacheSnapshots, all pages.
+    async fn describe_snapshots(
+        &self,
+        _query: SnapshotQuery,
+    ) -> Result<Vec<Snapshot>, ControlPlaneError> {
+        Err(unsupported("DescribeSnapshots", self.environment()))
+    }
+
+    /// DeleteSnapshot / DeleteServerlessCacheSnapshot.
+    async fn delete_snapshot(
+        &self,
+        _name: &str,
+        _serverless: bool,
+    ) -> Result<(), ControlPlaneError> {
+        Err(unsupported("DeleteSnapshot", self.environment()))
+    }
+
+    /// CreateReplicationGroup with `SnapshotName` / CreateServerlessCache with
+    /// `SnapshotArnsToRestore`: a new cache from a snapshot, never over the source.
+    async fn restore_snapshot(&self, _request: RestoreRequest) -> Result<(), ControlPlaneError> {
+        Err(unsupported("CreateReplicationGroup", self.environment()))
+    }
+
+    /// ECS UpdateService with `forceNewDeployment`.
+    async fn force_new_deployment(
+        &self,
+        _cluster: &str,
+        _service: &str,
+    ) -> Result<(), ControlPlaneError> {
+        Err(unsupported("UpdateService", self.environment()))
+    }
+
+    /// ECS DescribeServices: the service's deployments and events.
+    async fn describe_service(
+        &self,
+        _cluster: &str,
+        _service: &str,
+    ) -> Result<EcsServiceState, ControlPlaneError> {
+        Err(unsupported("DescribeServices", self.environment()))
+    }
+
+    /// ECS StopTask (SIGTERM, the stop timeout, then SIGKILL; the service starts a new one).
+    async fn stop_task(
+        &self,
+        _cluster: &str,
+        _task: &str,
+        _reason: &str,
+    ) -> Result<(), ControlPlaneError> {
+        Err(unsupported("StopTask", self.environment()))
+    }
+}
+
+fn unsupported(operation: &str, env: &Environment) -> ControlPlaneError {
+    ControlPlaneError::Unsupported {
+        operation: operation.into(),
+        target: format!("environment {}", env.name),
+        why: "this control plane does not implement it".into(),
     }
 }
 

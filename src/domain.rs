@@ -161,6 +161,39 @@ impl fmt::Display for NodeRole {
     }
 }
 
+/// Who said what role a node plays. ElastiCache reports `CurrentRole` for cluster mode
+/// disabled groups only; everywhere else the role is learned from the nodes
+/// ([`crate::valkey::roles`]) before an action or a view relies on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", tag = "from", content = "detail")]
+pub enum RoleSource {
+    /// The control plane (ElastiCache `CurrentRole`, a one-node cache, an ECS service).
+    #[default]
+    ControlPlane,
+    /// The node itself answered ROLE.
+    Node,
+    /// The node could not be asked; its peers' CLUSTER SHARDS named its role. The detail
+    /// says why the node itself did not answer.
+    Peers(String),
+    /// Nobody said: the detail says why (not reported by the control plane and not asked
+    /// yet, or the node could not be asked).
+    Unknown(String),
+}
+
+impl RoleSource {
+    /// What the control plane of a cluster-mode-enabled group says of its nodes' roles.
+    pub fn not_reported() -> RoleSource {
+        RoleSource::Unknown(
+            "not reported by the control plane in cluster mode; not asked yet".into(),
+        )
+    }
+
+    /// Whether the role still has to be learned from the nodes.
+    pub fn needs_learning(&self) -> bool {
+        !matches!(self, RoleSource::ControlPlane)
+    }
+}
+
 /// A host and port clients connect to, and whether it speaks TLS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -227,6 +260,9 @@ pub struct Node {
     /// sandbox's nodes are plain behind its TLS-terminating endpoints.
     #[serde(default)]
     pub tls: bool,
+    /// Where `role` comes from, and why it is unknown when it is.
+    #[serde(default)]
+    pub role_source: RoleSource,
 }
 
 impl Node {
@@ -348,12 +384,13 @@ impl Cache {
             .count()
     }
 
-    /// "3×1" style shape: shards × replicas per shard (the largest replica count).
+    /// "3×1" style shape: shards × replicas per shard (the largest replica count). A node
+    /// group has one primary and the rest are replicas, so this needs no roles.
     pub fn shape(&self) -> String {
         let replicas = self
             .shards
             .iter()
-            .map(|s| s.replicas().count())
+            .map(|s| s.nodes.len().saturating_sub(1))
             .max()
             .unwrap_or(0);
         format!("{}×{}", self.shards.len(), replicas)
@@ -402,6 +439,7 @@ mod tests {
             availability_zone: None,
             status: "available".into(),
             tls: true,
+            role_source: RoleSource::ControlPlane,
             health: if up {
                 NodeHealth::Up
             } else {

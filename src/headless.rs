@@ -1,8 +1,15 @@
-//! Headless commands: each prints a table for people or JSON for scripts, progress and
-//! per-environment problems on stderr, and returns an exit code.
+//! Headless commands: each prints a table or text for people, JSON (or CSV/Markdown, where a
+//! report has a table) for scripts, progress and per-environment problems on stderr, and
+//! returns an exit code from [`exit`].
+//!
+//! The clap types live in `cli`; the commands take the one output [`Format`].
 
 pub mod caches;
 pub mod envs;
+pub mod exit;
+pub mod run;
+pub mod runbooks;
+pub mod runs;
 pub mod sandbox;
 pub mod stats;
 mod table;
@@ -12,14 +19,19 @@ pub use table::Table;
 use crate::estate::EnvDiscovery;
 use std::process::ExitCode;
 
-/// Exit codes of the listing commands (runbooks document their own set).
-pub mod exit {
-    /// Everything asked for was listed.
-    pub const OK: u8 = 0;
-    /// At least one environment could not be read; the others were listed.
-    pub const PARTIAL: u8 = 1;
-    /// Bad input: unknown environment, invalid config.
-    pub const BAD_INPUT: u8 = 2;
+/// What a headless command prints on stdout. Each command's `--output` (in `cli`) offers the
+/// formats it supports; a command given one it has no table for prints text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// A table or lines for people.
+    #[default]
+    Text,
+    /// JSON for scripts.
+    Json,
+    /// CSV (the report of a `ttl-audit` run).
+    Csv,
+    /// Markdown (the report of a `ttl-audit` run).
+    Markdown,
 }
 
 /// Prints each environment's failure as one line on stderr; says whether any failed.

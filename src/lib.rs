@@ -16,5 +16,6 @@ pub mod logging;
 pub mod probe;
 pub mod runbook;
 pub mod sandbox;
+pub mod snapshot;
 pub mod tui;
 pub mod valkey;

@@ -3,9 +3,9 @@
 
 use cachedeck::cli::{Cli, Command, RunbooksAction, RunsAction};
 use cachedeck::estate::Estate;
+use cachedeck::headless::{self, run, runbooks, runs};
+use cachedeck::logging;
 use cachedeck::runbook::protect::Approval;
-use cachedeck::runbook::runner;
-use cachedeck::{headless, logging};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -38,11 +38,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Envs { output }) => {
             let estate = load(cli.config).await?;
-            headless::envs::run(&estate, output).await
+            headless::envs::run(&estate, output.into()).await
         }
         Some(Command::Caches { env, output }) => {
             let estate = load(cli.config).await?;
-            headless::caches::run(&estate, env.as_deref(), output).await
+            headless::caches::run(&estate, env.as_deref(), output.into()).await
         }
         Some(Command::Run {
             runbook,
@@ -56,7 +56,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             force_unlock,
         }) => {
             let estate = load(cli.config).await?;
-            let args = runner::RunArgs {
+            let args = run::RunArgs {
                 runbook,
                 env,
                 cache,
@@ -68,17 +68,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 dry_run,
                 force_unlock,
-                format: output,
+                format: output.into(),
             };
-            Ok(ExitCode::from(runner::run(&estate, args).await))
+            Ok(ExitCode::from(run::run(&estate, args).await))
         }
         Some(Command::Runbooks { action }) => Ok(ExitCode::from(match action {
-            RunbooksAction::List { output } => runner::runbooks_list(output),
-            RunbooksAction::Validate { file } => runner::runbooks_validate(&file),
+            RunbooksAction::List { output } => runbooks::list(output.into()),
+            RunbooksAction::Validate { file } => runbooks::validate(&file),
         })),
         Some(Command::Runs { action }) => Ok(ExitCode::from(match action {
-            RunsAction::List { output } => runner::runs_list(output),
-            RunsAction::Show { run_id, output } => runner::runs_show(&run_id, output),
+            RunsAction::List { output } => runs::list(output.into()),
+            RunsAction::Show { run_id, output } => runs::show(&run_id, output.into()),
             RunsAction::Resume {
                 run_id,
                 yes,
@@ -92,7 +92,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     confirm_cache,
                     interactive: false,
                 };
-                runner::resume(&estate, &run_id, approval, force_unlock, output).await
+                runs::resume(&estate, &run_id, approval, force_unlock, output.into()).await
             }
         })),
         Some(Command::Stats {
@@ -109,7 +109,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 headless::stats::Mode::Once
             };
-            headless::stats::run(&estate, &env, &cache, mode, interval, output).await
+            headless::stats::run(&estate, &env, &cache, mode, interval, output.into()).await
         }
         Some(Command::Sandbox { action }) => headless::sandbox::run(action).await,
         None => {

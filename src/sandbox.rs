@@ -8,6 +8,7 @@ pub mod client;
 pub mod cluster;
 pub mod daemon;
 pub mod down;
+pub mod ecs;
 pub mod events;
 pub mod failover;
 pub mod layout;
@@ -16,7 +17,10 @@ pub mod params;
 pub mod plane;
 pub mod proxy;
 pub mod repair;
+pub mod restore;
 pub mod seed;
+pub mod setup;
+pub mod snapshots;
 pub mod state;
 pub mod status;
 pub mod tls;
@@ -24,7 +28,8 @@ pub mod up;
 
 pub use down::down;
 pub use plane::SandboxControlPlane;
-pub use up::{UpOptions, UpReport, up};
+pub use setup::{SandboxError, UpOptions};
+pub use up::{UpReport, up};
 
 use crate::config::EnvConfig;
 use crate::domain::ProviderKind;

@@ -9,7 +9,7 @@ pub mod action;
 pub mod app;
 pub mod audit;
 pub mod keys;
-pub mod run;
+pub mod run_view;
 pub mod runtime;
 pub mod theme;
 pub mod view;

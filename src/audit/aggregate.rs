@@ -8,7 +8,7 @@ use crate::escape::escape_capped;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 /// The pattern keys fall into once the table is full.
 pub const OVERFLOW: &str = "{other}";
@@ -16,6 +16,10 @@ pub const OVERFLOW: &str = "{other}";
 const EXAMPLE_CHARS: usize = 160;
 /// Distinct type names kept per pattern (module types are unbounded in theory).
 const MAX_TYPES: usize = 8;
+/// A short letters-and-digits word (`v2`, `zq7`, `shard3`) is a namespace and keeps its
+/// text until more than this many of its values appear at the same place of otherwise
+/// equal patterns; then it is an id and its patterns fold into one (`v{n}:user:{n}`).
+pub const WIDE_WORD_VALUES: usize = 8;
 
 /// TTL buckets: < 1 min, < 1 h, < 1 d, < 7 d, < 30 d, ≥ 30 d, none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +195,10 @@ pub struct Aggregate {
     top: BinaryHeap<Reverse<BigKey>>,
     pub keys: u64,
     pub no_ttl: u64,
+    /// Per (db, pattern with one mixed word collapsed): how many distinct patterns fall in it.
+    word_values: HashMap<(u32, String), usize>,
+    /// The collapsed forms whose word varied widely: every pattern of them is filed there.
+    folded_words: HashSet<(u32, String)>,
 }
 
 impl Aggregate {
@@ -208,6 +216,8 @@ impl Aggregate {
             top: BinaryHeap::new(),
             keys: 0,
             no_ttl: 0,
+            word_values: HashMap::new(),
+            folded_words: HashSet::new(),
         }
     }
 
@@ -227,7 +237,9 @@ impl Aggregate {
         if pttl < 0 {
             self.no_ttl += 1;
         }
-        let mut name = (self.db, self.pattern_of(key));
+        let pattern = self.pattern_of(key);
+        let pattern = self.resolve_words(self.db, pattern);
+        let mut name = (self.db, pattern);
         if !self.patterns.contains_key(&name) && self.patterns.len() >= self.limits.max_patterns {
             self.overflowed_keys += 1;
             name.1 = OVERFLOW.to_string();
@@ -288,7 +300,13 @@ impl Aggregate {
         self.no_ttl += other.no_ttl;
         self.overflowed_keys += other.overflowed_keys;
         let examples = self.limits.examples;
+        for (db, folded) in other.folded_words {
+            if !self.folded_words.contains(&(db, folded.clone())) {
+                self.fold_word(db, &folded);
+            }
+        }
         for (name, stats) in other.patterns {
+            let name = (name.0, self.resolve_words(name.0, name.1));
             let target = if self.patterns.contains_key(&name)
                 || self.patterns.len() < self.limits.max_patterns
             {
@@ -311,6 +329,84 @@ impl Aggregate {
             if self.top.len() > self.limits.top_n {
                 self.top.pop();
             }
+        }
+    }
+
+    /// The pattern an inferred `pattern` is filed under: its short letters-and-digits words
+    /// as written, except where one has varied widely (more than [`WIDE_WORD_VALUES`]
+    /// values at the same place), which is then `{n}`-collapsed. A new pattern counts as a
+    /// value of each of its words; the one that tips a word over the limit folds every
+    /// pattern filed so far under the collapsed form.
+    fn resolve_words(&mut self, db: u32, mut pattern: String) -> String {
+        if pattern == OVERFLOW || self.limits.user_patterns.contains(&pattern) {
+            return pattern;
+        }
+        'folded: loop {
+            for i in 0..pattern::mixed_words(&pattern).len() {
+                if let Some(c) = pattern::collapse_word(&pattern, i)
+                    && self.folded_words.contains(&(db, c.clone()))
+                {
+                    pattern = c;
+                    continue 'folded;
+                }
+            }
+            break;
+        }
+        let name = (db, pattern);
+        if self.patterns.contains_key(&name) || self.patterns.len() >= self.limits.max_patterns {
+            return name.1;
+        }
+        let pattern = name.1;
+        for i in 0..pattern::mixed_words(&pattern).len() {
+            let Some(c) = pattern::collapse_word(&pattern, i) else {
+                continue;
+            };
+            let values = self.word_values.entry((db, c.clone())).or_default();
+            *values += 1;
+            if *values > WIDE_WORD_VALUES {
+                self.fold_word(db, &c);
+                return self.resolve_words(db, c);
+            }
+        }
+        pattern
+    }
+
+    /// Files every pattern of `db` that collapses to `folded` (at one word) under it.
+    fn fold_word(&mut self, db: u32, folded: &str) {
+        self.folded_words.insert((db, folded.to_string()));
+        self.word_values.remove(&(db, folded.to_string()));
+        let members: Vec<(u32, String)> = self
+            .patterns
+            .keys()
+            .filter(|(d, p)| {
+                *d == db
+                    && (0..pattern::mixed_words(p).len())
+                        .any(|i| pattern::collapse_word(p, i).as_deref() == Some(folded))
+            })
+            .cloned()
+            .collect();
+        let examples = self.limits.examples;
+        for name in members {
+            let Some(mut from) = self.patterns.remove(&name) else {
+                continue;
+            };
+            let target = (db, folded.to_string());
+            match self.patterns.get_mut(&target) {
+                Some(into) => into.merge(&from, examples),
+                None => {
+                    from.pattern = folded.to_string();
+                    self.patterns.insert(target, from);
+                }
+            }
+            self.top = std::mem::take(&mut self.top)
+                .into_iter()
+                .map(|Reverse(mut b)| {
+                    if b.db == db && b.pattern == name.1 {
+                        b.pattern = folded.to_string();
+                    }
+                    Reverse(b)
+                })
+                .collect();
         }
     }
 
@@ -443,13 +539,64 @@ mod tests {
     }
 
     #[test]
+    fn version_namespaces_stay_apart_and_wide_words_become_ids() {
+        let mut a = Aggregate::new(limits(100));
+        for i in 0..50 {
+            a.add(format!("v1:user:{i}").as_bytes(), -1, "string", None);
+            a.add(format!("v2:user:{i}").as_bytes(), 60_000, "string", None);
+        }
+        // The old version's keys without a TTL stay a row of their own.
+        assert_eq!(a.patterns[&key(0, "v1:user:{n}")].no_ttl, 50);
+        assert_eq!(a.patterns[&key(0, "v2:user:{n}")].no_ttl, 0);
+        assert!(!a.patterns.contains_key(&key(0, "v{n}:user:{n}")));
+        // A word that takes more than WIDE_WORD_VALUES values is an id.
+        for i in 0..=WIDE_WORD_VALUES {
+            a.add(format!("job:w{i}:state").as_bytes(), -1, "hash", Some(10));
+        }
+        let jobs = &a.patterns[&key(0, "job:w{n}:state")];
+        assert_eq!(jobs.keys, WIDE_WORD_VALUES as u64 + 1);
+        assert!(!a.patterns.contains_key(&key(0, "job:w0:state")));
+        a.add(b"job:w99:state", -1, "hash", Some(10));
+        assert_eq!(a.patterns[&key(0, "job:w{n}:state")].keys, 10);
+        assert!(a.top_keys().iter().all(|b| b.pattern == "job:w{n}:state"));
+        // Only the word that varied is collapsed.
+        for i in 0..=WIDE_WORD_VALUES {
+            a.add(format!("v3:shard{i}:x").as_bytes(), -1, "string", None);
+        }
+        assert_eq!(a.patterns[&key(0, "v3:shard{n}:x")].keys, 9);
+    }
+
+    #[test]
+    fn a_word_that_varies_widely_across_shards_folds_on_merge() {
+        let mut a = Aggregate::new(limits(100));
+        let mut b = Aggregate::new(limits(100));
+        for i in 0..6 {
+            a.add(format!("t{i}:k").as_bytes(), -1, "string", None);
+            b.add(format!("t{}:k", i + 6).as_bytes(), -1, "string", None);
+        }
+        assert!(a.patterns.contains_key(&key(0, "t0:k")));
+        a.merge(b);
+        assert_eq!(a.patterns.len(), 1, "{:?}", a.patterns.keys());
+        assert_eq!(a.patterns[&key(0, "t{n}:k")].keys, 12);
+        let mut c = Aggregate::new(limits(100));
+        for i in 0..=WIDE_WORD_VALUES {
+            c.add(format!("u{i}:k").as_bytes(), -1, "string", None);
+        }
+        let mut d = Aggregate::new(limits(100));
+        d.add(b"u50:k", -1, "string", None);
+        d.merge(c);
+        assert_eq!(d.patterns.len(), 1, "{:?}", d.patterns.keys());
+        assert_eq!(d.patterns[&key(0, "u{n}:k")].keys, 10);
+    }
+
+    #[test]
     fn all_digit_hex_ids_fold_into_their_hex_sibling() {
         let mut a = Aggregate::new(limits(10));
         for k in [&b"tmp:3f8c:1"[..], b"tmp:a1b2:2", b"tmp:77aa:3"] {
             a.add(k, -1, "string", Some(10));
         }
         a.add(b"tmp:3172:4", 5000, "string", Some(99));
-        a.add(b"tmp:9:shard3", -1, "string", None);
+        a.add(b"tmp:9:shard34567", -1, "string", None);
         a.add(b"v2:x", -1, "string", None);
         a.fold_numeric_into_hex();
         let t = &a.patterns[&key(0, "tmp:{hex}:{n}")];
@@ -457,7 +604,7 @@ mod tests {
         assert!(!a.patterns.contains_key(&key(0, "tmp:{n}:{n}")));
         // No `{hex}` sibling: left alone.
         assert_eq!(a.patterns[&key(0, "tmp:{n}:shard{n}")].keys, 1);
-        assert_eq!(a.patterns[&key(0, "v{n}:x")].keys, 1);
+        assert_eq!(a.patterns[&key(0, "v2:x")].keys, 1);
         assert_eq!(a.top_keys()[0].pattern, "tmp:{hex}:{n}");
         assert_eq!(hex_variants("a{n}b{n}").len(), 3);
     }

@@ -101,7 +101,11 @@ impl KeyMatcher {
     pub fn matches(&self, key: &[u8]) -> bool {
         match self {
             KeyMatcher::Glob(_) => true,
-            KeyMatcher::Inferred { pattern, .. } => inferred_matches(pattern, &pattern::infer(key)),
+            // The audit may have folded a short word that varied widely (`v{n}`): any form
+            // of the key's pattern with such words collapsed counts.
+            KeyMatcher::Inferred { pattern, .. } => pattern::word_variants(&pattern::infer(key))
+                .iter()
+                .any(|p| inferred_matches(pattern, p)),
         }
     }
 
@@ -186,6 +190,14 @@ mod tests {
         assert!(hex.matches(b"tmp:export:3f8c"));
         assert!(hex.matches(b"tmp:export:3172"));
         assert!(!hex.matches(b"tmp:export:done"));
+
+        // Namespaces stay apart; a folded word matches every value of it.
+        let v1 = KeyMatcher::parse("v1:user:{n}").expect("pattern");
+        assert!(v1.matches(b"v1:user:7"));
+        assert!(!v1.matches(b"v2:user:7"));
+        let wide = KeyMatcher::parse("v{n}:user:{n}").expect("pattern");
+        assert!(wide.matches(b"v1:user:7") && wide.matches(b"v22:user:7"));
+        assert!(!wide.matches(b"v1:session:7"));
 
         let bin = KeyMatcher::parse("evil:{bin}").expect("pattern");
         assert!(bin.matches(b"evil:\x1b[31mred"));

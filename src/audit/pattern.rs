@@ -11,6 +11,8 @@
 pub const MAX_SEGMENTS: usize = 12;
 /// An unclassified part longer than this becomes `{long}`.
 const MAX_PART: usize = 48;
+/// A word mixing letters and digits up to this long keeps its text (`v2`, `shard12`).
+const SHORT_WORD: usize = 8;
 
 /// Separators between segments: each is kept as is in the pattern.
 fn is_segment_sep(b: u8) -> bool {
@@ -134,7 +136,19 @@ fn part(p: &[u8], out: &mut String) {
         out.push_str("{long}");
         return;
     }
-    // A word with numbers in it (`shard3`, `v2`): the digit runs collapse.
+    // A short word with numbers in it (`v2`, `zq7`, `shard3`) is a namespace until the
+    // audit sees it vary widely (`Aggregate` folds it to `v{n}` then): `v1:user:{n}` and
+    // `v2:user:{n}` are two rows, so the old version's keys without a TTL stay visible.
+    if p.len() <= SHORT_WORD {
+        out.extend(p.iter().map(|&b| b as char));
+        return;
+    }
+    // A longer word with numbers in it: the digit runs collapse.
+    push_collapsed(p, out);
+}
+
+/// Appends `p` with each run of digits as `{n}`.
+fn push_collapsed(p: &[u8], out: &mut String) {
     let mut in_digits = false;
     for &b in p {
         if b.is_ascii_digit() {
@@ -147,6 +161,62 @@ fn part(p: &[u8], out: &mut String) {
             out.push(b as char);
         }
     }
+}
+
+/// The byte ranges of the literal short words of `pattern` that mix letters and digits
+/// (what [`infer`] keeps as written): the words [`collapse_word`] can turn into ids.
+pub fn mixed_words(pattern: &str) -> Vec<std::ops::Range<usize>> {
+    let bytes = pattern.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 0..=bytes.len() {
+        let boundary = i == bytes.len() || is_segment_sep(bytes[i]) || is_part_sep(bytes[i]);
+        if !boundary {
+            continue;
+        }
+        let w = &bytes[start..i];
+        if (2..=SHORT_WORD).contains(&w.len())
+            && w.iter().all(u8::is_ascii_alphanumeric)
+            && w.iter().any(u8::is_ascii_digit)
+            && w.iter().any(u8::is_ascii_alphabetic)
+        {
+            out.push(start..i);
+        }
+        start = i + 1;
+    }
+    out
+}
+
+/// `pattern` with its `index`-th mixed word's digit runs as `{n}` (`v2:x` → `v{n}:x`).
+pub fn collapse_word(pattern: &str, index: usize) -> Option<String> {
+    let range = mixed_words(pattern).into_iter().nth(index)?;
+    let mut out = String::with_capacity(pattern.len() + 4);
+    out.push_str(&pattern[..range.start]);
+    push_collapsed(&pattern.as_bytes()[range.clone()], &mut out);
+    out.push_str(&pattern[range.end..]);
+    Some(out)
+}
+
+/// Every form of `pattern` with any subset of its mixed words collapsed (itself first), at
+/// most 2^6: how a remediation recognises a key the audit filed under a folded pattern.
+pub fn word_variants(pattern: &str) -> Vec<String> {
+    let words = mixed_words(pattern);
+    let n = words.len().min(6);
+    (0u32..1 << n)
+        .map(|mask| {
+            let mut out = String::with_capacity(pattern.len() + 4 * n);
+            let mut at = 0;
+            for (i, r) in words.iter().enumerate().take(n) {
+                if mask & (1 << i) != 0 {
+                    out.push_str(&pattern[at..r.start]);
+                    push_collapsed(&pattern.as_bytes()[r.clone()], &mut out);
+                    at = r.end;
+                }
+            }
+            out.push_str(&pattern[at..]);
+            out
+        })
+        .collect()
 }
 
 fn is_mixed_case(p: &[u8]) -> bool {
@@ -280,19 +350,43 @@ mod tests {
                 b":1:views.decorators.cache.cache_page.abc",
                 ":{n}:views.decorators.cache.cache_page.abc",
             ),
-            (b"user:1700000000:shard3", "user:{ts}:shard{n}"),
+            (b"user:1700000000:shard3", "user:{ts}:shard3"),
             (b"tok:AbCdEfGhIjKlMnOpQrStUv", "tok:{token}"),
             (b"mail:bob@example.com", "mail:{email}"),
             (b"queue:default", "queue:default"),
             (b"worker-3f8c:1234:ab12cd", "worker-{hex}:{n}:{hex}"),
             (b"web-a1b2:7:workers", "web-{hex}:{n}:workers"),
-            (b"cafe:v2:db3", "cafe:v{n}:db{n}"),
+            // Short words mixing letters and digits are namespaces: kept as written.
+            (b"cafe:v2:db3", "cafe:v2:db3"),
+            (b"v1:user:42", "v1:user:{n}"),
+            (b"zq7:job-9", "zq7:job-{n}"),
+            // Longer ones collapse; hex ids inside words are still ids.
+            (b"sessionstore12:x", "sessionstore{n}:x"),
+            (b"worker-ab12:x", "worker-{hex}:x"),
             (b"evil:\x1b[31mred", "evil:{bin}"),
             (b"bad:\xff\xfe", "bad:{bin}"),
         ];
         for (key, want) in cases {
             assert_eq!(infer(key), *want, "key {:?}", String::from_utf8_lossy(key));
         }
+    }
+
+    #[test]
+    fn mixed_words_collapse_one_at_a_time() {
+        assert_eq!(mixed_words("v1:user:{n}"), vec![0..2]);
+        assert_eq!(
+            collapse_word("v1:shard3:{n}", 0).as_deref(),
+            Some("v{n}:shard3:{n}")
+        );
+        assert_eq!(
+            collapse_word("v1:shard3:{n}", 1).as_deref(),
+            Some("v1:shard{n}:{n}")
+        );
+        assert_eq!(collapse_word("user:{n}", 0), None);
+        assert_eq!(
+            word_variants("v1:s2"),
+            vec!["v1:s2", "v{n}:s2", "v1:s{n}", "v{n}:s{n}"]
+        );
     }
 
     #[test]

@@ -228,6 +228,7 @@ async fn scan_ahead(
             Err(_) => return Err(format!("no reply to SCAN within {timeout:?}")),
         };
         let (next, keys) = scan_reply(reply)?;
+        crate::valkey::caps::check_scan_batch(&keys).map_err(|e| format!("{node}: {e}"))?;
         if let Some(l) = limiter {
             l.take(keys.len() as u64, cancel).await;
         }

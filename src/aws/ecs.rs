@@ -6,7 +6,7 @@ use crate::config::EcsConfig;
 use crate::controlplane::{ControlPlaneError, with_timeout};
 use crate::domain::{
     AuthMode, Cache, CacheKind, Credentials, EcsRef, Endpoint, Endpoints, Node, NodeHealth,
-    NodeRole, Shard,
+    NodeRole, RoleSource, Shard,
 };
 use aws_sdk_ecs::types::{HealthStatus, Service, Task};
 use futures::future::join_all;
@@ -193,6 +193,13 @@ pub fn ecs_cache(
                 health: task_health(&status, task.health_status()),
                 status,
                 tls: cfg.tls,
+                role_source: if single {
+                    RoleSource::ControlPlane
+                } else {
+                    RoleSource::Unknown(
+                        "ECS does not say which task is the primary; not asked yet".into(),
+                    )
+                },
             }
         })
         .collect();

@@ -2,7 +2,8 @@
 //! every rule (roles, endpoints, auth mode, health) is unit-tested without a network.
 
 use crate::domain::{
-    AuthMode, Cache, CacheKind, Credentials, Endpoint, Endpoints, Node, NodeHealth, NodeRole, Shard,
+    AuthMode, Cache, CacheKind, Credentials, Endpoint, Endpoints, Node, NodeHealth, NodeRole,
+    RoleSource, Shard,
 };
 use aws_sdk_elasticache::types::{
     AutomaticFailoverStatus, CacheCluster, ClusterMode, MultiAzStatus, ReplicationGroup,
@@ -89,10 +90,19 @@ pub fn replication_group(
                         .clone()
                         .or_else(|| group.status().map(str::to_string))
                         .unwrap_or_else(|| "unknown".to_string());
+                    let role = role(member.current_role());
+                    let role_source = match (role, cluster_mode) {
+                        (NodeRole::Primary | NodeRole::Replica, _) => RoleSource::ControlPlane,
+                        (_, true) => RoleSource::not_reported(),
+                        (_, false) => RoleSource::Unknown(
+                            "DescribeReplicationGroups gave no CurrentRole; not asked yet".into(),
+                        ),
+                    };
                     Node {
                         id,
                         tls,
-                        role: role(member.current_role()),
+                        role,
+                        role_source,
                         host,
                         port,
                         availability_zone: member
@@ -199,6 +209,7 @@ pub fn serverless(env: &str, sc: &ServerlessCache) -> Cache {
                 id: name,
                 tls: true,
                 role: NodeRole::Primary,
+                role_source: RoleSource::ControlPlane,
                 host,
                 port,
                 availability_zone: None,
@@ -235,6 +246,7 @@ pub fn cache_cluster(env: &str, cc: &CacheCluster) -> Option<Cache> {
                 id: format!("{name}-{}", n.cache_node_id().unwrap_or("0001")),
                 tls,
                 role: NodeRole::Primary,
+                role_source: RoleSource::ControlPlane,
                 host,
                 port,
                 availability_zone: n

@@ -7,7 +7,7 @@ use crate::config::{SsmCache, expand_template};
 use crate::controlplane::ControlPlaneError;
 use crate::domain::{
     AuthMode, Cache, CacheKind, Credentials, Endpoint, Endpoints, Node, NodeHealth, NodeRole,
-    SecretRef, Shard,
+    RoleSource, SecretRef, Shard,
 };
 use std::collections::BTreeMap;
 
@@ -106,6 +106,7 @@ fn endpoint_cache(env: &str, target: SsmTarget) -> Cache {
         status: "unknown".to_string(),
         health: NodeHealth::Unknown,
         tls: target.endpoint.tls,
+        role_source: RoleSource::Unknown("known only by its address; not asked yet".into()),
     };
     Cache {
         name: target.name,

@@ -146,6 +146,7 @@ mod tests {
                 .map(|id| Node {
                     id: id.to_string(),
                     role: NodeRole::Unknown,
+                    role_source: Default::default(),
                     host: "h".into(),
                     port: 6379,
                     availability_zone: None,

@@ -4,7 +4,7 @@
 use crate::config::{EnvConfig, PasswordRef, StaticCache};
 use crate::domain::{
     AuthMode, Cache, CacheKind, Credentials, Endpoint, Endpoints, Environment, Node, NodeHealth,
-    NodeRole, SecretRef, Shard,
+    NodeRole, RoleSource, SecretRef, Shard,
 };
 
 /// The environment's static caches as domain caches (URLs were validated at load time;
@@ -57,6 +57,7 @@ fn static_cache(env: &Environment, cfg: &StaticCache) -> Option<Cache> {
                 status: "configured".into(),
                 health: NodeHealth::Unknown,
                 tls,
+                role_source: RoleSource::Unknown("known only by its URL; not asked yet".into()),
             }],
         }],
         automatic_failover: false,

@@ -1,8 +1,8 @@
 //! `cachedeck caches`: every cache of every environment (or of one), with its shape,
 //! security and nodes; JSON carries the full domain model of each cache.
 
+use super::Format;
 use super::{Table, code, exit, report_env_errors};
-use crate::cli::Output;
 use crate::domain::Cache;
 use crate::estate::Estate;
 use serde::Serialize;
@@ -20,7 +20,7 @@ struct EnvWarning<'a> {
     warning: &'a str,
 }
 
-pub async fn run(estate: &Estate, env: Option<&str>, output: Output) -> anyhow::Result<ExitCode> {
+pub async fn run(estate: &Estate, env: Option<&str>, output: Format) -> anyhow::Result<ExitCode> {
     if let Some(name) = env
         && let Err(e) = estate.env(name)
     {
@@ -34,7 +34,7 @@ pub async fn run(estate: &Estate, env: Option<&str>, output: Output) -> anyhow::
         .flat_map(|d| d.caches.iter())
         .collect();
     match output {
-        Output::Json => {
+        Format::Json => {
             let errors: Vec<EnvError> = found
                 .iter()
                 .filter_map(|d| {
@@ -62,7 +62,7 @@ pub async fn run(estate: &Estate, env: Option<&str>, output: Output) -> anyhow::
                 }))?
             );
         }
-        Output::Table => print!("{}", table(&caches).render()),
+        _ => print!("{}", table(&caches).render()),
     }
     Ok(code(report_env_errors(&found)))
 }

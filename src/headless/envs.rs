@@ -1,8 +1,8 @@
 //! `cachedeck envs`: every environment, its provider and protection, and how many caches
 //! discovery finds there (or the one line saying why it could not look).
 
+use super::Format;
 use super::{Table, code, report_env_errors};
-use crate::cli::Output;
 use crate::estate::Estate;
 use serde::Serialize;
 use std::process::ExitCode;
@@ -26,7 +26,7 @@ struct EnvRow<'a> {
     error: Option<String>,
 }
 
-pub async fn run(estate: &Estate, output: Output) -> anyhow::Result<ExitCode> {
+pub async fn run(estate: &Estate, output: Format) -> anyhow::Result<ExitCode> {
     let found = estate.discover_all(None).await;
     // Resolved when the estate was loaded; text from AWS is escaped for either output.
     let account = |env: &str, field: fn(&crate::domain::Account) -> String| {
@@ -68,11 +68,11 @@ pub async fn run(estate: &Estate, output: Output) -> anyhow::Result<ExitCode> {
         })
         .collect();
     match output {
-        Output::Json => println!(
+        Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "environments": rows }))?
         ),
-        Output::Table => {
+        _ => {
             if rows.is_empty() {
                 eprintln!(
                     "no environments: run `cachedeck sandbox up`, or write a config file (see assets/config.example.toml)"

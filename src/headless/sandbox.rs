@@ -1,7 +1,9 @@
 //! `cachedeck sandbox up | down | status` (and the hidden `serve` daemon): progress on
 //! stderr, results on stdout.
 
-use crate::cli::{Output, SandboxAction};
+use super::Format;
+use crate::cli::SandboxAction;
+use crate::sandbox::status::ProcessRow;
 use crate::sandbox::{self, UpOptions, params::ParamStore, state::State};
 use anyhow::Context;
 use std::process::ExitCode;
@@ -54,10 +56,11 @@ pub async fn run(action: SandboxAction) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(super::exit::OK))
         }
         SandboxAction::Status { output } => {
+            let output = Format::from(output);
             let Some(state) = State::load(&dir).context("read the sandbox state")? else {
                 match output {
-                    Output::Json => println!("[]"),
-                    Output::Table => println!(
+                    Format::Json => println!("[]"),
+                    _ => println!(
                         "sandbox is down ({}); start it with `cachedeck sandbox up`",
                         dir.display()
                     ),
@@ -66,8 +69,8 @@ pub async fn run(action: SandboxAction) -> anyhow::Result<ExitCode> {
             };
             let rows = sandbox::status::live(&state, &ParamStore::new(&dir)).await;
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-                Output::Table => print!("{}", sandbox::status::table(&rows)),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                _ => print!("{}", table(&rows)),
             }
             let all_up = rows.iter().all(|r| r.alive);
             Ok(super::code(!all_up))
@@ -79,4 +82,34 @@ pub async fn run(action: SandboxAction) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(super::exit::OK))
         }
     }
+}
+
+/// The rows as a table for people.
+fn table(rows: &[ProcessRow]) -> String {
+    let mut t = super::Table::new(["ENV", "CACHE", "NODE", "ROLE", "PID", "PORT", "STATE"]);
+    for r in rows {
+        let port = if r.endpoints.is_empty() {
+            r.port.to_string()
+        } else {
+            r.endpoints
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        t.row([
+            r.env.clone(),
+            r.cache.clone(),
+            r.node.clone(),
+            r.role.clone(),
+            r.pid.to_string(),
+            port,
+            if r.alive {
+                "up".into()
+            } else {
+                "down".to_string()
+            },
+        ]);
+    }
+    t.render()
 }

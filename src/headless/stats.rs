@@ -6,8 +6,8 @@
 
 mod render;
 
+use super::Format;
 use super::exit;
-use crate::cli::Output;
 use crate::controlplane::ControlPlane;
 use crate::domain::Cache;
 use crate::estate::{Estate, EstateError, static_caches};
@@ -34,7 +34,7 @@ pub async fn run(
     cache: &str,
     mode: Mode,
     interval: Option<Duration>,
-    output: Output,
+    output: Format,
 ) -> anyhow::Result<ExitCode> {
     let (plane, cache) = match find(estate, env, cache).await {
         Ok(found) => found,
@@ -148,11 +148,11 @@ async fn collect_once(
 }
 
 /// Prints one report; false when stdout is gone.
-fn emit(ctx: &render::Context<'_>, output: Output, watch: bool) -> bool {
+fn emit(ctx: &render::Context<'_>, output: Format, watch: bool) -> bool {
     let text = match output {
-        Output::Json if watch => render::json_line(ctx),
-        Output::Json => render::json_pretty(ctx),
-        Output::Table => render::table(ctx, watch),
+        Format::Json if watch => render::json_line(ctx),
+        Format::Json => render::json_pretty(ctx),
+        _ => render::table(ctx, watch),
     };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())

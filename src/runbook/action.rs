@@ -466,6 +466,23 @@ pub trait Action: Send + Sync {
     }
     /// Does the work and returns the declared outputs.
     async fn run(&self, ctx: &ActionContext, inputs: &Inputs) -> Result<Values, ActionError>;
+    /// Rules between a step's inputs as written in the runbook file (templates not yet
+    /// filled), checked when the runbook is validated: `Err` names the input, the problem
+    /// and the fix.
+    fn check_written_inputs(
+        &self,
+        _inputs: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), WrittenInputProblem> {
+        Ok(())
+    }
+}
+
+/// A step's inputs break a rule of their action ([`Action::check_written_inputs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenInputProblem {
+    pub input: &'static str,
+    pub problem: String,
+    pub fix: String,
 }
 
 /// The actions steps can name.

@@ -4,14 +4,14 @@
 mod check;
 mod connectivity;
 mod failover;
-mod failover_events;
-mod failover_preflight;
-mod failover_probes;
-mod failover_report;
 mod marker;
 mod nodes;
 mod parameter;
 mod probe;
+mod restore;
+mod snapshot;
+mod survives_restart;
+pub mod ttl_audit;
 mod ttl_remediate;
 mod wait;
 
@@ -29,11 +29,20 @@ pub fn builtin() -> Registry {
     r.register(Arc::new(marker::GetMarker));
     r.register(Arc::new(parameter::ParameterPut));
     r.register(Arc::new(parameter::ParameterGet));
-    r.register(Arc::new(failover_preflight::FailoverPreflight));
+    r.register(Arc::new(failover::FailoverPreflight));
     r.register(Arc::new(failover::TestFailover));
     r.register(Arc::new(connectivity::ConnectivityCheck));
-    r.register(Arc::new(crate::audit::action::TtlAudit));
+    r.register(Arc::new(ttl_audit::TtlAudit));
     r.register(Arc::new(ttl_remediate::TtlRemediateSurvey));
     r.register(Arc::new(ttl_remediate::TtlRemediate));
+    // Snapshots and restores.
+    r.register(Arc::new(snapshot::SnapshotPreflight));
+    r.register(Arc::new(snapshot::SnapshotCreate));
+    r.register(Arc::new(restore::RestorePreflight));
+    r.register(Arc::new(restore::RestoreCreate));
+    r.register(Arc::new(restore::RestoreVerify));
+    r.register(Arc::new(survives_restart::RestartPrepare));
+    r.register(Arc::new(survives_restart::EcsRestart));
+    r.register(Arc::new(survives_restart::RestartVerify));
     r
 }

@@ -32,6 +32,15 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "ttl-remediate.toml",
         include_str!("../../runbooks/ttl-remediate.toml"),
     ),
+    (
+        "snapshot.toml",
+        include_str!("../../runbooks/snapshot.toml"),
+    ),
+    ("restore.toml", include_str!("../../runbooks/restore.toml")),
+    (
+        "survives-restart.toml",
+        include_str!("../../runbooks/survives-restart.toml"),
+    ),
 ];
 
 /// Why a runbook could not be had.

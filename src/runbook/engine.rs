@@ -10,6 +10,7 @@ pub use resume::ResumeInfo;
 
 use crate::controlplane::ControlPlane;
 use crate::domain::{Cache, Environment};
+use crate::runbook::ErrorKind;
 use crate::runbook::action::{PlanContext, PlannedCall, Registry};
 use crate::runbook::events::{Event, EventSender, RunState, StepInfo, StepState};
 use crate::runbook::journal::{Journal, JournalError, RecordKind};
@@ -42,6 +43,22 @@ pub enum EngineError {
     Lock(Box<LockError>),
     #[error("resume run {run_id}: {why}")]
     Resume { run_id: String, why: String },
+}
+
+impl EngineError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::Lock(l)
+                if matches!(**l, LockError::Held { .. } | LockError::WrongId { .. }) =>
+            {
+                ErrorKind::LockHeld
+            }
+            EngineError::Resume { .. } => ErrorKind::BadInput,
+            EngineError::Journal(JournalError::Busy(_)) => ErrorKind::LockHeld,
+            _ => ErrorKind::Failed,
+        }
+    }
 }
 
 impl From<LockError> for EngineError {
@@ -267,6 +284,7 @@ impl Engine {
             lock_name,
             reports: Vec::new(),
             connector: Default::default(),
+            roles_said: None,
         };
         run.execute().await
     }
@@ -317,6 +335,7 @@ impl Engine {
             lock_name,
             reports: Vec::new(),
             connector: Default::default(),
+            roles_said: None,
         };
         run.execute().await
     }
@@ -335,9 +354,48 @@ pub(crate) struct Run<'a> {
     lock_name: String,
     reports: Vec<StepReport>,
     connector: step::SharedConnector,
+    /// The last roles line shown, so an unchanged one is not repeated before every step.
+    roles_said: Option<String>,
 }
 
 impl Run<'_> {
+    /// Before each step: learns from the nodes the roles the control plane did not give
+    /// (cluster mode on AWS, ECS services, endpoints), so every action sees primaries and
+    /// replicas — and after a failover, the new ones. Says so when it changed anything.
+    async fn learn_roles(&mut self, step: &str) {
+        if !crate::valkey::roles::needs_learning(&self.target.cache) {
+            return;
+        }
+        let options = self.engine.connect_options;
+        let connector = self
+            .connector
+            .get_or_try_init(|| {
+                crate::valkey::connect::Connector::for_cache(
+                    &self.target.cache,
+                    Some(self.target.plane.as_ref()),
+                    options,
+                )
+            })
+            .await;
+        let line = match connector {
+            Ok(connector) => crate::valkey::roles::learn(&mut self.target.cache, connector)
+                .await
+                .summary(),
+            Err(e) => Some(format!(
+                "roles unknown: the nodes cannot be asked ({})",
+                crate::escape::escape_capped(e.to_string(), 200)
+            )),
+        };
+        if let Some(line) = line
+            && self.roles_said.as_ref() != Some(&line)
+        {
+            self.events.send(Event::StepOutput {
+                step: step.to_string(),
+                line: line.clone(),
+            });
+            self.roles_said = Some(line);
+        }
+    }
     async fn execute(mut self) -> Result<RunReport, EngineError> {
         let run_id = self.journal.run_id().to_string();
         self.scope.builtins = builtins(&self.target, &run_id);
@@ -404,6 +462,7 @@ impl Run<'_> {
                     Some("interrupted before step".into()),
                 ));
             }
+            self.learn_roles(&s.id).await;
             match self.step(s).await? {
                 step::Outcome::Ok => {}
                 step::Outcome::Interrupted => {

@@ -14,9 +14,8 @@ use crate::runbook::action::Registry;
 use crate::runbook::catalog::{self, CatalogError};
 use crate::runbook::engine::{Engine, RunRequest, Target};
 use crate::runbook::protect::{self, Approval, Refusal};
-use crate::runbook::runner::exit;
 use crate::runbook::validate::{self, Runbook};
-use crate::runbook::{actions, journal};
+use crate::runbook::{ErrorKind, actions, journal};
 use crate::valkey::connect::ConnectOptions;
 use std::time::Duration;
 
@@ -41,12 +40,12 @@ pub enum PrepareError {
 }
 
 impl PrepareError {
-    /// The headless exit code for this error.
-    pub fn exit_code(&self) -> u8 {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            PrepareError::Refused(_) => exit::REFUSED,
-            PrepareError::Estate(EstateError::Plane { .. }) => exit::FAILED,
-            _ => exit::BAD_INPUT,
+            PrepareError::Refused(_) => ErrorKind::Refused,
+            PrepareError::Estate(EstateError::Plane { .. }) => ErrorKind::Failed,
+            _ => ErrorKind::BadInput,
         }
     }
 }

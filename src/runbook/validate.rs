@@ -2,6 +2,7 @@
 //! (unknown action, input or reference, duplicate step id, bad duration, forward reference
 //! or cycle, undeclared dangerous step) at file:line:col with a fix.
 
+use crate::config::hint;
 use crate::domain::CacheKind;
 use crate::runbook::action::Registry;
 use crate::runbook::file::{OnFailureDef, ParamType, RunbookFile, StepDef};
@@ -163,27 +164,21 @@ pub fn parse(path: &str, text: &str, registry: &Registry) -> Result<Runbook, Run
     let file: RunbookFile = toml::from_str(text).map_err(|e| {
         let at = e.span().map(|s| s.start).unwrap_or(0);
         let message = e.message().trim().to_string();
-        let hint = hint_for(&message);
+        let hint = hint::hint_for(&message, &HINTS);
         c.err(at, message, hint)
     })?;
     check(&c, file, registry)
 }
 
-fn hint_for(message: &str) -> String {
-    if message.starts_with("unknown field") {
-        "remove the field or correct its spelling (see docs/runbooks.md)".into()
-    } else if message.starts_with("unknown variant") {
-        "use one of the values listed above".into()
-    } else if message.starts_with("missing field") {
-        "add the field (see docs/runbooks.md)".into()
-    } else if message.starts_with("invalid type") {
-        "give the value the type shown above (numbers unquoted, durations quoted)".into()
-    } else if message.contains("duplicate key") {
-        "each key may appear once per table; remove the repeat".into()
-    } else {
-        "see docs/runbooks.md for the format".into()
-    }
-}
+/// Runbook files' hints (see [`hint::hint_for`]).
+const HINTS: hint::Hints = hint::Hints {
+    doc: "docs/runbooks.md",
+    otherwise: "see docs/runbooks.md for the format",
+    special: &[(
+        "invalid type",
+        "give the value the type shown above (numbers unquoted, durations quoted)",
+    )],
+};
 
 fn check(c: &Checker<'_>, file: RunbookFile, registry: &Registry) -> Result<Runbook, RunbookError> {
     let name = file.name.get_ref().clone();
@@ -399,6 +394,17 @@ fn check_step(
             })?;
         }
         inputs.insert(name.clone(), json);
+    }
+    if let Err(p) = action.check_written_inputs(&inputs) {
+        let at = def
+            .inputs
+            .get(p.input)
+            .map_or(def.id.span().start, |v| v.span().start);
+        return Err(c.err(
+            at,
+            format!("step `{id}`: input `{}`: {}", p.input, p.problem),
+            p.fix,
+        ));
     }
     for spec in action.inputs() {
         if inputs.contains_key(spec.name) {

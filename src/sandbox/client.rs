@@ -123,20 +123,7 @@ pub async fn role_on(
 
 /// The role in a ROLE reply (`master` / `slave` / `sentinel`).
 pub fn role_of(reply: &redis::Value) -> NodeRole {
-    let first = match reply {
-        redis::Value::Array(items) => items.first(),
-        _ => None,
-    };
-    let name = match first {
-        Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-        Some(redis::Value::SimpleString(s)) => s.clone(),
-        _ => String::new(),
-    };
-    match name.as_str() {
-        "master" => NodeRole::Primary,
-        "slave" | "replica" => NodeRole::Replica,
-        _ => NodeRole::Unknown,
-    }
+    crate::valkey::roles::role_of(reply)
 }
 
 /// Runs one command and returns its reply, with a deadline.

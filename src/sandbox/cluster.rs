@@ -36,13 +36,9 @@ async fn run(port: u16, auth: &NodeAuth, cmd: &redis::Cmd) -> Result<redis::Valu
 /// Forms the cluster and waits (up to `deadline`) until it is healthy.
 pub async fn form(shards: &[ShardPlan], auth: &NodeAuth, deadline: Duration) -> Result<(), String> {
     let until = Instant::now() + deadline;
-    let all: Vec<u16> = shards
-        .iter()
-        .flat_map(|s| std::iter::once(s.primary).chain(s.replicas.iter().copied()))
-        .collect();
-    let Some(&first) = all.first() else {
+    if shards.is_empty() {
         return Err("a cluster needs at least one node".into());
-    };
+    }
     for (shard, (start, end)) in shards.iter().zip(slot_ranges(shards.len())) {
         run(
             shard.primary,
@@ -54,6 +50,78 @@ pub async fn form(shards: &[ShardPlan], auth: &NodeAuth, deadline: Duration) -> 
         )
         .await?;
     }
+    join(shards, auth, until).await
+}
+
+/// The slots a node owns, from the `myself` line of its CLUSTER NODES.
+pub async fn owned_slots(port: u16, auth: &NodeAuth) -> Result<Vec<(u16, u16)>, String> {
+    let nodes = client::text_of(&run(port, auth, redis::cmd("CLUSTER").arg("NODES")).await?);
+    let Some(line) = nodes.lines().find(|l| l.contains("myself")) else {
+        return Ok(Vec::new());
+    };
+    Ok(line
+        .split_whitespace()
+        .skip(8)
+        .filter(|f| !f.starts_with('['))
+        .filter_map(|f| match f.split_once('-') {
+            Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+            None => f.parse().ok().map(|s| (s, s)),
+        })
+        .collect())
+}
+
+/// Gives each primary the slots of `ranges[i]` it does not own yet (a node started from an
+/// RDB takes the slots of the keys it loaded by itself), then joins the cluster.
+pub async fn complete(
+    shards: &[ShardPlan],
+    ranges: &[(u16, u16)],
+    auth: &NodeAuth,
+    deadline: Duration,
+) -> Result<(), String> {
+    let until = Instant::now() + deadline;
+    for (shard, &(start, end)) in shards.iter().zip(ranges) {
+        let owned = owned_slots(shard.primary, auth).await?;
+        let mut slot = start as u32;
+        while slot <= end as u32 {
+            if owned
+                .iter()
+                .any(|&(a, b)| (a as u32..=b as u32).contains(&slot))
+            {
+                slot += 1;
+                continue;
+            }
+            let mut last = slot;
+            while last < end as u32
+                && !owned
+                    .iter()
+                    .any(|&(a, b)| (a as u32..=b as u32).contains(&(last + 1)))
+            {
+                last += 1;
+            }
+            run(
+                shard.primary,
+                auth,
+                redis::cmd("CLUSTER")
+                    .arg("ADDSLOTSRANGE")
+                    .arg(slot)
+                    .arg(last),
+            )
+            .await?;
+            slot = last + 1;
+        }
+    }
+    join(shards, auth, until).await
+}
+
+/// MEET, REPLICATE, and the wait for a healthy cluster.
+async fn join(shards: &[ShardPlan], auth: &NodeAuth, until: Instant) -> Result<(), String> {
+    let all: Vec<u16> = shards
+        .iter()
+        .flat_map(|s| std::iter::once(s.primary).chain(s.replicas.iter().copied()))
+        .collect();
+    let Some(&first) = all.first() else {
+        return Err("a cluster needs at least one node".into());
+    };
     for &port in &all[1..] {
         run(
             first,

@@ -2,8 +2,8 @@
 //! and starting `cachedeck sandbox serve` (see [`super::proxy`]) so that it outlives `up`.
 
 use super::cluster;
+use super::setup::{SandboxError, UpOptions};
 use super::state::{DaemonState, ProxyMode, ProxyState, State};
-use super::up::{SandboxError, UpOptions};
 use crate::domain::{EcsRef, Endpoint};
 use crate::valkey::server::{self as srv, HOST};
 use std::time::{Duration, Instant};
@@ -22,6 +22,19 @@ pub fn assign_endpoints(state: &mut State) -> Result<(), SandboxError> {
     };
     let mut proxies = Vec::new();
     for cache in &mut state.caches {
+        proxies.extend(assign_cache(cache, &mut port)?);
+    }
+    state.proxies = proxies;
+    Ok(())
+}
+
+/// Fills in one cache's endpoints (ports from `port`) and returns its proxies.
+pub fn assign_cache(
+    cache: &mut super::state::CacheState,
+    port: &mut dyn FnMut() -> Result<u16, SandboxError>,
+) -> Result<Vec<ProxyState>, SandboxError> {
+    let mut proxies = Vec::new();
+    {
         let members: Vec<u16> = cache
             .shards
             .iter()
@@ -87,8 +100,7 @@ pub fn assign_endpoints(state: &mut State) -> Result<(), SandboxError> {
             }
         }
     }
-    state.proxies = proxies;
-    Ok(())
+    Ok(proxies)
 }
 
 /// Starts `cachedeck sandbox serve` for the proxies in the state and waits until it listens.

@@ -1,8 +1,8 @@
 //! `cachedeck sandbox down`: stop every process the sandbox started (the daemon and each
 //! valkey-server), wait until every port is free, and remove the state.
 
+use super::setup::SandboxError;
 use super::state::State;
-use super::up::SandboxError;
 use crate::valkey::server as srv;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ pub async fn down(dir: &Path) -> Result<usize, SandboxError> {
     if State::load(dir)?.is_none() {
         return Ok(0);
     }
-    let _lock = super::up::lock(dir).await?;
+    let _lock = super::setup::lock(dir).await?;
     down_locked(dir).await
 }
 

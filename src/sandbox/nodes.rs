@@ -5,8 +5,8 @@ use super::client::NodeAuth;
 use super::cluster;
 use super::layout::{self, CachePlan, Shape};
 use super::params::{ParamStore, put_value};
+use super::setup::SandboxError;
 use super::state::{CacheState, NodeState, ShardState, State};
-use super::up::SandboxError;
 use crate::domain::{AuthMode, Endpoints, NodeRole};
 use crate::valkey::server::{self as srv, HOST, ServerSpec};
 use secrecy::{ExposeSecret, SecretString};
@@ -199,7 +199,12 @@ pub(super) async fn start_cache(
     Ok(cache)
 }
 
-fn node_state(id: &str, server: &srv::DetachedServer, role: NodeRole, az: usize) -> NodeState {
+pub(super) fn node_state(
+    id: &str,
+    server: &srv::DetachedServer,
+    role: NodeRole,
+    az: usize,
+) -> NodeState {
     NodeState {
         id: id.into(),
         port: server.port,

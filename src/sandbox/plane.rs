@@ -8,12 +8,12 @@ use super::params::ParamStore;
 use super::state::{CacheState, State};
 use crate::config::{EnvConfig, Settings};
 use crate::controlplane::{
-    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery, Parameter, PutParameter,
-    with_timeout,
+    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EcsServiceState, EventQuery, Parameter,
+    PutParameter, RestoreRequest, Snapshot, SnapshotQuery, SnapshotTarget, with_timeout,
 };
 use crate::domain::{
-    Account, Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, SecretRef,
-    Shard,
+    Account, Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, RoleSource,
+    SecretRef, Shard,
 };
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
@@ -98,29 +98,52 @@ impl SandboxControlPlane {
     async fn cache(&self, state: &State, c: &CacheState) -> Cache {
         let auth = NodeAuth::of(c, &self.params);
         let mut shards = Vec::new();
+        // Every shard has a primary that answers (known from the probes even where the
+        // roles are not reported).
+        let mut healthy = true;
         for s in &c.shards {
             let probes = s.nodes.iter().map(|n| {
                 let auth = auth.clone();
                 async move { client::role(n.port, &auth, PROBE_TIMEOUT).await }
             });
             let roles = futures::future::join_all(probes).await;
+            healthy &= roles.iter().any(|r| matches!(r, Ok(NodeRole::Primary)));
             let nodes = s
                 .nodes
                 .iter()
                 .zip(roles)
                 .map(|(n, role)| {
                     let alive = crate::valkey::server::pid_alive(n.pid);
-                    let (role, health) = match role {
-                        Ok(role) => (role, NodeHealth::Up),
-                        Err(reason) => (NodeRole::Unknown, NodeHealth::Down(reason)),
+                    let (role, role_source, health) = match role {
+                        // DescribeReplicationGroups gives CurrentRole only for cluster mode
+                        // disabled groups; in cluster mode the roles are learned from the
+                        // nodes, as they must be on AWS.
+                        Ok(_) if c.cluster_mode => (
+                            NodeRole::Unknown,
+                            RoleSource::not_reported(),
+                            NodeHealth::Up,
+                        ),
+                        Ok(role) => (role, RoleSource::ControlPlane, NodeHealth::Up),
+                        Err(reason) => (
+                            NodeRole::Unknown,
+                            RoleSource::Unknown(format!("the node does not answer: {reason}")),
+                            NodeHealth::Down(reason),
+                        ),
                     };
                     Node {
                         id: n.id.clone(),
                         role,
+                        role_source,
                         host: crate::valkey::server::HOST.into(),
                         port: n.port,
                         availability_zone: Some(n.availability_zone.clone()),
-                        status: if alive { "running" } else { "exited" }.into(),
+                        // ElastiCache's and ECS's status words for a node that runs.
+                        status: match (alive, c.kind) {
+                            (true, CacheKind::EcsService) => "RUNNING",
+                            (true, _) => "available",
+                            (false, _) => "exited",
+                        }
+                        .into(),
                         health,
                         // TLS is terminated by the sandbox's endpoint proxies, as the
                         // bundled valkey-server has none: the nodes themselves are plain.
@@ -134,9 +157,6 @@ impl SandboxControlPlane {
                 nodes,
             });
         }
-        let healthy = shards
-            .iter()
-            .all(|s| s.primary().is_some_and(|p| p.health.is_up()));
         let mut notes = c.notes.clone();
         if c.kind == CacheKind::Serverless {
             notes.push("serverless stand-in: one local node behind the TLS endpoint".into());
@@ -276,5 +296,85 @@ impl ControlPlane for SandboxControlPlane {
                 crate::runbook::lock::current_user()
             ),
         })
+    }
+
+    // ---- Snapshots, restores and ECS deployments ----------------------------------------
+
+    async fn create_snapshot(
+        &self,
+        name: &str,
+        target: SnapshotTarget,
+    ) -> Result<Snapshot, ControlPlaneError> {
+        with_timeout(
+            "CreateSnapshot",
+            self.settings.call_timeout,
+            super::snapshots::create(self, name, target),
+        )
+        .await
+    }
+
+    async fn describe_snapshots(
+        &self,
+        query: SnapshotQuery,
+    ) -> Result<Vec<Snapshot>, ControlPlaneError> {
+        with_timeout(
+            "DescribeSnapshots",
+            self.settings.call_timeout,
+            super::snapshots::describe(self, query),
+        )
+        .await
+    }
+
+    async fn delete_snapshot(&self, name: &str, serverless: bool) -> Result<(), ControlPlaneError> {
+        super::snapshots::delete(self, name, serverless)
+    }
+
+    async fn restore_snapshot(&self, request: RestoreRequest) -> Result<(), ControlPlaneError> {
+        // Loading a large RDB takes a while: the sandbox does in the call what AWS does
+        // while the group is `creating`.
+        with_timeout(
+            "CreateReplicationGroup",
+            self.settings.call_timeout.max(Duration::from_secs(300)),
+            super::restore::restore(self, request),
+        )
+        .await
+    }
+
+    async fn force_new_deployment(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<(), ControlPlaneError> {
+        // The sandbox replaces the task within the call (SIGTERM, stop timeout, SIGKILL).
+        with_timeout(
+            "UpdateService",
+            self.settings
+                .call_timeout
+                .max(super::ecs::STOP_TIMEOUT + Duration::from_secs(150)),
+            super::ecs::force_new_deployment(self, cluster, service),
+        )
+        .await
+    }
+
+    async fn describe_service(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<EcsServiceState, ControlPlaneError> {
+        super::ecs::describe(self, cluster, service)
+    }
+
+    async fn stop_task(
+        &self,
+        cluster: &str,
+        task: &str,
+        reason: &str,
+    ) -> Result<(), ControlPlaneError> {
+        with_timeout(
+            "StopTask",
+            self.settings.call_timeout.max(Duration::from_secs(150)),
+            super::ecs::stop_task(self, cluster, task, reason),
+        )
+        .await
     }
 }

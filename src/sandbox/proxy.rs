@@ -88,12 +88,40 @@ pub async fn serve(dir: &Path) -> Result<(), ServeError> {
     tracing::info!(proxies = state.proxies.len(), "sandbox endpoints serving");
     // Leave when the sandbox is taken down, even if nobody signalled us.
     let state_file = dir.join(super::state::STATE_FILE);
+    let mut serving: Vec<String> = state.proxies.iter().map(|p| p.name.clone()).collect();
     let mut latest = state;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         // Keep the newest pids (`up` may have restarted nodes since we started).
         if let Ok(Some(current)) = State::load(dir) {
             latest = current;
+        }
+        // Endpoints of caches added since (restores from snapshots) are served as they appear.
+        for proxy in &latest.proxies {
+            if serving.contains(&proxy.name) {
+                continue;
+            }
+            serving.push(proxy.name.clone());
+            match TcpListener::bind((crate::valkey::server::HOST, proxy.port)).await {
+                Ok(listener) => {
+                    let auth = NodeAuth::from_parameter(
+                        proxy.username.as_deref(),
+                        proxy.password_parameter.as_deref(),
+                        &params,
+                    );
+                    let roles = watch_roles(proxy.clone(), auth);
+                    tokio::spawn(accept_loop(
+                        listener,
+                        acceptor.clone(),
+                        proxy.clone(),
+                        roles,
+                    ));
+                    tracing::info!(proxy = %proxy.name, port = proxy.port, "endpoint added");
+                }
+                Err(e) => {
+                    tracing::warn!(proxy = %proxy.name, port = proxy.port, error = %e, "cannot bind a new endpoint");
+                }
+            }
         }
         if !state_file.exists() {
             if !dir.exists() {

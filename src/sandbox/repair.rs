@@ -6,8 +6,8 @@
 use super::client::{self, NodeAuth};
 use super::nodes::spawn;
 use super::params::ParamStore;
+use super::setup::{SandboxError, UpOptions};
 use super::state::{CacheState, NodeState, State};
-use super::up::{SandboxError, UpOptions};
 use crate::domain::{CacheKind, NodeRole};
 use crate::valkey::server::{self as srv, HOST, ServerSpec};
 use std::time::Duration;

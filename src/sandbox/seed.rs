@@ -4,6 +4,7 @@
 //! commands, grouped by slot owner in cluster mode.
 
 use super::client::{self, NodeAuth};
+use crate::valkey::slot::key_slot;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -29,34 +30,6 @@ pub enum Profile {
 pub struct Target {
     pub port: u16,
     pub slots: Option<(u16, u16)>,
-}
-
-/// CRC16/XMODEM, as Valkey cluster uses it for key slots.
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in data {
-        crc ^= (byte as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// The cluster slot of a key, honouring `{hash tags}`.
-pub fn key_slot(key: &str) -> u16 {
-    let bytes = key.as_bytes();
-    let tagged = key.find('{').and_then(|open| {
-        key[open + 1..]
-            .find('}')
-            .filter(|&len| len > 0)
-            .map(|len| &bytes[open + 1..open + 1 + len])
-    });
-    crc16(tagged.unwrap_or(bytes)) % 16384
 }
 
 fn hex(rng: &mut StdRng, len: usize) -> String {
@@ -376,14 +349,6 @@ async fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slots_match_valkey() {
-        // Values from CLUSTER KEYSLOT.
-        assert_eq!(key_slot("foo"), 12182);
-        assert_eq!(key_slot("{user1000}.following"), key_slot("user1000"));
-        assert_eq!(key_slot("123456789"), 12739);
-    }
 
     #[test]
     fn generation_is_deterministic() {

@@ -78,34 +78,3 @@ pub async fn live(state: &State, params: &ParamStore) -> Vec<ProcessRow> {
     }
     rows
 }
-
-/// The rows as a table for people.
-pub fn table(rows: &[ProcessRow]) -> String {
-    let mut t =
-        crate::headless::Table::new(["ENV", "CACHE", "NODE", "ROLE", "PID", "PORT", "STATE"]);
-    for r in rows {
-        let port = if r.endpoints.is_empty() {
-            r.port.to_string()
-        } else {
-            r.endpoints
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        t.row([
-            r.env.clone(),
-            r.cache.clone(),
-            r.node.clone(),
-            r.role.clone(),
-            r.pid.to_string(),
-            port,
-            if r.alive {
-                "up".into()
-            } else {
-                "down".to_string()
-            },
-        ]);
-    }
-    t.render()
-}

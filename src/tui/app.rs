@@ -6,13 +6,13 @@ mod command;
 mod form;
 mod lists;
 mod nav;
-mod run;
+mod runbook;
 mod watch;
 
 pub use command::parse_command;
 pub use form::{Field, Form};
 pub use lists::{CacheAlert, Health, NodeRow};
-pub use run::{RunScreen, RunSession};
+pub use runbook::{RunScreen, RunSession};
 
 /// The `:` commands and what they do, for the help overlay.
 pub fn command_table() -> &'static [(&'static str, &'static str)] {

@@ -12,8 +12,8 @@ mod help;
 mod panels;
 mod picker;
 mod plan;
-pub mod run;
-mod runner;
+pub mod run_view;
+mod runbook;
 
 use super::action::Route;
 use super::app::{App, Mode};
@@ -38,7 +38,7 @@ pub fn view(app: &App, theme: &Theme, frame: &mut Frame) {
         Route::Envs => envs::draw(app, theme, frame, body),
         Route::Caches { env } => caches::draw(app, theme, frame, body, env),
         Route::Cache { .. } => match app.run_screen() {
-            Some(screen) => runner::draw(app, screen, theme, frame, body),
+            Some(screen) => runbook::draw(app, screen, theme, frame, body),
             None => cache::draw(app, theme, frame, body),
         },
     }
@@ -133,7 +133,7 @@ fn draw_footer(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
 
 fn hints(app: &App) -> &'static [(&'static str, &'static str)] {
     if let Some(screen) = app.run_screen() {
-        return runner::hints(app, screen);
+        return runbook::hints(app, screen);
     }
     match app.route {
         Route::Envs => &[

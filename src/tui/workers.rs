@@ -3,7 +3,7 @@
 //! the watch id so the app can drop results of a view it has left. Starting a watch aborts
 //! the one it replaces (which drops its pollers and connections).
 
-mod runs;
+mod runbook;
 
 use super::action::Action;
 use super::app::Effect;
@@ -130,7 +130,7 @@ impl Workers {
                 }
             }
             Effect::LoadRunbooks { env, cache } => {
-                tokio::spawn(runs::load_runbooks(env, *cache, self.tx.clone()));
+                tokio::spawn(runbook::load_runbooks(env, *cache, self.tx.clone()));
             }
             Effect::StartRun {
                 run,
@@ -142,7 +142,7 @@ impl Workers {
             } => {
                 let cancel = CancellationToken::new();
                 self.runs.insert(run, cancel.clone());
-                let start = runs::Start {
+                let start = runbook::Start {
                     run,
                     env,
                     cache,
@@ -150,7 +150,7 @@ impl Workers {
                     params,
                     dry_run,
                 };
-                tokio::spawn(runs::run(
+                tokio::spawn(runbook::run(
                     self.estate.clone(),
                     self.engine.clone(),
                     start,
@@ -232,8 +232,7 @@ async fn watch_stats(
         let endpoints = node_endpoints(cache);
         tokio::spawn(detect_queues(
             id,
-            cache.name.clone(),
-            endpoints.clone(),
+            cache.clone(),
             connector.clone(),
             tx.clone(),
         ));
@@ -269,40 +268,37 @@ async fn watch_stats(
     }
 }
 
-/// Looks for Sidekiq/Celery keys on the primaries (each key on its own: in cluster mode a
-/// node only answers for its own slots, and errors there just mean "not here").
-async fn detect_queues(
-    id: u64,
-    cache: String,
-    endpoints: Vec<(Node, Endpoint)>,
-    connector: Arc<Connector>,
-    tx: mpsc::Sender<Action>,
-) {
-    let mut queues = false;
-    for (_, endpoint) in endpoints
-        .iter()
-        .filter(|(n, _)| n.role == NodeRole::Primary)
-    {
-        let Ok(mut conn) = connector.connect(endpoint).await else {
+/// Looks for Sidekiq/Celery keys on the cache's primaries and reports the answer.
+async fn detect_queues(id: u64, cache: Cache, connector: Arc<Connector>, tx: mpsc::Sender<Action>) {
+    let queues = has_queue_markers(cache.clone(), &connector).await;
+    let _ = tx
+        .send(Action::QueueCache {
+            watch: id,
+            cache: cache.name,
+            queues,
+        })
+        .await;
+}
+
+/// Whether a primary of `cache` holds a Sidekiq/Celery marker key. Roles the control plane
+/// does not give (cluster mode on AWS) are learned from the nodes first. Each key is asked
+/// on its own: in cluster mode a node only answers for its own slots, and errors there just
+/// mean "not here".
+pub async fn has_queue_markers(mut cache: Cache, connector: &Connector) -> bool {
+    if crate::valkey::roles::needs_learning(&cache) {
+        crate::valkey::roles::learn(&mut cache, connector).await;
+    }
+    for node in cache.nodes().filter(|n| n.role == NodeRole::Primary) {
+        let Ok(mut conn) = connector.connect(&node.endpoint()).await else {
             continue;
         };
         for key in QUEUE_MARKERS {
             if let Ok(1) = conn.query::<i64>(redis::cmd("EXISTS").arg(*key)).await {
-                queues = true;
-                break;
+                return true;
             }
         }
-        if queues {
-            break;
-        }
     }
-    let _ = tx
-        .send(Action::QueueCache {
-            watch: id,
-            cache,
-            queues,
-        })
-        .await;
+    false
 }
 
 /// Polls the slowlog of every node and the control plane's events of one cache.

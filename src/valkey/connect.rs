@@ -208,10 +208,7 @@ impl Connector {
                 .map_or_else(|| "TLS".to_string(), |v| format!("{v:?}"));
             done(
                 Layer::Tls,
-                format!(
-                    "{version} handshake, certificate valid for {}",
-                    endpoint.host
-                ),
+                tls_step_detail(&version, &endpoint.host),
                 &mut mark,
             );
             self.login(stream, endpoint, left()).await?
@@ -365,5 +362,30 @@ impl NodeConnection {
     /// (no deadline of its own: callers wrap each request in one).
     pub fn multiplexed(&self) -> MultiplexedConnection {
         self.conn.clone()
+    }
+}
+
+/// What the connectivity check says of a TLS handshake that worked; the host (from a config
+/// file, AWS or SSM) is escaped like any text from outside.
+fn tls_step_detail(version: &str, host: &str) -> String {
+    format!(
+        "{version} handshake, certificate valid for {}",
+        escape_capped(host, 200)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_tls_step_escapes_the_host() {
+        let detail = super::tls_step_detail("TLSv1_3", "evil\x1b]52;c;aGk=\x07.example");
+        assert!(
+            !detail.contains('\x1b') && !detail.contains('\x07'),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("evil\\x1b]52;c;aGk=\\x07.example"),
+            "{detail}"
+        );
     }
 }

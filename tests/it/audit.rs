@@ -502,7 +502,7 @@ pub(crate) async fn load_cluster(cl: &Cluster, keys: &[(Vec<u8>, Option<u64>)]) 
     let ranges = cachedeck::sandbox::cluster::slot_ranges(3);
     let mut per: Vec<Vec<(Vec<u8>, Option<u64>)>> = vec![Vec::new(); 3];
     for k in keys {
-        let slot = cachedeck::sandbox::seed::key_slot(std::str::from_utf8(&k.0).expect("ascii"));
+        let slot = cachedeck::valkey::slot::key_slot(std::str::from_utf8(&k.0).expect("ascii"));
         let shard = ranges
             .iter()
             .position(|(a, b)| (*a..=*b).contains(&slot))

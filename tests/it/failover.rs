@@ -159,11 +159,17 @@ async fn failover_test_promotes_a_replica_and_measures_the_window() {
         .discover()
         .await
         .expect("discover");
-    let paperwurks = before
-        .caches
-        .iter()
-        .find(|c| c.name == "paperwurks")
-        .expect("paperwurks");
+    let paperwurks = &sandbox
+        .with_roles(
+            "sandbox-dev",
+            before
+                .caches
+                .iter()
+                .find(|c| c.name == "paperwurks")
+                .expect("paperwurks")
+                .clone(),
+        )
+        .await;
     let old2 = paperwurks.shards[1].primary().expect("primary").id.clone();
     let old1 = paperwurks.shards[0].primary().expect("primary").id.clone();
     let mut args = run_args();
@@ -188,11 +194,17 @@ async fn failover_test_promotes_a_replica_and_measures_the_window() {
         .discover()
         .await
         .expect("discover");
-    let paperwurks = after
-        .caches
-        .iter()
-        .find(|c| c.name == "paperwurks")
-        .expect("paperwurks");
+    let paperwurks = &sandbox
+        .with_roles(
+            "sandbox-dev",
+            after
+                .caches
+                .iter()
+                .find(|c| c.name == "paperwurks")
+                .expect("paperwurks")
+                .clone(),
+        )
+        .await;
     assert_eq!(
         paperwurks.shards[0].primary().map(|n| n.id.clone()),
         Some(old1),

@@ -5,7 +5,7 @@
 //! ElastiCache moves its DNS name. Also the quota (counted from the events, and AWS's own
 //! TestFailoverNotAvailableFault) and the invalid-state fault.
 
-use crate::harness::valkey::{ServerSpec, raw_command, server, start};
+use crate::harness::valkey::{ServerSpec, cluster_pair, raw_command, server, start};
 use aws_sdk_elasticache::Client as Ec;
 use aws_sdk_elasticache::operation::describe_cache_clusters::DescribeCacheClustersOutput;
 use aws_sdk_elasticache::operation::describe_events::DescribeEventsOutput;
@@ -26,7 +26,8 @@ use aws_smithy_types::DateTime;
 use cachedeck::aws::AwsControlPlane;
 use cachedeck::config::{Config, Settings};
 use cachedeck::domain::{
-    AuthMode, Cache, CacheKind, Credentials, Endpoint, Endpoints, Node, NodeHealth, NodeRole, Shard,
+    AuthMode, Cache, CacheKind, Credentials, Endpoint, Endpoints, Node, NodeHealth, NodeRole,
+    RoleSource, Shard,
 };
 use cachedeck::runbook::actions::builtin;
 use cachedeck::runbook::catalog;
@@ -265,6 +266,7 @@ fn node(id: &str, role: NodeRole, port: u16) -> Node {
         status: "available".into(),
         health: NodeHealth::Up,
         tls: false,
+        role_source: RoleSource::ControlPlane,
     }
 }
 
@@ -586,4 +588,151 @@ async fn a_test_failover_answer_lost_in_transit_is_not_resent_and_is_followed() 
     let out = &json["steps"][1]["outputs"];
     assert_eq!(out["shards"][0]["new_primary"], "jobs-valkey-002", "{out}");
     assert_eq!(out["shards"][0]["recovered"], true, "{out}");
+}
+
+/// DescribeReplicationGroups and DescribeCacheClusters of a cluster-mode-enabled group as
+/// ElastiCache answers them: one node group owning every slot, members without
+/// `CurrentRole` or `ReadEndpoint` (documented for cluster mode disabled only), node
+/// addresses from DescribeCacheClusters, and a configuration endpoint.
+fn cluster_mode_discovery(primary: u16, replica: u16) -> Vec<Rule> {
+    use aws_sdk_elasticache::types::{
+        CacheCluster, CacheNode, Endpoint as AwsEndpoint, NodeGroup, NodeGroupMember,
+        ReplicationGroup,
+    };
+    let ep = |port: u16| {
+        AwsEndpoint::builder()
+            .address("127.0.0.1")
+            .port(i32::from(port))
+            .build()
+    };
+    let member = |id: &str| {
+        NodeGroupMember::builder()
+            .cache_cluster_id(id)
+            .cache_node_id("0001")
+            .preferred_availability_zone("eu-west-1a")
+            .build()
+    };
+    let group = ReplicationGroup::builder()
+        .replication_group_id(RG)
+        .status("available")
+        .engine("valkey")
+        .cluster_enabled(true)
+        .automatic_failover(aws_sdk_elasticache::types::AutomaticFailoverStatus::Enabled)
+        .configuration_endpoint(ep(primary))
+        .member_clusters("jobs-valkey-001")
+        .member_clusters("jobs-valkey-002")
+        .node_groups(
+            NodeGroup::builder()
+                .node_group_id("0001")
+                .status("available")
+                .slots("0-16383")
+                .node_group_members(member("jobs-valkey-001"))
+                .node_group_members(member("jobs-valkey-002"))
+                .build(),
+        )
+        .build();
+    let cluster = move |id: &str, port: u16| {
+        CacheCluster::builder()
+            .cache_cluster_id(id)
+            .replication_group_id(RG)
+            .engine("valkey")
+            .engine_version("8.1.0")
+            .cache_cluster_status("available")
+            .cache_nodes(
+                CacheNode::builder()
+                    .cache_node_id("0001")
+                    .cache_node_status("available")
+                    .endpoint(ep(port))
+                    .build(),
+            )
+            .build()
+    };
+    vec![
+        mock!(Ec::describe_replication_groups).then_compute_output(move |_| {
+            DescribeReplicationGroupsOutput::builder()
+                .replication_groups(group.clone())
+                .build()
+        }),
+        mock!(Ec::describe_cache_clusters).then_compute_output(move |_| {
+            DescribeCacheClustersOutput::builder()
+                .cache_clusters(cluster("jobs-valkey-001", primary))
+                .cache_clusters(cluster("jobs-valkey-002", replica))
+                .build()
+        }),
+    ]
+}
+
+/// The done-when of cluster mode on AWS: DescribeReplicationGroups carries no roles, and
+/// `failover-test` still finds the shard's primary and replica (asked from the nodes),
+/// passes its preflight, fails the shard over and names old and new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_test_on_a_cluster_mode_group_whose_description_carries_no_roles() {
+    use cachedeck::controlplane::ControlPlane;
+    let (primary, replica) = cluster_pair().await;
+    let script = Arc::new(Mutex::new(Script::default()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let events = events_rule(script.clone(), 0);
+    let failover = failover_rule(script.clone(), calls.clone());
+    let discovery = cluster_mode_discovery(primary.port(), replica.port());
+    let mut rules: Vec<&Rule> = discovery.iter().collect();
+    rules.extend([&events, &failover]);
+    let plane = plane(&rules);
+
+    // Discovery through the AWS adapter: every role unknown, as on AWS.
+    let found = plane.discover().await.expect("discover");
+    let cache = found
+        .caches
+        .into_iter()
+        .find(|c| c.name == RG)
+        .expect("the group");
+    assert!(cache.cluster_mode);
+    assert!(
+        cache.nodes().all(|n| n.role == NodeRole::Unknown),
+        "{:?}",
+        cache.shards
+    );
+    assert!(cache.shards[0].primary().is_none() && cache.shards[0].replicas().next().is_none());
+    assert_eq!(cache.shape(), "1×1", "the shape needs no roles");
+
+    // What ElastiCache does after TestFailover in cluster mode: the replica takes over.
+    let (s, r) = (script.clone(), replica.port());
+    let promoter = tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while s.lock().expect("script").triggered.is_none() {
+            assert!(Instant::now() < deadline, "TestFailover was never called");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let reply = tokio::task::spawn_blocking(move || raw_command(r, &["CLUSTER", "FAILOVER"]))
+            .await
+            .expect("failover");
+        assert!(reply.starts_with("+OK"), "{reply}");
+        loop {
+            let role = tokio::task::spawn_blocking(move || raw_command(r, &["ROLE"]))
+                .await
+                .expect("role");
+            if role.contains("master") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never promoted: {role}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        s.lock().expect("script").promoted = Some(OffsetDateTime::now_utc());
+    });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = run(plane, cache, dir.path()).await;
+    promoter.await.expect("promoter");
+    let json = serde_json::to_value(&report).expect("json");
+    assert_eq!(json["state"], "succeeded", "{json}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one TestFailover");
+    let lag = &json["steps"][0]["outputs"]["lag"][0];
+    assert_eq!(lag["primary"], "jobs-valkey-001", "{lag}");
+    assert_eq!(lag["replicas_online"], 1, "{lag}");
+    let out = &json["steps"][1]["outputs"];
+    assert_eq!(out["shards"][0]["old_primary"], "jobs-valkey-001", "{out}");
+    assert_eq!(out["shards"][0]["new_primary"], "jobs-valkey-002", "{out}");
+    assert_eq!(out["acked_writes_lost"], 0, "{out}");
+    assert_eq!(out["writer"]["server_before"], "jobs-valkey-001", "{out}");
+    assert_eq!(out["writer"]["server_after"], "jobs-valkey-002", "{out}");
 }

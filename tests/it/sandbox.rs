@@ -8,7 +8,7 @@ use cachedeck::controlplane::{
     ControlPlane, ControlPlaneError, EventQuery, EventSourceType, ParameterType, ParameterValue,
     PutParameter,
 };
-use cachedeck::domain::{Cache, CacheKind, NodeHealth, NodeRole};
+use cachedeck::domain::{Cache, CacheKind, NodeHealth, NodeRole, RoleSource};
 use cachedeck::sandbox::events;
 use cachedeck::valkey::server::{pid_alive, port_free};
 use redis::{IntoConnectionInfo, RedisConnectionInfo};
@@ -133,7 +133,21 @@ async fn up_builds_the_seed_estates_and_down_leaves_nothing() {
     assert!(orders.tls && orders.automatic_failover);
     assert!(orders.endpoints.primary.is_some() && orders.endpoints.reader.is_some());
     let paperwurks = find(&dev.caches, "paperwurks");
-    assert_eq!(roles(paperwurks), vec![vec![Primary, Replica]; 3]);
+    // Cluster mode: DescribeReplicationGroups names no roles, and neither does the sandbox;
+    // they are learned from the nodes.
+    assert_eq!(roles(paperwurks), vec![vec![NodeRole::Unknown; 2]; 3]);
+    assert!(
+        paperwurks
+            .nodes()
+            .all(|n| n.role_source == RoleSource::not_reported()),
+        "{:?}",
+        paperwurks.shards
+    );
+    assert_eq!(paperwurks.shape(), "3×1");
+    assert_eq!(paperwurks.status, "available");
+    let learned = sandbox.with_roles("sandbox-dev", paperwurks.clone()).await;
+    assert_eq!(roles(&learned), vec![vec![Primary, Replica]; 3]);
+    assert!(learned.nodes().all(|n| n.role_source == RoleSource::Node));
     assert_eq!(paperwurks.shards[2].slots.as_deref(), Some("10922-16383"));
     assert!(find(&dev.caches, "valkey-ecs").ecs.is_some());
     // Every node of every cache answers, on the port the state recorded for that process.
@@ -562,7 +576,9 @@ async fn test_failover_promotes_a_replica_and_the_endpoint_follows() {
     assert!(info.contains("role:slave"), "{info}");
 
     // Cluster mode: one shard fails over, the others keep their primaries.
-    let paperwurks = find(&before.caches, "paperwurks");
+    let paperwurks = &sandbox
+        .with_roles("sandbox-dev", find(&before.caches, "paperwurks").clone())
+        .await;
     let shard2_replica = paperwurks.shards[1]
         .replicas()
         .next()
@@ -574,7 +590,9 @@ async fn test_failover_promotes_a_replica_and_the_endpoint_follows() {
         .await
         .expect("cluster failover");
     let after = plane.discover().await.expect("discover");
-    let paperwurks_after = find(&after.caches, "paperwurks");
+    let paperwurks_after = &sandbox
+        .with_roles("sandbox-dev", find(&after.caches, "paperwurks").clone())
+        .await;
     assert_eq!(
         paperwurks_after.shards[1].primary().map(|n| n.id.clone()),
         Some(shard2_replica)

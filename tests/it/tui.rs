@@ -5,7 +5,7 @@
 use cachedeck::controlplane::{CacheEvent, Discovery};
 use cachedeck::domain::{
     AuthMode, Cache, CacheKind, Credentials, Endpoint, Endpoints, Environment, Node, NodeHealth,
-    NodeRole, Protection, ProviderKind, Shard,
+    NodeRole, Protection, ProviderKind, RoleSource, Shard,
 };
 use cachedeck::tui::action::{Action, Route, Tab};
 use cachedeck::tui::app::{App, Effect};
@@ -45,6 +45,7 @@ fn node(id: &str, role: NodeRole, port: u16, az: &str) -> Node {
         status: "available".into(),
         health: NodeHealth::Up,
         tls: false,
+        role_source: RoleSource::ControlPlane,
     }
 }
 
@@ -493,6 +494,7 @@ fn tui_slowlog_escapes_hostile_key_names() {
             args,
             client_addr: Some("127.0.0.1:50000".into()),
             client_name: None,
+            capped: false,
         })
         .collect();
     app.update(Action::Slowlog {

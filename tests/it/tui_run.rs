@@ -3,7 +3,7 @@
 //! confirmation dialog asking for the cache name, and the final report.
 
 use cachedeck::runbook::events::{Event, RunState, StepInfo, StepState};
-use cachedeck::tui::run::RunView;
+use cachedeck::tui::run_view::RunView;
 use cachedeck::tui::theme::Theme;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -13,7 +13,7 @@ use std::time::Duration;
 fn render(run: &RunView) -> String {
     let mut terminal = Terminal::new(TestBackend::new(90, 22)).expect("test terminal");
     terminal
-        .draw(|f| cachedeck::tui::view::run::draw(run, &Theme::monochrome(), f, f.area()))
+        .draw(|f| cachedeck::tui::view::run_view::draw(run, &Theme::monochrome(), f, f.area()))
         .expect("draw");
     terminal.backend().to_string()
 }

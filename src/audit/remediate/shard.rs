@@ -209,6 +209,7 @@ impl ShardJob {
                 why,
                 from_zero: true,
             })?;
+            crate::valkey::caps::check_scan_batch(&keys).map_err(PassError::Fatal)?;
             let mut matching = Vec::with_capacity(keys.len());
             for k in keys {
                 if !self.opts.matcher.matches(&k) {

@@ -4,7 +4,7 @@
 use crate::controlplane::{ParameterType, ParameterValue, PutParameter};
 use crate::runbook::action::{
     Action, ActionContext, ActionError, InputSpec, Inputs, Observation, OutputSpec, PlanContext,
-    PlannedCall,
+    PlannedCall, WrittenInputProblem,
 };
 use crate::runbook::value::{SecretValue, Value, ValueKind, Values};
 use async_trait::async_trait;
@@ -26,7 +26,7 @@ const PUT_INPUTS: &[InputSpec] = &[
         "secure",
         ValueKind::Bool,
         Some("false"),
-        "store as SecureString even for plain text",
+        "store as SecureString; the value must then come from a secret source",
     ),
     InputSpec::optional(
         "overwrite",
@@ -48,17 +48,22 @@ const PUT_OUTPUTS: &[OutputSpec] = &[
     },
 ];
 
+/// Why a SecureString cannot take a plain value, and what to write instead.
+const SECURE_NEEDS_SECRET: &str = "a SecureString (`secure = true`) takes its value only from a secret source: a plain value (literal or `params.*`) is written to the run's journal, and a `--param` is on the command line for every local user to see";
+const SECURE_FIX: &str = "set `value = \"{{ steps.<id>.outputs.<secret output> }}\"` (e.g. the `value` of a `parameter-get` of a SecureString), or drop `secure` for a non-secret value";
+
 fn put_value(inputs: &Inputs) -> Result<(ParameterValue, bool), ActionError> {
     let secure = inputs.bool("secure")?;
     match inputs.get("value") {
         Some(Value::Secret(s)) => Ok((ParameterValue::Secret(s.expose().to_string().into()), true)),
-        Some(Value::Json(serde_json::Value::String(s))) if secure => {
-            Ok((ParameterValue::Secret(s.clone().into()), true))
-        }
+        Some(Value::Json(_)) if secure => Err(ActionError::Input {
+            name: "value".into(),
+            problem: format!("{SECURE_NEEDS_SECRET}; {SECURE_FIX}"),
+        }),
         Some(Value::Json(serde_json::Value::String(s))) => {
             Ok((ParameterValue::Plain(s.clone()), false))
         }
-        Some(Value::Json(other)) => Ok((ParameterValue::Plain(other.to_string()), secure)),
+        Some(Value::Json(other)) => Ok((ParameterValue::Plain(other.to_string()), false)),
         None => Err(ActionError::Input {
             name: "value".into(),
             problem: "is missing".into(),
@@ -116,6 +121,31 @@ impl Action for ParameterPut {
             ),
             _ => Observation::NotDone,
         })
+    }
+    fn check_written_inputs(
+        &self,
+        inputs: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), WrittenInputProblem> {
+        if inputs.get("secure") != Some(&serde_json::Value::Bool(true)) {
+            return Ok(());
+        }
+        // Only a step's output can be a secret; a literal or a runbook parameter never is.
+        let from_step = inputs
+            .get("value")
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .and_then(|v| v.strip_prefix("{{"))
+            .and_then(|v| v.strip_suffix("}}"))
+            .is_some_and(|inner| !inner.contains("{{") && inner.trim().starts_with("steps."));
+        if from_step {
+            Ok(())
+        } else {
+            Err(WrittenInputProblem {
+                input: "value",
+                problem: SECURE_NEEDS_SECRET.into(),
+                fix: SECURE_FIX.into(),
+            })
+        }
     }
     async fn run(&self, ctx: &ActionContext, inputs: &Inputs) -> Result<Values, ActionError> {
         let name = inputs.str("name")?;
@@ -220,5 +250,50 @@ impl Action for ParameterGet {
                 .with("version", Value::int(0))
                 .with("exists", Value::bool(false))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::value::SecretValue;
+    use std::collections::BTreeMap;
+
+    fn inputs(value: Value, secure: bool) -> Inputs {
+        let v = Values::new()
+            .with("name", Value::str("/app/token"))
+            .with("value", value)
+            .with("overwrite", Value::bool(true));
+        let v = v.with("secure", Value::bool(secure));
+        Inputs(v)
+    }
+
+    #[test]
+    fn a_secure_value_comes_only_from_a_secret() {
+        let err = put_value(&inputs(Value::str("plain-s3cret"), true)).expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("only from a secret source"), "{text}");
+        assert!(!text.contains("plain-s3cret"), "{text}");
+        let (v, secure) =
+            put_value(&inputs(Value::Secret(SecretValue::new("tok")), true)).expect("secret");
+        assert!(secure && matches!(v, ParameterValue::Secret(_)));
+        let (v, secure) = put_value(&inputs(Value::str("blue"), false)).expect("plain");
+        assert!(!secure && matches!(v, ParameterValue::Plain(_)));
+    }
+
+    #[test]
+    fn written_secure_inputs_must_name_a_step_output() {
+        let check = |value: &str, secure: serde_json::Value| {
+            let mut m = BTreeMap::new();
+            m.insert("value".to_string(), serde_json::Value::String(value.into()));
+            m.insert("secure".to_string(), secure);
+            ParameterPut.check_written_inputs(&m)
+        };
+        let t = serde_json::Value::Bool(true);
+        assert!(check("{{ steps.read.outputs.value }}", t.clone()).is_ok());
+        assert!(check("{{ params.token }}", t.clone()).is_err());
+        assert!(check("hunter2", t.clone()).is_err());
+        assert!(check("x{{ steps.a.outputs.b }}", t.clone()).is_err());
+        assert!(check("{{ params.token }}", serde_json::Value::Bool(false)).is_ok());
     }
 }

@@ -3,7 +3,7 @@
 //! each failure with its reason, while every other node keeps its own pace.
 
 use super::{NodeKey, NodeSample, NodeStats};
-use crate::domain::{Cache, Endpoint, Node, NodeHealth, NodeRole};
+use crate::domain::{Cache, Endpoint, Node, NodeHealth, NodeRole, RoleSource};
 use crate::valkey::connect::{ConnectError, Connector, NodeConnection};
 use crate::valkey::info::Info;
 use std::sync::Arc;
@@ -74,6 +74,7 @@ pub fn poll_nodes(cache: &Cache) -> Vec<Node> {
             status: cache.status.clone(),
             health: NodeHealth::Unknown,
             tls: e.tls,
+            role_source: RoleSource::Unknown("known only by its endpoint".into()),
         })
         .collect()
 }

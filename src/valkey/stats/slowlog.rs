@@ -2,6 +2,7 @@
 //! names, values) and are kept raw; [`SlowlogEntry::command_line`] escapes them for display.
 
 use crate::escape::escape_capped;
+use crate::valkey::caps::{SLOWLOG_MAX_ARG_BYTES, SLOWLOG_MAX_ARGS, SLOWLOG_MAX_ENTRIES};
 use crate::valkey::connect::{ConnectError, Layer, NodeConnection};
 use redis::Value;
 use serde::Serialize;
@@ -18,16 +19,25 @@ pub struct SlowlogEntry {
     pub args: Vec<Vec<u8>>,
     pub client_addr: Option<String>,
     pub client_name: Option<String>,
+    /// Arguments (or bytes of them) left out by cachedeck's caps
+    /// ([`SLOWLOG_MAX_ARGS`], [`SLOWLOG_MAX_ARG_BYTES`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub capped: bool,
 }
 
 impl SlowlogEntry {
     /// The command line, escaped, each argument capped at `max_arg` characters.
     pub fn command_line(&self, max_arg: usize) -> String {
-        self.args
+        let mut line = self
+            .args
             .iter()
             .map(|a| escape_capped(a, max_arg))
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(" ");
+        if self.capped {
+            line.push_str(" …(capped by cachedeck)");
+        }
+        line
     }
 
     fn from_value(v: &Value) -> Option<SlowlogEntry> {
@@ -43,16 +53,27 @@ impl SlowlogEntry {
             Some(Value::SimpleString(s)) => Some(escape_capped(s, 200)),
             _ => None,
         };
+        let mut capped = false;
         let args = match fields.get(3) {
-            Some(Value::Array(args)) => args
-                .iter()
-                .map(|a| match a {
-                    Value::BulkString(b) => b.clone(),
-                    Value::SimpleString(s) => s.clone().into_bytes(),
-                    Value::Int(n) => n.to_string().into_bytes(),
-                    _ => Vec::new(),
-                })
-                .collect(),
+            Some(Value::Array(args)) => {
+                capped |= args.len() > SLOWLOG_MAX_ARGS;
+                args.iter()
+                    .take(SLOWLOG_MAX_ARGS)
+                    .map(|a| {
+                        let mut b = match a {
+                            Value::BulkString(b) => b.clone(),
+                            Value::SimpleString(s) => s.clone().into_bytes(),
+                            Value::Int(n) => n.to_string().into_bytes(),
+                            _ => Vec::new(),
+                        };
+                        if b.len() > SLOWLOG_MAX_ARG_BYTES {
+                            b.truncate(SLOWLOG_MAX_ARG_BYTES);
+                            capped = true;
+                        }
+                        b
+                    })
+                    .collect()
+            }
             _ => Vec::new(),
         };
         Some(SlowlogEntry {
@@ -62,19 +83,21 @@ impl SlowlogEntry {
             args,
             client_addr: text(4).filter(|s| !s.is_empty()),
             client_name: text(5).filter(|s| !s.is_empty()),
+            capped,
         })
     }
 }
 
-/// The node's last `count` slow commands, newest first.
+/// The node's last `count` slow commands (at most [`SLOWLOG_MAX_ENTRIES`]), newest first.
 pub async fn fetch_slowlog(
     conn: &mut NodeConnection,
     count: usize,
 ) -> Result<Vec<SlowlogEntry>, ConnectError> {
+    let count = count.min(SLOWLOG_MAX_ENTRIES);
     let value: Value = conn
         .query(redis::cmd("SLOWLOG").arg("GET").arg(count))
         .await?;
-    parse_slowlog(&value).ok_or_else(|| {
+    parse_slowlog_capped(&value, count).ok_or_else(|| {
         ConnectError::new(
             Layer::Protocol,
             conn.endpoint().address(),
@@ -84,10 +107,26 @@ pub async fn fetch_slowlog(
     })
 }
 
-/// Parses a SLOWLOG GET reply; malformed entries are skipped.
-pub fn parse_slowlog(value: &Value) -> Option<Vec<SlowlogEntry>> {
+/// Parses a SLOWLOG GET reply, malformed entries skipped, at most `max` kept: a server that
+/// sends more than it was asked for is cut off (with a log line saying so).
+fn parse_slowlog_capped(value: &Value, max: usize) -> Option<Vec<SlowlogEntry>> {
     match value {
-        Value::Array(items) => Some(items.iter().filter_map(SlowlogEntry::from_value).collect()),
+        Value::Array(items) => {
+            if items.len() > max {
+                tracing::warn!(
+                    sent = items.len(),
+                    kept = max,
+                    "SLOWLOG GET returned more entries than asked for; cachedeck kept the first"
+                );
+            }
+            Some(
+                items
+                    .iter()
+                    .take(max)
+                    .filter_map(SlowlogEntry::from_value)
+                    .collect(),
+            )
+        }
         _ => None,
     }
 }
@@ -119,7 +158,7 @@ mod tests {
                 Value::Array(vec![]),
             ]),
         ]);
-        let entries = parse_slowlog(&reply).expect("a list");
+        let entries = parse_slowlog_capped(&reply, SLOWLOG_MAX_ENTRIES).expect("a list");
         assert_eq!(entries.len(), 2);
         let e = &entries[0];
         assert_eq!(e.id, 7);
@@ -128,6 +167,38 @@ mod tests {
         assert_eq!(e.client_addr.as_deref(), Some("10.0.0.9:51234"));
         assert_eq!(e.client_name, None);
         assert_eq!(entries[1].client_addr, None);
-        assert_eq!(parse_slowlog(&Value::Nil), None);
+        assert_eq!(parse_slowlog_capped(&Value::Nil, 10), None);
+    }
+
+    #[test]
+    fn hostile_replies_are_capped_and_say_so() {
+        let entry = |args: Vec<Value>| {
+            Value::Array(vec![
+                Value::Int(1),
+                Value::Int(1),
+                Value::Int(1),
+                Value::Array(args),
+            ])
+        };
+        let many_args = entry((0..1000).map(|_| bulk(b"x")).collect());
+        let huge_arg = entry(vec![bulk(b"SET"), bulk(&vec![b'v'; 1 << 20])]);
+        let reply = Value::Array(
+            std::iter::once(many_args)
+                .chain(std::iter::once(huge_arg))
+                .chain((0..500).map(|_| entry(vec![bulk(b"GET")])))
+                .collect(),
+        );
+        let entries = parse_slowlog_capped(&reply, SLOWLOG_MAX_ENTRIES).expect("a list");
+        assert_eq!(entries.len(), SLOWLOG_MAX_ENTRIES);
+        assert_eq!(entries[0].args.len(), SLOWLOG_MAX_ARGS);
+        assert!(entries[0].capped);
+        assert_eq!(entries[1].args[1].len(), SLOWLOG_MAX_ARG_BYTES);
+        assert!(
+            entries[1]
+                .command_line(64)
+                .ends_with("…(capped by cachedeck)")
+        );
+        assert!(!entries[2].capped);
+        assert_eq!(entries[2].command_line(64), "GET");
     }
 }

@@ -4,10 +4,11 @@
 #![allow(dead_code, clippy::expect_used)]
 
 use cachedeck::config::{EnvConfig, Settings};
-use cachedeck::domain::{Protection, ProviderKind};
+use cachedeck::domain::{Cache, Protection, ProviderKind};
 use cachedeck::sandbox::SandboxControlPlane;
 use cachedeck::sandbox::params::ParamStore;
 use cachedeck::sandbox::state::State;
+use cachedeck::valkey::connect::{ConnectOptions, Connector};
 use std::path::{Path, PathBuf};
 
 /// A running sandbox in a temp dir.
@@ -81,6 +82,17 @@ impl Sandbox {
             &Settings::default(),
         )
         .expect("open sandbox control plane")
+    }
+
+    /// `cache` of `env` with the roles the control plane does not report (cluster mode)
+    /// learned from its nodes, as every runbook step and view gets it.
+    pub async fn with_roles(&self, env: &str, mut cache: Cache) -> Cache {
+        let plane = self.plane(env);
+        let connector = Connector::for_cache(&cache, Some(&plane), ConnectOptions::default())
+            .await
+            .expect("connector");
+        cachedeck::valkey::roles::learn(&mut cache, &connector).await;
+        cache
     }
 
     /// `cachedeck` pointed at this sandbox.

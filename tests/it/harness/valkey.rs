@@ -34,3 +34,35 @@ pub fn raw_command(port: u16, args: &[&str]) -> String {
     let n = stream.read(&mut buf).expect("read");
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+/// A one-shard Valkey cluster: a primary owning every slot and its replica, synced.
+pub async fn cluster_pair() -> (ValkeyServer, ValkeyServer) {
+    use cachedeck::sandbox::client::NodeAuth;
+    use cachedeck::sandbox::cluster::{ShardPlan, form};
+    use std::time::{Duration, Instant};
+    let primary = start(ServerSpec::new().cluster());
+    let replica = start(ServerSpec::new().cluster());
+    form(
+        &[ShardPlan {
+            primary: primary.port(),
+            replicas: vec![replica.port()],
+        }],
+        &NodeAuth::default(),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("form the cluster");
+    let (p, r) = (primary.port(), replica.port());
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !raw_command(r, &["INFO", "replication"]).contains("master_link_status:up")
+            || !raw_command(p, &["INFO", "replication"]).contains("state=online")
+        {
+            assert!(Instant::now() < deadline, "replica never synced");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .expect("sync");
+    (primary, replica)
+}

@@ -107,6 +107,12 @@ const BAD: &[(&str, &str, &str, &str)] = &[
         "type = \"bool\"",
     ),
     (
+        "secure-from-param.toml",
+        "12:41",
+        "takes its value only from a secret source",
+        "steps.<id>.outputs.<secret output>",
+    ),
+    (
         "bad-param-default.toml",
         "7:11",
         "default of parameter `count` (int)",

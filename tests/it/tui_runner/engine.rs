@@ -6,7 +6,7 @@ use crate::harness::valkey::raw_command;
 use cachedeck::runbook::events::RunState;
 use cachedeck::tui::action::Action;
 use cachedeck::tui::app::{Mode, RunScreen};
-use cachedeck::tui::run::StepPhase;
+use cachedeck::tui::run_view::StepPhase;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tui_runner_health_check_runs_to_the_end_through_the_engine() {

@@ -12,7 +12,7 @@ use cachedeck::estate::{Estate, PlaneFactory};
 use cachedeck::sandbox::params::ParamStore;
 use cachedeck::tui::action::{Action, Route};
 use cachedeck::tui::app::{App, RunScreen, RunSession};
-use cachedeck::tui::run::StepPhase;
+use cachedeck::tui::run_view::StepPhase;
 use cachedeck::tui::workers::Workers;
 use cachedeck::valkey::server::ValkeyServer;
 use std::collections::BTreeMap;

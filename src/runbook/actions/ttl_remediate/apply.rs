@@ -234,7 +234,7 @@ impl Action for TtlRemediate {
             Some(crate::runbook::value::Value::Json(v)) => v.as_f64().unwrap_or(0.0),
             _ => 0.0,
         };
-        let max_usd = crate::audit::action::dollars(inputs, "max_usd")?;
+        let max_usd = super::super::ttl_audit::dollars(inputs, "max_usd")?;
         if usd > max_usd {
             return Err(ActionError::failed(format!(
                 "set TTLs on `{}`: applying costs about ${usd:.4} on this serverless cache, over max_usd ${max_usd:.4}; to agree, run it again with --param max_usd=<dollars>",

@@ -31,7 +31,7 @@ fn probe_key(ctx: &ActionContext, first_shard: Option<&str>) -> String {
     match slots {
         Some(slots) if ctx.cache.cluster_mode => (0..100_000)
             .map(|i| format!("{base}:{{{i}}}"))
-            .find(|k| owns(slots, crate::sandbox::seed::key_slot(k)))
+            .find(|k| owns(slots, crate::valkey::slot::key_slot(k)))
             .unwrap_or(base),
         _ => base,
     }

@@ -2,7 +2,7 @@
 //! reporter of the same events as the headless runner, never a second engine), plus the
 //! confirmation the engine is waiting on.
 
-use crate::audit::{self, report::AuditReport};
+use crate::audit::report::AuditReport;
 use crate::escape::escape_capped;
 use crate::runbook::events::{Event, RunState, StepState};
 use std::time::Duration;
@@ -174,7 +174,7 @@ impl RunView {
             } => {
                 let mut outputs = outputs;
                 if let Some(row) = self.step_mut(&step) {
-                    let report = (row.action == audit::action::NAME)
+                    let report = (row.action == crate::runbook::actions::ttl_audit::NAME)
                         .then(|| outputs.remove("report"))
                         .flatten();
                     if let Some(r) = report.and_then(|r| serde_json::from_value(r).ok()) {

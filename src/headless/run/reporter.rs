@@ -2,7 +2,7 @@
 //! confirmation questions from the command-line approval, and the final report on stdout.
 
 use super::progress::ProgressView;
-use super::{Format, RunOutput, TABLE_ACTION};
+use super::{Format, TABLE_ACTION};
 use crate::audit::report::AuditReport;
 use crate::escape::escape_capped;
 use crate::runbook::engine::{Plan, RunReport};
@@ -125,14 +125,14 @@ pub fn run_json(report: &RunReport) -> Result<serde_json::Value, serde_json::Err
 }
 
 /// Prints the final report on stdout: the run (text, JSON) or its audit (CSV, Markdown).
-pub fn print_report(report: &RunReport, format: RunOutput) {
+pub fn print_report(report: &RunReport, format: Format) {
     match format {
-        RunOutput::Json => match run_json(report).and_then(|v| serde_json::to_string_pretty(&v)) {
+        Format::Json => match run_json(report).and_then(|v| serde_json::to_string_pretty(&v)) {
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("error: failed to encode the report: {e}"),
         },
-        RunOutput::Csv | RunOutput::Markdown => match audit_of(report) {
-            Some((_, audit)) if format == RunOutput::Csv => print!("{}", audit.to_csv()),
+        Format::Csv | Format::Markdown => match audit_of(report) {
+            Some((_, audit)) if format == Format::Csv => print!("{}", audit.to_csv()),
             Some((_, audit)) => print!("{}", audit.to_markdown()),
             None => eprintln!(
                 "error: failed to print the audit report: run {} ended ({}) before its audit finished; see `cachedeck runs show {}`",
@@ -141,7 +141,7 @@ pub fn print_report(report: &RunReport, format: RunOutput) {
                 report.run_id
             ),
         },
-        RunOutput::Text => {
+        Format::Text => {
             println!(
                 "run {} of {} on {}/{}: {}",
                 report.run_id,
@@ -191,7 +191,7 @@ pub fn print_plan(plan: &Plan, format: Format) {
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("error: failed to encode the plan: {e}"),
         },
-        Format::Text => {
+        Format::Text | Format::Csv | Format::Markdown => {
             println!(
                 "dry run of {} on {}/{}: nothing is executed",
                 plan.runbook, plan.env, plan.cache

@@ -3,9 +3,9 @@
 //! under the thresholds, and TestFailover quota left (counted from DescribeEvents).
 //! Read-only; every problem found is reported at once.
 
-use super::failover_events::{self, QUOTA};
+use super::events::{self, QUOTA};
 use crate::controlplane::EventQuery;
-use crate::domain::{Cache, CacheKind, Shard};
+use crate::domain::{Cache, CacheKind, NodeRole, RoleSource, Shard};
 use crate::runbook::action::{
     Action, ActionContext, ActionError, InputSpec, Inputs, OutputSpec, PlanContext, PlannedCall,
 };
@@ -33,7 +33,16 @@ const INPUTS: &[InputSpec] = &[
         Some("\"10s\""),
         "largest acceptable time since a replica's last acknowledgement (INFO lag)",
     ),
+    InputSpec::optional(
+        "lag_wait",
+        ValueKind::Duration,
+        Some("\"30s\""),
+        "how long to wait for replicas to come online and catch up before refusing",
+    ),
 ];
+
+/// Time between lag measurements while waiting for it to settle.
+const LAG_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 const OUTPUTS: &[OutputSpec] = &[
     OutputSpec {
         name: "shards",
@@ -100,12 +109,36 @@ pub struct ShardLag {
     pub max_lag_seconds: u64,
 }
 
+/// Why a shard has no node of `role`, in words: the roles nobody could learn, if any.
+pub fn unknown_roles(shard: &Shard) -> Option<String> {
+    let unknown: Vec<String> = shard
+        .nodes
+        .iter()
+        .filter(|n| n.role == NodeRole::Unknown)
+        .map(|n| match &n.role_source {
+            RoleSource::Unknown(why) => format!(
+                "role of {} unknown: {}",
+                crate::escape::escape_capped(&n.id, 80),
+                why
+            ),
+            _ => format!(
+                "role of {} unknown",
+                crate::escape::escape_capped(&n.id, 80)
+            ),
+        })
+        .collect();
+    (!unknown.is_empty()).then(|| unknown.join("; "))
+}
+
 /// Reads INFO replication from the shard's primary.
 pub async fn shard_lag(ctx: &ActionContext, shard: &Shard) -> Result<ShardLag, ActionError> {
     let primary = shard.primary().ok_or_else(|| {
         ActionError::failed(format!(
-            "measure the lag of shard {}: it has no primary answering",
-            shard.id
+            "measure the lag of shard {}: it has no primary answering{}",
+            shard.id,
+            unknown_roles(shard)
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default()
         ))
     })?;
     let connector = ctx.connector().await?;
@@ -146,6 +179,56 @@ pub fn kind_problem(cache: &Cache) -> Option<String> {
     }
 }
 
+/// Whether a measured lag is within the limits with a replica online.
+fn settled(lag: &ShardLag, max_bytes: u64, max_secs: u64) -> bool {
+    lag.replicas_online > 0 && lag.max_lag_bytes <= max_bytes && lag.max_lag_seconds <= max_secs
+}
+
+/// Measures every shard's lag, and while some shard has no replica online or lags over the
+/// limits, measures again every [`LAG_POLL`] for up to `wait` (a replica that has just
+/// started or synced catches up within seconds), reporting progress. Returns the last
+/// measurement of each shard.
+async fn settled_lags(
+    ctx: &ActionContext,
+    shards: &[&Shard],
+    max_bytes: u64,
+    max_secs: u64,
+    wait: std::time::Duration,
+) -> Result<Vec<Result<ShardLag, ActionError>>, ActionError> {
+    let started = std::time::Instant::now();
+    loop {
+        let mut lags = Vec::with_capacity(shards.len());
+        for s in shards {
+            lags.push(shard_lag(ctx, s).await);
+        }
+        let unsettled: Vec<String> = lags
+            .iter()
+            .filter_map(|l| l.as_ref().ok())
+            .filter(|l| !settled(l, max_bytes, max_secs))
+            .map(|l| {
+                format!(
+                    "shard {}: {} replica(s) online, lag {} bytes / {} s",
+                    l.shard, l.replicas_online, l.max_lag_bytes, l.max_lag_seconds
+                )
+            })
+            .collect();
+        let waited = started.elapsed();
+        if unsettled.is_empty() || waited >= wait {
+            return Ok(lags);
+        }
+        ctx.progress(
+            waited.as_millis() as u64,
+            Some(wait.as_millis() as u64),
+            format!(
+                "waiting up to {} for replication to settle ({})",
+                humantime::format_duration(wait),
+                unsettled.join("; ")
+            ),
+        );
+        ctx.sleep(LAG_POLL.min(wait.saturating_sub(waited))).await?;
+    }
+}
+
 #[async_trait]
 impl Action for FailoverPreflight {
     fn name(&self) -> &'static str {
@@ -164,15 +247,24 @@ impl Action for FailoverPreflight {
         false
     }
     fn plan(&self, ctx: &PlanContext<'_>, _inputs: &Inputs) -> Vec<PlannedCall> {
-        let mut calls: Vec<PlannedCall> = ctx
-            .cache
-            .shards
-            .iter()
-            .filter_map(|s| s.primary())
-            .map(|p| {
-                PlannedCall::valkey(format!("{}:{}", p.host, p.port), "INFO everything", false)
-            })
-            .collect();
+        let mut calls: Vec<PlannedCall> = Vec::new();
+        for s in &ctx.cache.shards {
+            match s.primary() {
+                Some(p) => calls.push(PlannedCall::valkey(
+                    format!("{}:{}", p.host, p.port),
+                    "INFO",
+                    false,
+                )),
+                // Roles the control plane does not give are learned before the step.
+                None => calls.extend(s.nodes.iter().map(|n| {
+                    PlannedCall::valkey(
+                        format!("{}:{}", n.host, n.port),
+                        "ROLE (role not reported by the control plane), then INFO on the primary",
+                        false,
+                    )
+                })),
+            }
+        }
         calls.push(PlannedCall::control_plane(
             "elasticache:DescribeEvents start_time=now-24h (count TestFailover calls)",
             false,
@@ -197,13 +289,22 @@ impl Action for FailoverPreflight {
                     .to_string(),
             );
         }
-        let mut lags = Vec::new();
+        let mut measured = Vec::new();
         for s in &shards {
             if s.replicas().next().is_none() {
-                problems.push(format!("shard {} has no replica to promote", s.id));
+                problems.push(match unknown_roles(s) {
+                    Some(why) => format!("shard {}: no replica known to promote ({why})", s.id),
+                    None => format!("shard {} has no replica to promote", s.id),
+                });
                 continue;
             }
-            match shard_lag(ctx, s).await {
+            measured.push(*s);
+        }
+        let wait = inputs.duration("lag_wait")?;
+        let lags = settled_lags(ctx, &measured, max_bytes, max_secs, wait).await?;
+        let mut lags_ok = Vec::new();
+        for (s, lag) in measured.iter().zip(lags) {
+            match lag {
                 Ok(lag) => {
                     ctx.output(format!(
                         "shard {}: primary {}, {} replica(s) online, lag {} bytes / {} s",
@@ -214,25 +315,33 @@ impl Action for FailoverPreflight {
                         lag.max_lag_seconds
                     ));
                     if lag.replicas_online == 0 {
-                        problems.push(format!("shard {} has no replica online", s.id));
+                        problems.push(format!(
+                            "shard {} has no replica online (waited {})",
+                            s.id,
+                            humantime::format_duration(wait)
+                        ));
                     }
                     if lag.max_lag_bytes > max_bytes || lag.max_lag_seconds > max_secs {
                         problems.push(format!(
-                            "shard {} lags {} bytes / {} s (limits {max_bytes} bytes / {max_secs} s); wait for replicas to catch up",
-                            s.id, lag.max_lag_bytes, lag.max_lag_seconds
+                            "shard {} lags {} bytes / {} s (limits {max_bytes} bytes / {max_secs} s) after waiting {}; wait for replicas to catch up",
+                            s.id,
+                            lag.max_lag_bytes,
+                            lag.max_lag_seconds,
+                            humantime::format_duration(wait)
                         ));
                     }
-                    lags.push(lag);
+                    lags_ok.push(lag);
                 }
                 Err(e) => problems.push(format!("measure the lag of shard {}: {e}", s.id)),
             }
         }
+        let lags = lags_ok;
         let now = OffsetDateTime::now_utc();
         let events = ctx
             .plane
             .describe_events(EventQuery::all(now - time::Duration::hours(24)))
             .await?;
-        let used = failover_events::quota_used(&events, now);
+        let used = events::quota_used(&events, now);
         let left = QUOTA.saturating_sub(used);
         ctx.output(format!(
             "TestFailover quota: {used} of {QUOTA} node groups used in the last 24 hours"

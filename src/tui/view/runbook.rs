@@ -1,7 +1,7 @@
 //! The runner screens over the cache view: picker, form, and the run (live steps, a dry
 //! run's plan, or why it could not start), with the footer hints for each.
 
-use super::{audit, form, notice, panel, picker, plan, run};
+use super::{audit, form, notice, panel, picker, plan, run_view};
 use crate::domain::Protection;
 use crate::escape::escape;
 use crate::tui::app::{App, RunScreen};
@@ -49,7 +49,7 @@ pub fn draw(app: &App, screen: &RunScreen, theme: &Theme, frame: &mut Frame, are
                     _ => notice(frame, inner, "preparing the run…", theme.muted),
                 }
             } else {
-                run::draw(&session.view, theme, frame, area);
+                run_view::draw(&session.view, theme, frame, area);
             }
         }
     }

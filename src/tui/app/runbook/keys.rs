@@ -8,7 +8,7 @@ use crate::tui::action::Action;
 use crate::tui::app::form::Form;
 use crate::tui::app::{App, Effect, Load};
 use crate::tui::audit::AuditView;
-use crate::tui::run::RunView;
+use crate::tui::run_view::RunView;
 
 impl App {
     pub(super) fn picker_key(

@@ -2,8 +2,8 @@
 //! the new primary), old → new primary per shard (server run ids mapped to node ids), and
 //! the event timeline, as the step's outputs.
 
-use super::failover_events::{self, Progress};
-use super::failover_preflight::ShardLag;
+use super::events::{self, Progress};
+use super::preflight::ShardLag;
 use crate::controlplane::CacheEvent;
 use crate::domain::{Cache, Endpoint};
 use crate::probe::{self, Attempt, ProbeSummary};
@@ -64,7 +64,7 @@ pub struct Measured<'a> {
 fn timeline(events: &[CacheEvent]) -> serde_json::Value {
     let items: Vec<&CacheEvent> = events
         .iter()
-        .filter(|e| failover_events::is_failover_event(e))
+        .filter(|e| events::is_failover_event(e))
         .collect();
     serde_json::to_value(items).unwrap_or_default()
 }
@@ -107,7 +107,7 @@ async fn read_back(
         Ok(v) => v,
         Err(e) => {
             // Cluster mode: the endpoint may not own the probe key's slot.
-            let next = super::nodes::moved_to(&e, endpoint).ok_or(e)?;
+            let next = super::super::nodes::moved_to(&e, endpoint).ok_or(e)?;
             conn = connector.connect(&next).await?;
             conn.query(&lrange).await?
         }
@@ -170,13 +170,20 @@ pub async fn measured(ctx: &ActionContext, m: Measured<'_>) -> Result<Values, Ac
         _ => None,
     };
     // The cache as it is now: new roles, and the nodes whose run ids the probes saw.
-    let now = match ctx.plane.discover().await {
+    let mut now = match ctx.plane.discover().await {
         Ok(d) => d.caches.into_iter().find(|c| c.name == ctx.cache.name),
         Err(e) => {
             ctx.output(format!("re-discover the cache after the failover: {e}"));
             None
         }
     };
+    // In cluster mode the control plane names no roles: ask the nodes who leads now.
+    if let Some(c) = now.as_mut()
+        && crate::valkey::roles::needs_learning(c)
+        && let Ok(connector) = ctx.connector().await
+    {
+        crate::valkey::roles::learn(c, connector).await;
+    }
     let ids = run_ids(ctx, now.as_ref().unwrap_or(&ctx.cache)).await;
     let mut shards = m.shards;
     for s in &mut shards {

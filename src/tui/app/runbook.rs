@@ -16,7 +16,7 @@ use crate::runbook::events::Event;
 use crate::runbook::validate::Runbook;
 use crate::tui::action::Action;
 use crate::tui::audit::AuditView;
-use crate::tui::run::RunView;
+use crate::tui::run_view::RunView;
 
 /// Which runner screen covers the cache view.
 #[derive(Debug)]

@@ -1,86 +1,37 @@
-//! The headless runner behind `cachedeck run` and `cachedeck runs resume`: progress on
-//! stderr, the result on stdout (text or JSON), and documented exit codes ([`exit`]).
+//! `cachedeck run` and `cachedeck runs resume`: progress on stderr, the result on stdout
+//! (text or JSON, or a `ttl-audit` report as CSV/Markdown), and the exit codes of [`exit`].
+//! With JSON, an audit's report fields (`total_keys`, `patterns`, …) sit at the top level
+//! beside the run's.
 
-mod listing;
 mod progress;
 mod reporter;
 
-pub use listing::{runbooks_list, runbooks_validate, runs_list, runs_show};
-
+use super::{Format, exit};
 use crate::estate::Estate;
 use crate::runbook::actions;
 use crate::runbook::catalog;
 use crate::runbook::engine::{EngineError, ResumeInfo, RunReport, RunRequest, Target};
-use crate::runbook::events::{EventSender, RunState};
+use crate::runbook::events::EventSender;
 use crate::runbook::journal;
-use crate::runbook::lock::LockError;
 use crate::runbook::protect::Approval;
 use crate::runbook::session;
 use crate::runbook::validate::{self, Runbook};
 use tokio_util::sync::CancellationToken;
 
-/// Exit codes of `cachedeck run` and `cachedeck runs resume`.
-pub mod exit {
-    /// The runbook ran to the end and every step succeeded (or a dry run was printed).
-    pub const OK: u8 = 0;
-    /// A step failed (after its retries and on_failure handling); see the report.
-    pub const FAILED: u8 = 1;
-    /// Bad input: unknown or invalid runbook, parameter, environment or cache. Nothing ran.
-    pub const BAD_INPUT: u8 = 2;
-    /// Refused by protection (read-only environment, missing --yes / --confirm-cache, or
-    /// a declined confirmation). Nothing dangerous ran.
-    pub const REFUSED: u8 = 3;
-    /// Another run holds the cache's lock; the message names the holder.
-    pub const LOCK_HELD: u8 = 4;
-    /// Interrupted (Ctrl-C / SIGTERM); resume with `cachedeck runs resume ID`.
-    pub const INTERRUPTED: u8 = 5;
-}
-
-/// Output format of the runner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
-pub enum Format {
-    #[default]
-    Text,
-    Json,
-}
-
-/// What `cachedeck run` prints on stdout: the run report as text or JSON, or — for a runbook
-/// with a `ttl-audit` step — the audit report as CSV or Markdown. With JSON, an audit's report
-/// fields (`total_keys`, `patterns`, …) sit at the top level beside the run's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
-pub enum RunOutput {
-    #[default]
-    Text,
-    Json,
-    Csv,
-    Markdown,
-}
-
-impl From<Format> for RunOutput {
-    fn from(f: Format) -> RunOutput {
-        match f {
-            Format::Text => RunOutput::Text,
-            Format::Json => RunOutput::Json,
-        }
+/// A plan has no table: CSV and Markdown print it as text.
+fn plan_format(f: Format) -> Format {
+    match f {
+        Format::Json => Format::Json,
+        _ => Format::Text,
     }
 }
 
-impl RunOutput {
-    /// A plan has no table: CSV and Markdown print it as text.
-    fn plan_format(self) -> Format {
-        match self {
-            RunOutput::Json => Format::Json,
-            _ => Format::Text,
-        }
-    }
-
-    fn tabular(self) -> bool {
-        matches!(self, RunOutput::Csv | RunOutput::Markdown)
-    }
+fn tabular(f: Format) -> bool {
+    matches!(f, Format::Csv | Format::Markdown)
 }
 
 /// The action whose report `--output csv|markdown` prints.
-pub(crate) const TABLE_ACTION: &str = crate::audit::action::NAME;
+pub(crate) const TABLE_ACTION: &str = crate::runbook::actions::ttl_audit::NAME;
 
 /// Everything `cachedeck run` takes.
 #[derive(Debug, Clone)]
@@ -92,10 +43,10 @@ pub struct RunArgs {
     pub approval: Approval,
     pub dry_run: bool,
     pub force_unlock: Option<String>,
-    pub format: RunOutput,
+    pub format: Format,
 }
 
-fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
+pub(super) fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
     eprintln!("error: failed to {message}");
     code
 }
@@ -130,33 +81,11 @@ async fn target(
 ) -> Result<Target, u8> {
     session::target(estate, runbook, env, cache, approval)
         .await
-        .map_err(|e| fail(e.exit_code(), e))
-}
-
-fn state_code(state: RunState) -> u8 {
-    match state {
-        RunState::Succeeded => exit::OK,
-        RunState::Failed => exit::FAILED,
-        RunState::Interrupted => exit::INTERRUPTED,
-        RunState::Refused => exit::REFUSED,
-    }
-}
-
-fn engine_code(e: &EngineError) -> u8 {
-    match e {
-        EngineError::Lock(l)
-            if matches!(**l, LockError::Held { .. } | LockError::WrongId { .. }) =>
-        {
-            exit::LOCK_HELD
-        }
-        EngineError::Resume { .. } => exit::BAD_INPUT,
-        EngineError::Journal(crate::runbook::journal::JournalError::Busy(_)) => exit::LOCK_HELD,
-        _ => exit::FAILED,
-    }
+        .map_err(|e| fail(exit::for_kind(e.kind()), e))
 }
 
 async fn drive(
-    format: RunOutput,
+    format: Format,
     approval: Approval,
     work: impl FnOnce(
         EventSender,
@@ -172,9 +101,9 @@ async fn drive(
     match result {
         Ok(report) => {
             reporter::print_report(&report, format);
-            state_code(report.state)
+            exit::for_state(report.state)
         }
-        Err(e) => fail(engine_code(&e), e),
+        Err(e) => fail(exit::for_kind(e.kind()), e),
     }
 }
 
@@ -190,13 +119,13 @@ pub async fn run(estate: &Estate, args: RunArgs) -> u8 {
         Err(e) => return fail(exit::BAD_INPUT, session::PrepareError::Params(e)),
     };
     let runbook = runbook.for_params(|name| params.flag(name));
-    if args.format.tabular() && !runbook.steps.iter().any(|s| s.action == TABLE_ACTION) {
+    if tabular(args.format) && !runbook.steps.iter().any(|s| s.action == TABLE_ACTION) {
         return fail(
             exit::BAD_INPUT,
             format!(
                 "print run `{}` as {}: only a runbook with a `{TABLE_ACTION}` step has a table to print; use --output text or json",
                 runbook.name,
-                if args.format == RunOutput::Csv {
+                if args.format == Format::Csv {
                     "csv"
                 } else {
                     "markdown"
@@ -219,7 +148,7 @@ pub async fn run(estate: &Estate, args: RunArgs) -> u8 {
     let engine = session::engine(estate);
     if args.dry_run {
         let plan = engine.plan(&runbook, &params, &target);
-        reporter::print_plan(&plan, args.format.plan_format());
+        reporter::print_plan(&plan, plan_format(args.format));
         return exit::OK;
     }
     let req = RunRequest {
@@ -271,7 +200,7 @@ pub async fn resume(
         Err(code) => return code,
     };
     let engine = session::engine(estate);
-    drive(format.into(), approval, move |tx, cancel| {
+    drive(format, approval, move |tx, cancel| {
         Box::pin(async move {
             engine
                 .resume(info, runbook, target, force_unlock, tx, cancel)

@@ -4,7 +4,7 @@
 
 use super::panel;
 use crate::runbook::events::RunState;
-use crate::tui::run::{RunView, StepPhase};
+use crate::tui::run_view::{RunView, StepPhase};
 use crate::tui::theme::Theme;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
@@ -142,7 +142,7 @@ pub fn draw(run: &RunView, theme: &Theme, frame: &mut Frame, area: Rect) {
 }
 
 fn draw_confirm(
-    confirm: &crate::tui::run::PendingConfirm,
+    confirm: &crate::tui::run_view::PendingConfirm,
     theme: &Theme,
     frame: &mut Frame,
     area: Rect,

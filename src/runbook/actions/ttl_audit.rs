@@ -4,9 +4,9 @@
 //! TUI). On a serverless cache it first estimates the ECPU cost and refuses when it is over
 //! the step's `max_usd`.
 
-use super::cost::{self, CostInputs, PriceTable};
-use super::report::AuditReport;
-use super::{AuditOptions, gentle::LatencyGuard};
+use crate::audit::cost::{self, CostInputs, PriceTable};
+use crate::audit::report::AuditReport;
+use crate::audit::{AuditOptions, gentle::LatencyGuard};
 use crate::domain::CacheKind;
 use crate::runbook::action::{
     Action, ActionContext, ActionError, InputSpec, Inputs, OutputSpec, PlanContext, PlannedCall,
@@ -229,7 +229,7 @@ impl Action for TtlAudit {
             self.check_cost(ctx, inputs, &opts).await?;
         }
         let (tx, mut rx) = mpsc::channel(256);
-        let run = super::run(
+        let run = crate::audit::run(
             &connector,
             &seed,
             node_tls,

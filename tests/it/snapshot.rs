@@ -1,0 +1,503 @@
+//! `snapshot` and `restore` end to end through the binary against one isolated sandbox: keys
+//! written just before the snapshot are read back from the restored nodes directly (not
+//! through cachedeck's report), and repeating a snapshot name or a restore target is refused
+//! before any second call.
+
+use crate::harness::sandbox::Sandbox;
+use cachedeck::controlplane::{ControlPlane, SnapshotQuery};
+use redis::AsyncCommands;
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn step<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id} in {report}"))
+}
+
+/// A plain connection to a sandbox node, logged in with the password in `parameter`.
+async fn node(
+    sandbox: &Sandbox,
+    port: u16,
+    user: Option<&str>,
+    parameter: Option<&str>,
+) -> redis::aio::MultiplexedConnection {
+    let password = parameter.map(|p| {
+        sandbox
+            .params()
+            .get(p)
+            .expect("read parameter")
+            .expect("parameter exists")
+            .value
+            .expose()
+            .to_string()
+    });
+    let mut settings = redis::RedisConnectionInfo::default();
+    if let Some(user) = user {
+        settings = settings.set_username(user);
+    }
+    if let Some(p) = &password {
+        settings = settings.set_password(p);
+    }
+    let info = redis::IntoConnectionInfo::into_connection_info(format!("redis://127.0.0.1:{port}"))
+        .expect("url")
+        .set_redis_settings(settings);
+    redis::Client::open(info)
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to node")
+}
+
+fn run(sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = sandbox
+        .cachedeck()
+        .args(["run"])
+        .args(args)
+        .args(["--yes", "--output", "json"])
+        .output()
+        .expect("run");
+    (out.status.code(), json(&out))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_restore_and_verify_each_kind_of_cache() {
+    let sandbox = Sandbox::up(300);
+    let state = sandbox.state();
+    let orders = state
+        .cache("sandbox-dev", "orders")
+        .expect("orders")
+        .clone();
+    let token_param = orders
+        .password_parameter
+        .clone()
+        .expect("orders has a token");
+
+    // Keys written just before the snapshot, of several types, one with a TTL.
+    let primary = orders.shards[0].nodes[0].port;
+    let mut conn = node(&sandbox, primary, None, Some(&token_param)).await;
+    for i in 0..50 {
+        let _: () = conn
+            .set(format!("snaptest:{i}"), format!("value-{i}"))
+            .await
+            .expect("SET");
+    }
+    let _: () = conn
+        .hset_multiple("snaptest:hash", &[("a", "1"), ("b", "2")])
+        .await
+        .expect("HSET");
+    let _: () = conn
+        .rpush("snaptest:list", &["x", "y", "z"])
+        .await
+        .expect("RPUSH");
+    let _: () = conn
+        .set_ex("snaptest:ttl", "short-lived", 3600)
+        .await
+        .expect("SETEX");
+    // The snapshot is taken on a replica: let the writes reach every replica first.
+    let _: i64 = redis::cmd("WAIT")
+        .arg(2)
+        .arg(5000)
+        .query_async(&mut conn)
+        .await
+        .expect("WAIT");
+
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "snapshot",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "orders",
+            "--param",
+            "name=Before-Deploy",
+            "--param",
+            "poll=200ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    let pre = &step(&report, "preflight")["outputs"];
+    assert_eq!(pre["name"], "before-deploy", "AWS lowercases names");
+    assert_eq!(pre["level"], "node");
+    assert_ne!(
+        pre["node"], "orders-001",
+        "the snapshot is taken on a replica"
+    );
+    let snap = &step(&report, "snapshot")["outputs"];
+    assert_eq!(snap["status"], "available");
+    let keys = snap["keys"].as_i64().expect("keys");
+    assert!(keys > 54, "{snap}");
+    assert!(snap["sampled"].as_i64().expect("sampled") > 0, "{snap}");
+    assert!(snap["size_bytes"].as_i64().expect("size") > 0, "{snap}");
+
+    // The store lists it, AWS-shaped.
+    let listed = sandbox
+        .plane("sandbox-dev")
+        .describe_snapshots(SnapshotQuery {
+            cache: Some("orders".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("describe");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "before-deploy");
+    assert_eq!(listed[0].source, "manual");
+    assert_eq!(listed[0].shard_count, Some(1));
+
+    // The same name again is refused before any call.
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "snapshot",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "orders",
+            "--param",
+            "name=before-deploy",
+        ],
+    );
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("already exists")),
+        "{report}"
+    );
+
+    // Restore into a new group with its own token, then verify.
+    let new_token = "/orders/dev/restored/auth-token";
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "restore",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "orders",
+            "--param",
+            "snapshot=before-deploy",
+            "--param",
+            "target=orders-restored",
+            "--param",
+            &format!("auth_token_parameter={new_token}"),
+            "--param",
+            "poll=200ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    let verify = &step(&report, "verify")["outputs"];
+    assert_eq!(verify["verified"], true, "{verify}");
+    assert_eq!(verify["missing"], 0);
+    assert_eq!(verify["different"], 0);
+    assert_eq!(verify["keys_restored"].as_i64(), Some(keys), "{verify}");
+
+    // Read the restored nodes directly: every node, primary and replicas.
+    let state = sandbox.state();
+    let restored = state
+        .cache("sandbox-dev", "orders-restored")
+        .expect("restored group in the sandbox state");
+    assert_eq!(restored.shards[0].nodes.len(), orders.shards[0].nodes.len());
+    for n in &restored.shards[0].nodes {
+        let mut conn = node(&sandbox, n.port, None, Some(new_token)).await;
+        let v: Option<String> = conn.get("snaptest:49").await.expect("GET");
+        assert_eq!(v.as_deref(), Some("value-49"), "node {}", n.id);
+        let h: std::collections::BTreeMap<String, String> =
+            conn.hgetall("snaptest:hash").await.expect("HGETALL");
+        assert_eq!(h.get("b").map(String::as_str), Some("2"));
+        let l: Vec<String> = conn.lrange("snaptest:list", 0, -1).await.expect("LRANGE");
+        assert_eq!(l, ["x", "y", "z"]);
+        let ttl: i64 = conn.ttl("snaptest:ttl").await.expect("TTL");
+        assert!(ttl > 0, "the TTL survived the restore");
+    }
+    // A new, discoverable cache with a TLS primary endpoint.
+    let found = sandbox
+        .plane("sandbox-dev")
+        .discover()
+        .await
+        .expect("discover");
+    let cache = found
+        .caches
+        .iter()
+        .find(|c| c.name == "orders-restored")
+        .expect("discovered");
+    assert_eq!(cache.status, "available");
+    assert!(cache.endpoint.as_ref().is_some_and(|e| e.tls), "{cache:?}");
+
+    // A second restore into the same id is refused before any create.
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "restore",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "orders",
+            "--param",
+            "snapshot=before-deploy",
+            "--param",
+            "target=orders-restored",
+            "--param",
+            &format!("auth_token_parameter={new_token}"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(step(&report, "preflight")["state"], "failed", "{report}");
+
+    // The 3-shard cluster: a group-level snapshot, restored with the same slot layout.
+    let paperwurks = state
+        .cache("sandbox-dev", "paperwurks")
+        .expect("paperwurks")
+        .clone();
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "snapshot",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "paperwurks",
+            "--param",
+            "name=cluster-one",
+            "--param",
+            "poll=200ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(step(&report, "preflight")["outputs"]["level"], "group");
+    let cluster_keys = step(&report, "snapshot")["outputs"]["keys"]
+        .as_i64()
+        .expect("keys");
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "restore",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "paperwurks",
+            "--param",
+            "snapshot=cluster-one",
+            "--param",
+            "target=paperwurks-copy",
+            "--param",
+            "auth_token_parameter=/paperwurks/dev/copy/auth-token",
+            "--param",
+            "poll=200ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    let verify = &step(&report, "verify")["outputs"];
+    assert_eq!(verify["verified"], true, "{verify}");
+    assert_eq!(verify["keys_restored"].as_i64(), Some(cluster_keys));
+    let state = sandbox.state();
+    let copy = state
+        .cache("sandbox-dev", "paperwurks-copy")
+        .expect("restored cluster");
+    assert_eq!(copy.shards.len(), 3);
+    for (old, new) in paperwurks.shards.iter().zip(&copy.shards) {
+        assert_eq!(old.slots, new.slots, "same slot layout");
+        let mut conn = node(
+            &sandbox,
+            new.nodes[0].port,
+            None,
+            Some("/paperwurks/dev/copy/auth-token"),
+        )
+        .await;
+        let mut old_conn = node(
+            &sandbox,
+            old.nodes[0].port,
+            None,
+            paperwurks.password_parameter.as_deref(),
+        )
+        .await;
+        let n: i64 = redis::cmd("DBSIZE")
+            .query_async(&mut conn)
+            .await
+            .expect("DBSIZE");
+        let m: i64 = redis::cmd("DBSIZE")
+            .query_async(&mut old_conn)
+            .await
+            .expect("DBSIZE");
+        assert_eq!(n, m, "shard {} holds the source shard's keys", new.id);
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut conn)
+            .await
+            .expect("CLUSTER INFO");
+        assert!(info.contains("cluster_state:ok"), "{info}");
+    }
+
+    // The serverless cache: CreateServerlessCacheSnapshot, restored with the same user.
+    let storefront = state
+        .cache("sandbox-dev", "storefront")
+        .expect("storefront")
+        .clone();
+    let mut conn = node(
+        &sandbox,
+        storefront.shards[0].nodes[0].port,
+        storefront.username.as_deref(),
+        storefront.password_parameter.as_deref(),
+    )
+    .await;
+    let _: () = conn
+        .set("product:snaptest", "in-the-snapshot")
+        .await
+        .expect("SET");
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "snapshot",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "storefront",
+            "--param",
+            "name=sf-one",
+            "--param",
+            "poll=200ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(step(&report, "preflight")["outputs"]["level"], "serverless");
+    assert_eq!(step(&report, "preflight")["outputs"]["limit"], 24);
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "restore",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "storefront",
+            "--param",
+            "snapshot=sf-one",
+            "--param",
+            "target=storefront-copy",
+            "--param",
+            "poll=200ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(step(&report, "verify")["outputs"]["verified"], true);
+    let state = sandbox.state();
+    let sf = state
+        .cache("sandbox-dev", "storefront-copy")
+        .expect("restored serverless");
+    let mut conn = node(
+        &sandbox,
+        sf.shards[0].nodes[0].port,
+        storefront.username.as_deref(),
+        storefront.password_parameter.as_deref(),
+    )
+    .await;
+    let v: Option<String> = conn.get("product:snaptest").await.expect("GET");
+    assert_eq!(v.as_deref(), Some("in-the-snapshot"));
+
+    // `sandbox down` removes the restored processes with the rest.
+    let pids: Vec<i32> = restored.shards[0].nodes.iter().map(|n| n.pid).collect();
+    sandbox.down();
+    for pid in pids {
+        assert!(
+            !cachedeck::valkey::server::pid_alive(pid),
+            "restored node {pid} still runs"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_restart_measures_what_a_deployment_and_a_crash_keep() {
+    let sandbox = Sandbox::up(100);
+    let before = sandbox.state();
+    let ecs = before
+        .cache("sandbox-dev", "valkey-ecs")
+        .expect("valkey-ecs")
+        .clone();
+    let old_port = ecs.shards[0].nodes[0].port;
+    let args = |stop: &'static str| {
+        vec![
+            "survives-restart",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "valkey-ecs",
+            "--param",
+            "poll=200ms",
+            "--param",
+            stop,
+        ]
+    };
+    // A new deployment: SIGTERM, the final save, a new task on a new port.
+    let (code, report) = run(&sandbox, &args("stop=deploy"));
+    assert_eq!(code, Some(0), "{report}");
+    let restart = &step(&report, "restart")["outputs"];
+    assert_ne!(restart["old_task"], restart["new_task"], "{restart}");
+    assert!(
+        restart["last_acked"].as_i64().expect("acked") > 10,
+        "{restart}"
+    );
+    let verify = &step(&report, "verify")["outputs"];
+    assert_eq!(verify["marker_ok"], true);
+    assert_eq!(
+        verify["lost_writes"], 0,
+        "the final save keeps every ack: {verify}"
+    );
+    let state = sandbox.state();
+    let now = state.cache("sandbox-dev", "valkey-ecs").expect("ecs");
+    let new_port = now.shards[0].nodes[0].port;
+    assert_ne!(new_port, old_port, "a new task address");
+    assert_eq!(now.shards[0].nodes[0].dir, ecs.shards[0].nodes[0].dir);
+    assert!(!cachedeck::valkey::server::pid_alive(
+        ecs.shards[0].nodes[0].pid
+    ));
+    let service = sandbox
+        .plane("sandbox-dev")
+        .describe_service("sandbox-dev", "valkey-ecs")
+        .await
+        .expect("DescribeServices");
+    assert_eq!(service.deployments.len(), 1);
+    assert_eq!(
+        service.primary().and_then(|d| d.rollout_state.as_deref()),
+        Some("COMPLETED")
+    );
+    assert!(
+        service.events[0].contains("has reached a steady state"),
+        "{:?}",
+        service.events
+    );
+
+    // A crash: the task is killed; only what the last save kept survives.
+    let (code, report) = run(&sandbox, &args("stop=crash"));
+    assert_eq!(code, Some(0), "{report}");
+    let restart = &step(&report, "restart")["outputs"];
+    let acked = restart["last_acked"].as_i64().expect("acked");
+    assert!(acked > 10, "{restart}");
+    let verify = &step(&report, "verify")["outputs"];
+    assert_eq!(verify["marker_ok"], true, "the marker was saved by BGSAVE");
+    assert_eq!(verify["lost_writes"].as_i64(), Some(acked), "{verify}");
+    assert!(verify["loss_window_ms"].as_i64().expect("window") > 0);
+    // Read the new task directly: the sequence key written after the save is gone.
+    let state = sandbox.state();
+    let task = &state
+        .cache("sandbox-dev", "valkey-ecs")
+        .expect("ecs")
+        .shards[0]
+        .nodes[0];
+    let mut conn = node(&sandbox, task.port, None, None).await;
+    let seq: Option<i64> = conn
+        .get(restart["seq_key"].as_str().expect("seq key"))
+        .await
+        .expect("GET");
+    assert_eq!(seq, None);
+}
