@@ -15,4 +15,6 @@ unset CACHEDECK_CONFIG AWS_PROFILE
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
+export CACHEDECK_HARDEN_SUMMARY="$scratch/harden-summary.txt"
 cargo test --locked "$@"
+scripts/harden-summary.sh

@@ -2,6 +2,7 @@
 //! [`ControlPlane`]. Every call runs under the environment's deadline and every failure is
 //! classified into one [`ControlPlaneError`] line (see [`errors`]).
 
+mod auth;
 mod discover;
 mod ecs;
 mod elasticache;
@@ -108,7 +109,10 @@ impl AwsControlPlane {
             loader = loader.endpoint_url(url);
         }
         let shared = loader.load().await;
-        let env = cfg.environment(name, "config");
+        let mut env = cfg.environment(name, "config");
+        if env.region.is_none() {
+            env.region = shared.region().map(|r| r.to_string());
+        }
         let region = shared.region().map(|r| r.to_string());
         let mut plane = AwsControlPlane::from_clients(
             env,
@@ -250,6 +254,40 @@ impl ControlPlane for AwsControlPlane {
             })
         })
         .await
+    }
+
+    // ---- Auth rotation (aws::auth) ----
+
+    async fn replication_group_auth(
+        &self,
+        replication_group: &str,
+    ) -> Result<crate::controlplane::GroupAuth, ControlPlaneError> {
+        self.group_auth_state(replication_group).await
+    }
+
+    async fn modify_auth_token(
+        &self,
+        replication_group: &str,
+        token: Option<&secrecy::SecretString>,
+        strategy: crate::controlplane::AuthTokenStrategy,
+    ) -> Result<crate::controlplane::GroupAuth, ControlPlaneError> {
+        self.modify_group_token(replication_group, token, strategy)
+            .await
+    }
+
+    async fn describe_user(
+        &self,
+        user_id: &str,
+    ) -> Result<crate::controlplane::UserAuth, ControlPlaneError> {
+        self.user_state(user_id).await
+    }
+
+    async fn modify_user_passwords(
+        &self,
+        user_id: &str,
+        passwords: &[secrecy::SecretString],
+    ) -> Result<crate::controlplane::UserAuth, ControlPlaneError> {
+        self.modify_user_secrets(user_id, passwords).await
     }
 }
 

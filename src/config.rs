@@ -499,8 +499,9 @@ fn invalid(path: &Path, text: &str, offset: usize, hint: String, message: String
         path: path.to_path_buf(),
         line,
         column,
-        message,
-        hint,
+        // Messages quote the file's text (e.g. an unknown variant): escaped, line by line.
+        message: crate::escape::escape_lines(&message),
+        hint: crate::escape::escape_lines(&hint),
     }
 }
 

@@ -330,6 +330,64 @@ impl EcsServiceState {
     }
 }
 
+// ---- Auth rotation: AUTH tokens (ModifyReplicationGroup) and RBAC users (ModifyUser) ----
+
+/// `AuthTokenUpdateStrategy` of ModifyReplicationGroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum AuthTokenStrategy {
+    /// Adds the new token; the group accepts the previous one and the new one (at most two).
+    Rotate,
+    /// Keeps only the token sent (allowed after a ROTATE).
+    Set,
+    /// Removes the token (allowed only when moving the group to RBAC user groups).
+    Delete,
+}
+
+impl AuthTokenStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthTokenStrategy::Rotate => "ROTATE",
+            AuthTokenStrategy::Set => "SET",
+            AuthTokenStrategy::Delete => "DELETE",
+        }
+    }
+}
+
+/// What DescribeReplicationGroups says about a group's authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupAuth {
+    /// `available`, `modifying`, …
+    pub status: String,
+    pub auth_token_enabled: bool,
+    pub transit_encryption: bool,
+    /// `PendingModifiedValues.AuthTokenStatus`: `SETTING` or `ROTATING` while a change runs.
+    pub pending_auth_token_status: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub auth_token_last_modified: Option<OffsetDateTime>,
+    /// RBAC user groups attached to the group.
+    pub user_groups: Vec<String>,
+}
+
+impl GroupAuth {
+    /// `available` with no auth-token change pending.
+    pub fn settled(&self) -> bool {
+        self.status == "available" && self.pending_auth_token_status.is_none()
+    }
+}
+
+/// What DescribeUsers says about one RBAC user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserAuth {
+    pub user_id: String,
+    pub user_name: String,
+    /// `active`, `modifying`, …
+    pub status: String,
+    /// `password`, `no-password`, `iam`.
+    pub authentication_type: String,
+    pub password_count: i32,
+}
+
 /// Everything cachedeck asks of the control plane of one environment.
 ///
 /// Implementations put a deadline on every call and classify failures into
@@ -446,12 +504,64 @@ pub trait ControlPlane: Send + Sync {
     ) -> Result<(), ControlPlaneError> {
         Err(unsupported("StopTask", self.environment()))
     }
+
+    // ---- Auth rotation (the auth-rotate runbook) ----
+
+    /// The authentication state of a replication group (DescribeReplicationGroups).
+    async fn replication_group_auth(
+        &self,
+        replication_group: &str,
+    ) -> Result<GroupAuth, ControlPlaneError> {
+        Err(unsupported_target(
+            "DescribeReplicationGroups",
+            replication_group,
+        ))
+    }
+
+    /// ModifyReplicationGroup with `AuthToken`, `AuthTokenUpdateStrategy` and
+    /// `ApplyImmediately = true`; `token` is `None` only for DELETE. Returns the group's
+    /// state as the call answered it (usually `modifying`).
+    async fn modify_auth_token(
+        &self,
+        replication_group: &str,
+        token: Option<&SecretString>,
+        strategy: AuthTokenStrategy,
+    ) -> Result<GroupAuth, ControlPlaneError> {
+        let _ = (token, strategy);
+        Err(unsupported_target(
+            "ModifyReplicationGroup",
+            replication_group,
+        ))
+    }
+
+    /// One RBAC user (DescribeUsers with its id).
+    async fn describe_user(&self, user_id: &str) -> Result<UserAuth, ControlPlaneError> {
+        Err(unsupported_target("DescribeUsers", user_id))
+    }
+
+    /// ModifyUser `Passwords` (one or two): the user's passwords become exactly these.
+    async fn modify_user_passwords(
+        &self,
+        user_id: &str,
+        passwords: &[SecretString],
+    ) -> Result<UserAuth, ControlPlaneError> {
+        let _ = passwords;
+        Err(unsupported_target("ModifyUser", user_id))
+    }
 }
 
 fn unsupported(operation: &str, env: &Environment) -> ControlPlaneError {
     ControlPlaneError::Unsupported {
         operation: operation.into(),
         target: format!("environment {}", env.name),
+        why: "this control plane does not implement it".into(),
+    }
+}
+
+fn unsupported_target(operation: &str, target: &str) -> ControlPlaneError {
+    ControlPlaneError::Unsupported {
+        operation: operation.into(),
+        target: target.into(),
         why: "this control plane does not implement it".into(),
     }
 }

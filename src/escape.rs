@@ -43,6 +43,12 @@ pub fn escape_capped(input: impl AsRef<[u8]>, max_chars: usize) -> String {
     out
 }
 
+/// Escapes each line of `input` on its own, keeping the line breaks: for messages of several
+/// lines that quote untrusted text (e.g. a parse error quoting a file).
+pub fn escape_lines(input: &str) -> String {
+    input.split('\n').map(escape).collect::<Vec<_>>().join("\n")
+}
+
 /// Whether `c` must not reach a terminal as itself.
 pub fn is_unsafe(c: char) -> bool {
     c.is_control() // C0, DEL and C1 (U+0080–U+009F)

@@ -273,6 +273,10 @@ async fn pin_account(
     plane: Arc<dyn ControlPlane>,
     deadline: Duration,
 ) -> Result<Arc<dyn ControlPlane>, ControlPlaneError> {
+    if env.region.is_none() {
+        // The region the plane resolved (e.g. the profile's): part of what names locks.
+        env.region = plane.environment().region.clone();
+    }
     if cfg.provider == crate::domain::ProviderKind::Static {
         return Ok(plane);
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod connectivity;
 pub mod controlplane;
 pub mod domain;
+pub mod ecsexec;
 pub mod escape;
 pub mod estate;
 pub mod headless;

@@ -4,12 +4,14 @@
 //! an SSM-like parameter store and ElastiCache-style events — behind the same
 //! [`ControlPlane`](crate::controlplane::ControlPlane) trait as AWS.
 
+pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
 pub mod down;
 pub mod ecs;
 pub mod events;
+pub mod exec_agent;
 pub mod failover;
 pub mod layout;
 pub mod nodes;

@@ -22,10 +22,14 @@ pub struct LocalControlPlane {
 impl LocalControlPlane {
     /// The local plane of environment `name`; its store lives under the state directory.
     pub fn new(name: &str, cfg: &EnvConfig, _settings: &Settings) -> LocalControlPlane {
-        let dir = crate::config::state_dir().join("local");
+        LocalControlPlane::at(&crate::config::state_dir().join("local"), name, cfg)
+    }
+
+    /// The same with its store in `dir`.
+    pub fn at(dir: &std::path::Path, name: &str, cfg: &EnvConfig) -> LocalControlPlane {
         LocalControlPlane {
             env: cfg.environment(name, "config"),
-            params: ParamStore::new(&dir),
+            params: ParamStore::new(dir),
         }
     }
 

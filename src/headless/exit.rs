@@ -17,7 +17,7 @@ pub const BAD_INPUT: u8 = 2;
 pub const REFUSED: u8 = 3;
 /// Another run holds the cache's lock; the message names the holder.
 pub const LOCK_HELD: u8 = 4;
-/// Interrupted (Ctrl-C / SIGTERM); resume with `cachedeck runs resume ID`.
+/// Interrupted (Ctrl-C / SIGTERM / SIGHUP); resume with `cachedeck runs resume ID`.
 pub const INTERRUPTED: u8 = 5;
 
 /// The exit code of an error of this kind.

@@ -51,11 +51,11 @@ pub(super) fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
     code
 }
 
-/// Cancels `token` on Ctrl-C or SIGTERM.
+/// Cancels `token` on Ctrl-C, SIGTERM or SIGHUP (the terminal or SSH session went away).
 fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let on = |kind: tokio::signal::unix::SignalKind| async move {
+            match tokio::signal::unix::signal(kind) {
                 Ok(mut s) => {
                     s.recv().await;
                 }
@@ -64,9 +64,15 @@ fn cancel_on_signals(token: CancellationToken) {
         };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
+            _ = on(tokio::signal::unix::SignalKind::terminate()) => {}
+            _ = on(tokio::signal::unix::SignalKind::hangup()) => {}
         }
-        eprintln!("interrupt: stopping after the current call; the run can be resumed");
+        // Not `eprintln!`: after SIGHUP the terminal may be gone, and a failed write must
+        // not stop the clean shutdown.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"interrupt: stopping after the current call; the run can be resumed\n",
+        );
         token.cancel();
     });
 }

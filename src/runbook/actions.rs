@@ -1,6 +1,7 @@
 //! The built-in actions steps can name. To add one: write a module under `actions/`
 //! implementing [`Action`](crate::runbook::action::Action), then register it in [`builtin`].
 
+mod auth_rotate;
 mod check;
 mod connectivity;
 mod failover;
@@ -44,5 +45,12 @@ pub fn builtin() -> Registry {
     r.register(Arc::new(survives_restart::RestartPrepare));
     r.register(Arc::new(survives_restart::EcsRestart));
     r.register(Arc::new(survives_restart::RestartVerify));
+    r.register(Arc::new(auth_rotate::AuthPreflight));
+    r.register(Arc::new(auth_rotate::AuthGenerate));
+    r.register(Arc::new(auth_rotate::AuthRotate));
+    r.register(Arc::new(auth_rotate::AuthVerifyBoth));
+    r.register(Arc::new(auth_rotate::AuthPublish));
+    r.register(Arc::new(auth_rotate::AuthDrainCheck));
+    r.register(Arc::new(auth_rotate::AuthFinalize));
     r
 }

@@ -41,6 +41,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "survives-restart.toml",
         include_str!("../../runbooks/survives-restart.toml"),
     ),
+    (
+        "auth-rotate.toml",
+        include_str!("../../runbooks/auth-rotate.toml"),
+    ),
 ];
 
 /// Why a runbook could not be had.

@@ -135,8 +135,9 @@ impl Checker<'_> {
             path: self.path.to_string(),
             line,
             column,
-            message: message.into(),
-            hint: hint.into(),
+            // Messages quote the file's text (e.g. an unknown variant): escaped, line by line.
+            message: crate::escape::escape_lines(&message.into()),
+            hint: crate::escape::escape_lines(&hint.into()),
         }
     }
 

@@ -27,16 +27,32 @@ impl std::fmt::Debug for NodeAuth {
 }
 
 impl NodeAuth {
-    /// The credentials of a cache, read from its password parameter.
+    /// How the sandbox logs in to a cache's nodes: the newest secret its control plane
+    /// knows (`sandbox::auth`), else the cache's password parameter.
     pub fn of(cache: &CacheState, params: &ParamStore) -> NodeAuth {
-        let password = cache
-            .password_parameter
-            .as_deref()
-            .and_then(|name| params.get(name).ok().flatten())
-            .map(|p| SecretString::from(p.value.expose().to_string()));
-        NodeAuth {
-            username: cache.username.clone(),
-            password,
+        Self::for_cache(
+            &cache.env,
+            &cache.name,
+            cache.username.as_deref(),
+            cache.password_parameter.as_deref(),
+            params,
+        )
+    }
+
+    /// [`NodeAuth::of`] from the parts an endpoint proxy knows.
+    pub fn for_cache(
+        env: &str,
+        cache: &str,
+        username: Option<&str>,
+        parameter: Option<&str>,
+        params: &ParamStore,
+    ) -> NodeAuth {
+        match super::auth::load(params.sandbox_dir(), env, cache).and_then(|r| r.newest()) {
+            Some(password) => NodeAuth {
+                username: username.map(str::to_string),
+                password: Some(password),
+            },
+            None => Self::from_parameter(username, parameter, params),
         }
     }
 

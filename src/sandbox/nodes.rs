@@ -82,6 +82,9 @@ pub(super) async fn start_cache(
         put_value(params, &name, p.expose_secret(), true).map(|_| name)
     });
     let password_parameter = password_parameter.transpose()?;
+    if let Some(p) = &password {
+        super::auth::init(dir, plan.env, plan.name, p)?;
+    }
     let lines = auth_lines(plan, password.as_ref(), username.as_deref());
     let base = |node_dir: PathBuf| {
         let mut spec = ServerSpec::new()

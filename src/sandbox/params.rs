@@ -113,6 +113,11 @@ impl ParamStore {
         }))
     }
 
+    /// The sandbox directory this store belongs to.
+    pub fn sandbox_dir(&self) -> &Path {
+        self.root.parent().unwrap_or(&self.root)
+    }
+
     /// GetParameter; `Ok(None)` when absent.
     pub fn get(&self, name: &str) -> Result<Option<Parameter>, ControlPlaneError> {
         let path = self.file("GetParameter", name)?;

@@ -8,14 +8,16 @@ use super::params::ParamStore;
 use super::state::{CacheState, State};
 use crate::config::{EnvConfig, Settings};
 use crate::controlplane::{
-    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EcsServiceState, EventQuery, Parameter,
-    PutParameter, RestoreRequest, Snapshot, SnapshotQuery, SnapshotTarget, with_timeout,
+    AuthTokenStrategy, CacheEvent, ControlPlane, ControlPlaneError, Discovery, EcsServiceState,
+    EventQuery, GroupAuth, Parameter, PutParameter, RestoreRequest, Snapshot, SnapshotQuery,
+    SnapshotTarget, UserAuth, with_timeout,
 };
 use crate::domain::{
     Account, Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, RoleSource,
     SecretRef, Shard,
 };
 use async_trait::async_trait;
+use secrecy::SecretString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,7 +36,7 @@ pub struct SandboxControlPlane {
     pub(super) env: Environment,
     pub(super) dir: PathBuf,
     pub(super) params: ParamStore,
-    settings: Settings,
+    pub(super) settings: Settings,
 }
 
 impl SandboxControlPlane {
@@ -313,6 +315,20 @@ impl ControlPlane for SandboxControlPlane {
         .await
     }
 
+    // ---- Auth rotation (sandbox::auth) ----
+
+    async fn replication_group_auth(
+        &self,
+        replication_group: &str,
+    ) -> Result<GroupAuth, ControlPlaneError> {
+        with_timeout(
+            "DescribeReplicationGroups",
+            self.settings.call_timeout,
+            self.sandbox_group_auth(replication_group),
+        )
+        .await
+    }
+
     async fn describe_snapshots(
         &self,
         query: SnapshotQuery,
@@ -321,6 +337,20 @@ impl ControlPlane for SandboxControlPlane {
             "DescribeSnapshots",
             self.settings.call_timeout,
             super::snapshots::describe(self, query),
+        )
+        .await
+    }
+
+    async fn modify_auth_token(
+        &self,
+        replication_group: &str,
+        token: Option<&SecretString>,
+        strategy: AuthTokenStrategy,
+    ) -> Result<GroupAuth, ControlPlaneError> {
+        with_timeout(
+            "ModifyReplicationGroup",
+            self.settings.call_timeout,
+            self.sandbox_modify_auth_token(replication_group, token, strategy),
         )
         .await
     }
@@ -336,6 +366,15 @@ impl ControlPlane for SandboxControlPlane {
             "CreateReplicationGroup",
             self.settings.call_timeout.max(Duration::from_secs(300)),
             super::restore::restore(self, request),
+        )
+        .await
+    }
+
+    async fn describe_user(&self, user_id: &str) -> Result<UserAuth, ControlPlaneError> {
+        with_timeout(
+            "DescribeUsers",
+            self.settings.call_timeout,
+            self.sandbox_describe_user(user_id),
         )
         .await
     }
@@ -374,6 +413,19 @@ impl ControlPlane for SandboxControlPlane {
             "StopTask",
             self.settings.call_timeout.max(Duration::from_secs(150)),
             super::ecs::stop_task(self, cluster, task, reason),
+        )
+        .await
+    }
+
+    async fn modify_user_passwords(
+        &self,
+        user_id: &str,
+        passwords: &[SecretString],
+    ) -> Result<UserAuth, ControlPlaneError> {
+        with_timeout(
+            "ModifyUser",
+            self.settings.call_timeout,
+            self.sandbox_modify_user(user_id, passwords),
         )
         .await
     }

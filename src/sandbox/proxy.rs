@@ -67,12 +67,7 @@ pub async fn serve(dir: &Path) -> Result<(), ServeError> {
                 port: proxy.port,
                 source,
             })?;
-        let auth = NodeAuth::from_parameter(
-            proxy.username.as_deref(),
-            proxy.password_parameter.as_deref(),
-            &params,
-        );
-        let roles = watch_roles(proxy.clone(), auth);
+        let roles = watch_roles(proxy.clone(), params.clone());
         tokio::spawn(accept_loop(
             listener,
             acceptor.clone(),
@@ -104,12 +99,7 @@ pub async fn serve(dir: &Path) -> Result<(), ServeError> {
             serving.push(proxy.name.clone());
             match TcpListener::bind((crate::valkey::server::HOST, proxy.port)).await {
                 Ok(listener) => {
-                    let auth = NodeAuth::from_parameter(
-                        proxy.username.as_deref(),
-                        proxy.password_parameter.as_deref(),
-                        &params,
-                    );
-                    let roles = watch_roles(proxy.clone(), auth);
+                    let roles = watch_roles(proxy.clone(), params.clone());
                     tokio::spawn(accept_loop(
                         listener,
                         acceptor.clone(),
@@ -143,8 +133,21 @@ pub async fn serve(dir: &Path) -> Result<(), ServeError> {
     }
 }
 
+/// How a proxy logs in to its members (`name` is `<env>/<cache>/<endpoint>`).
+fn proxy_auth(proxy: &ProxyState, params: &ParamStore) -> NodeAuth {
+    let mut parts = proxy.name.splitn(3, '/');
+    let (env, cache) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    NodeAuth::for_cache(
+        env,
+        cache,
+        proxy.username.as_deref(),
+        proxy.password_parameter.as_deref(),
+        params,
+    )
+}
+
 /// Starts the ROLE watcher of a proxy (a fixed backend for `single`).
-fn watch_roles(proxy: ProxyState, auth: NodeAuth) -> watch::Receiver<Roles> {
+fn watch_roles(proxy: ProxyState, params: ParamStore) -> watch::Receiver<Roles> {
     if proxy.mode == ProxyMode::Single {
         let (_tx, rx) = watch::channel(Roles {
             primary: proxy.backends.first().copied(),
@@ -163,10 +166,26 @@ fn watch_roles(proxy: ProxyState, auth: NodeAuth) -> watch::Receiver<Roles> {
                 .iter()
                 .zip(conns.iter_mut())
                 .map(|(&port, slot)| {
-                    let auth = auth.clone();
+                    let params = params.clone();
+                    let proxy = &proxy;
                     async move {
                         if slot.is_none() {
+                            // Credentials are read again on every reconnect: the cache's
+                            // token may have been rotated since the daemon started.
+                            let auth = proxy_auth(proxy, &params);
                             *slot = client::connect(port, &auth, PROBE_TIMEOUT).await.ok();
+                            if let Some(conn) = slot.as_mut() {
+                                // Named, so checks of application connections (the
+                                // auth-rotate drain check) can tell it is not one.
+                                let _ = client::command(
+                                    conn,
+                                    redis::cmd("CLIENT")
+                                        .arg("SETNAME")
+                                        .arg("cachedeck-sandbox-endpoint"),
+                                    PROBE_TIMEOUT,
+                                )
+                                .await;
+                            }
                         }
                         let role = match slot.as_mut() {
                             Some(conn) => client::role_on(conn, PROBE_TIMEOUT).await,

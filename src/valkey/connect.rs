@@ -17,6 +17,15 @@ pub use secrets::{Auth, resolve as resolve_auth};
 
 use transport::{classify, connect_tcp, resolve};
 
+/// The password of a `redis[s]://user:pass@host` URL kept in parameter `parameter`,
+/// percent-decoded; errors never quote the URL.
+pub(crate) fn password_from_url(
+    parameter: &str,
+    text: &str,
+) -> Result<Option<secrecy::SecretString>, ConnectError> {
+    secrets::credentials_from_url(parameter, text).map(|(_, password)| password)
+}
+
 use crate::controlplane::ControlPlane;
 use crate::domain::{Cache, Endpoint};
 use crate::escape::escape_capped;

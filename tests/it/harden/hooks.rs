@@ -1,0 +1,260 @@
+//! What each runbook's state means, declared once per runbook. The suite enumerates the
+//! catalog and fails for a runbook without an entry here, so nobody adds a runbook without
+//! saying how to tell that a killed and resumed run did the same as an uninterrupted one.
+//!
+//! A hook names where the runbook runs on the sandbox and with which parameters. A mutating
+//! runbook also says how to prepare one round, what the resulting state is (as JSON, equal
+//! between an uninterrupted run and a killed-then-resumed one), how many mutating calls the
+//! round issued (from the sandbox's event log or a node's commandstats), and points inside
+//! its long steps where a kill is interesting.
+
+use super::nodes;
+use crate::harness::sandbox::Sandbox;
+use cachedeck::sandbox::events::events_file;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+/// One runbook's declaration.
+pub struct Hook {
+    pub runbook: &'static str,
+    pub env: &'static str,
+    pub cache: &'static str,
+    /// `--param k=v` for round `round` (rounds are numbered across the sweep).
+    pub params: fn(round: u32) -> Vec<String>,
+    pub state: Kind,
+}
+
+/// Read-only with its parameters, or mutating with what its state means.
+pub enum Kind {
+    ReadOnly,
+    Mutating(Mutating),
+}
+
+/// Whether a run has reached a point, judged from the sandbox.
+pub type Reached = fn(&Sandbox, &Baseline) -> bool;
+
+/// Taken before a round: what `state` and `mutations` compare against.
+pub type Baseline = Value;
+
+pub struct Mutating {
+    /// Rounds one sandbox takes before a fresh one is needed (e.g. the TestFailover quota).
+    pub rounds_per_sandbox: u32,
+    /// Makes the sandbox ready for one round and returns its baseline.
+    pub prepare: fn(&Sandbox, round: u32) -> Baseline,
+    /// The state a finished round left, comparable across rounds.
+    pub state: fn(&Sandbox, &Baseline, run_id: &str) -> Value,
+    /// Mutating calls issued since the baseline.
+    pub mutations: fn(&Sandbox, &Baseline) -> u64,
+    /// Kill points inside long steps: the run is stopped once the predicate holds.
+    pub inside: &'static [(&'static str, Reached)],
+    /// Kill points the sandbox cannot honour yet, with why; the sweep lists them in its
+    /// summary instead of running them.
+    pub gaps: &'static [(&'static str, &'static str)],
+    /// A resumed run may fail only with an error containing one of these (e.g. a verdict
+    /// that cannot be measured once the probes died with the killed process).
+    pub resume_may_fail_with: &'static [&'static str],
+}
+
+/// Every runbook's hook. Add yours here when you add a runbook to the catalog.
+pub fn all() -> Vec<Hook> {
+    vec![
+        Hook {
+            runbook: "health-check",
+            env: "sandbox-dev",
+            cache: "orders",
+            params: |_| vec![],
+            state: Kind::ReadOnly,
+        },
+        Hook {
+            runbook: "connectivity-check",
+            env: "sandbox-dev",
+            cache: "storefront",
+            params: |_| vec!["pings=5".into()],
+            state: Kind::ReadOnly,
+        },
+        Hook {
+            runbook: "ttl-audit",
+            env: "sandbox-dev",
+            cache: "paperwurks",
+            params: |_| vec![],
+            state: Kind::ReadOnly,
+        },
+        Hook {
+            runbook: "marker-roundtrip",
+            env: "sandbox-dev",
+            cache: "valkey-ecs",
+            params: |_| vec![],
+            state: Kind::Mutating(Mutating {
+                rounds_per_sandbox: u32::MAX,
+                prepare: |sb, _| json!({ "sets": ecs_calls(sb, "set") }),
+                state: |sb, _, run_id| {
+                    let cache = nodes::cache(sb, "sandbox-dev", "valkey-ecs");
+                    let mut c = nodes::connect(sb, &cache, nodes::ports(&cache)[0]);
+                    let key = format!("cachedeck:marker:{run_id}");
+                    let value: Option<String> =
+                        redis::cmd("GET").arg(&key).query(&mut c).expect("GET");
+                    let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut c).expect("PTTL");
+                    json!({ "marker_is_run_id": value.as_deref() == Some(run_id), "marker_expires": ttl > 0 })
+                },
+                mutations: |sb, base| ecs_calls(sb, "set") - base["sets"].as_u64().unwrap_or(0),
+                inside: &[],
+                gaps: &[],
+                resume_may_fail_with: &[],
+            }),
+        },
+        Hook {
+            runbook: "ttl-remediate",
+            env: "sandbox-dev",
+            cache: "valkey-ecs",
+            params: |round| {
+                vec![
+                    format!("pattern=harden:r{round}:*"),
+                    "ttl=1d".into(),
+                    "dry_run=false".into(),
+                    "rate=200".into(),
+                    "count=20".into(),
+                ]
+            },
+            state: Kind::Mutating(Mutating {
+                rounds_per_sandbox: u32::MAX,
+                prepare: |sb, round| {
+                    let cache = nodes::cache(sb, "sandbox-dev", "valkey-ecs");
+                    let mut c = nodes::connect(sb, &cache, nodes::ports(&cache)[0]);
+                    let mut p = redis::pipe();
+                    for i in 0..REMEDIATE_BARE {
+                        p.cmd("SET")
+                            .arg(format!("harden:r{round}:{i}"))
+                            .arg("v")
+                            .ignore();
+                    }
+                    for i in 0..REMEDIATE_KEEP {
+                        p.cmd("SET")
+                            .arg(format!("harden:r{round}:keep:{i}"))
+                            .arg("v")
+                            .arg("EX")
+                            .arg(KEEP_TTL_S)
+                            .ignore();
+                    }
+                    let () = p.query(&mut c).expect("seed keys");
+                    json!({ "round": round, "expires": ecs_calls(sb, "expire") })
+                },
+                state: |sb, base, _| {
+                    let round = base["round"].as_u64().unwrap_or(0);
+                    let cache = nodes::cache(sb, "sandbox-dev", "valkey-ecs");
+                    let mut c = nodes::connect(sb, &cache, nodes::ports(&cache)[0]);
+                    let mut p = redis::pipe();
+                    for i in 0..REMEDIATE_BARE {
+                        p.cmd("PTTL").arg(format!("harden:r{round}:{i}"));
+                    }
+                    let bare: Vec<i64> = p.query(&mut c).expect("PTTL");
+                    let mut p = redis::pipe();
+                    for i in 0..REMEDIATE_KEEP {
+                        p.cmd("PTTL").arg(format!("harden:r{round}:keep:{i}"));
+                    }
+                    let kept: Vec<i64> = p.query(&mut c).expect("PTTL");
+                    let day = 86_400_000i64;
+                    json!({
+                        "without_ttl": bare.iter().filter(|t| **t == -1).count(),
+                        "ttl_within_jitter": bare.iter().filter(|t| **t >= day * 89 / 100 && **t <= day * 111 / 100).count(),
+                        "earlier_ttls_untouched": kept.iter().all(|t| *t > 0 && *t <= (KEEP_TTL_S as i64) * 1000),
+                    })
+                },
+                mutations: |sb, base| {
+                    ecs_calls(sb, "expire") - base["expires"].as_u64().unwrap_or(0)
+                },
+                inside: &[("half the TTLs set", half_the_ttls_set)],
+                gaps: &[],
+                resume_may_fail_with: &[],
+            }),
+        },
+        Hook {
+            runbook: "failover-test",
+            env: "sandbox-dev",
+            cache: "orders",
+            params: |_| vec!["event_poll=200ms".into()],
+            state: Kind::Mutating(Mutating {
+                // TestFailover allows 15 node groups per rolling 24 hours.
+                rounds_per_sandbox: 14,
+                prepare: |sb, _| {
+                    json!({
+                        "since": OffsetDateTime::now_utc().unix_timestamp_nanos().to_string(),
+                        "primary": nodes::primary(sb, "sandbox-dev", "orders"),
+                    })
+                },
+                state: |sb, base, _| {
+                    let now = nodes::primary(sb, "sandbox-dev", "orders");
+                    json!({
+                        "test_failover_calls": orders_events(sb, base, "Test Failover API called for node group 0001"),
+                        "recoveries": orders_events(sb, base, "Finished recovery"),
+                        "primary_changed": base["primary"].as_u64() != Some(u64::from(now)),
+                    })
+                },
+                mutations: |sb, base| orders_events(sb, base, "Test Failover API called"),
+                inside: &[("recovery finished", recovery_finished)],
+                gaps: &[(
+                    "between the TestFailover call and its recovery",
+                    "the sandbox promotes inside the calling process, so a kill there leaves \
+                     no recovery event and resume follows the events until its timeout; \
+                     ElastiCache finishes a failover it accepted",
+                )],
+                resume_may_fail_with: &["not measured"],
+            }),
+        },
+    ]
+}
+
+const REMEDIATE_BARE: u64 = 400;
+const REMEDIATE_KEEP: u64 = 20;
+const KEEP_TTL_S: u64 = 100_000;
+
+fn half_the_ttls_set(sb: &Sandbox, base: &Baseline) -> bool {
+    ecs_calls(sb, "expire") - base["expires"].as_u64().unwrap_or(0) >= REMEDIATE_BARE / 2
+}
+
+fn recovery_finished(sb: &Sandbox, base: &Baseline) -> bool {
+    orders_events(sb, base, "Finished recovery") > 0
+}
+
+/// Calls of `command` on the `valkey-ecs` node.
+fn ecs_calls(sb: &Sandbox, command: &str) -> u64 {
+    let cache = nodes::cache(sb, "sandbox-dev", "valkey-ecs");
+    nodes::calls(
+        sb,
+        "sandbox-dev",
+        "valkey-ecs",
+        nodes::ports(&cache)[0],
+        command,
+    )
+}
+
+/// Events of `orders` in `sandbox-dev` since the baseline whose message starts with `prefix`,
+/// read from the sandbox's event log.
+fn orders_events(sb: &Sandbox, base: &Baseline, prefix: &str) -> u64 {
+    let since: i128 = base["since"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let text = std::fs::read_to_string(events_file(&sb.dir(), "sandbox-dev")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| {
+            e["source"]
+                .as_str()
+                .is_some_and(|s| s == "orders" || s.starts_with("orders-"))
+        })
+        .filter(|e| e["message"].as_str().is_some_and(|m| m.starts_with(prefix)))
+        .filter(|e| {
+            e["time"]
+                .as_str()
+                .and_then(|t| {
+                    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+                })
+                .is_some_and(|t| t.unix_timestamp_nanos() >= since)
+        })
+        .count() as u64
+}
+
+/// The hook of `runbook`.
+pub fn find(runbook: &str) -> Option<Hook> {
+    all().into_iter().find(|h| h.runbook == runbook)
+}
