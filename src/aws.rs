@@ -7,15 +7,18 @@ mod discover;
 mod ecs;
 mod elasticache;
 pub mod errors;
+pub mod exec;
 pub mod map;
 pub mod profiles;
+pub mod snapshots;
 mod ssm;
 pub mod ssm_caches;
 
 use crate::config::{EnvConfig, Settings};
 use crate::controlplane;
 use crate::controlplane::{
-    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery, Parameter, PutParameter,
+    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EcsServiceState, EventQuery, Parameter,
+    PutParameter, RestoreRequest, Snapshot, SnapshotQuery, SnapshotTarget,
 };
 use crate::domain::{Account, Environment};
 use async_trait::async_trait;
@@ -58,6 +61,8 @@ pub struct AwsControlPlane {
     /// STS for GetCallerIdentity; `None` for planes built from ready-made clients without
     /// one (tests), which then have no account.
     sts: Option<aws_sdk_sts::Client>,
+    /// KMS, for data keys of encrypted ECS Exec sessions.
+    kms: Option<aws_sdk_kms::Client>,
     ctx: ErrorContext,
 }
 
@@ -122,7 +127,8 @@ impl AwsControlPlane {
             aws_sdk_ecs::Client::new(&shared),
             aws_sdk_ssm::Client::new(&shared),
         )
-        .with_sts(aws_sdk_sts::Client::new(&shared));
+        .with_sts(aws_sdk_sts::Client::new(&shared))
+        .with_kms(aws_sdk_kms::Client::new(&shared));
         if cfg.endpoint_url.is_none()
             && let Some(region) = region
         {
@@ -158,6 +164,7 @@ impl AwsControlPlane {
             ecs,
             ssm,
             sts: None,
+            kms: None,
             ctx,
         }
     }
@@ -165,6 +172,12 @@ impl AwsControlPlane {
     /// Adds the STS client that answers [`ControlPlane::caller_identity`].
     pub fn with_sts(mut self, sts: aws_sdk_sts::Client) -> Self {
         self.sts = Some(sts);
+        self
+    }
+
+    /// Uses `kms` for the data keys of KMS-encrypted ECS Exec sessions.
+    pub fn with_kms(mut self, kms: aws_sdk_kms::Client) -> Self {
+        self.kms = Some(kms);
         self
     }
 
@@ -256,6 +269,35 @@ impl ControlPlane for AwsControlPlane {
         .await
     }
 
+    // ---- ECS Exec ----
+
+    async fn exec_tasks(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Vec<crate::controlplane::ExecTask>, ControlPlaneError> {
+        crate::controlplane::with_timeout(
+            "DescribeTasks",
+            self.timeout(),
+            self.list_exec_tasks(cluster, service),
+        )
+        .await
+    }
+
+    async fn execute_command(
+        &self,
+        req: crate::controlplane::ExecCommand,
+    ) -> Result<crate::controlplane::ExecStarted, ControlPlaneError> {
+        crate::controlplane::with_timeout("ExecuteCommand", self.timeout(), self.exec(req)).await
+    }
+
+    fn exec_data_keys(&self) -> Option<std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>> {
+        self.kms.clone().map(|client| {
+            std::sync::Arc::new(crate::ecsexec::crypto::KmsDataKeys { client })
+                as std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>
+        })
+    }
+
     // ---- Auth rotation (aws::auth) ----
 
     async fn replication_group_auth(
@@ -288,6 +330,56 @@ impl ControlPlane for AwsControlPlane {
         passwords: &[secrecy::SecretString],
     ) -> Result<crate::controlplane::UserAuth, ControlPlaneError> {
         self.modify_user_secrets(user_id, passwords).await
+    }
+
+    // ---- Snapshots, restores and ECS deployments ----------------------------------------
+
+    async fn create_snapshot(
+        &self,
+        name: &str,
+        target: SnapshotTarget,
+    ) -> Result<Snapshot, ControlPlaneError> {
+        self.create_snapshot_call(name, target).await
+    }
+
+    async fn describe_snapshots(
+        &self,
+        query: SnapshotQuery,
+    ) -> Result<Vec<Snapshot>, ControlPlaneError> {
+        self.describe_snapshots_call(query).await
+    }
+
+    async fn delete_snapshot(&self, name: &str, serverless: bool) -> Result<(), ControlPlaneError> {
+        self.delete_snapshot_call(name, serverless).await
+    }
+
+    async fn restore_snapshot(&self, request: RestoreRequest) -> Result<(), ControlPlaneError> {
+        self.restore_call(request).await
+    }
+
+    async fn force_new_deployment(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<(), ControlPlaneError> {
+        self.force_new_deployment_call(cluster, service).await
+    }
+
+    async fn describe_service(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<EcsServiceState, ControlPlaneError> {
+        self.describe_service_call(cluster, service).await
+    }
+
+    async fn stop_task(
+        &self,
+        cluster: &str,
+        task: &str,
+        reason: &str,
+    ) -> Result<(), ControlPlaneError> {
+        self.stop_task_call(cluster, task, reason).await
     }
 }
 

@@ -4,9 +4,18 @@ use crate::headless::Format;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// `--version`: the package version and the git commit it was built from (`unknown commit`
+/// when it was built outside a git checkout; `-dirty` when the checkout had changes).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("CACHEDECK_GIT_COMMIT"),
+    ")"
+);
+
 /// The on-call engineer's terminal for Valkey/Redis caches on AWS.
 #[derive(Debug, Parser)]
-#[command(name = "cachedeck", version, about, long_about = None)]
+#[command(name = "cachedeck", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Config file (default: $XDG_CONFIG_HOME/cachedeck/config.toml).
     #[arg(long, global = true, env = "CACHEDECK_CONFIG")]
@@ -87,6 +96,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// List the snapshots of an environment (node and serverless): name, status, source,
+    /// created, size, shard count.
+    Snapshots {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// Only snapshots of this cache.
+        #[arg(long)]
+        cache: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Live per-node figures of one cache from INFO: ops/s, hit rate, memory, clients,
     /// evictions, replication lag, persistence, keys.
     Stats {
@@ -145,11 +166,52 @@ pub enum Command {
         #[command(subcommand)]
         action: RunsAction,
     },
+    /// Run a command (or a shell) inside an ECS task through ECS Exec, without the
+    /// session-manager-plugin; exits with the remote command's exit code.
+    #[command(after_help = crate::headless::exec::EXIT_CODES)]
+    Exec {
+        #[arg(long)]
+        env: String,
+        /// A task of a service that uses this cache (or of the cache's own ECS service).
+        #[arg(long, conflicts_with = "service", required_unless_present = "service")]
+        cache: Option<String>,
+        /// The ECS service to exec into.
+        #[arg(long)]
+        service: Option<String>,
+        /// The service's ECS cluster (the sandbox's is its environment).
+        #[arg(long, requires = "service")]
+        cluster: Option<String>,
+        /// The container (needed when the task has several).
+        #[arg(long)]
+        container: Option<String>,
+        /// A task id or ARN (default: the first running task with ECS Exec on).
+        #[arg(long)]
+        task: Option<String>,
+        /// The command and its arguments; none: an interactive shell.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Run the local sandbox estate of real valkey-server processes.
     Sandbox {
         #[command(subcommand)]
         action: SandboxAction,
     },
+    /// Print a shell completion script on stdout, e.g.
+    /// `cachedeck completions bash > ~/.local/share/bash-completion/completions/cachedeck`.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page (roff) on stdout, e.g. `cachedeck man | man -l -`.
+    Man,
+}
+
+/// The shells `cachedeck completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +232,14 @@ pub enum SandboxAction {
     /// Serve the sandbox's TLS endpoints (started by `up`; runs until `down`).
     #[command(hide = true)]
     Serve,
+    /// Run one task of a sandbox consumer service (started by `up` and by rollouts).
+    #[command(hide = true)]
+    Consumer {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        task: String,
+    },
 }
 
 /// Exit codes of `cachedeck run` and `cachedeck runs resume` (see docs/runbooks.md).

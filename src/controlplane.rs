@@ -2,6 +2,8 @@
 //! for it). Two real implementations exist: `aws::AwsControlPlane` and
 //! `sandbox::SandboxControlPlane`. Valkey data-plane traffic never goes through here.
 
+pub mod names;
+
 use crate::domain::{Account, Cache, Environment};
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -376,6 +378,15 @@ impl GroupAuth {
     }
 }
 
+/// An ECS service that uses a cache, and how its task definition points at it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsumerService {
+    pub cluster: String,
+    pub service: String,
+    /// Container variables naming the cache (`SIDEKIQ_REDIS_URL`, `REDIS_PASSWORD`, …).
+    pub variables: Vec<String>,
+}
+
 /// What DescribeUsers says about one RBAC user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UserAuth {
@@ -534,6 +545,18 @@ pub trait ControlPlane: Send + Sync {
         ))
     }
 
+    /// The ECS services whose task definitions read this cache's secret or name its
+    /// endpoint (the applications to roll after a new secret is published).
+    async fn consumer_services(
+        &self,
+        cache: &Cache,
+    ) -> Result<Vec<ConsumerService>, ControlPlaneError> {
+        Err(unsupported_target(
+            "ListServices/DescribeTaskDefinition",
+            &cache.name,
+        ))
+    }
+
     /// One RBAC user (DescribeUsers with its id).
     async fn describe_user(&self, user_id: &str) -> Result<UserAuth, ControlPlaneError> {
         Err(unsupported_target("DescribeUsers", user_id))
@@ -547,6 +570,37 @@ pub trait ControlPlane: Send + Sync {
     ) -> Result<UserAuth, ControlPlaneError> {
         let _ = passwords;
         Err(unsupported_target("ModifyUser", user_id))
+    }
+
+    // ---- ECS Exec ----
+
+    /// The tasks of an ECS service (ListTasks + DescribeTasks), for ECS Exec.
+    async fn exec_tasks(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Vec<ExecTask>, ControlPlaneError> {
+        let _ = (cluster, service);
+        Err(ControlPlaneError::Unsupported {
+            operation: "ECS Exec".into(),
+            target: self.environment().name.clone(),
+            why: "this environment has no ECS control plane".into(),
+        })
+    }
+
+    /// ECS ExecuteCommand: a Session Manager session into one container of a task.
+    async fn execute_command(&self, req: ExecCommand) -> Result<ExecStarted, ControlPlaneError> {
+        let _ = req;
+        Err(ControlPlaneError::Unsupported {
+            operation: "ExecuteCommand".into(),
+            target: self.environment().name.clone(),
+            why: "this environment has no ECS control plane".into(),
+        })
+    }
+
+    /// Where data keys come from when a cluster encrypts exec sessions with KMS.
+    fn exec_data_keys(&self) -> Option<std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>> {
+        None
     }
 }
 
@@ -564,6 +618,51 @@ fn unsupported_target(operation: &str, target: &str) -> ControlPlaneError {
         target: target.into(),
         why: "this control plane does not implement it".into(),
     }
+}
+
+// ---- ECS Exec -------------------------------------------------------------------------
+
+/// A running task as ECS Exec sees it (DescribeTasks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecTask {
+    pub cluster: String,
+    pub task_arn: String,
+    /// The last part of the ARN.
+    pub task_id: String,
+    pub last_status: String,
+    /// Whether the task was started with `enableExecuteCommand`.
+    pub enable_execute_command: bool,
+    pub launch_type: Option<String>,
+    pub platform_version: Option<String>,
+    pub task_definition_arn: String,
+    pub containers: Vec<ExecContainer>,
+}
+
+/// A container of an [`ExecTask`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecContainer {
+    pub name: String,
+    pub runtime_id: Option<String>,
+    /// `lastStatus` of its `ExecuteCommandAgent` managed agent (`RUNNING` when usable).
+    pub exec_agent: Option<String>,
+}
+
+/// One ExecuteCommand call (always `interactive`, the only mode ECS offers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCommand {
+    pub cluster: String,
+    pub task: String,
+    pub container: Option<String>,
+    /// Recorded by CloudTrail and session logs: never put a secret here.
+    pub command: String,
+}
+
+/// What ExecuteCommand returned, with the target the encryption context names.
+#[derive(Debug, Clone)]
+pub struct ExecStarted {
+    pub task_arn: String,
+    pub container_name: String,
+    pub session: crate::ecsexec::client::SessionInfo,
 }
 
 /// Runs `fut` with a deadline, turning expiry into [`ControlPlaneError::Timeout`].

@@ -43,6 +43,36 @@ pub fn escape_capped(input: impl AsRef<[u8]>, max_chars: usize) -> String {
     out
 }
 
+/// Escapes a message meant to span lines (an error with its `fix:` line): each line is
+/// escaped on its own with [`escape_capped`] (at most `max_line` characters), the line
+/// breaks stay. For every headless text path whose message may quote outside text.
+pub fn escape_lines_capped(text: &str, max_line: usize) -> String {
+    text.split('\n')
+        .map(|line| escape_capped(line, max_line))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Makes a JSON document safe for a terminal without changing what it says: serde escapes
+/// only C0 controls, so every other character [`is_unsafe`] (DEL, C1 controls such as the
+/// one-character CSI U+009B, bidi overrides, zero-width characters) becomes a `\uXXXX` JSON
+/// escape. Outside strings JSON holds only ASCII punctuation and whitespace, so this only
+/// ever rewrites string contents.
+pub fn json_for_terminal(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if is_unsafe(c) && !matches!(c, '\n' | '\r' | '\t') {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{u:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Escapes each line of `input` on its own, keeping the line breaks: for messages of several
 /// lines that quote untrusted text (e.g. a parse error quoting a file).
 pub fn escape_lines(input: &str) -> String {

@@ -5,17 +5,21 @@
 //! The clap types live in `cli`; the commands take the one output [`Format`].
 
 pub mod caches;
+pub mod complete;
 pub mod envs;
+pub mod exec;
 pub mod exit;
 pub mod run;
 pub mod runbooks;
 pub mod runs;
 pub mod sandbox;
+pub mod snapshots;
 pub mod stats;
 mod table;
 
 pub use table::Table;
 
+use crate::escape::{escape_lines_capped, json_for_terminal};
 use crate::estate::EnvDiscovery;
 use std::process::ExitCode;
 
@@ -41,16 +45,34 @@ pub(crate) fn report_env_errors(found: &[EnvDiscovery]) -> bool {
         match &d.result {
             Ok(discovery) => {
                 for warning in &discovery.warnings {
-                    eprintln!("warning: {}: {warning}", d.env.name);
+                    eprintln!(
+                        "warning: {}: {}",
+                        escape_lines_capped(&d.env.name, 200),
+                        escape_lines_capped(warning, 2000)
+                    );
                 }
             }
             Err(e) => {
                 failed = true;
-                eprintln!("error: {}: {e}", d.env.name);
+                eprintln!(
+                    "error: {}: {}",
+                    escape_lines_capped(&d.env.name, 200),
+                    escape_lines_capped(&e.to_string(), 2000)
+                );
             }
         }
     }
     failed
+}
+
+/// Prints a JSON document on stdout, safe for a terminal (see [`json_for_terminal`]).
+pub(crate) fn print_json(json: &str) {
+    println!("{}", json_for_terminal(json));
+}
+
+/// Prints `error: <message>` on stderr, the message escaped line by line.
+pub(crate) fn print_error(message: impl std::fmt::Display) {
+    eprintln!("error: {}", escape_lines_capped(&message.to_string(), 2000));
 }
 
 pub(crate) fn code(partial: bool) -> ExitCode {

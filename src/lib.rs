@@ -20,3 +20,4 @@ pub mod sandbox;
 pub mod snapshot;
 pub mod tui;
 pub mod valkey;
+pub mod watch;

@@ -28,7 +28,11 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The chain may quote outside text (a name from AWS, a server's error).
+            eprintln!(
+                "error: {}",
+                cachedeck::escape::escape_lines_capped(&format!("{e:#}"), 2000)
+            );
             ExitCode::from(headless::exit::BAD_INPUT)
         }
     }
@@ -39,6 +43,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Envs { output }) => {
             let estate = load(cli.config).await?;
             headless::envs::run(&estate, output.into()).await
+        }
+        Some(Command::Snapshots { env, cache, output }) => {
+            let estate = load(cli.config).await?;
+            headless::snapshots::run(&estate, &env, cache.as_deref(), output.into()).await
         }
         Some(Command::Caches { env, output }) => {
             let estate = load(cli.config).await?;
@@ -115,7 +123,43 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             headless::stats::run(&estate, &env, &cache, mode, interval, output.into()).await
         }
+        Some(Command::Exec {
+            env,
+            cache,
+            service,
+            cluster,
+            container,
+            task,
+            command,
+        }) => {
+            // The remote command owns exit codes 0-253: cachedeck's own failures are 255.
+            let estate = match load(cli.config).await {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return Ok(ExitCode::from(headless::exec::exit::FAILED));
+                }
+            };
+            let args = headless::exec::ExecArgs {
+                env,
+                cache,
+                service,
+                cluster,
+                container,
+                task,
+                command,
+            };
+            Ok(ExitCode::from(headless::exec::run(&estate, args).await))
+        }
         Some(Command::Sandbox { action }) => headless::sandbox::run(action).await,
+        Some(Command::Completions { shell }) => {
+            headless::complete::completions(shell, &mut std::io::stdout().lock());
+            Ok(ExitCode::from(headless::exit::OK))
+        }
+        Some(Command::Man) => {
+            headless::complete::man(&mut std::io::stdout().lock())?;
+            Ok(ExitCode::from(headless::exit::OK))
+        }
         None => {
             let estate = load(cli.config).await?;
             cachedeck::tui::run(estate).await?;

@@ -7,10 +7,12 @@
 pub mod auth;
 pub mod client;
 pub mod cluster;
+pub mod consumer;
 pub mod daemon;
 pub mod down;
 pub mod ecs;
 pub mod events;
+pub mod exec;
 pub mod exec_agent;
 pub mod failover;
 pub mod layout;
@@ -25,6 +27,7 @@ pub mod setup;
 pub mod snapshots;
 pub mod state;
 pub mod status;
+pub mod steady;
 pub mod tls;
 pub mod up;
 

@@ -7,6 +7,7 @@
 //! escaped (`crate::escape`) wherever they are shown.
 
 pub mod manifest;
+pub mod rdb;
 pub mod store;
 pub mod verify;
 

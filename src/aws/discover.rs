@@ -110,7 +110,7 @@ impl AwsControlPlane {
         for (ecs, result, mut warnings) in ecs_results {
             tally.warnings.append(&mut warnings);
             let label = format!("ecs cluster {}", ecs.cluster);
-            if let Some(mut more) = tally.take(&label, Some(result))? {
+            if let Some(mut more) = tally.take_own(&label, Some(result))? {
                 caches.append(&mut more);
             }
         }
@@ -119,7 +119,7 @@ impl AwsControlPlane {
         for (ssm, result, mut warnings) in ssm_results {
             tally.warnings.append(&mut warnings);
             let label = format!("ssm cache {}", ssm.name);
-            if let Some(Some(target)) = tally.take(&label, Some(result))? {
+            if let Some(Some(target)) = tally.take_own(&label, Some(result))? {
                 ssm_caches::merge(env, &mut caches, target, add_endpoints);
             }
         }
@@ -172,7 +172,7 @@ impl AwsControlPlane {
 }
 
 /// Errors that would repeat for every further call, so discovery stops at once.
-fn is_fatal(err: &ControlPlaneError) -> bool {
+pub(super) fn is_fatal(err: &ControlPlaneError) -> bool {
     matches!(
         err,
         ControlPlaneError::Credentials { .. } | ControlPlaneError::Unreachable { .. }
@@ -194,12 +194,39 @@ impl Tally {
         what: &str,
         result: Option<Result<T, ControlPlaneError>>,
     ) -> Result<Option<T>, ControlPlaneError> {
+        self.take_from(what, result, true)
+    }
+
+    /// A source with its own service endpoint (ECS, SSM): its endpoint being unreachable
+    /// (e.g. no VPC endpoint for it) says nothing of ElastiCache's, so it is a warning.
+    fn take_own<T>(
+        &mut self,
+        what: &str,
+        result: Option<Result<T, ControlPlaneError>>,
+    ) -> Result<Option<T>, ControlPlaneError> {
+        self.take_from(what, result, false)
+    }
+
+    fn take_from<T>(
+        &mut self,
+        what: &str,
+        result: Option<Result<T, ControlPlaneError>>,
+        unreachable_is_fatal: bool,
+    ) -> Result<Option<T>, ControlPlaneError> {
         let Some(result) = result else {
             return Ok(None);
         };
         self.attempted += 1;
         match result {
             Ok(value) => Ok(Some(value)),
+            Err(e @ ControlPlaneError::Unreachable { .. }) if !unreachable_is_fatal => {
+                self.failed += 1;
+                self.warnings.push(format!("{what}: {e}"));
+                if self.first_error.is_none() {
+                    self.first_error = Some(e);
+                }
+                Ok(None)
+            }
             Err(e) if is_fatal(&e) => Err(e),
             Err(e) => {
                 self.failed += 1;

@@ -61,11 +61,24 @@ impl AwsControlPlane {
             }))
             .await;
             for (service, tasks, image) in lookups {
+                // One service's tasks failing is that service's warning, not the cluster's.
+                let tasks = match tasks {
+                    Ok(tasks) => tasks,
+                    Err(e) if super::discover::is_fatal(&e) => return Err(e),
+                    Err(e) => {
+                        warnings.push(format!(
+                            "ecs {}/{}: {e}; skipped",
+                            cfg.cluster,
+                            service.service_name().unwrap_or("?")
+                        ));
+                        continue;
+                    }
+                };
                 caches.push(ecs_cache(
                     &self.env.name,
                     cfg,
                     service,
-                    &tasks?,
+                    &tasks,
                     image.as_deref(),
                 ));
             }

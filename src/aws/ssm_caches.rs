@@ -48,6 +48,75 @@ pub fn parse_cache_url(text: &str) -> Result<UrlParts, String> {
     })
 }
 
+/// What an endpoint parameter holds: a host, `host:port`, `[v6]:port`, or a whole
+/// `redis://` / `rediss://` URL (some stacks publish the URL under the endpoint name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointValue {
+    pub host: String,
+    pub port: Option<u16>,
+    /// Set when a URL's scheme says (rediss:// → TLS).
+    pub tls: Option<bool>,
+    pub username: Option<String>,
+    /// A URL with a password: the parameter holds a secret, read it as the URL parameter.
+    pub has_password: bool,
+}
+
+/// Parses an endpoint parameter's value. The error never echoes the value (a URL may hold
+/// a token).
+pub fn parse_endpoint_value(text: &str) -> Result<EndpointValue, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty".into());
+    }
+    if text.contains("://") {
+        let parts = parse_cache_url(text)?;
+        return Ok(EndpointValue {
+            host: parts.host,
+            port: Some(parts.port),
+            tls: Some(parts.tls),
+            username: parts.username,
+            has_password: parts.has_password,
+        });
+    }
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 address without its closing `]`")?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err("text after the IPv6 address is not `:port`".into()),
+        };
+        (host.to_string(), port)
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h.to_string(), Some(p)),
+            _ => (text.to_string(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => Some(
+            p.parse::<u16>()
+                .map_err(|_| "the part after `:` is not a port number".to_string())?,
+        ),
+        None => None,
+    };
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c == '/' || c == '@')
+    {
+        return Err("not a host name, host:port or redis:// URL".into());
+    }
+    Ok(EndpointValue {
+        host,
+        port,
+        tls: None,
+        username: None,
+        has_password: false,
+    })
+}
+
 /// Where an SSM-named cache lives and how to log in, with no secret inside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SsmTarget {
@@ -195,12 +264,16 @@ impl AwsControlPlane {
             ));
             return Ok(None);
         };
-        let host = host.value.expose().trim().to_string();
-        // Some stacks store "host:port" in the endpoint parameter.
-        let (host, inline_port) = match host.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => (h.to_string(), p.parse::<u16>().ok()),
-            _ => (host, None),
+        // A host, "host:port", or a whole URL: some stacks publish the URL here.
+        let value = match parse_endpoint_value(host.value.expose()) {
+            Ok(v) => v,
+            Err(why) => {
+                warnings.push(format!("ssm {endpoint_name}: {why} (cache `{}`)", ssm.name));
+                return Ok(None);
+            }
         };
+        let inline_port = value.port;
+        let host = value.host;
         let mut port = inline_port.unwrap_or(6379);
         if let Some(port_template) = &ssm.port {
             let port_name = expand(port_template);
@@ -218,21 +291,26 @@ impl AwsControlPlane {
                 )),
             }
         }
-        if host.is_empty() {
-            warnings.push(format!("ssm {endpoint_name}: empty (cache `{}`)", ssm.name));
-            return Ok(None);
-        }
+        let username = value.username.or(username);
         Ok(Some(SsmTarget {
             name: ssm.name.clone(),
-            endpoint: Endpoint::new(host, port, ssm.tls),
-            auth: auth_mode(password.is_some(), username.as_deref()),
+            endpoint: Endpoint::new(host, port, value.tls.unwrap_or(ssm.tls)),
+            auth: auth_mode(
+                value.has_password || password.is_some(),
+                username.as_deref(),
+            ),
             credentials: Credentials {
                 username,
                 password,
-                url_parameter: None,
+                // A URL with a password: its parameter is where the secret is read from.
+                url_parameter: value.has_password.then(|| endpoint_name.clone()),
                 ca_file: None,
             },
-            note: format!("endpoint from SSM {endpoint_name}"),
+            note: if value.tls.is_some() {
+                format!("URL in SSM endpoint parameter {endpoint_name}")
+            } else {
+                format!("endpoint from SSM {endpoint_name}")
+            },
         }))
     }
 }
@@ -258,6 +336,35 @@ mod tests {
         assert!(parts.tls && parts.has_password);
         assert_eq!(parts.username, None);
         assert!(!format!("{parts:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn endpoint_parameters_hold_hosts_host_ports_or_urls() {
+        let v =
+            parse_endpoint_value("rediss://app:s3cr3t@sf.cache.amazonaws.com:6380").expect("a URL");
+        assert_eq!(
+            (v.host.as_str(), v.port, v.tls, v.has_password),
+            ("sf.cache.amazonaws.com", Some(6380), Some(true), true)
+        );
+        assert_eq!(v.username.as_deref(), Some("app"));
+        let v = parse_endpoint_value("redis://10.0.0.5").expect("plain URL");
+        assert_eq!((v.port, v.tls), (Some(6379), Some(false)));
+        let v = parse_endpoint_value(" master.x.cache.amazonaws.com:6380\n").expect("host:port");
+        assert_eq!(
+            (v.host.as_str(), v.port, v.tls),
+            ("master.x.cache.amazonaws.com", Some(6380), None)
+        );
+        let v = parse_endpoint_value("[fd00::5]:7000").expect("v6");
+        assert_eq!((v.host.as_str(), v.port), ("fd00::5", Some(7000)));
+        assert_eq!(
+            parse_endpoint_value("fd00::5").expect("bare v6").host,
+            "fd00::5"
+        );
+        let err = parse_endpoint_value("host:s3cr3t").expect_err("not a port");
+        assert!(!err.contains("s3cr3t"), "{err}");
+        assert!(parse_endpoint_value("http://:s3cr3t@h:1").is_err());
+        assert!(parse_endpoint_value("a host with spaces").is_err());
+        assert!(parse_endpoint_value("  ").is_err());
     }
 
     #[test]

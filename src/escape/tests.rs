@@ -110,3 +110,27 @@ fn every_single_byte_and_low_code_point_is_safe() {
         }
     }
 }
+
+#[test]
+fn lines_keep_their_breaks_and_lose_their_controls() {
+    let text = "failed: \x1b]52;c;aGk=\x07\n  fix: check \u{202e}this";
+    let out = escape_lines_capped(text, 200);
+    assert_eq!(
+        out,
+        "failed: \\x1b]52;c;aGk=\\x07\n  fix: check \\u{202e}this"
+    );
+}
+
+#[test]
+fn json_for_a_terminal_is_the_same_json_without_raw_controls() {
+    let value = serde_json::json!({
+        "host": "evil\u{1b}]52;c;aGk=\u{7}\u{9b}31m\u{202e}\u{7f}\u{e0041}",
+        "plain": "orders é ✓",
+    });
+    let raw = serde_json::to_string_pretty(&value).expect("json");
+    let safe = json_for_terminal(&raw);
+    assert!(safe.chars().all(|c| !is_unsafe(c) || c == '\n'), "{safe}");
+    let back: serde_json::Value = serde_json::from_str(&safe).expect("still JSON");
+    assert_eq!(back, value);
+    assert!(safe.contains("orders é ✓"));
+}

@@ -24,7 +24,7 @@ pub async fn run(estate: &Estate, env: Option<&str>, output: Format) -> anyhow::
     if let Some(name) = env
         && let Err(e) = estate.env(name)
     {
-        eprintln!("error: {e}");
+        super::print_error(e);
         return Ok(ExitCode::from(exit::BAD_INPUT));
     }
     let found = estate.discover_all(env).await;
@@ -53,14 +53,11 @@ pub async fn run(estate: &Estate, env: Option<&str>, output: Format) -> anyhow::
                         .map(move |w| EnvWarning { env, warning: w })
                 })
                 .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "caches": caches,
-                    "errors": errors,
-                    "warnings": warnings,
-                }))?
-            );
+            super::print_json(&serde_json::to_string_pretty(&serde_json::json!({
+                "caches": caches,
+                "errors": errors,
+                "warnings": warnings,
+            }))?);
         }
         _ => print!("{}", table(&caches).render()),
     }

@@ -68,10 +68,9 @@ pub async fn run(estate: &Estate, output: Format) -> anyhow::Result<ExitCode> {
         })
         .collect();
     match output {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "environments": rows }))?
-        ),
+        Format::Json => super::print_json(&serde_json::to_string_pretty(
+            &serde_json::json!({ "environments": rows }),
+        )?),
         _ => {
             if rows.is_empty() {
                 eprintln!(

@@ -47,7 +47,10 @@ pub struct RunArgs {
 }
 
 pub(super) fn fail(code: u8, message: impl std::fmt::Display) -> u8 {
-    eprintln!("error: failed to {message}");
+    eprintln!(
+        "error: failed to {}",
+        crate::escape::escape_lines_capped(&message.to_string(), 2000)
+    );
     code
 }
 

@@ -33,13 +33,16 @@ pub fn list(format: Format) -> u8 {
             }),
             Err(e) => {
                 bad = true;
-                eprintln!("error: {e}");
+                eprintln!(
+                    "error: {}",
+                    crate::escape::escape_lines_capped(&e.to_string(), 2000)
+                );
             }
         }
     }
     match format {
         Format::Json => match serde_json::to_string_pretty(&rows) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => println!("{}", crate::escape::json_for_terminal(&s)),
             Err(e) => return fail(exit::FAILED, format!("encode the list: {e}")),
         },
         Format::Text | Format::Csv | Format::Markdown => {
@@ -65,15 +68,18 @@ pub fn validate(file: &Path) -> u8 {
         Ok(rb) => {
             println!(
                 "{}: ok (runbook `{}`, {} steps, {})",
-                file.display(),
-                rb.name,
+                crate::escape::escape(file.as_os_str().as_encoded_bytes()),
+                crate::escape::escape(&rb.name),
                 rb.steps.len() + rb.rollback.len(),
                 if rb.mutates() { "mutates" } else { "read-only" }
             );
             exit::OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!(
+                "error: {}",
+                crate::escape::escape_lines_capped(&e.to_string(), 2000)
+            );
             exit::BAD_INPUT
         }
     }

@@ -14,7 +14,7 @@ pub fn list(format: Format) -> u8 {
     };
     match format {
         Format::Json => match serde_json::to_string_pretty(&runs) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => println!("{}", crate::escape::json_for_terminal(&s)),
             Err(e) => return fail(exit::FAILED, format!("encode the list: {e}")),
         },
         Format::Text | Format::Csv | Format::Markdown => {
@@ -43,14 +43,20 @@ pub fn show(run_id: &str, format: Format) -> u8 {
     };
     match format {
         Format::Json => match serde_json::to_string_pretty(&records) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => println!("{}", crate::escape::json_for_terminal(&s)),
             Err(e) => return fail(exit::FAILED, format!("encode the journal: {e}")),
         },
         Format::Text | Format::Csv | Format::Markdown => {
             if let Some(s) = journal::summarize(&records) {
                 println!(
-                    "run {} of {} on {}/{}: {}",
-                    s.run_id, s.runbook, s.env, s.cache, s.state
+                    "{}",
+                    crate::escape::escape_capped(
+                        format!(
+                            "run {} of {} on {}/{}: {}",
+                            s.run_id, s.runbook, s.env, s.cache, s.state
+                        ),
+                        600
+                    )
                 );
             }
             for r in &records {

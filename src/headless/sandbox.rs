@@ -69,11 +69,18 @@ pub async fn run(action: SandboxAction) -> anyhow::Result<ExitCode> {
             };
             let rows = sandbox::status::live(&state, &ParamStore::new(&dir)).await;
             match output {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Format::Json => super::print_json(&serde_json::to_string_pretty(&rows)?),
                 _ => print!("{}", table(&rows)),
             }
             let all_up = rows.iter().all(|r| r.alive);
             Ok(super::code(!all_up))
+        }
+        SandboxAction::Consumer { service, task } => {
+            sandbox::consumer::run(&service, &task)
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("run the sandbox consumer task")?;
+            Ok(ExitCode::from(super::exit::OK))
         }
         SandboxAction::Serve => {
             sandbox::proxy::serve(&dir)

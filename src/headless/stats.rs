@@ -11,10 +11,9 @@ use super::exit;
 use crate::controlplane::ControlPlane;
 use crate::domain::Cache;
 use crate::estate::{Estate, EstateError, static_caches};
-use crate::valkey::connect::{ConnectOptions, Connector};
-use crate::valkey::stats::{
-    NodeKey, PollTarget, Poller, PollerConfig, StatsBook, StatsEvent, poll_nodes,
-};
+use crate::valkey::connect::ConnectOptions;
+use crate::valkey::stats::{NodeKey, PollerConfig, StatsBook, StatsEvent, poll_nodes};
+use crate::watch::{self, Sink, StatsConfig, Update};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -39,17 +38,14 @@ pub async fn run(
     let (plane, cache) = match find(estate, env, cache).await {
         Ok(found) => found,
         Err((code, e)) => {
-            eprintln!("error: {e}");
+            super::print_error(e);
             return Ok(ExitCode::from(code));
         }
     };
     let interval = interval
         .unwrap_or(estate.settings.stats_interval)
         .max(Duration::from_millis(100));
-    let options = ConnectOptions {
-        connect_timeout: estate.settings.valkey_timeout,
-        command_timeout: estate.settings.valkey_timeout,
-    };
+    let options = ConnectOptions::from_settings(&estate.settings);
     let nodes = poll_nodes(&cache);
     let mut book = StatsBook::new(4);
     let keys: Vec<NodeKey> = nodes
@@ -64,28 +60,15 @@ pub async fn run(
         book.track(k.clone());
     }
     let (tx, mut rx) = mpsc::channel(64);
-    // Credentials that cannot be resolved make every node a "down" row with the reason.
-    let _poller = match Connector::for_cache(&cache, plane.as_deref(), options).await {
-        Ok(connector) => {
-            let targets = PollTarget::for_cache(&cache, &Arc::new(connector));
-            let config = PollerConfig {
-                interval,
-                max_backoff: interval.max(Duration::from_secs(30)),
-            };
-            Some(Poller::spawn(targets, config, tx))
-        }
-        Err(e) => {
-            for k in &keys {
-                book.apply(StatsEvent::Failed {
-                    key: k.clone(),
-                    error: e.clone(),
-                    consecutive: u32::MAX,
-                    retry_in: Duration::MAX,
-                });
-            }
-            None
-        }
+    let config = StatsConfig {
+        options,
+        poller: PollerConfig {
+            interval,
+            max_backoff: interval.max(Duration::from_secs(30)),
+        },
+        queues: false,
     };
+    let _watch = watch::stats(plane, vec![cache.clone()], config, Sink::plain(tx));
     match mode {
         Mode::Once => {
             let patience = interval + (options.connect_timeout + options.command_timeout) * 2;
@@ -109,7 +92,7 @@ pub async fn run(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    Some(event) = rx.recv() => book.apply(event),
+                    Some(update) = rx.recv() => apply(&mut book, &keys, update),
                     _ = tick.tick() => {
                         let ctx = render::Context { cache: &cache, nodes: &nodes, book: &book };
                         if !emit(&ctx, output, true) {
@@ -127,7 +110,7 @@ pub async fn run(
 /// Waits until every node has two samples (a real interval) or has failed, or `patience`
 /// runs out.
 async fn collect_once(
-    rx: &mut mpsc::Receiver<StatsEvent>,
+    rx: &mut mpsc::Receiver<Update>,
     book: &mut StatsBook,
     keys: &[NodeKey],
     patience: Duration,
@@ -141,17 +124,36 @@ async fn collect_once(
     let deadline = tokio::time::Instant::now() + patience;
     while !finished(book) {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(event)) => book.apply(event),
+            Ok(Some(update)) => apply(book, keys, update),
             _ => break,
         }
+    }
+}
+
+/// Folds one update of the stats watch into the book. Credentials that cannot be resolved
+/// make every node a "down" row with the reason.
+fn apply(book: &mut StatsBook, keys: &[NodeKey], update: Update) {
+    match update {
+        Update::Stats(event) => book.apply(event),
+        Update::Failed { error, .. } => {
+            for k in keys {
+                book.apply(StatsEvent::Failed {
+                    key: k.clone(),
+                    error: error.clone(),
+                    consecutive: u32::MAX,
+                    retry_in: Duration::MAX,
+                });
+            }
+        }
+        _ => {}
     }
 }
 
 /// Prints one report; false when stdout is gone.
 fn emit(ctx: &render::Context<'_>, output: Format, watch: bool) -> bool {
     let text = match output {
-        Format::Json if watch => render::json_line(ctx),
-        Format::Json => render::json_pretty(ctx),
+        Format::Json if watch => crate::escape::json_for_terminal(&render::json_line(ctx)),
+        Format::Json => crate::escape::json_for_terminal(&render::json_pretty(ctx)),
         _ => render::table(ctx, watch),
     };
     let mut out = std::io::stdout().lock();

@@ -50,6 +50,7 @@ pub fn builtin() -> Registry {
     r.register(Arc::new(auth_rotate::AuthRotate));
     r.register(Arc::new(auth_rotate::AuthVerifyBoth));
     r.register(Arc::new(auth_rotate::AuthPublish));
+    r.register(Arc::new(auth_rotate::AuthRoll));
     r.register(Arc::new(auth_rotate::AuthDrainCheck));
     r.register(Arc::new(auth_rotate::AuthFinalize));
     r

@@ -34,6 +34,13 @@ pub struct Target {
     pub plane: Arc<dyn ControlPlane>,
 }
 
+/// A run's lock name, opened journal and first scope, before its steps.
+struct Started {
+    lock_name: String,
+    journal: Journal,
+    scope: Scope,
+}
+
 /// Why a run could not be carried out at all (as opposed to a step failing).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -231,24 +238,14 @@ impl Engine {
         cancel: CancellationToken,
     ) -> Result<RunReport, EngineError> {
         let run_id = crate::runbook::journal::new_run_id();
-        let lock_name = lock::lock_name_for(&req.target.env, &req.target.cache);
-        if req.runbook.mutates() {
-            let me = LockHolder::me(&run_id, &req.runbook.name);
-            lock::acquire(
-                req.target.plane.as_ref(),
-                &lock_name,
-                &me,
+        let (lock_name, mut journal) = self
+            .lock_and_open(
+                &run_id,
+                &req.runbook,
+                &req.target,
                 req.force_unlock.as_deref(),
             )
             .await?;
-        }
-        let mut journal = match Journal::open(&self.journal_dir, &run_id) {
-            Ok(j) => j,
-            Err(e) => {
-                let _ = lock::release(req.target.plane.as_ref(), &lock_name, &run_id).await;
-                return Err(e.into());
-            }
-        };
         journal.append(RecordKind::RunStarted {
             runbook: req.runbook.name.clone(),
             hash: req.runbook.hash.clone(),
@@ -267,26 +264,20 @@ impl Engine {
                 taken: true,
             })?;
         }
-        let run = Run {
-            engine: self,
-            runbook: req.runbook,
-            target: req.target,
-            journal,
-            events,
-            cancel,
-            scope: Scope {
-                params: req.params,
-                steps: BTreeMap::new(),
-                builtins: BTreeMap::new(),
-                placeholders: false,
-            },
-            resume: None,
-            lock_name,
-            reports: Vec::new(),
-            connector: Default::default(),
-            roles_said: None,
+        let scope = Scope {
+            params: req.params,
+            steps: BTreeMap::new(),
+            builtins: BTreeMap::new(),
+            placeholders: false,
         };
-        run.execute().await
+        let started = Started {
+            lock_name,
+            journal,
+            scope,
+        };
+        self.run(req.runbook, req.target, started, None, events, cancel)
+            .execute()
+            .await
     }
 
     /// Continues a journaled run against `target` (looked up from the journal's env and
@@ -301,43 +292,79 @@ impl Engine {
         events: EventSender,
         cancel: CancellationToken,
     ) -> Result<RunReport, EngineError> {
-        let lock_name = lock::lock_name_for(&target.env, &target.cache);
-        if runbook.mutates() {
-            let me = LockHolder::me(&info.run_id, &runbook.name);
-            lock::acquire(
-                target.plane.as_ref(),
-                &lock_name,
-                &me,
-                force_unlock.as_deref(),
-            )
+        let (lock_name, mut journal) = self
+            .lock_and_open(&info.run_id, &runbook, &target, force_unlock.as_deref())
             .await?;
-        }
-        let mut journal = Journal::open(&self.journal_dir, &info.run_id)?;
         journal.append(RecordKind::RunResumed {
             user: lock::current_user(),
             host: lock::current_host(),
             pid: std::process::id(),
         })?;
-        let run = Run {
+        let scope = Scope {
+            params: Values::from_public(info.params.clone()),
+            steps: BTreeMap::new(),
+            builtins: BTreeMap::new(),
+            placeholders: false,
+        };
+        let started = Started {
+            lock_name,
+            journal,
+            scope,
+        };
+        self.run(runbook, target, started, Some(info), events, cancel)
+            .execute()
+            .await
+    }
+
+    /// What starting and resuming share: the cache's lock when the runbook mutates, then the
+    /// run's journal (the lock is given back when the journal cannot be opened).
+    async fn lock_and_open(
+        &self,
+        run_id: &str,
+        runbook: &Runbook,
+        target: &Target,
+        force_unlock: Option<&str>,
+    ) -> Result<(String, Journal), EngineError> {
+        let lock_name = lock::lock_name_for(&target.env, &target.cache);
+        if runbook.mutates() {
+            let me = LockHolder::me(run_id, &runbook.name);
+            lock::acquire(target.plane.as_ref(), &lock_name, &me, force_unlock).await?;
+        }
+        match Journal::open(&self.journal_dir, run_id) {
+            Ok(journal) => Ok((lock_name, journal)),
+            Err(e) => {
+                if runbook.mutates() {
+                    let _ = lock::release(target.plane.as_ref(), &lock_name, run_id).await;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The run, ready to execute.
+    fn run(
+        &self,
+        runbook: Runbook,
+        target: Target,
+        started: Started,
+        resume: Option<ResumeInfo>,
+        events: EventSender,
+        cancel: CancellationToken,
+    ) -> Run<'_> {
+        Run {
             engine: self,
-            scope: Scope {
-                params: Values::from_public(info.params.clone()),
-                steps: BTreeMap::new(),
-                builtins: BTreeMap::new(),
-                placeholders: false,
-            },
             runbook,
             target,
-            journal,
+            journal: started.journal,
             events,
             cancel,
-            resume: Some(info),
-            lock_name,
+            scope: started.scope,
+            resume,
+            lock_name: started.lock_name,
             reports: Vec::new(),
             connector: Default::default(),
             roles_said: None,
-        };
-        run.execute().await
+        }
     }
 }
 

@@ -2,8 +2,9 @@
 //! parameters, look the target up, apply protection and `applies_to` — all before anything
 //! executes — and list the runbooks that apply to a cache.
 //!
-//! The TUI's flow: [`applicable`] for the picker, [`prepare`] with
-//! `Approval { interactive: true, .. }` once parameters are filled, then
+//! The TUI's flow: [`applicable`] for the picker, [`prepare`] with the runbook the picker
+//! checked, the cache the TUI holds and `Approval { interactive: true, .. }` once parameters
+//! are filled (nothing is read again: only protection and `applies_to` are checked), then
 //! [`Engine::start`](crate::runbook::engine::Engine::start) with an event channel, answering
 //! `Event::NeedsConfirmation` by asking the operator to type `expect` (the cache name) when
 //! it is set.
@@ -17,7 +18,6 @@ use crate::runbook::protect::{self, Approval, Refusal};
 use crate::runbook::validate::{self, Runbook};
 use crate::runbook::{ErrorKind, actions, journal};
 use crate::valkey::connect::ConnectOptions;
-use std::time::Duration;
 
 /// Why a run could not be prepared; nothing has executed.
 #[derive(Debug, thiserror::Error)]
@@ -52,14 +52,10 @@ impl PrepareError {
 
 /// The engine as configured by the estate's settings (journal in the state dir).
 pub fn engine(estate: &Estate) -> Engine {
-    let t = estate.settings.valkey_timeout.max(Duration::from_secs(1));
     Engine::new(
         actions::builtin(),
         journal::runs_dir(),
-        ConnectOptions {
-            connect_timeout: t,
-            command_timeout: t,
-        },
+        ConnectOptions::from_settings(&estate.settings),
     )
 }
 
@@ -86,15 +82,7 @@ pub async fn target(
     let handle = estate.env(env)?;
     protect::check(handle.env.protection, runbook, env, cache, approval)?;
     let (plane, found) = estate.find_cache(env, cache).await?;
-    if !runbook.applies_to.contains(&found.kind) {
-        let applies: Vec<String> = runbook.applies_to.iter().map(|k| k.to_string()).collect();
-        return Err(PrepareError::NotApplicable {
-            runbook: runbook.name.clone(),
-            cache: cache.to_string(),
-            kind: found.kind.to_string(),
-            applies: applies.join(", "),
-        });
-    }
+    applies(runbook, &found)?;
     Ok(Target {
         env: handle.env.clone(),
         cache: found,
@@ -102,24 +90,45 @@ pub async fn target(
     })
 }
 
-/// Everything checked; the request is ready for `Engine::start` (or `Engine::plan`).
-pub async fn prepare(
+/// Refuses a runbook whose `applies_to` leaves out the cache's kind.
+fn applies(runbook: &Runbook, cache: &Cache) -> Result<(), PrepareError> {
+    if runbook.applies_to.contains(&cache.kind) {
+        return Ok(());
+    }
+    let applies: Vec<String> = runbook.applies_to.iter().map(|k| k.to_string()).collect();
+    Err(PrepareError::NotApplicable {
+        runbook: runbook.name.clone(),
+        cache: cache.name.clone(),
+        kind: cache.kind.to_string(),
+        applies: applies.join(", "),
+    })
+}
+
+/// Everything checked; the request is ready for `Engine::start` (or `Engine::plan`). The
+/// runbook (already validated) and the cache (already discovered) are the caller's: nothing
+/// is read again. Parameters are bound, then protection and `applies_to` are checked.
+pub fn prepare(
     estate: &Estate,
-    runbook: &str,
     env: &str,
-    cache: &str,
+    runbook: Runbook,
+    cache: Cache,
     params: &[(String, String)],
     approval: &Approval,
 ) -> Result<RunRequest, PrepareError> {
-    let registry = actions::builtin();
-    let runbook = catalog::find(runbook, &registry)?;
     let params = validate::bind_params(&runbook, params).map_err(PrepareError::Params)?;
     let runbook = runbook.for_params(|name| params.flag(name));
-    let target = target(estate, &runbook, env, cache, approval).await?;
+    let handle = estate.env(env)?;
+    protect::check(handle.env.protection, &runbook, env, &cache.name, approval)?;
+    applies(&runbook, &cache)?;
+    let plane = estate.plane(env)?;
     Ok(RunRequest {
         runbook,
         params,
-        target,
+        target: Target {
+            env: handle.env.clone(),
+            cache,
+            plane,
+        },
         force_unlock: None,
     })
 }

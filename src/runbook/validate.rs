@@ -89,6 +89,24 @@ pub struct Runbook {
     pub hash: String,
 }
 
+/// Two checked runbooks are the same when they come from the same text (its hash) and
+/// source, and [`Runbook::for_params`] left the same steps dangerous and confirmed.
+impl PartialEq for Runbook {
+    fn eq(&self, other: &Runbook) -> bool {
+        let flags = |r: &Runbook| -> Vec<(bool, bool)> {
+            r.steps
+                .iter()
+                .chain(&r.rollback)
+                .map(|s| (s.dangerous, s.confirm))
+                .collect()
+        };
+        self.hash == other.hash
+            && self.source == other.source
+            && self.name == other.name
+            && flags(self) == flags(other)
+    }
+}
+
 impl Runbook {
     /// Whether any step mutates (then the run takes the cache lock).
     pub fn mutates(&self) -> bool {

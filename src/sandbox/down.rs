@@ -46,6 +46,15 @@ fn stop_all(dir: &Path, state: &State) -> Result<usize, SandboxError> {
         );
         stopped += 1;
     }
+    for c in &state.consumers {
+        if super::consumer::is_consumer_pid(c.pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            stopped += 1;
+        }
+    }
     let nodes: Vec<(i32, u16)> = state.nodes().map(|(_, n)| (n.pid, n.port)).collect();
     for &(pid, _) in &nodes {
         if srv::pid_alive(pid) && srv::is_server_pid(pid) {

@@ -201,7 +201,13 @@ pub async fn force_new_deployment(
 ) -> Result<(), ControlPlaneError> {
     let dir = plane.dir().to_path_buf();
     let state = plane.state()?;
-    service_state(&state, cluster, service, "UpdateService")?;
+    let consumer = state
+        .consumers
+        .iter()
+        .any(|c| c.env == cluster && c.service == service);
+    if !consumer {
+        service_state(&state, cluster, service, "UpdateService")?;
+    }
     let mut f = load(&dir, cluster, service, state.created);
     let id = format!("ecs-svc/{:019}", f.next);
     f.next += 1;
@@ -220,7 +226,11 @@ pub async fn force_new_deployment(
         },
     );
     save(&dir, cluster, service, &f)?;
-    let (old, new) = replace_tasks(&dir, cluster, service, None, true, STOP_TIMEOUT).await?;
+    let (old, new) = if consumer {
+        super::consumer::replace(&dir, cluster, service, STOP_TIMEOUT).await?
+    } else {
+        replace_tasks(&dir, cluster, service, None, true, STOP_TIMEOUT).await?
+    };
     event(
         &mut f,
         format!(
@@ -304,14 +314,24 @@ pub fn describe(
     service: &str,
 ) -> Result<EcsServiceState, ControlPlaneError> {
     let state = plane.state()?;
-    let cache = service_state(&state, cluster, service, "DescribeServices")?;
-    let running = cache
-        .shards
+    let (running, desired) = match state
+        .consumers
         .iter()
-        .flat_map(|s| s.nodes.iter())
-        .filter(|n| srv::pid_alive(n.pid))
-        .count() as i32;
-    let desired = cache.shards.iter().map(|s| s.nodes.len()).sum::<usize>() as i32;
+        .find(|c| c.env == cluster && c.service == service)
+    {
+        Some(c) => (i32::from(super::consumer::is_consumer_pid(c.pid)), 1),
+        None => {
+            let cache = service_state(&state, cluster, service, "DescribeServices")?;
+            let running = cache
+                .shards
+                .iter()
+                .flat_map(|s| s.nodes.iter())
+                .filter(|n| srv::pid_alive(n.pid))
+                .count() as i32;
+            let desired = cache.shards.iter().map(|s| s.nodes.len()).sum::<usize>() as i32;
+            (running, desired)
+        }
+    };
     let f = load(plane.dir(), cluster, service, state.created);
     Ok(EcsServiceState {
         status: "ACTIVE".into(),

@@ -208,6 +208,11 @@ impl SandboxControlPlane {
     }
 }
 
+/// The state file, or why the sandbox cannot answer.
+pub(super) fn load_state(dir: &Path) -> Result<State, ControlPlaneError> {
+    load(dir)
+}
+
 fn load(dir: &Path) -> Result<State, ControlPlaneError> {
     match State::load(dir) {
         Ok(Some(state)) => Ok(state),
@@ -300,6 +305,29 @@ impl ControlPlane for SandboxControlPlane {
         })
     }
 
+    // ---- ECS Exec ----
+
+    async fn exec_tasks(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Vec<crate::controlplane::ExecTask>, ControlPlaneError> {
+        self.sandbox_exec_tasks(cluster, service)
+    }
+
+    async fn execute_command(
+        &self,
+        req: crate::controlplane::ExecCommand,
+    ) -> Result<crate::controlplane::ExecStarted, ControlPlaneError> {
+        self.sandbox_execute_command(req).await
+    }
+
+    fn exec_data_keys(&self) -> Option<std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>> {
+        self.local_kms()
+            .ok()
+            .map(|k| k as std::sync::Arc<dyn crate::ecsexec::crypto::DataKeys>)
+    }
+
     // ---- Snapshots, restores and ECS deployments ----------------------------------------
 
     async fn create_snapshot(
@@ -316,6 +344,23 @@ impl ControlPlane for SandboxControlPlane {
     }
 
     // ---- Auth rotation (sandbox::auth) ----
+
+    async fn consumer_services(
+        &self,
+        cache: &crate::domain::Cache,
+    ) -> Result<Vec<crate::controlplane::ConsumerService>, ControlPlaneError> {
+        let state = self.state()?;
+        Ok(state
+            .consumers
+            .iter()
+            .filter(|c| c.env == self.env.name && c.cache == cache.name)
+            .map(|c| crate::controlplane::ConsumerService {
+                cluster: c.env.clone(),
+                service: c.service.clone(),
+                variables: c.vars.iter().map(|v| v.name.clone()).collect(),
+            })
+            .collect())
+    }
 
     async fn replication_group_auth(
         &self,

@@ -11,29 +11,12 @@ use super::params::put_value;
 use super::plane::SandboxControlPlane;
 use super::snapshots::{self, SnapshotMeta};
 use super::state::{CacheState, ShardState, State};
+use crate::controlplane::names::check_cache_id as check_id;
 use crate::controlplane::{ControlPlaneError, RestoreRequest};
 use crate::domain::{AuthMode, CacheKind, Endpoints, NodeRole};
 use crate::valkey::server::{self as srv, HOST, ServerSpec};
 use secrecy::ExposeSecret;
 use std::time::Duration;
-
-/// AWS's rules for replication group and serverless cache ids: 1–40 characters, letters,
-/// digits and hyphens, a letter first, no two hyphens in a row, no hyphen at the end.
-pub fn check_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > 40 {
-        return Err("must be 1 to 40 characters".into());
-    }
-    if !id.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        return Err("must start with a letter".into());
-    }
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err("may contain only letters, digits and hyphens".into());
-    }
-    if id.contains("--") || id.ends_with('-') {
-        return Err("must not contain two consecutive hyphens or end with a hyphen".into());
-    }
-    Ok(())
-}
 
 fn service(op: &str, code: &str, message: String) -> ControlPlaneError {
     ControlPlaneError::Service {

@@ -8,6 +8,7 @@
 use super::client::{self, NodeAuth};
 use super::plane::SandboxControlPlane;
 use super::state::{CacheState, State};
+use crate::controlplane::names::check_snapshot_name as check_name;
 use crate::controlplane::{ControlPlaneError, Snapshot, SnapshotQuery, SnapshotTarget};
 use crate::domain::{AuthMode, CacheKind, NodeRole};
 use serde::{Deserialize, Serialize};
@@ -149,28 +150,6 @@ fn save(dir: &Path, meta: &SnapshotMeta) -> Result<(), ControlPlaneError> {
     let text = serde_json::to_string_pretty(meta).map_err(|e| io("CreateSnapshot", &path, e))?;
     std::fs::write(&tmp, text).map_err(|e| io("CreateSnapshot", &tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| io("CreateSnapshot", &path, e))
-}
-
-/// AWS's rules for snapshot names (it lowercases them): 1–255 characters, letters, digits
-/// and hyphens, starting with a letter, no two hyphens in a row, no hyphen at the end.
-pub fn check_name(name: &str) -> Result<String, String> {
-    let lower = name.to_ascii_lowercase();
-    if lower.is_empty() || lower.len() > 255 {
-        return Err("must be 1 to 255 characters".into());
-    }
-    if !lower.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err("must start with a letter".into());
-    }
-    if !lower
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Err("may contain only letters, digits and hyphens".into());
-    }
-    if lower.contains("--") || lower.ends_with('-') {
-        return Err("must not contain two consecutive hyphens or end with a hyphen".into());
-    }
-    Ok(lower)
 }
 
 fn info_field(info: &str, field: &str) -> Option<String> {

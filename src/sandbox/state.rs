@@ -46,6 +46,26 @@ pub struct State {
     pub proxies: Vec<ProxyState>,
     /// Keys seeded on `up`.
     pub seeded_keys: u64,
+    /// The consumer services (ECS-like application tasks using the caches).
+    #[serde(default)]
+    pub consumers: Vec<ConsumerState>,
+}
+
+/// One consumer service and its running task (`sandbox::consumer`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerState {
+    pub env: String,
+    pub service: String,
+    /// The cache its task definition names.
+    pub cache: String,
+    /// The task definition's variables (secrets by parameter name, never values).
+    pub vars: Vec<super::consumer::TaskVar>,
+    pub task: String,
+    pub pid: i32,
+    pub log: PathBuf,
+    /// Tasks started so far (task ids count up).
+    pub generation: u32,
 }
 
 /// An environment of the sandbox.

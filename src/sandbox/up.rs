@@ -42,6 +42,8 @@ pub async fn up(opts: &UpOptions) -> Result<UpReport, SandboxError> {
         } else {
             super::repair::repair(opts, &mut state).await?
         };
+        // A restarted replica resyncs: return once it has caught up.
+        steady(&dir, &state).await?;
         return Ok(UpReport {
             already_up: true,
             repaired,
@@ -81,6 +83,7 @@ async fn build(opts: &UpOptions, started: Instant) -> Result<UpReport, SandboxEr
         daemon: None,
         proxies: Vec::new(),
         seeded_keys: 0,
+        consumers: Vec::new(),
     };
     state.save(dir)?;
 
@@ -142,6 +145,13 @@ async fn build(opts: &UpOptions, started: Instant) -> Result<UpReport, SandboxEr
     let seeded: u64 = futures::future::try_join_all(jobs).await?.into_iter().sum();
     state.seeded_keys = seeded;
     state.save(dir)?;
+    steady(dir, &state).await?;
+    // The applications start last, on seeded, steady caches, as their tasks would.
+    for mut c in super::consumer::plans(&state) {
+        super::consumer::start_task(dir, &opts.exe, &params, &mut c)?;
+        state.consumers.push(c);
+        state.save(dir)?;
+    }
     Ok(UpReport {
         already_up: false,
         repaired: Vec::new(),
@@ -150,6 +160,19 @@ async fn build(opts: &UpOptions, started: Instant) -> Result<UpReport, SandboxEr
         elapsed: started.elapsed(),
         dir: dir.clone(),
     })
+}
+
+/// Waits until every replica is online and caught up with its primary (the seed data, or a
+/// restarted node's resync), so what runs next meets a steady estate.
+async fn steady(dir: &std::path::Path, state: &State) -> Result<(), SandboxError> {
+    let params = ParamStore::new(dir);
+    super::steady::wait(state, &params, super::steady::STEADY_DEADLINE)
+        .await
+        .map_err(|detail| SandboxError::Setup {
+            cache: "replication".into(),
+            detail,
+            dir: dir.to_path_buf(),
+        })
 }
 
 fn parse_range(text: &str) -> Option<(u16, u16)> {

@@ -22,6 +22,7 @@ pub fn command_table() -> &'static [(&'static str, &'static str)] {
 use super::action::{Action, Route, Tab};
 use crate::controlplane::{CacheEvent, Discovery};
 use crate::domain::{Cache, Environment};
+use crate::runbook::Runbook;
 use crate::valkey::stats::{SlowlogEntry, StatsBook};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
@@ -88,12 +89,13 @@ pub enum Effect {
         env: String,
         cache: Box<Cache>,
     },
-    /// Prepare and start a run (or only plan it); its events come back as `RunEvent`s.
+    /// Prepare and start a run (or only plan it) of the runbook the picker checked on the
+    /// cache the app holds; its events come back as `RunEvent`s.
     StartRun {
         run: u64,
         env: String,
-        cache: String,
-        runbook: String,
+        cache: Box<Cache>,
+        runbook: Box<Runbook>,
         params: Vec<(String, String)>,
         dry_run: bool,
     },

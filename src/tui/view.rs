@@ -5,6 +5,7 @@
 mod audit;
 mod cache;
 mod caches;
+mod columns;
 mod envs;
 pub mod fmt;
 mod form;

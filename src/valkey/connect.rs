@@ -54,6 +54,23 @@ impl Default for ConnectOptions {
     }
 }
 
+/// The shortest Valkey deadline cachedeck uses, whatever the settings say: below it a
+/// healthy node across a slow link would look down.
+pub const MIN_VALKEY_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl ConnectOptions {
+    /// The one place the deadlines of cachedeck's Valkey connections (live stats, the detail
+    /// watch, runbook runs) come from: the settings' `valkey_timeout` for connecting and for
+    /// each command, never below [`MIN_VALKEY_TIMEOUT`].
+    pub fn from_settings(settings: &crate::config::Settings) -> ConnectOptions {
+        let t = settings.valkey_timeout.max(MIN_VALKEY_TIMEOUT);
+        ConnectOptions {
+            connect_timeout: t,
+            command_timeout: t,
+        }
+    }
+}
+
 /// Everything needed to connect to any node of one cache: resolved credentials, the TLS
 /// configuration and the deadlines. Cheap to share between pollers (`Arc`).
 #[derive(Clone)]

@@ -53,6 +53,31 @@ pub(crate) fn truth(keys: &[(Vec<u8>, Option<u64>)]) -> BTreeMap<String, (u64, u
         e.0 += 1;
         e.1 += u64::from(ttl.is_none());
     }
+    // A short letters-and-digits word with more than WIDE_WORD_VALUES values at one place
+    // is an id: its patterns fold into the collapsed one.
+    loop {
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for p in t.keys() {
+            for i in 0..pattern::mixed_words(p).len() {
+                if let Some(c) = pattern::collapse_word(p, i) {
+                    groups.entry(c).or_default().push(p.clone());
+                }
+            }
+        }
+        let Some((into, members)) = groups
+            .into_iter()
+            .find(|(_, m)| m.len() > cachedeck::audit::aggregate::WIDE_WORD_VALUES)
+        else {
+            break;
+        };
+        for m in members {
+            if let Some((k, n)) = t.remove(&m) {
+                let e = t.entry(into.clone()).or_insert((0, 0));
+                e.0 += k;
+                e.1 += n;
+            }
+        }
+    }
     let mut numeric: Vec<String> = t.keys().filter(|p| p.contains("{n}")).cloned().collect();
     numeric.sort_by_key(|p| t[p].0);
     for p in numeric {

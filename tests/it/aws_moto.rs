@@ -671,3 +671,89 @@ fn expired_sso_profile_through_the_binary_says_how_to_log_in() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("expired-access-token"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_snapshots_and_a_restore_at_the_wire() {
+    use cachedeck::controlplane::{RestoreRequest, SnapshotQuery, SnapshotTarget};
+    let Some(moto) = Moto::start() else { return };
+    moto.run_fixture("moto_estate.py");
+    let plane = plane(&moto);
+
+    let made = plane
+        .create_snapshot(
+            "jobs-before-deploy",
+            SnapshotTarget::Node("jobs-valkey-002".into()),
+        )
+        .await
+        .expect("CreateSnapshot");
+    assert_eq!(made.name, "jobs-before-deploy");
+    assert!(!made.serverless);
+
+    let listed = plane
+        .describe_snapshots(SnapshotQuery {
+            name: Some("jobs-before-deploy".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("DescribeSnapshots");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].name, "jobs-before-deploy");
+    assert!(
+        matches!(listed[0].status.as_str(), "creating" | "available"),
+        "{listed:?}"
+    );
+
+    let group = plane
+        .create_snapshot("jobs-group", SnapshotTarget::Group("jobs-valkey".into()))
+        .await
+        .expect("CreateSnapshot at group level");
+    assert_eq!(group.name, "jobs-group");
+    let all = plane
+        .describe_snapshots(SnapshotQuery::default())
+        .await
+        .expect("DescribeSnapshots, all pages");
+    let mut names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["jobs-before-deploy", "jobs-group"]);
+
+    plane
+        .restore_snapshot(RestoreRequest {
+            new_id: "jobs-restored".into(),
+            source: "jobs-valkey".into(),
+            snapshot: "jobs-before-deploy".into(),
+            snapshot_arn: None,
+            serverless: false,
+            description: "restore test".into(),
+            engine: Some("valkey".into()),
+            engine_version: Some("8.0".into()),
+            node_type: Some("cache.t4g.micro".into()),
+            shards: Some(1),
+            replicas_per_shard: Some(1),
+            tls: true,
+            auth_token: Some(SecretString::from(TOKEN)),
+        })
+        .await
+        .expect("CreateReplicationGroup with SnapshotName");
+    let found = plane.discover().await.expect("discover");
+    assert!(
+        found.caches.iter().any(|c| c.name == "jobs-restored"),
+        "{:?}",
+        found.caches.iter().map(|c| &c.name).collect::<Vec<_>>()
+    );
+
+    plane
+        .delete_snapshot("jobs-group", false)
+        .await
+        .expect("DeleteSnapshot");
+    let gone = plane
+        .describe_snapshots(SnapshotQuery {
+            name: Some("jobs-group".into()),
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        matches!(&gone, Err(ControlPlaneError::NotFound { .. }))
+            || gone.as_ref().is_ok_and(|v| v.is_empty()),
+        "{gone:?}"
+    );
+}

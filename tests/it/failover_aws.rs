@@ -736,3 +736,48 @@ async fn failover_test_on_a_cluster_mode_group_whose_description_carries_no_role
     assert_eq!(out["writer"]["server_before"], "jobs-valkey-001", "{out}");
     assert_eq!(out["writer"]["server_after"], "jobs-valkey-002", "{out}");
 }
+
+/// Right after a replica (re)starts it is not yet online: the preflight waits for it (up to
+/// `lag_wait`, 30 s by default) instead of refusing at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preflight_waits_for_a_replica_that_is_still_syncing() {
+    let primary = server();
+    let replica = server();
+    let script = Arc::new(Mutex::new(Script::default()));
+    let events = events_rule(script, 0);
+    let failover = mock!(Ec::test_failover).then_error(|| {
+        TestFailoverError::InvalidReplicationGroupStateFault(
+            InvalidReplicationGroupStateFault::builder()
+                .message("stop here")
+                .build(),
+        )
+    });
+    // The replica starts replicating only a moment after the run began.
+    let (p, r) = (primary.port(), replica.port());
+    let attach = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::task::spawn_blocking(move || {
+            raw_command(r, &["REPLICAOF", "127.0.0.1", &p.to_string()])
+        })
+        .await
+        .expect("replicaof")
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let report = run(
+        plane(&[&events, &failover]),
+        cache(primary.port(), replica.port(), primary.port()),
+        dir.path(),
+    )
+    .await;
+    assert!(attach.await.expect("attach").starts_with("+OK"));
+    let json = serde_json::to_value(&report).expect("json");
+    let preflight = &json["steps"][0];
+    assert_eq!(preflight["state"], "succeeded", "{json}");
+    assert_eq!(
+        preflight["outputs"]["lag"][0]["replicas_online"], 1,
+        "{json}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(failover.num_calls(), 1, "the run went on to the trigger");
+}

@@ -13,11 +13,14 @@
 //! adds its counts to a summary file (see [`summary`]) printed at the end.
 
 pub mod canary;
+pub mod connection;
 pub mod hooks;
 pub mod hostile;
 pub mod kill;
 pub mod nodes;
+pub mod operators;
 pub mod summary;
+pub mod terminal;
 
 /// Whether the full sweep was asked for (`CACHEDECK_SOAK=1`, `scripts/soak.sh`).
 pub fn soak() -> bool {

@@ -78,7 +78,7 @@ async fn roles_come_from_the_nodes_then_from_peers_then_a_reason() {
     let reply = raw_command(primary.port(), &["SADD", "queues", "default"]);
     assert_eq!(reply, ":1\r\n");
     assert!(
-        cachedeck::tui::workers::has_queue_markers(c.clone(), &connector()).await,
+        cachedeck::watch::has_queue_markers(c.clone(), &connector()).await,
         "the queue check finds the cluster's primary although discovery named no roles"
     );
 

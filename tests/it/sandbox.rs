@@ -106,6 +106,9 @@ async fn up_builds_the_seed_estates_and_down_leaves_nothing() {
         sandbox.stdout
     );
     let state = sandbox.state();
+    // Every replica online and caught up when `up` returns.
+    let left = cachedeck::sandbox::steady::unsteady(&state, &sandbox.params()).await;
+    assert!(left.is_empty(), "not steady right after up: {left:?}");
 
     let dev = sandbox
         .plane("sandbox-dev")
@@ -402,6 +405,9 @@ async fn a_killed_replica_shows_down_and_the_rest_stays_up() {
         text.contains("started again sandbox-dev/orders orders-003"),
         "{text}"
     );
+    // `up` returned only once the restarted replica had resynced and caught up.
+    let left = cachedeck::sandbox::steady::unsteady(&sandbox.state(), &sandbox.params()).await;
+    assert!(left.is_empty(), "not steady right after up: {left:?}");
     let dev = sandbox
         .plane("sandbox-dev")
         .discover()

@@ -405,6 +405,45 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
     let v: Option<String> = conn.get("product:snaptest").await.expect("GET");
     assert_eq!(v.as_deref(), Some("in-the-snapshot"));
 
+    // `cachedeck snapshots` lists node and serverless snapshots alike.
+    let out = sandbox
+        .cachedeck()
+        .args(["snapshots", "--env", "sandbox-dev", "--output", "json"])
+        .output()
+        .expect("snapshots");
+    assert_eq!(out.status.code(), Some(0));
+    let listed = json(&out);
+    let mut names: Vec<(&str, &str)> = listed["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or(""),
+                s["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("before-deploy", "available"),
+            ("cluster-one", "available"),
+            ("sf-one", "available")
+        ]
+    );
+    let out = sandbox
+        .cachedeck()
+        .args(["snapshots", "--env", "sandbox-dev", "--cache", "paperwurks"])
+        .output()
+        .expect("snapshots table");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cluster-one") && !text.contains("before-deploy"),
+        "{text}"
+    );
+
     // `sandbox down` removes the restored processes with the rest.
     let pids: Vec<i32> = restored.shards[0].nodes.iter().map(|n| n.pid).collect();
     sandbox.down();
@@ -500,4 +539,130 @@ async fn survives_restart_measures_what_a_deployment_and_a_crash_keep() {
         .await
         .expect("GET");
     assert_eq!(seq, None);
+
+    // The ecs-service snapshot: BGSAVE, the manifest, and the RDB downloaded off the host.
+    let file = sandbox.home().join("valkey-ecs.rdb");
+    let download = format!("download={}", file.display());
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "snapshot",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "valkey-ecs",
+            "--param",
+            &download,
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(step(&report, "preflight")["outputs"]["level"], "bgsave");
+    let out = &step(&report, "snapshot")["outputs"];
+    assert!(out["download"]["bytes"].as_u64() > Some(0), "{out}");
+    let keys: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut conn)
+        .await
+        .expect("DBSIZE");
+    let data = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(&file, data.path().join("dump.rdb")).expect("copy");
+    let fresh = crate::harness::valkey::start(
+        crate::harness::valkey::ServerSpec::new()
+            .dir(data.path())
+            .args(["--dbfilename", "dump.rdb"]),
+    );
+    let mut fresh_conn = node_url(&format!("redis://127.0.0.1:{}", fresh.port())).await;
+    let loaded: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut fresh_conn)
+        .await
+        .expect("DBSIZE");
+    assert_eq!(loaded, keys, "a fresh server loads the downloaded RDB");
+}
+
+/// `download`: both replication forms give an RDB that a fresh valkey-server loads with the
+/// same DBSIZE; a password-protected node is logged in to without the password leaking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_streams_an_rdb_that_a_fresh_server_loads() {
+    use crate::harness::valkey::{ServerSpec, start};
+    use secrecy::SecretString;
+    let source = start(ServerSpec::new().config_line("requirepass dl-s3cret-pass"));
+    let mut conn = node_url(&format!(
+        "redis://:dl-s3cret-pass@127.0.0.1:{}",
+        source.port()
+    ))
+    .await;
+    let mut pipe = redis::pipe();
+    for i in 0..2000 {
+        pipe.cmd("SET").arg(format!("dl:{i}")).arg(i).ignore();
+    }
+    pipe.cmd("HSET").arg("dl:hash").arg("f").arg("v").ignore();
+    let _: () = pipe.query_async(&mut conn).await.expect("write keys");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = SecretString::from("dl-s3cret-pass");
+    for (diskless, form) in [("no", "len"), ("yes", "eof")] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("repl-diskless-sync")
+            .arg(diskless)
+            .query_async(&mut conn)
+            .await
+            .expect("CONFIG SET");
+        let path = dir.path().join(format!("{form}.rdb"));
+        let got = cachedeck::snapshot::rdb::download(
+            "127.0.0.1",
+            source.port(),
+            None,
+            Some(&secret),
+            &path,
+            std::time::Duration::from_secs(30),
+            &|_, _| {},
+        )
+        .await
+        .expect("download");
+        assert_eq!(got.form, form);
+        assert!(got.header.starts_with("REDIS") || got.header.starts_with("VALKEY"));
+        assert_ne!(got.crc64, 0, "the checksum was checked");
+        let meta = std::fs::metadata(&path).expect("file");
+        assert_eq!(meta.len(), got.bytes);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // A fresh server loads it.
+        let data = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(&path, data.path().join("dump.rdb")).expect("copy");
+        let fresh = start(
+            ServerSpec::new()
+                .dir(data.path())
+                .args(["--dbfilename", "dump.rdb"]),
+        );
+        let mut fresh_conn = node_url(&format!("redis://127.0.0.1:{}", fresh.port())).await;
+        let n: i64 = redis::cmd("DBSIZE")
+            .query_async(&mut fresh_conn)
+            .await
+            .expect("DBSIZE");
+        assert_eq!(n, 2001, "{form}");
+    }
+    // A wrong password is refused in the server's words, never echoing the password.
+    let wrong = SecretString::from("not-the-password");
+    let e = cachedeck::snapshot::rdb::download(
+        "127.0.0.1",
+        source.port(),
+        None,
+        Some(&wrong),
+        &dir.path().join("x.rdb"),
+        std::time::Duration::from_secs(5),
+        &|_, _| {},
+    )
+    .await
+    .expect_err("AUTH fails");
+    assert!(
+        e.contains("AUTH refused") && !e.contains("not-the-password"),
+        "{e}"
+    );
+}
+
+async fn node_url(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
 }

@@ -726,3 +726,55 @@ fn tui_without_a_terminal_points_at_the_headless_commands() {
         "{stderr}"
     );
 }
+
+#[test]
+fn tui_tables_size_columns_from_content_and_cut_long_names_in_the_middle() {
+    let mut app = app();
+    let names = [
+        "paperwurks-prod-redis-001",
+        "paperwurks-prod-redis-002",
+        "jobs-production-sidekiq-valkey-cluster-001",
+        "jobs-production-sidekiq-valkey-cluster-002",
+        "env0-cache-000",
+        "env0-cache-049",
+    ];
+    let caches: Vec<Cache> = names
+        .iter()
+        .map(|name| {
+            let mut c = estate_caches().remove(0);
+            c.name = name.to_string();
+            c
+        })
+        .collect();
+    app.update(Action::Discovered {
+        env: "sandbox-dev".into(),
+        result: Ok(Discovery {
+            caches,
+            warnings: vec![],
+        }),
+    });
+    open(
+        &mut app,
+        Route::Caches {
+            env: "sandbox-dev".into(),
+        },
+    );
+    // Wide: every name whole, nothing cut while space is left.
+    let wide = render(&app, 160, 12);
+    for name in names {
+        assert!(wide.contains(name), "{name} whole at 160 columns:\n{wide}");
+    }
+    snap!("caches_long_names_160", wide);
+    // Narrow: the long names are cut in the middle, their tails still tell them apart.
+    let narrow = render(&app, 80, 12);
+    for short in ["env0-cache-000", "env0-cache-049"] {
+        assert!(
+            narrow.contains(short),
+            "{short} fits whole at 80:\n{narrow}"
+        );
+    }
+    for tail in ["…redis-001", "…redis-002", "…uster-001", "…uster-002"] {
+        assert!(narrow.contains(tail), "{tail} at 80:\n{narrow}");
+    }
+    snap!("caches_long_names_80", narrow);
+}

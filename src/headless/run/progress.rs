@@ -3,7 +3,7 @@
 //! run from cron or CI stays readable. Other lines go through [`ProgressView::line`], which
 //! prints them above a live bar instead of through it.
 
-use crate::escape::escape_capped;
+use crate::escape::{escape_capped, escape_lines_capped};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -73,8 +73,10 @@ impl ProgressView {
         self.last_plain.remove(step);
     }
 
-    /// Prints `text` on stderr, above any live bar.
+    /// Prints `text` on stderr, above any live bar, escaped line by line: it quotes step
+    /// outputs, errors and prompts, which carry outside text.
     pub fn line(&self, text: &str) {
+        let text = escape_lines_capped(text, 1000);
         match self.bars.values().next() {
             Some(bar) => bar.suspend(|| eprintln!("{text}")),
             None => eprintln!("{text}"),

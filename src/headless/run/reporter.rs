@@ -4,7 +4,7 @@
 use super::progress::ProgressView;
 use super::{Format, TABLE_ACTION};
 use crate::audit::report::AuditReport;
-use crate::escape::escape_capped;
+use crate::escape::{escape_capped, escape_lines_capped, json_for_terminal};
 use crate::runbook::engine::{Plan, RunReport};
 use crate::runbook::events::{Event, StepState};
 use crate::runbook::protect::{self, Approval};
@@ -46,9 +46,8 @@ pub async fn stderr(mut rx: UnboundedReceiver<Event>, approval: Approval) {
             } => {
                 progress.update(&step, done, total, &message);
             }
-            Event::StepOutput { step, line } => {
-                progress.line(&format!("  {step}: {}", escape_capped(&line, 400)))
-            }
+            // `line` holds outside text: `progress.line` escapes it.
+            Event::StepOutput { step, line } => progress.line(&format!("  {step}: {line}")),
             Event::NeedsConfirmation {
                 step,
                 prompt,
@@ -128,7 +127,7 @@ pub fn run_json(report: &RunReport) -> Result<serde_json::Value, serde_json::Err
 pub fn print_report(report: &RunReport, format: Format) {
     match format {
         Format::Json => match run_json(report).and_then(|v| serde_json::to_string_pretty(&v)) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => println!("{}", json_for_terminal(&s)),
             Err(e) => eprintln!("error: failed to encode the report: {e}"),
         },
         Format::Csv | Format::Markdown => match audit_of(report) {
@@ -145,9 +144,9 @@ pub fn print_report(report: &RunReport, format: Format) {
             println!(
                 "run {} of {} on {}/{}: {}",
                 report.run_id,
-                report.runbook,
-                report.env,
-                report.cache,
+                escape_capped(&report.runbook, 200),
+                escape_capped(&report.env, 200),
+                escape_capped(&report.cache, 200),
                 report.state.as_str()
             );
             for s in &report.steps {
@@ -167,11 +166,11 @@ pub fn print_report(report: &RunReport, format: Format) {
                     escape_capped(outputs.to_string(), 200)
                 );
                 if let Some(e) = &s.error {
-                    println!("  {:<20} error: {e}", "");
+                    println!("  {:<20} error: {}", "", escape_lines_capped(e, 2000));
                 }
             }
             if let Some(e) = &report.error {
-                println!("error: {e}");
+                println!("error: {}", escape_lines_capped(e, 2000));
             }
             if report.state != crate::runbook::events::RunState::Succeeded {
                 println!(
@@ -188,7 +187,7 @@ pub fn print_report(report: &RunReport, format: Format) {
 pub fn print_plan(plan: &Plan, format: Format) {
     match format {
         Format::Json => match serde_json::to_string_pretty(plan) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => println!("{}", json_for_terminal(&s)),
             Err(e) => eprintln!("error: failed to encode the plan: {e}"),
         },
         Format::Text | Format::Csv | Format::Markdown => {
@@ -197,7 +196,7 @@ pub fn print_plan(plan: &Plan, format: Format) {
                 plan.runbook, plan.env, plan.cache
             );
             for call in &plan.lock {
-                println!("  [lock] control-plane {}", call.call);
+                println!("  [lock] control-plane {}", escape_capped(&call.call, 400));
             }
             for s in &plan.steps {
                 let tags = match (s.dangerous, s.confirm) {
@@ -205,7 +204,12 @@ pub fn print_plan(plan: &Plan, format: Format) {
                     (false, true) => " [confirm]",
                     _ => "",
                 };
-                println!("  {} ({}){tags}: {}", s.id, s.action, s.title);
+                println!(
+                    "  {} ({}){tags}: {}",
+                    s.id,
+                    s.action,
+                    escape_capped(&s.title, 200)
+                );
                 for c in &s.calls {
                     let via = match &c.via {
                         crate::runbook::action::Via::ControlPlane => "control-plane".to_string(),
@@ -213,7 +217,11 @@ pub fn print_plan(plan: &Plan, format: Format) {
                         crate::runbook::action::Via::Local => "local".to_string(),
                     };
                     let m = if c.mutates { " (mutates)" } else { "" };
-                    println!("      {via}: {}{m}", c.call);
+                    println!(
+                        "      {}: {}{m}",
+                        escape_capped(&via, 200),
+                        escape_capped(&c.call, 400)
+                    );
                 }
             }
         }

@@ -145,7 +145,8 @@ pub(super) fn table(ctx: &Context<'_>, watch: bool) -> String {
         "EVICT/S", "EXPIRE/S", "LAG", "IN/S", "OUT/S", "BGSAVE", "KEYS",
     ]);
     for r in &rows {
-        t.row([
+        // `id` is escaped already (the JSON carries it escaped too).
+        t.row_escaped([
             r.id.clone(),
             r.role.clone(),
             r.state.to_string(),

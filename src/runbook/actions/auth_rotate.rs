@@ -14,12 +14,14 @@ mod change;
 mod drain;
 mod preflight;
 mod publish;
+mod roll;
 mod stage;
 
 pub use change::{AuthFinalize, AuthRotate, AuthVerifyBoth};
 pub use drain::AuthDrainCheck;
 pub use preflight::AuthPreflight;
 pub use publish::AuthPublish;
+pub use roll::AuthRoll;
 pub use stage::AuthGenerate;
 
 use crate::controlplane::{ParameterType, ParameterValue, PutParameter};

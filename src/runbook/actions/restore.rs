@@ -158,7 +158,7 @@ impl Action for RestorePreflight {
     }
     async fn run(&self, ctx: &ActionContext, inputs: &Inputs) -> Result<Values, ActionError> {
         let target = inputs.str("target")?;
-        crate::sandbox::restore::check_id(target).map_err(|why| {
+        crate::controlplane::names::check_cache_id(target).map_err(|why| {
             ActionError::failed(format!(
                 "restore: new id `{}` {why}",
                 crate::escape::escape_capped(target, 80)

@@ -30,7 +30,7 @@ const fn out(name: &'static str, kind: ValueKind, doc: &'static str) -> OutputSp
 /// AWS's snapshot name rules (it lowercases names): 1–255 characters, letters, digits and
 /// hyphens, a letter first, no two hyphens in a row, no hyphen at the end.
 pub fn check_name(name: &str) -> Result<String, String> {
-    crate::sandbox::snapshots::check_name(name).map_err(|why| {
+    crate::controlplane::names::check_snapshot_name(name).map_err(|why| {
         format!(
             "snapshot name `{}` {why}",
             crate::escape::escape_capped(name, 80)
@@ -185,6 +185,17 @@ impl Action for SnapshotPreflight {
                 "AWS stores snapshot names in lowercase: the snapshot will be `{name}`"
             ));
         }
+        if cache.kind == CacheKind::EcsService {
+            ctx.output(
+                "self-managed Valkey: BGSAVE on the task, no AWS snapshot (and no daily limit)",
+            );
+            return Ok(Values::new()
+                .with("name", Value::str(name))
+                .with("node", Value::str(""))
+                .with("level", Value::str("bgsave"))
+                .with("used_today", Value::int(0))
+                .with("limit", Value::int(0)));
+        }
         if cache.status != "available" {
             return Err(ActionError::failed(format!(
                 "snapshot cache `{}`: its status is {}, not available; wait until it is",
@@ -295,6 +306,12 @@ const CREATE_INPUTS: &[InputSpec] = &[
         "time between DescribeSnapshots calls while waiting",
     ),
     InputSpec::optional(
+        "download",
+        ValueKind::String,
+        Some("\"\""),
+        "ecs-service: also stream the RDB to this local file over the replication protocol (0600)",
+    ),
+    InputSpec::optional(
         "timeout",
         ValueKind::Duration,
         Some("\"2h\""),
@@ -331,6 +348,11 @@ const CREATE_OUTPUTS: &[OutputSpec] = &[
         "manifest",
         ValueKind::Any,
         "the manifest: counts per shard and database, the sample",
+    ),
+    out(
+        "download",
+        ValueKind::Any,
+        "ecs-service with `download`: path, bytes, crc64, form (len/eof), ms",
     ),
 ];
 
@@ -618,6 +640,9 @@ impl Action for SnapshotCreate {
         let sample_target = inputs.int("sample")?.max(0) as u64;
         let every = inputs.duration("poll")?;
         let deadline = inputs.duration("timeout")?;
+        if ctx.cache.kind == CacheKind::EcsService {
+            return self_managed(ctx, &name, sample_target, inputs.str("download")?).await;
+        }
         let target = target_of(&ctx.cache, node)?;
         let targets = read_targets(&ctx.cache, node)?;
 
@@ -723,8 +748,124 @@ impl Action for SnapshotCreate {
             .with("snapshot_ms", Value::int(snapshot_took.as_millis() as i64))
             .with("sample_ms", Value::int(sample_took.as_millis() as i64))
             .with("manifest_path", Value::str(path.display().to_string()))
-            .with("manifest", Value::Json(manifest_json)))
+            .with("manifest", Value::Json(manifest_json))
+            .with("download", Value::Json(serde_json::Value::Null)))
     }
+}
+
+/// The ecs-service path: BGSAVE and wait, the manifest, and the optional RDB download.
+async fn self_managed(
+    ctx: &ActionContext,
+    name: &str,
+    sample_target: u64,
+    download: &str,
+) -> Result<Values, ActionError> {
+    let targets = read_targets(&ctx.cache, "")?;
+    let before = counts(ctx, &targets).await?;
+    let total: u64 = before.iter().flat_map(|(k, _)| k.values()).sum();
+    let cutoff = manifest::cutoff(sample_target, total);
+    let started = Instant::now();
+    let mut conn = connect(ctx, &targets[0]).await?;
+    let saved_at =
+        super::survives_restart::bgsave(ctx, &mut conn, Duration::from_secs(3600)).await?;
+    let snapshot_took = started.elapsed();
+    let keyspaces: Vec<_> = before.iter().map(|(k, _)| k.clone()).collect();
+    let t = Instant::now();
+    let mut sample = if sample_target == 0 {
+        Vec::new()
+    } else {
+        read_sample(ctx, &targets, &keyspaces, cutoff).await?
+    };
+    let sample_took = t.elapsed();
+    let after = counts(ctx, &targets).await?;
+    mark_changed(ctx, &targets, &mut sample).await?;
+    let shards = targets
+        .iter()
+        .zip(before.iter().zip(after.iter()))
+        .map(|(t, ((kb, exp), (ka, _)))| ShardCounts {
+            shard: t.shard.clone(),
+            slots: t.slots.clone(),
+            node: t.label.clone(),
+            keys_before: kb.clone(),
+            keys_after: ka.clone(),
+            expires: exp.clone(),
+        })
+        .collect();
+    let manifest = Manifest {
+        env: ctx.env.name.clone(),
+        cache: ctx.cache.name.clone(),
+        snapshot: name.to_string(),
+        engine: ctx.cache.engine.clone(),
+        engine_version: ctx.cache.engine_version.clone(),
+        cluster_mode: false,
+        taken_at: OffsetDateTime::from_unix_timestamp(saved_at / 1000)
+            .unwrap_or(ctx.first_started_at),
+        sample_target,
+        cutoff,
+        shards,
+        sample,
+    };
+    let path = crate::snapshot::store::save(&crate::config::state_dir(), &manifest)
+        .map_err(|e| ActionError::failed(format!("store the manifest: {e}")))?;
+    let mut downloaded = serde_json::Value::Null;
+    if !download.is_empty() {
+        let endpoint = &targets[0].endpoint;
+        if endpoint.tls {
+            return Err(ActionError::failed(
+                "download: the node speaks TLS, which the RDB download does not support yet",
+            ));
+        }
+        let auth =
+            crate::valkey::connect::resolve_auth(&ctx.cache.credentials, Some(ctx.plane.as_ref()))
+                .await?;
+        let progress = |done: u64, total: Option<u64>| ctx.progress(done, total, "RDB bytes");
+        let got = crate::snapshot::rdb::download(
+            &endpoint.host,
+            endpoint.port,
+            auth.username.as_deref(),
+            auth.password.as_ref(),
+            std::path::Path::new(download),
+            Duration::from_secs(3600),
+            &progress,
+        )
+        .await
+        .map_err(|e| ActionError::failed(format!("download the RDB: {e}")))?;
+        ctx.output(format!(
+            "RDB downloaded to {download}: {} bytes, CRC-64 {:016x} ({} form) in {} ms",
+            got.bytes, got.crc64, got.form, got.millis
+        ));
+        downloaded = serde_json::json!({
+            "path": download,
+            "bytes": got.bytes,
+            "crc64": format!("{:016x}", got.crc64),
+            "form": got.form,
+            "ms": got.millis,
+        });
+    }
+    ctx.output(format!(
+        "BGSAVE done in {:.1} s; {} keys, sample of {}; manifest {}",
+        snapshot_took.as_secs_f64(),
+        manifest.keys_before(),
+        manifest.sample.len(),
+        path.display()
+    ));
+    let manifest_json = serde_json::to_value(&manifest)
+        .map_err(|e| ActionError::failed(format!("encode the manifest: {e}")))?;
+    Ok(Values::new()
+        .with("snapshot", Value::str(name))
+        .with("status", Value::str("available"))
+        .with("size_bytes", Value::Json(serde_json::Value::Null))
+        .with("keys", Value::int(manifest.keys_before() as i64))
+        .with("sampled", Value::int(manifest.sample.len() as i64))
+        .with(
+            "changed_during_snapshot",
+            Value::int(manifest.changed() as i64),
+        )
+        .with("snapshot_ms", Value::int(snapshot_took.as_millis() as i64))
+        .with("sample_ms", Value::int(sample_took.as_millis() as i64))
+        .with("manifest_path", Value::str(path.display().to_string()))
+        .with("manifest", Value::Json(manifest_json))
+        .with("download", Value::Json(downloaded)))
 }
 
 #[cfg(test)]

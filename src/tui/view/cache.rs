@@ -2,6 +2,7 @@
 //! figures), and a tabbed panel of stats charts, keyspace, slowlog and events.
 
 use super::caches::kind_label;
+use super::columns::{self, Col};
 use super::{fmt, notice, panels};
 use crate::domain::NodeRole;
 use crate::escape::escape;
@@ -98,22 +99,42 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
 }
 
 fn draw_nodes(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, rows: &[NodeRow<'_>]) {
-    let id_width = rows
+    // Node ids and endpoints as wide as they are while the row fits; cut in the middle
+    // (keeping the tail that tells nodes apart) only when the terminal is too narrow.
+    let ids: Vec<String> = rows.iter().map(|r| escape(&r.node.id)).collect();
+    let endpoints: Vec<String> = rows
         .iter()
-        .map(|r| r.node.id.chars().count())
-        .max()
-        .unwrap_or(4)
-        .clamp(6, 24) as u16;
-    let endpoint_width = rows
-        .iter()
-        .map(|r| r.node.host.chars().count() + 6)
-        .max()
-        .unwrap_or(15)
-        .clamp(8, 40) as u16;
+        .map(|r| escape(format!("{}:{}", r.node.host, r.node.port)))
+        .collect();
     // At 80 columns a long node id leaves no room for the endpoint: shorten the role.
     let narrow = area.width < 90;
     let role_width = if narrow { 4 } else { 7 };
-    let table_rows = rows.iter().map(|r| {
+    let want = [
+        5,
+        columns::content_width("NODE", ids.iter().map(String::as_str), 4),
+        role_width,
+        7,
+        columns::content_width("ENDPOINT", endpoints.iter().map(String::as_str), 8),
+        5,
+        5,
+        5,
+        5,
+        4,
+    ];
+    let cols = [
+        Col::FIXED,
+        Col::shrink(8),
+        Col::FIXED,
+        Col::FIXED,
+        Col::shrink(10),
+        Col::FIXED,
+        Col::FIXED,
+        Col::FIXED,
+        Col::FIXED,
+        Col::message(4),
+    ];
+    let widths = columns::fit(&want, &cols, area.width, 1);
+    let table_rows = rows.iter().enumerate().map(|(i, r)| {
         let stats = r.live.and_then(|e| e.latest.as_ref());
         let (state, reason) = r.state();
         let state_style = match state {
@@ -130,7 +151,7 @@ fn draw_nodes(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, rows: &[N
         let live = state == "up" || state == "stale";
         Row::new(vec![
             Cell::from(escape(r.shard)),
-            Cell::from(escape(&r.node.id)),
+            Cell::from(columns::cut_middle(&ids[i], widths[1])),
             Cell::from(if narrow {
                 &r.role().as_str()[..3]
             } else {
@@ -147,7 +168,7 @@ fn draw_nodes(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, rows: &[N
                     .clone()
                     .unwrap_or_else(|| "-".into()),
             ),
-            Cell::from(format!("{}:{}", r.node.host, r.node.port)),
+            Cell::from(columns::cut_middle(&endpoints[i], widths[4])),
             Cell::from(state).style(state_style),
             Cell::from(if live {
                 fmt::opt(stats.and_then(|s| s.ops_per_sec), fmt::count)
@@ -163,37 +184,23 @@ fn draw_nodes(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, rows: &[N
             Cell::from(reason.unwrap_or_default()).style(theme.bad),
         ])
     });
-    let table = Table::new(
-        table_rows,
-        [
-            Constraint::Length(5),
-            Constraint::Length(id_width),
-            Constraint::Length(role_width),
-            Constraint::Length(7),
-            Constraint::Max(endpoint_width),
-            Constraint::Length(5),
-            Constraint::Length(5),
-            Constraint::Length(5),
-            Constraint::Length(5),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(
-        Row::new([
-            "SHARD", "NODE", "ROLE", "AZ", "ENDPOINT", "STATE", "OPS/S", "MEM", "LAG", "NOTE",
-        ])
-        .style(theme.header),
-    )
-    .row_highlight_style(theme.selected)
-    .block(
-        Block::default()
-            .borders(Borders::TOP)
-            .border_style(theme.border)
-            .title(Line::styled(
-                format!(" nodes ({}) ", rows.len()),
-                theme.title,
-            )),
-    );
+    let table = Table::new(table_rows, columns::constraints(&widths))
+        .header(
+            Row::new([
+                "SHARD", "NODE", "ROLE", "AZ", "ENDPOINT", "STATE", "OPS/S", "MEM", "LAG", "NOTE",
+            ])
+            .style(theme.header),
+        )
+        .row_highlight_style(theme.selected)
+        .block(
+            Block::default()
+                .borders(Borders::TOP)
+                .border_style(theme.border)
+                .title(Line::styled(
+                    format!(" nodes ({}) ", rows.len()),
+                    theme.title,
+                )),
+        );
     let mut state = TableState::default().with_selected(Some(app.selected[2]));
     frame.render_stateful_widget(table, area, &mut state);
     if rows.is_empty() {

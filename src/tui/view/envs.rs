@@ -1,5 +1,6 @@
 //! The environments list: name, provider, profile/region, protection, cache count, health.
 
+use super::columns::{self, Col};
 use super::{notice, panel, protection_badge};
 use crate::escape::escape;
 use crate::tui::app::{App, Health, Load};
@@ -25,54 +26,68 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         );
         return;
     }
-    let rows = envs.iter().map(|entry| {
-        let env = &entry.env;
-        let place = match (&env.profile, &env.region) {
-            (Some(p), Some(r)) => format!("{p} / {r}"),
-            (Some(p), None) => p.clone(),
-            (None, Some(r)) => r.clone(),
-            (None, None) => env.source.clone(),
-        };
-        let (badge, badge_style) = protection_badge(env.protection, theme);
-        let caches = match &entry.discovery {
-            Load::Ready(d) => d.caches.len().to_string(),
-            Load::Loading => "…".into(),
-            Load::Failed(_) => "-".into(),
-        };
-        let (health, h) = app.env_health(entry);
-        Row::new(vec![
-            Cell::from(env.name.clone()),
-            Cell::from(env.provider.as_str()),
-            Cell::from(place),
-            Cell::from(badge.trim()).style(badge_style),
-            Cell::from(caches),
-            Cell::from(escape(&health)).style(health_style(h, theme)),
-        ])
+    let cells: Vec<([String; 6], Style, Style)> = envs
+        .iter()
+        .map(|entry| {
+            let env = &entry.env;
+            let place = match (&env.profile, &env.region) {
+                (Some(p), Some(r)) => format!("{p} / {r}"),
+                (Some(p), None) => p.clone(),
+                (None, Some(r)) => r.clone(),
+                (None, None) => env.source.clone(),
+            };
+            let (badge, badge_style) = protection_badge(env.protection, theme);
+            let caches = match &entry.discovery {
+                Load::Ready(d) => d.caches.len().to_string(),
+                Load::Loading => "…".into(),
+                Load::Failed(_) => "-".into(),
+            };
+            let (health, h) = app.env_health(entry);
+            (
+                [
+                    escape(&env.name),
+                    env.provider.as_str().to_string(),
+                    escape(&place),
+                    badge.trim().to_string(),
+                    caches,
+                    escape(&health),
+                ],
+                badge_style,
+                health_style(h, theme),
+            )
+        })
+        .collect();
+    const HEADER: [&str; 6] = [
+        "NAME",
+        "PROVIDER",
+        "PROFILE/REGION",
+        "PROTECTION",
+        "CACHES",
+        "HEALTH",
+    ];
+    const COLS: [Col; 6] = [
+        Col::shrink(10),
+        Col::FIXED,
+        Col::shrink(10),
+        Col::FIXED,
+        Col::FIXED,
+        Col::message(12),
+    ];
+    let want: Vec<u16> = (0..HEADER.len())
+        .map(|i| columns::content_width(HEADER[i], cells.iter().map(|r| r.0[i].as_str()), 0))
+        .collect();
+    let widths = columns::fit(&want, &COLS, block.inner(area).width, 1);
+    let rows = cells.into_iter().map(|(row, badge_style, health_style)| {
+        Row::new(row.into_iter().enumerate().map(|(i, text)| match i {
+            3 => Cell::from(text).style(badge_style),
+            5 => Cell::from(text).style(health_style),
+            _ => Cell::from(columns::cut_middle(&text, widths[i])),
+        }))
     });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(16),
-            Constraint::Length(8),
-            Constraint::Length(22),
-            Constraint::Length(10),
-            Constraint::Length(6),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(
-        Row::new([
-            "NAME",
-            "PROVIDER",
-            "PROFILE/REGION",
-            "PROTECTION",
-            "CACHES",
-            "HEALTH",
-        ])
-        .style(theme.header),
-    )
-    .row_highlight_style(theme.selected)
-    .block(block);
+    let table = Table::new(rows, columns::constraints(&widths))
+        .header(Row::new(HEADER).style(theme.header))
+        .row_highlight_style(theme.selected)
+        .block(block);
     // The selected environment's problems in full: a table cell cannot hold an SSO hint.
     let problems: Vec<String> = match envs.get(app.selected[0]).map(|e| &e.discovery) {
         Some(Load::Failed(e)) => vec![format!("discovery failed: {}", escape(e))],

@@ -1,14 +1,17 @@
 //! Runbook work for the TUI: listing the runbooks that apply to a cache, and running one.
-//! A run is prepared exactly as the headless runner prepares it ([`session::prepare`]) and
-//! carried out by the same engine; its events are forwarded as actions, so the TUI is one
+//! A run is prepared by [`session::prepare`] from the runbook the picker checked and the cache
+//! the app holds (protection and `applies_to` checked again, nothing re-read) and carried out
+//! by the same engine as the headless runner's; its events are forwarded as actions, so the TUI is one
 //! more reporter of them. Confirmations are asked interactively (the app answers them).
 
+use crate::domain::Cache;
 use crate::estate::Estate;
 use crate::runbook::actions;
 use crate::runbook::engine::Engine;
 use crate::runbook::events::EventSender;
 use crate::runbook::protect::Approval;
 use crate::runbook::session;
+use crate::runbook::validate::Runbook;
 use crate::tui::action::Action;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -18,14 +21,14 @@ use tokio_util::sync::CancellationToken;
 pub struct Start {
     pub run: u64,
     pub env: String,
-    pub cache: String,
-    pub runbook: String,
+    pub cache: Cache,
+    pub runbook: Runbook,
     pub params: Vec<(String, String)>,
     pub dry_run: bool,
 }
 
 /// Lists the runbooks that apply to `cache` (user runbooks are files: read off the loop).
-pub async fn load_runbooks(env: String, cache: crate::domain::Cache, tx: mpsc::Sender<Action>) {
+pub async fn load_runbooks(env: String, cache: Cache, tx: mpsc::Sender<Action>) {
     let name = cache.name.clone();
     let result =
         tokio::task::spawn_blocking(move || session::applicable(&actions::builtin(), &cache))
@@ -55,13 +58,12 @@ pub async fn run(
     };
     let prepared = session::prepare(
         &estate,
-        &start.runbook,
         &start.env,
-        &start.cache,
+        start.runbook,
+        start.cache,
         &start.params,
         &approval,
-    )
-    .await;
+    );
     let req = match prepared {
         Ok(req) => req,
         Err(e) => {

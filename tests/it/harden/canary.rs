@@ -305,7 +305,8 @@ fn no_secret_reaches_any_output() {
     }
     tmux.keys(&["q"]);
     drop(tmux);
-    canary.finish("canary sweep");
+    let scanned = canary.finish("canary sweep");
+    summary::add("canary.outputs_scanned", scanned);
     summary::add("canary.flows", flows);
     summary::add("canary.hits", 0);
 }

@@ -200,6 +200,143 @@ pub fn all() -> Vec<Hook> {
                 resume_may_fail_with: &["not measured"],
             }),
         },
+        Hook {
+            runbook: "snapshot",
+            env: "sandbox-dev",
+            cache: "orders",
+            params: |round| vec![format!("name=harden-r{round}"), "poll=200ms".into()],
+            state: Kind::Mutating(Mutating {
+                // 20 manual snapshots per node per 24 hours.
+                rounds_per_sandbox: 15,
+                prepare: |_, round| json!({ "since": now_ns(), "round": round }),
+                state: |sb, base, _| {
+                    let name = format!("'harden-r{}'", base["round"]);
+                    json!({
+                        "succeeded": dev_events(sb, base, "Snapshot succeeded", &name),
+                        "failed": dev_events(sb, base, "Snapshot failed", &name),
+                    })
+                },
+                mutations: |sb, base| {
+                    dev_events(sb, base, "Snapshot succeeded", "")
+                        + dev_events(sb, base, "Snapshot failed", "")
+                },
+                inside: &[],
+                gaps: &[],
+                resume_may_fail_with: &[],
+            }),
+        },
+        Hook {
+            runbook: "restore",
+            env: "sandbox-dev",
+            cache: "storefront",
+            params: |round| {
+                vec![
+                    "snapshot=harden-src".into(),
+                    format!("target=harden-r{round}"),
+                    "poll=200ms".into(),
+                ]
+            },
+            state: Kind::Mutating(Mutating {
+                // Each round leaves a restored cache running.
+                rounds_per_sandbox: 8,
+                prepare: |sb, round| {
+                    source_snapshot(sb, "storefront", "harden-src");
+                    json!({ "since": now_ns(), "round": round })
+                },
+                state: |sb, base, _| {
+                    let target = format!("harden-r{}", base["round"]);
+                    let state = sb.state();
+                    let restored: Vec<_> = state
+                        .caches
+                        .iter()
+                        .filter(|c| c.env == "sandbox-dev" && c.name == target)
+                        .collect();
+                    json!({
+                        "restored_caches": restored.len(),
+                        "nodes": restored.iter().map(|c| nodes::ports(c).len()).sum::<usize>(),
+                    })
+                },
+                mutations: |sb, base| {
+                    let prefix = "harden-r";
+                    let round = base["round"].as_u64().unwrap_or(0);
+                    sb.state()
+                        .caches
+                        .iter()
+                        .filter(|c| c.name == format!("{prefix}{round}"))
+                        .count() as u64
+                },
+                inside: &[],
+                gaps: &[],
+                resume_may_fail_with: &[],
+            }),
+        },
+        Hook {
+            runbook: "survives-restart",
+            env: "sandbox-dev",
+            cache: "valkey-ecs",
+            params: |_| vec!["poll=200ms".into()],
+            state: Kind::Mutating(Mutating {
+                rounds_per_sandbox: u32::MAX,
+                prepare: |sb, _| {
+                    let cache = nodes::cache(sb, "sandbox-dev", "valkey-ecs");
+                    json!({ "deployments": ecs_deployments(sb), "port": nodes::ports(&cache)[0] })
+                },
+                state: |sb, base, _| {
+                    let cache = nodes::cache(sb, "sandbox-dev", "valkey-ecs");
+                    json!({
+                        "deployments": ecs_deployments(sb) - base["deployments"].as_u64().unwrap_or(0),
+                        "new_task": base["port"].as_u64() != Some(u64::from(nodes::ports(&cache)[0])),
+                    })
+                },
+                mutations: |sb, base| {
+                    ecs_deployments(sb) - base["deployments"].as_u64().unwrap_or(0)
+                },
+                inside: &[],
+                gaps: &[],
+                resume_may_fail_with: &[],
+            }),
+        },
+        Hook {
+            runbook: "auth-rotate",
+            env: "sandbox-dev",
+            cache: "orders",
+            params: |_| vec!["poll=200ms".into(), "drain_timeout=30s".into()],
+            state: Kind::Mutating(Mutating {
+                rounds_per_sandbox: u32::MAX,
+                prepare: |sb, _| {
+                    let cache = nodes::cache(sb, "sandbox-dev", "orders");
+                    json!({ "since": now_ns(), "token": nodes::password(sb, &cache) })
+                },
+                state: |sb, base, _| {
+                    let cache = nodes::cache(sb, "sandbox-dev", "orders");
+                    let token = nodes::password(sb, &cache);
+                    let old = base["token"].as_str().unwrap_or_default();
+                    let port = nodes::primary(sb, "sandbox-dev", "orders");
+                    let staging = sb
+                        .params()
+                        .by_path("/cachedeck/rotation")
+                        .expect("read parameters")
+                        .len();
+                    json!({
+                        "token_changed": token.as_deref() != Some(old),
+                        "new_accepted": token.as_deref().is_some_and(|t| nodes::auth_ok(port, t)),
+                        "old_refused": !nodes::auth_ok(port, old),
+                        "staging_left": staging,
+                    })
+                },
+                mutations: |sb, base| {
+                    dev_events(
+                        sb,
+                        base,
+                        "Auth token rotated for replication group orders",
+                        "",
+                    ) + dev_events(sb, base, "Auth token set for replication group orders", "")
+                },
+                inside: &[],
+                gaps: &[],
+                resume_may_fail_with: &[],
+            }),
+        },
     ]
 }
 
@@ -252,6 +389,77 @@ fn orders_events(sb: &Sandbox, base: &Baseline, prefix: &str) -> u64 {
                 .is_some_and(|t| t.unix_timestamp_nanos() >= since)
         })
         .count() as u64
+}
+
+fn now_ns() -> String {
+    OffsetDateTime::now_utc().unix_timestamp_nanos().to_string()
+}
+
+/// Events of `sandbox-dev` since the baseline whose message starts with `prefix` and
+/// contains `having`.
+fn dev_events(sb: &Sandbox, base: &Baseline, prefix: &str, having: &str) -> u64 {
+    let since: i128 = base["since"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let text = std::fs::read_to_string(events_file(&sb.dir(), "sandbox-dev")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(prefix) && m.contains(having))
+        })
+        .filter(|e| {
+            e["time"]
+                .as_str()
+                .and_then(|t| {
+                    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+                })
+                .is_some_and(|t| t.unix_timestamp_nanos() >= since)
+        })
+        .count() as u64
+}
+
+/// Deployments the sandbox's ECS service `valkey-ecs` has had (its deployment counter).
+fn ecs_deployments(sb: &Sandbox) -> u64 {
+    let path = sb
+        .dir()
+        .join("ecs")
+        .join("sandbox-dev")
+        .join("valkey-ecs.json");
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["next"].as_u64())
+        .unwrap_or(2)
+}
+
+/// Takes the snapshot `name` of `cache` once per sandbox (through the binary).
+fn source_snapshot(sb: &Sandbox, cache: &str, name: &str) {
+    let text = std::fs::read_to_string(events_file(&sb.dir(), "sandbox-dev")).unwrap_or_default();
+    if text.contains(&format!("Snapshot succeeded for snapshot with ID '{name}'")) {
+        return;
+    }
+    let out = sb
+        .cachedeck()
+        .args([
+            "run",
+            "snapshot",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            cache,
+            "--yes",
+        ])
+        .args(["--param", &format!("name={name}"), "--param", "poll=200ms"])
+        .output()
+        .expect("run snapshot");
+    assert!(
+        out.status.success(),
+        "source snapshot for restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The hook of `runbook`.

@@ -82,3 +82,14 @@ pub fn calls(sandbox: &Sandbox, env: &str, name: &str, port: u16, command: &str)
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+/// Whether `password` is accepted by the node at `port` (as the default user).
+pub fn auth_ok(port: u16, password: &str) -> bool {
+    let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
+        return false;
+    };
+    let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(5)) else {
+        return false;
+    };
+    redis::cmd("AUTH").arg(password).query::<()>(&mut c).is_ok()
+}

@@ -80,7 +80,7 @@ const BAD: &[(&str, &str, &str, &str)] = &[
         "unknown-action.toml",
         "7:10",
         "unknown action `flushall`",
-        "use one of: check,",
+        ", check, connectivity-check,",
     ),
     (
         "forward-reference.toml",

@@ -93,7 +93,21 @@ impl App {
         Ok(Vec::new())
     }
 
-    fn start_run(&mut self, form: Form, params: Vec<(String, String)>) -> Vec<Effect> {
+    fn start_run(&mut self, mut form: Form, params: Vec<(String, String)>) -> Vec<Effect> {
+        // The run gets the cache as the app holds it: nothing is discovered again.
+        let Some(cache) = self
+            .caches_of(&form.env)
+            .and_then(|caches| caches.iter().find(|c| c.name == form.cache))
+            .cloned()
+        else {
+            form.error = Some(format!(
+                "cache `{}` is no longer listed in {}; wait for discovery, then try again",
+                crate::escape::escape(&form.cache),
+                crate::escape::escape(&form.env)
+            ));
+            self.run_screen = Some(RunScreen::Form(Box::new(form)));
+            return Vec::new();
+        };
         let id = self.next_id();
         // One run per cache: the finished one it replaces goes.
         self.runs
@@ -117,8 +131,8 @@ impl App {
         vec![Effect::StartRun {
             run: id,
             env: form.env,
-            cache: form.cache,
-            runbook: form.runbook.name,
+            cache: Box::new(cache),
+            runbook: Box::new(form.runbook),
             params,
             dry_run: form.dry_run,
         }]

@@ -1,0 +1,383 @@
+//! `cachedeck exec`: a command (or a shell) inside an ECS task through ECS Exec, speaking the
+//! data-channel protocol itself (no session-manager-plugin), and exiting with the remote
+//! command's exit code.
+
+use crate::controlplane::{ControlPlane, ExecCommand, ExecTask};
+use crate::domain::ProviderKind;
+use crate::ecsexec::client::{self, ClientOptions, Input, Stream};
+use crate::ecsexec::wrap;
+use crate::estate::Estate;
+use std::io::Write;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Exit codes of `cachedeck exec` beyond the remote command's own.
+pub mod exit {
+    /// The command ran but its exit code is unknown: no shell in the container to report it
+    /// (distroless), or the session ended before the command did.
+    pub const UNKNOWN: u8 = 254;
+    /// cachedeck could not run the command: bad input, preflight, ExecuteCommand or the
+    /// session failed (the message says which).
+    pub const FAILED: u8 = 255;
+}
+
+/// Exit codes as `--help` prints them.
+pub const EXIT_CODES: &str = "Exit codes:
+  0-253  the remote command's own exit code
+  254    the exit code is unknown (no shell in the container, or the session ended early)
+  255    cachedeck could not run it (bad input, preflight, ExecuteCommand, session error)";
+
+/// What to exec into.
+#[derive(Debug, Clone)]
+pub struct ExecArgs {
+    pub env: String,
+    pub cache: Option<String>,
+    pub service: Option<String>,
+    pub cluster: Option<String>,
+    pub container: Option<String>,
+    pub task: Option<String>,
+    pub command: Vec<String>,
+}
+
+/// Runs `cachedeck exec`; returns the process exit code.
+pub async fn run(estate: &Estate, args: ExecArgs) -> u8 {
+    match run_inner(estate, args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILED
+        }
+    }
+}
+
+/// The task to exec into, chosen and checked.
+pub struct Target {
+    pub plane: Arc<dyn ControlPlane>,
+    pub cluster: String,
+    pub service: String,
+    pub task: ExecTask,
+    pub container: String,
+}
+
+/// Finds the service and task, and checks what ECS Exec needs, with reasons to act on.
+pub async fn resolve(estate: &Estate, args: &ExecArgs) -> anyhow::Result<Target> {
+    let (plane, cluster, service, default_container) = match (&args.cache, &args.service) {
+        (Some(cache), None) => {
+            let (plane, c) = estate.find_cache(&args.env, cache).await?;
+            match c.ecs {
+                Some(ecs) => (plane, ecs.cluster, ecs.service, ecs.container),
+                None => anyhow::bail!(
+                    "no ECS service found for cache `{}`: name the app's service with --service S (and --cluster)",
+                    crate::escape::escape(cache)
+                ),
+            }
+        }
+        (None, Some(service)) => {
+            let plane = estate.plane(&args.env)?;
+            let env = plane.environment();
+            let cluster = match (&args.cluster, env.provider) {
+                (Some(c), _) => c.clone(),
+                (None, ProviderKind::Sandbox) => env.name.clone(),
+                (None, _) => anyhow::bail!("name the service's ECS cluster with --cluster"),
+            };
+            (plane, cluster, service.clone(), None)
+        }
+        _ => anyhow::bail!("give exactly one of --cache C or --service S"),
+    };
+    let tasks = plane.exec_tasks(&cluster, &service).await?;
+    let task = match &args.task {
+        Some(id) => tasks
+            .iter()
+            .find(|t| &t.task_id == id || &t.task_arn == id)
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "task {} is not a running task of service {service} (running: {})",
+                    crate::escape::escape(id),
+                    list(&tasks)
+                )
+            })?,
+        None => tasks
+            .iter()
+            .find(|t| t.last_status == "RUNNING" && t.enable_execute_command)
+            .or_else(|| tasks.first())
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!("service {service} in cluster {cluster} has no running task")
+            })?,
+    };
+    let container = args
+        .container
+        .clone()
+        .or(default_container)
+        .or_else(|| (task.containers.len() == 1).then(|| task.containers[0].name.clone()))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the task has several containers; choose one with --container ({})",
+                task.containers
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+    preflight(&task, &container, &service)?;
+    Ok(Target {
+        plane,
+        cluster,
+        service,
+        task,
+        container,
+    })
+}
+
+fn list(tasks: &[ExecTask]) -> String {
+    if tasks.is_empty() {
+        return "none".into();
+    }
+    tasks
+        .iter()
+        .map(|t| t.task_id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What ECS Exec needs of a task, each missing piece as one line with what to do.
+pub fn preflight(task: &ExecTask, container: &str, service: &str) -> anyhow::Result<()> {
+    if !task.enable_execute_command {
+        anyhow::bail!(
+            "task {} was started without enableExecuteCommand; turn it on with `aws ecs update-service --service {service} --enable-execute-command --force-new-deployment` and exec into a new task",
+            task.task_id
+        );
+    }
+    let Some(c) = task.containers.iter().find(|c| c.name == container) else {
+        anyhow::bail!(
+            "task {} has no container {} (it has: {})",
+            task.task_id,
+            crate::escape::escape(container),
+            task.containers
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    match c.exec_agent.as_deref() {
+        Some("RUNNING") => {}
+        other => anyhow::bail!(
+            "the ExecuteCommandAgent of container {container} is {}, not RUNNING; the task role needs ssmmessages:* and the task a route to ssmmessages; start a new task once fixed",
+            other.unwrap_or("absent")
+        ),
+    }
+    if task.launch_type.as_deref() == Some("FARGATE")
+        && let Some(v) = &task.platform_version
+        && v != "LATEST"
+        && version_below(v, (1, 4, 0))
+    {
+        anyhow::bail!(
+            "Fargate platform {v} has no ECS Exec; it needs 1.4.0 or later (update the service's platformVersion)"
+        );
+    }
+    Ok(())
+}
+
+fn version_below(v: &str, min: (u32, u32, u32)) -> bool {
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let got = (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    );
+    got < min
+}
+
+async fn run_inner(estate: &Estate, args: ExecArgs) -> anyhow::Result<u8> {
+    let target = resolve(estate, &args).await?;
+    let interactive = args.command.is_empty();
+    if interactive && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        anyhow::bail!("no command given and stdin is not a terminal: give a command after `--`");
+    }
+    let wrapped = (!interactive).then(|| wrap::wrap(&args.command));
+    let command = wrapped
+        .as_ref()
+        .map_or_else(|| "sh".to_string(), |w| w.command.clone());
+    let started = target
+        .plane
+        .execute_command(ExecCommand {
+            cluster: target.cluster.clone(),
+            task: target.task.task_arn.clone(),
+            container: Some(target.container.clone()),
+            command,
+        })
+        .await?;
+    tracing::info!(session = %started.session.session_id, task = %target.task.task_id, "exec session started");
+    let size = crossterm::terminal::size().ok();
+    let opts = ClientOptions {
+        data_keys: target.plane.exec_data_keys(),
+        size: Some(size.unwrap_or((200, 50))),
+        ..ClientOptions::default()
+    };
+    let (in_tx, in_rx) = mpsc::channel(64);
+    let (out_tx, mut out_rx) = mpsc::channel::<(Stream, Vec<u8>)>(64);
+    let _raw = if interactive {
+        Some(RawTerminal::enter(in_tx.clone())?)
+    } else {
+        None
+    };
+    let session = started.session.clone();
+    let client = tokio::spawn(async move { client::run(&session, &opts, in_rx, out_tx).await });
+    let mut scanner = wrapped.as_ref().map(|w| w.scanner());
+    let mut stdout = std::io::stdout();
+    while let Some((stream, bytes)) = out_rx.recv().await {
+        match stream {
+            Stream::Stdout => {
+                let shown = match scanner.as_mut() {
+                    Some(s) => s.push(&bytes),
+                    None => bytes,
+                };
+                let _ = stdout.write_all(&shown).and_then(|_| stdout.flush());
+            }
+            Stream::Stderr => {
+                let _ = std::io::stderr().write_all(&bytes);
+            }
+        }
+    }
+    drop(in_tx);
+    let ended = client
+        .await
+        .map_err(|e| anyhow::anyhow!("the session task failed: {e}"))?;
+    drop(_raw);
+    let code = scanner.as_mut().map(|s| {
+        let (rest, code) = s.finish();
+        let _ = stdout.write_all(&rest).and_then(|_| stdout.flush());
+        code
+    });
+    let ended = match ended {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: session {}: {e}", started.session.session_id);
+            return Ok(exit::FAILED);
+        }
+    };
+    if let Some(reason) = &ended.reason {
+        eprintln!("session closed: {}", crate::escape::escape(reason));
+    }
+    match code {
+        None => Ok(0),
+        Some(Some(c)) => Ok(u8::try_from(c.rem_euclid(256)).unwrap_or(exit::UNKNOWN)),
+        Some(None) => {
+            eprintln!(
+                "error: the exit code of the command is unknown: the session ended without the exit marker (no `sh` in the container, e.g. distroless, or the command never finished)"
+            );
+            Ok(exit::UNKNOWN)
+        }
+    }
+}
+
+/// Raw mode for an interactive shell: keys (Ctrl-C included) go to the remote terminal,
+/// window size changes are sent, and the terminal is restored on drop.
+struct RawTerminal {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RawTerminal {
+    fn enter(input: mpsc::Sender<Input>) -> anyhow::Result<RawTerminal> {
+        crossterm::terminal::enable_raw_mode()?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let keys = input.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut stdin = std::io::stdin();
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 || keys.blocking_send(Input::Bytes(buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+        });
+        let stop2 = stop.clone();
+        tokio::spawn(async move {
+            let Ok(mut winch) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+            else {
+                return;
+            };
+            while winch.recv().await.is_some() {
+                if stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok((cols, rows)) = crossterm::terminal::size()
+                    && input.send(Input::Size { cols, rows }).await.is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(RawTerminal { stop })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = crossterm::terminal::disable_raw_mode();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controlplane::ExecContainer;
+
+    fn task() -> ExecTask {
+        ExecTask {
+            cluster: "c".into(),
+            task_arn: "arn:aws:ecs:eu-west-1:1:task/c/abc".into(),
+            task_id: "abc".into(),
+            last_status: "RUNNING".into(),
+            enable_execute_command: true,
+            launch_type: Some("FARGATE".into()),
+            platform_version: Some("1.4.0".into()),
+            task_definition_arn: "td".into(),
+            containers: vec![ExecContainer {
+                name: "app".into(),
+                runtime_id: Some("abc-1".into()),
+                exec_agent: Some("RUNNING".into()),
+            }],
+        }
+    }
+
+    #[test]
+    fn preflight_says_what_to_fix() {
+        assert!(preflight(&task(), "app", "web").is_ok());
+        let mut t = task();
+        t.enable_execute_command = false;
+        let e = preflight(&t, "app", "web").unwrap_err().to_string();
+        assert!(
+            e.contains("--enable-execute-command --force-new-deployment"),
+            "{e}"
+        );
+        let mut t = task();
+        t.containers[0].exec_agent = Some("STOPPED".into());
+        assert!(
+            preflight(&t, "app", "web")
+                .unwrap_err()
+                .to_string()
+                .contains("is STOPPED, not RUNNING")
+        );
+        let mut t = task();
+        t.platform_version = Some("1.3.0".into());
+        assert!(
+            preflight(&t, "app", "web")
+                .unwrap_err()
+                .to_string()
+                .contains("needs 1.4.0")
+        );
+        assert!(
+            preflight(&task(), "db", "web")
+                .unwrap_err()
+                .to_string()
+                .contains("has no container db")
+        );
+    }
+}
