@@ -9,16 +9,18 @@ mod elasticache;
 pub mod errors;
 pub mod exec;
 pub mod map;
+pub mod profiles;
 pub mod snapshots;
 mod ssm;
 pub mod ssm_caches;
 
 use crate::config::{EnvConfig, Settings};
+use crate::controlplane;
 use crate::controlplane::{
     CacheEvent, ControlPlane, ControlPlaneError, Discovery, EcsServiceState, EventQuery, Parameter,
     PutParameter, RestoreRequest, Snapshot, SnapshotQuery, SnapshotTarget,
 };
-use crate::domain::Environment;
+use crate::domain::{Account, Environment};
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -56,6 +58,9 @@ pub struct AwsControlPlane {
     elasticache: aws_sdk_elasticache::Client,
     ecs: aws_sdk_ecs::Client,
     ssm: aws_sdk_ssm::Client,
+    /// STS for GetCallerIdentity; `None` for planes built from ready-made clients without
+    /// one (tests), which then have no account.
+    sts: Option<aws_sdk_sts::Client>,
     /// KMS, for data keys of encrypted ECS Exec sessions.
     kms: Option<aws_sdk_kms::Client>,
     ctx: ErrorContext,
@@ -73,9 +78,17 @@ impl std::fmt::Debug for AwsControlPlane {
 
 impl AwsControlPlane {
     /// Builds the clients of environment `name` from its profile, region and endpoint
-    /// override. Nothing is resolved here: a broken profile shows up as an error from
-    /// [`ControlPlane::discover`], never as a panic.
-    pub async fn connect(name: &str, cfg: &EnvConfig, settings: &Settings) -> AwsControlPlane {
+    /// override. An environment with a profile gets that profile's credentials only (static
+    /// keys, SSO, assume-role, `credential_process`), never exported `AWS_*` keys, which the
+    /// default chain would try first; its region is the environment's, else the profile's.
+    /// A profile the AWS config files do not define is [`ControlPlaneError::UnknownProfile`];
+    /// anything else unusable (expired SSO, no keys) shows up as an error from the first
+    /// call, never as a panic.
+    pub async fn connect(
+        name: &str,
+        cfg: &EnvConfig,
+        settings: &Settings,
+    ) -> Result<AwsControlPlane, ControlPlaneError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(
                 TimeoutConfig::builder()
@@ -84,17 +97,27 @@ impl AwsControlPlane {
                     .build(),
             )
             .retry_config(RetryConfig::standard());
+        let mut region = cfg.region.clone().map(aws_config::Region::new);
         if let Some(profile) = &cfg.profile {
-            loader = loader.profile_name(profile);
+            profiles::ensure_defined(profile).await?;
+            if region.is_none() {
+                region = profiles::region_of(profile).await;
+            }
+            loader = loader
+                .profile_name(profile)
+                .credentials_provider(profiles::credentials(profile, region.clone()));
         }
-        if let Some(region) = &cfg.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
+        if let Some(region) = region {
+            loader = loader.region(region);
         }
         if let Some(url) = &cfg.endpoint_url {
             loader = loader.endpoint_url(url);
         }
         let shared = loader.load().await;
-        let env = cfg.environment(name, "config");
+        let mut env = cfg.environment(name, "config");
+        if env.region.is_none() {
+            env.region = shared.region().map(|r| r.to_string());
+        }
         let region = shared.region().map(|r| r.to_string());
         let mut plane = AwsControlPlane::from_clients(
             env,
@@ -104,13 +127,14 @@ impl AwsControlPlane {
             aws_sdk_ecs::Client::new(&shared),
             aws_sdk_ssm::Client::new(&shared),
         )
+        .with_sts(aws_sdk_sts::Client::new(&shared))
         .with_kms(aws_sdk_kms::Client::new(&shared));
         if cfg.endpoint_url.is_none()
             && let Some(region) = region
         {
             plane.ctx.endpoint = format!("AWS ({region})");
         }
-        plane
+        Ok(plane)
     }
 
     /// Wraps ready-made clients (tests point them at moto or aws-smithy-mocks).
@@ -139,9 +163,16 @@ impl AwsControlPlane {
             elasticache,
             ecs,
             ssm,
+            sts: None,
             kms: None,
             ctx,
         }
+    }
+
+    /// Adds the STS client that answers [`ControlPlane::caller_identity`].
+    pub fn with_sts(mut self, sts: aws_sdk_sts::Client) -> Self {
+        self.sts = Some(sts);
+        self
     }
 
     /// Uses `kms` for the data keys of KMS-encrypted ECS Exec sessions.
@@ -213,6 +244,29 @@ impl ControlPlane for AwsControlPlane {
         node_group: &str,
     ) -> Result<(), ControlPlaneError> {
         self.failover(replication_group, node_group).await
+    }
+
+    async fn caller_identity(&self) -> Result<Account, ControlPlaneError> {
+        const OP: &str = "GetCallerIdentity";
+        let Some(sts) = &self.sts else {
+            return Err(ControlPlaneError::Unsupported {
+                operation: OP.to_string(),
+                target: format!("environment `{}`", self.env.name),
+                why: "this plane was built without an STS client".to_string(),
+            });
+        };
+        controlplane::with_timeout(OP, self.timeout(), async {
+            let out = sts
+                .get_caller_identity()
+                .send()
+                .await
+                .map_err(|e| self.fail(OP, &e))?;
+            Ok(Account {
+                id: out.account().unwrap_or_default().to_string(),
+                caller_arn: out.arn().unwrap_or_default().to_string(),
+            })
+        })
+        .await
     }
 
     // ---- ECS Exec ----

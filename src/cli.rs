@@ -296,4 +296,14 @@ pub enum RunsAction {
         #[arg(long, value_enum, default_value_t)]
         output: TextOutput,
     },
+    /// Break the run lock of a cache whose holder died: shows the holder (user, host, pid,
+    /// run, heartbeat) and asks for its run id; --yes breaks it without asking (scripts).
+    Unlock {
+        /// The environment.
+        env: String,
+        /// The cache.
+        cache: String,
+        #[arg(long)]
+        yes: bool,
+    },
 }

@@ -66,6 +66,9 @@ pub struct EnvConfig {
     pub region: Option<String>,
     /// Send AWS calls here instead of the real service (e.g. a local moto server).
     pub endpoint_url: Option<String>,
+    /// The AWS account the credentials must resolve to (12 digits); every call of the
+    /// environment is refused when they resolve to another.
+    pub account_id: Option<String>,
     #[serde(default)]
     pub protection: Protection,
     /// Values for `{name}` placeholders in SSM path templates; `env` defaults to the
@@ -241,6 +244,58 @@ impl Config {
                     format!("environment `{name}` uses provider sandbox but sets AWS options"),
                 ));
             }
+            if let Some(id) = &env.account_id
+                && (id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Err(invalid(
+                    path,
+                    text,
+                    locate_value(text, &at_env(text, name), "account_id"),
+                    "write the 12-digit account id in quotes, e.g. account_id = \"123456789012\""
+                        .into(),
+                    format!(
+                        "environment `{name}`: account_id `{id}` is not a 12-digit AWS account id"
+                    ),
+                ));
+            }
+            if env.provider == ProviderKind::Static {
+                let aws_only = [
+                    ("profile", env.profile.is_some()),
+                    ("region", env.region.is_some()),
+                    ("endpoint_url", env.endpoint_url.is_some()),
+                    ("account_id", env.account_id.is_some()),
+                    ("ssm", !env.ssm.is_empty()),
+                    ("ecs", !env.ecs.is_empty()),
+                ];
+                if let Some((field, _)) = aws_only.iter().find(|(_, set)| *set) {
+                    return Err(invalid(
+                        path,
+                        text,
+                        locate_value(text, &at_env(text, name), field),
+                        format!("remove `{field}`, or set provider = \"aws\""),
+                        format!(
+                            "environment `{name}` uses provider static (no AWS calls) but sets `{field}`"
+                        ),
+                    ));
+                }
+                if let Some(cache) = env
+                    .caches
+                    .iter()
+                    .find(|c| matches!(c.password, Some(PasswordRef::Ssm(_))))
+                {
+                    return Err(invalid(
+                        path,
+                        text,
+                        locate(text, &cache.name),
+                        "use `password = { env = \"VAR\" }`, or set provider = \"aws\" for SSM"
+                            .into(),
+                        format!(
+                            "cache `{}` in `{name}`: a static environment makes no AWS calls, so its password cannot come from SSM",
+                            cache.name
+                        ),
+                    ));
+                }
+            }
             if let Some(url) = &env.endpoint_url
                 && url::Url::parse(url).is_err()
             {
@@ -301,6 +356,7 @@ impl EnvConfig {
             profile: None,
             region: None,
             endpoint_url: None,
+            account_id: None,
             protection,
             vars: BTreeMap::new(),
             discovery: DiscoveryFilter::default(),
@@ -320,6 +376,7 @@ impl EnvConfig {
             region: self.region.clone(),
             endpoint_url: self.endpoint_url.clone(),
             source: source.to_string(),
+            account: None,
         }
     }
 
@@ -409,6 +466,33 @@ fn locate(text: &str, needle: &str) -> usize {
     text.find(needle).unwrap_or(0)
 }
 
+/// Byte offset of environment `name`'s table header (or 0).
+fn at_env(text: &str, name: &str) -> usize {
+    let header = format!("[environments.{name}]");
+    text.find(&header)
+        .or_else(|| text.find(&format!("[environments.{name}")))
+        .unwrap_or(0)
+}
+
+/// Byte offset of the value of `key = …` at or after `from` (or `from`).
+fn locate_value(text: &str, from: &usize, key: &str) -> usize {
+    let rest = text.get(*from..).unwrap_or_default();
+    let mut offset = 0;
+    for line in rest.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(after) = trimmed.strip_prefix(key)
+            && after.trim_start().starts_with('=')
+        {
+            let indent = line.len() - trimmed.len();
+            let eq = after.find('=').unwrap_or(0);
+            let value = after[eq + 1..].len() - after[eq + 1..].trim_start().len();
+            return from + offset + indent + key.len() + eq + 1 + value;
+        }
+        offset += line.len();
+    }
+    *from
+}
+
 fn invalid(path: &Path, text: &str, offset: usize, hint: String, message: String) -> ConfigError {
     let (line, column) = line_col(text, offset);
     ConfigError::Invalid {
@@ -442,7 +526,7 @@ const HINTS: hint::Hints = hint::Hints {
         ),
         (
             "missing field `provider`",
-            "add `provider = \"aws\"` (with profile/region) or `provider = \"sandbox\"`",
+            "add `provider = \"aws\"` (with profile/region), `provider = \"static\"` (caches by URL only) or `provider = \"sandbox\"`",
         ),
     ],
 };
@@ -491,6 +575,47 @@ mod tests {
         assert!(text.contains("cfg.toml:5:8"), "{text}");
         assert!(text.contains("password inline"), "{text}");
         assert!(!text.contains("s3cretTok3n"), "{text}");
+    }
+
+    #[test]
+    fn account_id_must_be_twelve_digits_and_points_at_its_value() {
+        let err = parse(
+            "[environments.staging]\nprovider = \"aws\"\nprofile = \"staging\"\naccount_id = \"1234\"\n",
+        )
+        .expect_err("must fail");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cfg.toml:4:14: environment `staging`: account_id `1234` is not a 12-digit AWS account id"),
+            "{text}"
+        );
+        let ok =
+            parse("[environments.staging]\nprovider = \"aws\"\naccount_id = \"123456789012\"\n")
+                .expect("valid");
+        assert_eq!(
+            ok.environments["staging"].account_id.as_deref(),
+            Some("123456789012")
+        );
+    }
+
+    #[test]
+    fn static_environments_refuse_aws_settings() {
+        let err = parse("[environments.bastion]\nprovider = \"static\"\nregion = \"eu-west-1\"\n")
+            .expect_err("must fail");
+        assert!(
+            err.to_string()
+                .starts_with("cfg.toml:3:10: environment `bastion` uses provider static (no AWS calls) but sets `region`"),
+            "{err}"
+        );
+        let err = parse(
+            "[environments.bastion]\nprovider = \"static\"\n[[environments.bastion.caches]]\nname = \"old\"\nurl = \"redis://10.0.0.5:6379\"\npassword = { ssm = \"/old/pw\" }\n",
+        )
+        .expect_err("must fail");
+        assert!(err.to_string().contains("cannot come from SSM"), "{err}");
+        let ok = parse(
+            "[environments.bastion]\nprovider = \"static\"\n[[environments.bastion.caches]]\nname = \"old\"\nurl = \"redis://10.0.0.5:6379\"\npassword = { env = \"OLD_PW\" }\n",
+        )
+        .expect("valid");
+        assert_eq!(ok.environments["bastion"].provider, ProviderKind::Static);
     }
 
     #[test]

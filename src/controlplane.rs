@@ -4,12 +4,14 @@
 
 pub mod names;
 
-use crate::domain::{Cache, Environment};
+use crate::domain::{Account, Cache, Environment};
 use async_trait::async_trait;
 use secrecy::SecretString;
 use serde::Serialize;
 use std::time::Duration;
 use time::OffsetDateTime;
+
+pub mod events;
 
 /// The default deadline of one control-plane call (one SDK operation, all pages included).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -57,6 +59,25 @@ pub enum ControlPlaneError {
     /// Anything else, with the service's own code and message.
     #[error("{operation} failed: {detail}")]
     Service { operation: String, detail: String },
+
+    // --- Which account an environment reaches ---
+    /// The environment names an AWS profile that the AWS config files do not define.
+    #[error("profile `{profile}` not found in {files}; known: {known}")]
+    UnknownProfile {
+        profile: String,
+        files: String,
+        known: String,
+    },
+    /// The credentials resolve to another account than the one the environment is pinned
+    /// to; every call of the environment is refused.
+    #[error(
+        "{credentials} now resolves to account {actual}, this environment is pinned to {pinned}; fix the profile or `account_id`"
+    )]
+    AccountMismatch {
+        credentials: String,
+        actual: String,
+        pinned: String,
+    },
 }
 
 /// What a discovery pass found: the caches, and problems that did not stop it.
@@ -126,13 +147,66 @@ pub struct CacheEvent {
     pub message: String,
 }
 
+/// The kind of thing an event is about (DescribeEvents' `SourceType`). A replication
+/// group's node events ("Recovering cache nodes …") come as `CacheCluster` events of its
+/// member clusters, not as events of the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventSourceType {
+    ReplicationGroup,
+    CacheCluster,
+    ServerlessCache,
+}
+
+impl EventSourceType {
+    /// The AWS spelling (`replication-group`, `cache-cluster`, `serverless-cache`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventSourceType::ReplicationGroup => "replication-group",
+            EventSourceType::CacheCluster => "cache-cluster",
+            EventSourceType::ServerlessCache => "serverless-cache",
+        }
+    }
+}
+
 /// Which events to fetch.
 #[derive(Debug, Clone)]
 pub struct EventQuery {
     /// Only events about this source (replication group / cluster id); `None` for all.
+    /// AWS wants `source_type` whenever a source is named.
     pub source: Option<String>,
+    /// Only events about this type of source; `None` for every type.
+    pub source_type: Option<EventSourceType>,
     /// Events after this time (DescribeEvents allows at most 14 days back).
     pub since: OffsetDateTime,
+}
+
+impl EventQuery {
+    /// Every event since `since`.
+    pub fn all(since: OffsetDateTime) -> EventQuery {
+        EventQuery {
+            source: None,
+            source_type: None,
+            since,
+        }
+    }
+
+    /// Events about exactly `source` of type `kind`.
+    pub fn of(source: &str, kind: EventSourceType, since: OffsetDateTime) -> EventQuery {
+        EventQuery {
+            source: Some(source.to_string()),
+            source_type: Some(kind),
+            since,
+        }
+    }
+
+    /// Whether `e` is one this query asks for (exact source and type; for stores that
+    /// filter on the client side, as the sandbox does).
+    pub fn matches(&self, e: &CacheEvent) -> bool {
+        e.time >= self.since
+            && self.source.as_deref().is_none_or(|s| e.source == s)
+            && self.source_type.is_none_or(|t| e.source_type == t.as_str())
+    }
 }
 
 // ---- Snapshots, restores and ECS deployments -------------------------------------------
@@ -365,6 +439,19 @@ pub trait ControlPlane: Send + Sync {
         replication_group: &str,
         node_group: &str,
     ) -> Result<(), ControlPlaneError>;
+
+    // --- Accounts ---
+
+    /// The account and caller the environment's credentials resolve to (STS
+    /// GetCallerIdentity; the sandbox answers its fixed account). Planes without an
+    /// account answer `Unsupported`.
+    async fn caller_identity(&self) -> Result<Account, ControlPlaneError> {
+        Err(ControlPlaneError::Unsupported {
+            operation: "GetCallerIdentity".to_string(),
+            target: format!("environment `{}`", self.environment().name),
+            why: "it has no AWS account".to_string(),
+        })
+    }
 
     // ---- Snapshots, restores and ECS deployments ----------------------------------------
 

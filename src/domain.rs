@@ -42,6 +42,8 @@ impl fmt::Display for Protection {
 pub enum ProviderKind {
     Aws,
     Sandbox,
+    /// Caches known only by URL; no control plane, no AWS call at all.
+    Static,
 }
 
 impl ProviderKind {
@@ -49,6 +51,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Aws => "aws",
             ProviderKind::Sandbox => "sandbox",
+            ProviderKind::Static => "static",
         }
     }
 }
@@ -408,6 +411,19 @@ pub struct Environment {
     pub endpoint_url: Option<String>,
     /// Where this environment came from: a config file path, "aws config", "sandbox".
     pub source: String,
+    /// The account and caller its credentials resolve to (STS GetCallerIdentity), once
+    /// known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<Account>,
+}
+
+/// Who an environment's credentials are, as STS GetCallerIdentity answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The 12-digit account id.
+    pub id: String,
+    /// The caller's ARN (user, assumed role, …).
+    pub caller_arn: String,
 }
 
 #[cfg(test)]

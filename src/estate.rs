@@ -5,8 +5,11 @@
 //! the sandbox's environments join while it is up. Discovery runs every environment
 //! concurrently under its own deadline, so one broken profile never hides the others.
 
+mod local;
 mod planes;
 mod statics;
+
+pub use local::LocalControlPlane;
 
 pub use planes::default_factory;
 
@@ -112,7 +115,7 @@ impl Estate {
             let settings = settings.clone();
             let source = implied_source(&cfg, &source);
             async move {
-                let env = cfg.environment(&name, &source);
+                let mut env = cfg.environment(&name, &source);
                 let deadline = settings.call_timeout;
                 let plane = crate::controlplane::with_timeout(
                     "loading AWS configuration",
@@ -120,6 +123,10 @@ impl Estate {
                     factory(name, cfg.clone(), settings),
                 )
                 .await;
+                let plane = match plane {
+                    Ok(plane) => pin_account(&mut env, &cfg, plane, deadline).await,
+                    Err(e) => Err(e),
+                };
                 EnvHandle {
                     env,
                     config: cfg,
@@ -162,6 +169,34 @@ impl Estate {
         })
     }
 
+    /// The control plane for a cache of `env`: the environment's own, or — for a static
+    /// cache of an environment whose AWS side is unusable (but not refused for the wrong
+    /// account) — one that makes no AWS call.
+    fn plane_for(
+        &self,
+        handle: &EnvHandle,
+        cache: &Cache,
+    ) -> Result<Arc<dyn ControlPlane>, EstateError> {
+        match &handle.plane {
+            Ok(plane) => Ok(plane.clone()),
+            Err(e)
+                if cache.kind == crate::domain::CacheKind::Endpoint
+                    && usable_without_aws(e)
+                    && handle.config.caches.iter().any(|c| c.name == cache.name) =>
+            {
+                Ok(Arc::new(LocalControlPlane::new(
+                    &handle.env.name,
+                    &handle.config,
+                    &self.settings,
+                )))
+            }
+            Err(source) => Err(EstateError::Plane {
+                env: handle.env.name.clone(),
+                source: source.clone(),
+            }),
+        }
+    }
+
     /// Discovers every environment concurrently (or only `only`), each under its own
     /// deadline; environments come back in name order.
     pub async fn discover_all(&self, only: Option<&str>) -> Vec<EnvDiscovery> {
@@ -186,7 +221,6 @@ impl Estate {
         cache: &str,
     ) -> Result<(Arc<dyn ControlPlane>, Cache), EstateError> {
         let handle = self.env(env)?;
-        let plane = self.plane(env)?;
         let discovery = discover_one(handle, self.discovery_deadline())
             .await
             .map_err(|source| EstateError::Plane {
@@ -212,6 +246,7 @@ impl Estate {
                     known
                 },
             })?;
+        let plane = self.plane_for(handle, &found)?;
         Ok((plane, found))
     }
 
@@ -229,16 +264,83 @@ fn implied_source(cfg: &EnvConfig, source: &str) -> String {
     }
 }
 
+/// Resolves who the environment's credentials are (recorded in `env.account`) and, when
+/// the config pins `account_id`, refuses the whole environment unless they match: the
+/// plane becomes the one-line error every call of the environment then reports.
+async fn pin_account(
+    env: &mut Environment,
+    cfg: &EnvConfig,
+    plane: Arc<dyn ControlPlane>,
+    deadline: Duration,
+) -> Result<Arc<dyn ControlPlane>, ControlPlaneError> {
+    if env.region.is_none() {
+        // The region the plane resolved (e.g. the profile's): part of what names locks.
+        env.region = plane.environment().region.clone();
+    }
+    if cfg.provider == crate::domain::ProviderKind::Static {
+        return Ok(plane);
+    }
+    let identity =
+        crate::controlplane::with_timeout("GetCallerIdentity", deadline, plane.caller_identity())
+            .await;
+    match (identity, &cfg.account_id) {
+        (Ok(account), Some(pinned)) if &account.id != pinned => {
+            let actual = account.id.clone();
+            env.account = Some(account);
+            Err(ControlPlaneError::AccountMismatch {
+                credentials: match &cfg.profile {
+                    Some(p) => format!("profile {p}"),
+                    None => match cfg.provider {
+                        crate::domain::ProviderKind::Sandbox => "the sandbox".to_string(),
+                        _ => "the default credentials".to_string(),
+                    },
+                },
+                actual,
+                pinned: pinned.clone(),
+            })
+        }
+        (Ok(account), _) => {
+            env.account = Some(account);
+            Ok(plane)
+        }
+        // A pinned environment whose account cannot be told is not used.
+        (Err(e), Some(_)) => Err(e),
+        (Err(e), None) => {
+            tracing::debug!(env = %env.name, error = %e, "caller identity unknown");
+            Ok(plane)
+        }
+    }
+}
+
+/// Whether an environment that failed this way may still use its static caches (they need
+/// no AWS): not when it was refused for resolving to the wrong account.
+fn usable_without_aws(e: &ControlPlaneError) -> bool {
+    !matches!(e, ControlPlaneError::AccountMismatch { .. })
+}
+
 async fn discover_one(
     handle: &EnvHandle,
     deadline: Duration,
 ) -> Result<Discovery, ControlPlaneError> {
-    let plane = handle.plane.clone()?;
-    let mut discovery =
-        crate::controlplane::with_timeout("discovery", deadline, plane.discover()).await?;
-    discovery
-        .caches
-        .extend(static_caches(&handle.env, &handle.config));
+    let statics = static_caches(&handle.env, &handle.config);
+    let found = match handle.plane.clone() {
+        Ok(plane) => {
+            crate::controlplane::with_timeout("discovery", deadline, plane.discover()).await
+        }
+        Err(e) => Err(e),
+    };
+    let mut discovery = match found {
+        Ok(d) => d,
+        // Caches known by URL need no AWS: they stay usable, the error is shown beside them.
+        Err(e) if !statics.is_empty() && usable_without_aws(&e) => Discovery {
+            caches: Vec::new(),
+            warnings: vec![format!(
+                "discovery failed: {e}; showing the static caches only"
+            )],
+        },
+        Err(e) => return Err(e),
+    };
+    discovery.caches.extend(statics);
     discovery.caches.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(discovery)
 }

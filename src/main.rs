@@ -102,6 +102,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 runs::resume(&estate, &run_id, approval, force_unlock, output.into()).await
             }
+            RunsAction::Unlock { env, cache, yes } => {
+                let estate = load(cli.config).await?;
+                runs::unlock(&estate, &env, &cache, yes).await
+            }
         })),
         Some(Command::Stats {
             cache,

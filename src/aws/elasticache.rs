@@ -101,9 +101,10 @@ impl AwsControlPlane {
         with_timeout(OP, self.timeout(), async {
             let mut request = self.elasticache.describe_events().start_time(start);
             if let Some(source) = &query.source {
-                request = request
-                    .source_identifier(source)
-                    .source_type(SourceType::ReplicationGroup);
+                request = request.source_identifier(source);
+            }
+            if let Some(kind) = query.source_type {
+                request = request.source_type(SourceType::from(kind.as_str()));
             }
             let events: Vec<Event> = request
                 .into_paginator()
@@ -120,7 +121,10 @@ impl AwsControlPlane {
         .await
     }
 
-    /// TestFailover of one node group, with its faults classified.
+    /// TestFailover of one node group, with its faults classified. The call is not
+    /// idempotent (a retried request that AWS had already accepted fails over the shard
+    /// twice and spends the quota twice), so the SDK never retries it: the runbook decides
+    /// after a transport error, from the "Test Failover API called" event.
     pub(super) async fn failover(
         &self,
         replication_group: &str,
@@ -132,6 +136,11 @@ impl AwsControlPlane {
                 .test_failover()
                 .replication_group_id(replication_group)
                 .node_group_id(node_group)
+                .customize()
+                .config_override(
+                    aws_sdk_elasticache::config::Builder::default()
+                        .retry_config(aws_sdk_elasticache::config::retry::RetryConfig::disabled()),
+                )
                 .send()
                 .await
                 .map(|_| ())
@@ -148,8 +157,11 @@ impl AwsControlPlane {
                         Some(TestFailoverError::TestFailoverNotAvailableFault(f)) => {
                             quota(f.message())
                         }
-                        Some(TestFailoverError::ApiCallRateForCustomerExceededFault(f)) => {
-                            quota(f.message())
+                        // A request rate limit, not the 24-hour quota: waiting helps.
+                        Some(TestFailoverError::ApiCallRateForCustomerExceededFault(_)) => {
+                            ControlPlaneError::Throttled {
+                                operation: OP.to_string(),
+                            }
                         }
                         Some(TestFailoverError::InvalidReplicationGroupStateFault(f)) => {
                             state(f.message())

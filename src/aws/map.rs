@@ -188,7 +188,13 @@ pub fn serverless(env: &str, sc: &ServerlessCache) -> Cache {
         engine_version,
         status: status.clone(),
         cluster_mode: false,
-        auth: AuthMode::Rbac,
+        // Without a user group a serverless cache lets any client in as `default`, with
+        // no password: that is no authentication, not RBAC.
+        auth: if sc.user_group_id().is_some_and(|g| !g.is_empty()) {
+            AuthMode::Rbac
+        } else {
+            AuthMode::None
+        },
         tls: true,
         endpoint: primary.clone(),
         endpoints: Endpoints {
@@ -473,6 +479,7 @@ mod tests {
     fn serverless_is_one_tls_rbac_node() {
         let sc = ServerlessCache::builder()
             .serverless_cache_name("storefront-dev")
+            .user_group_id("storefront-users")
             .status("available")
             .engine("valkey")
             .major_engine_version("8")
@@ -493,6 +500,16 @@ mod tests {
         assert_eq!(cache.endpoints.reader.as_ref().map(|e| e.port), Some(6380));
         assert_eq!(cache.shards.len(), 1);
         assert_eq!(cache.shards[0].nodes[0].id, "storefront-dev");
+    }
+
+    #[test]
+    fn serverless_without_a_user_group_has_no_authentication() {
+        let sc = ServerlessCache::builder()
+            .serverless_cache_name("open-dev")
+            .status("available")
+            .endpoint(ep("open-dev.serverless.euw1.cache.amazonaws.com"))
+            .build();
+        assert_eq!(serverless("dev", &sc).auth, AuthMode::None);
     }
 
     #[test]

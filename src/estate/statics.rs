@@ -96,6 +96,7 @@ mod tests {
             region: None,
             endpoint_url: None,
             source: "cfg.toml".into(),
+            account: None,
         };
         let mut cfg = EnvConfig::implied(ProviderKind::Aws, Protection::ReadOnly);
         cfg.caches.push(StaticCache {

@@ -16,6 +16,11 @@ struct EnvRow<'a> {
     region: Option<&'a str>,
     endpoint_url: Option<&'a str>,
     source: &'a str,
+    /// The account its credentials resolve to (STS GetCallerIdentity), and who they are.
+    account_id: Option<String>,
+    caller_arn: Option<String>,
+    /// The account the config pins it to, if any.
+    pinned_account_id: Option<&'a str>,
     caches: Option<usize>,
     nodes_down: Option<usize>,
     error: Option<String>,
@@ -23,6 +28,14 @@ struct EnvRow<'a> {
 
 pub async fn run(estate: &Estate, output: Format) -> anyhow::Result<ExitCode> {
     let found = estate.discover_all(None).await;
+    // Resolved when the estate was loaded; text from AWS is escaped for either output.
+    let account = |env: &str, field: fn(&crate::domain::Account) -> String| {
+        estate
+            .env(env)
+            .ok()
+            .and_then(|h| h.env.account.as_ref())
+            .map(|a| crate::escape::escape_capped(field(a), 200))
+    };
     let rows: Vec<EnvRow> = found
         .iter()
         .map(|d| {
@@ -42,6 +55,12 @@ pub async fn run(estate: &Estate, output: Format) -> anyhow::Result<ExitCode> {
                 region: d.env.region.as_deref(),
                 endpoint_url: d.env.endpoint_url.as_deref(),
                 source: &d.env.source,
+                account_id: account(&d.env.name, |a| a.id.clone()),
+                caller_arn: account(&d.env.name, |a| a.caller_arn.clone()),
+                pinned_account_id: estate
+                    .env(&d.env.name)
+                    .ok()
+                    .and_then(|h| h.config.account_id.as_deref()),
                 caches,
                 nodes_down,
                 error,
@@ -63,6 +82,8 @@ pub async fn run(estate: &Estate, output: Format) -> anyhow::Result<ExitCode> {
                 "PROVIDER",
                 "PROFILE/REGION",
                 "PROTECTION",
+                "ACCOUNT",
+                "CALLER",
                 "CACHES",
                 "HEALTH",
             ]);
@@ -84,6 +105,13 @@ pub async fn run(estate: &Estate, output: Format) -> anyhow::Result<ExitCode> {
                     r.provider.to_string(),
                     place,
                     r.protection.to_string(),
+                    match (&r.account_id, r.pinned_account_id) {
+                        (Some(id), Some(_)) => format!("{id} (pinned)"),
+                        (Some(id), None) => id.clone(),
+                        (None, Some(pinned)) => format!("? (pinned {pinned})"),
+                        (None, None) => "-".into(),
+                    },
+                    r.caller_arn.clone().unwrap_or_else(|| "-".into()),
                     r.caches.map_or("-".into(), |n| n.to_string()),
                     health,
                 ]);

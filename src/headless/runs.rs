@@ -82,3 +82,71 @@ pub fn show(run_id: &str, format: Format) -> u8 {
     }
     exit::OK
 }
+
+/// `cachedeck runs unlock ENV CACHE`: shows who holds the cache's lock and breaks it after
+/// the operator types the holder's run id (or with `--yes`). Exit 0 when the cache is
+/// unlocked at the end, 3 when declined, 4 when it changed hands meanwhile.
+pub async fn unlock(estate: &crate::estate::Estate, env: &str, cache: &str, yes: bool) -> u8 {
+    use crate::runbook::lock;
+    use std::io::IsTerminal;
+    let (plane, found) = match estate.find_cache(env, cache).await {
+        Ok(x) => x,
+        Err(e) => return fail(exit::BAD_INPUT, e),
+    };
+    let handle_env = match estate.env(env) {
+        Ok(h) => h.env.clone(),
+        Err(e) => return fail(exit::BAD_INPUT, e),
+    };
+    let name = lock::lock_name_for(&handle_env, &found);
+    let holder = match lock::holder(plane.as_ref(), &name).await {
+        Ok(Some(h)) => h,
+        Ok(None) => {
+            println!("{cache} in {env} is not locked ({name})");
+            return exit::OK;
+        }
+        Err(e) => return fail(exit::FAILED, e),
+    };
+    println!("lock {name}");
+    println!("held by {}", holder.describe());
+    if !holder.is_stale(time::OffsetDateTime::now_utc()) {
+        println!(
+            "warning: its heartbeat is recent: the run looks alive; breaking it lets a second run start on this cache"
+        );
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return refuse(
+                exit::REFUSED,
+                "not broken: pass --yes to break it without asking",
+            );
+        }
+        print!(
+            "type the run id ({}) to break it: ",
+            crate::escape::escape_capped(&holder.run_id, 80)
+        );
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).is_err() || answer.trim() != holder.run_id {
+            return refuse(exit::REFUSED, "not broken: the run id was not typed");
+        }
+    }
+    match lock::unlock(plane.as_ref(), &name, &holder.run_id).await {
+        Ok(true) => {
+            println!(
+                "lock broken; `cachedeck runs resume {}` continues that run if it was half done",
+                crate::escape::escape_capped(&holder.run_id, 80)
+            );
+            exit::OK
+        }
+        Ok(false) => refuse(
+            exit::LOCK_HELD,
+            "not broken: the lock changed hands meanwhile; look again",
+        ),
+        Err(e) => fail(exit::FAILED, e),
+    }
+}
+
+fn refuse(code: u8, message: &str) -> u8 {
+    eprintln!("error: {message}");
+    code
+}

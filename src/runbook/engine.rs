@@ -206,7 +206,7 @@ impl Engine {
             })
             .collect();
         let lock = if runbook.mutates() {
-            let name = lock::lock_name(&target.env.name, &target.cache.name);
+            let name = lock::lock_name_for(&target.env, &target.cache);
             vec![
                 PlannedCall::control_plane(
                     format!("PutParameter name={name} overwrite=false"),
@@ -325,7 +325,7 @@ impl Engine {
         target: &Target,
         force_unlock: Option<&str>,
     ) -> Result<(String, Journal), EngineError> {
-        let lock_name = lock::lock_name(&target.env.name, &target.cache.name);
+        let lock_name = lock::lock_name_for(&target.env, &target.cache);
         if runbook.mutates() {
             let me = LockHolder::me(run_id, &runbook.name);
             lock::acquire(target.plane.as_ref(), &lock_name, &me, force_unlock).await?;
@@ -444,7 +444,16 @@ impl Run<'_> {
                 .collect(),
             resumed: self.resume.is_some(),
         });
+        // The lock's heartbeat is renewed while the steps run, and stops with them.
+        let heartbeat = self.runbook.mutates().then(|| {
+            lock::Heartbeat::start(
+                self.target.plane.clone(),
+                self.lock_name.clone(),
+                LockHolder::me(&run_id, &self.runbook.name),
+            )
+        });
         let (state, error) = self.steps().await?;
+        drop(heartbeat);
         // An interrupted run keeps its lock: only `runs resume` (same run id) or an exact
         // --force-unlock may continue on this cache while it is half done.
         if self.runbook.mutates() && state != RunState::Interrupted {

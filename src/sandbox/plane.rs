@@ -13,8 +13,8 @@ use crate::controlplane::{
     SnapshotTarget, UserAuth, with_timeout,
 };
 use crate::domain::{
-    Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, RoleSource, SecretRef,
-    Shard,
+    Account, Cache, CacheKind, Credentials, Environment, Node, NodeHealth, NodeRole, RoleSource,
+    SecretRef, Shard,
 };
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -26,6 +26,9 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// TestFailover's quota: node groups per rolling 24 hours.
 pub const FAILOVER_QUOTA: usize = 15;
 pub const FAILOVER_DEADLINE: Duration = Duration::from_secs(20);
+/// The account every sandbox environment reports, as GetCallerIdentity would: a fixed,
+/// obviously fake 12-digit id (the one in the sandbox's ARNs).
+pub const SANDBOX_ACCOUNT_ID: &str = "000000000000";
 
 /// The control plane of one sandbox environment.
 #[derive(Debug, Clone)]
@@ -176,7 +179,7 @@ impl SandboxControlPlane {
             automatic_failover: c.automatic_failover,
             multi_az: c.automatic_failover,
             arn: Some(format!(
-                "arn:aws:elasticache:local:000000000000:{}:{}",
+                "arn:aws:elasticache:local:{SANDBOX_ACCOUNT_ID}:{}:{}",
                 match c.kind {
                     CacheKind::Serverless => "serverlesscache",
                     _ => "replicationgroup",
@@ -272,16 +275,8 @@ impl ControlPlane for SandboxControlPlane {
         query: EventQuery,
     ) -> Result<Vec<CacheEvent>, ControlPlaneError> {
         let all = events::read(&self.dir, &self.env.name)?;
-        Ok(all
-            .into_iter()
-            .filter(|e| e.time >= query.since)
-            .filter(|e| {
-                query
-                    .source
-                    .as_deref()
-                    .is_none_or(|s| e.source == s || e.source.starts_with(&format!("{s}-")))
-            })
-            .collect())
+        // As DescribeEvents: the exact source identifier and type, never a name prefix.
+        Ok(all.into_iter().filter(|e| query.matches(e)).collect())
     }
 
     async fn test_failover(
@@ -297,6 +292,17 @@ impl ControlPlane for SandboxControlPlane {
             super::failover::test_failover(self, replication_group, node_group),
         )
         .await
+    }
+
+    async fn caller_identity(&self) -> Result<Account, ControlPlaneError> {
+        self.state()?;
+        Ok(Account {
+            id: SANDBOX_ACCOUNT_ID.to_string(),
+            caller_arn: format!(
+                "arn:aws:iam::{SANDBOX_ACCOUNT_ID}:user/{}",
+                crate::runbook::lock::current_user()
+            ),
+        })
     }
 
     // ---- ECS Exec ----

@@ -70,6 +70,13 @@ fn draw_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         ));
     }
     if let Some(entry) = app.current_env() {
+        // Which account this environment really reaches (STS), beside its protection.
+        if let Some(account) = &entry.env.account {
+            right.push(Span::styled(
+                format!("account {} ", crate::escape::escape_capped(&account.id, 20)),
+                theme.muted,
+            ));
+        }
         let (label, style) = protection_badge(entry.env.protection, theme);
         right.push(Span::styled(label, style));
         right.push(Span::raw(" "));

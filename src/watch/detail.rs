@@ -2,7 +2,7 @@
 //! per node, made again after a failure) and the control plane's events of the cache.
 
 use super::{Sink, Update, Watch};
-use crate::controlplane::{ControlPlane, EventQuery};
+use crate::controlplane::ControlPlane;
 use crate::domain::{Cache, Endpoint};
 use crate::valkey::connect::{ConnectOptions, Connector, NodeConnection};
 use crate::valkey::stats::{SlowlogEntry, fetch_slowlog};
@@ -74,12 +74,9 @@ async fn run<T: Send + 'static>(
             .filter(|_| tokio::time::Instant::now() >= events_due)
         {
             events_due = tokio::time::Instant::now() + config.events_interval;
-            let query = EventQuery {
-                source: Some(cache.name.clone()),
-                since: time::OffsetDateTime::now_utc() - config.events_window,
-            };
-            let result = plane
-                .describe_events(query)
+            // Each kind's own source type, and a group's member clusters' node events.
+            let since = time::OffsetDateTime::now_utc() - config.events_window;
+            let result = crate::controlplane::events::for_cache(plane.as_ref(), &cache, since)
                 .await
                 .map_err(|e| e.to_string());
             if !sink.send(Update::Events(result)).await {

@@ -119,6 +119,7 @@ async fn rotations(sandbox: &Sandbox, since: OffsetDateTime) -> usize {
         .plane("sandbox-dev")
         .describe_events(EventQuery {
             source: Some("orders".into()),
+            source_type: None,
             since,
         })
         .await

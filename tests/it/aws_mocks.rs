@@ -16,8 +16,8 @@ use aws_sdk_elasticache::operation::describe_serverless_caches::{
 use aws_sdk_elasticache::operation::list_tags_for_resource::ListTagsForResourceOutput;
 use aws_sdk_elasticache::operation::test_failover::{TestFailoverError, TestFailoverOutput};
 use aws_sdk_elasticache::types::error::{
-    InvalidReplicationGroupStateFault, NodeGroupNotFoundFault, ReplicationGroupNotFoundFault,
-    TestFailoverNotAvailableFault,
+    ApiCallRateForCustomerExceededFault, InvalidReplicationGroupStateFault, NodeGroupNotFoundFault,
+    ReplicationGroupNotFoundFault, TestFailoverNotAvailableFault,
 };
 use aws_sdk_elasticache::types::{
     Endpoint, Event, ReplicationGroup, ServerlessCache, SourceType, Tag,
@@ -27,7 +27,7 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::error::ErrorMetadata;
 use cachedeck::aws::AwsControlPlane;
 use cachedeck::config::{Config, Settings};
-use cachedeck::controlplane::{ControlPlane, ControlPlaneError, EventQuery};
+use cachedeck::controlplane::{ControlPlane, ControlPlaneError, EventQuery, EventSourceType};
 use serde_json::json;
 use std::path::Path;
 use time::OffsetDateTime;
@@ -119,7 +119,41 @@ fn storefront() -> ServerlessCache {
                 .build(),
         )
         .arn("arn:aws:elasticache:eu-west-1:123456789012:serverlesscache:storefront-dev")
+        .user_group_id("storefront-users")
         .build()
+}
+
+/// A serverless cache created without a user group lets anyone in as `default` with no
+/// password: discovery must say "none", not "rbac".
+#[tokio::test]
+async fn serverless_without_a_user_group_is_not_shown_as_rbac() {
+    let serverless = mock!(Ec::describe_serverless_caches).then_output(|| {
+        let open = ServerlessCache::builder()
+            .serverless_cache_name("open-dev")
+            .status("available")
+            .engine("valkey")
+            .endpoint(
+                Endpoint::builder()
+                    .address("open-dev-a1b2.serverless.euw1.cache.amazonaws.com")
+                    .port(6379)
+                    .build(),
+            )
+            .build();
+        DescribeServerlessCachesOutput::builder()
+            .serverless_caches(storefront())
+            .serverless_caches(open)
+            .build()
+    });
+    let found = plane(&[&serverless, &empty_groups(), &empty_clusters()])
+        .discover()
+        .await
+        .expect("discovery works");
+    let auth: Vec<(&str, &str)> = found
+        .caches
+        .iter()
+        .map(|c| (c.name.as_str(), c.auth.as_str()))
+        .collect();
+    assert_eq!(auth, [("open-dev", "none"), ("storefront-dev", "rbac")]);
 }
 
 fn service_error(code: &'static str, message: &'static str) -> ErrorMetadata {
@@ -282,10 +316,7 @@ async fn expired_sso_session_says_how_to_log_in() {
     }));
     let plane = plane_with_credentials(provider);
     let err = plane
-        .describe_events(EventQuery {
-            source: None,
-            since: OffsetDateTime::now_utc(),
-        })
+        .describe_events(EventQuery::all(OffsetDateTime::now_utc()))
         .await
         .expect_err("no credentials");
     assert_eq!(
@@ -311,10 +342,7 @@ async fn events_error(code: &'static str, message: &'static str) -> String {
     let rule = mock!(Ec::describe_events)
         .then_error(move || DescribeEventsError::generic(service_error(code, message)));
     plane(&[&rule])
-        .describe_events(EventQuery {
-            source: None,
-            since: OffsetDateTime::now_utc(),
-        })
+        .describe_events(EventQuery::all(OffsetDateTime::now_utc()))
         .await
         .expect_err("mocked failure")
         .to_string()
@@ -388,10 +416,11 @@ async fn events_are_paged_filtered_and_oldest_first() {
                 .build()
         });
     let events = plane(&[&first, &second])
-        .describe_events(EventQuery {
-            source: Some("jobs-valkey".into()),
-            since: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid time"),
-        })
+        .describe_events(EventQuery::of(
+            "jobs-valkey",
+            EventSourceType::ReplicationGroup,
+            OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid time"),
+        ))
         .await
         .expect("events");
     let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
@@ -420,6 +449,58 @@ async fn test_failover_starts_one_node_group() {
         .await
         .expect("failover accepted");
     assert_eq!(rule.num_calls(), 1);
+}
+
+/// TestFailover is not idempotent: a 5xx (which the SDK would retry for any other call)
+/// is sent once, and comes back as an error whose outcome the runbook checks in the events.
+#[tokio::test]
+async fn test_failover_is_never_retried_by_the_sdk() {
+    let rule = mock!(Ec::test_failover)
+        .sequence()
+        .http_status(503, None)
+        .times(3)
+        .output(|| TestFailoverOutput::builder().build())
+        .build();
+    let retrying = plane_with_config(CONFIG, &[]);
+    // The same adapter, but over a client that retries as the real one does.
+    let elasticache = mock_client!(aws_sdk_elasticache, RuleMode::MatchAny, &[&rule], |b| b
+        .retry_config(RetryConfig::standard().with_max_attempts(3)));
+    let plane = AwsControlPlane::from_clients(
+        retrying.environment().clone(),
+        Config::parse(Path::new("mocks.toml"), CONFIG)
+            .expect("config")
+            .environments["storefront-dev"]
+            .clone(),
+        Settings::default(),
+        elasticache,
+        mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &[] as &[&Rule]),
+        mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[] as &[&Rule]),
+    );
+    let err = plane
+        .test_failover("jobs-valkey", "0001")
+        .await
+        .expect_err("the 503 is returned, not retried");
+    assert_eq!(rule.num_calls(), 1, "sent once: {err}");
+}
+
+/// ApiCallRateForCustomerExceeded is a request-rate limit (wait and retry), not the
+/// 15-per-24-hours quota.
+#[tokio::test]
+async fn test_failover_rate_limit_is_throttling_not_quota() {
+    let err = failover_error(|| {
+        TestFailoverError::ApiCallRateForCustomerExceededFault(
+            ApiCallRateForCustomerExceededFault::builder()
+                .message("The customer has exceeded the allowed rate of API calls")
+                .build(),
+        )
+    })
+    .await;
+    assert_eq!(
+        err,
+        ControlPlaneError::Throttled {
+            operation: "TestFailover".into()
+        }
+    );
 }
 
 async fn failover_error(error: fn() -> TestFailoverError) -> ControlPlaneError {
@@ -540,10 +621,7 @@ async fn a_missing_region_says_where_to_set_it() {
         mock_client!(aws_sdk_ssm, RuleMode::MatchAny, no_rules),
     );
     let err = plane
-        .describe_events(EventQuery {
-            source: None,
-            since: OffsetDateTime::now_utc(),
-        })
+        .describe_events(EventQuery::all(OffsetDateTime::now_utc()))
         .await
         .expect_err("no region");
     assert_eq!(

@@ -543,7 +543,11 @@ endpoint_url = "{endpoint}"
     let line = errors[0]["error"].as_str().unwrap_or_default();
     assert_eq!(
         line,
-        "no usable AWS credentials (profile `no-such-profile` is not defined in the AWS config files); add it (e.g. `aws configure sso --profile no-such-profile`) or fix `profile` in the environment"
+        format!(
+            "profile `no-such-profile` not found in {} (or {}); known: moto",
+            path("aws-config").display(),
+            path("aws-credentials").display()
+        )
     );
 }
 

@@ -3,7 +3,7 @@
 //! followed by `runs resume`, which finishes without a second TestFailover.
 
 use crate::harness::sandbox::Sandbox;
-use cachedeck::controlplane::{ControlPlane, EventQuery};
+use cachedeck::controlplane::{ControlPlane, EventQuery, EventSourceType};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -32,10 +32,11 @@ fn step<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
 async fn triggers(sandbox: &Sandbox, since: OffsetDateTime) -> usize {
     sandbox
         .plane("sandbox-dev")
-        .describe_events(EventQuery {
-            source: Some("orders".into()),
+        .describe_events(EventQuery::of(
+            "orders",
+            EventSourceType::ReplicationGroup,
             since,
-        })
+        ))
         .await
         .expect("events")
         .iter()
@@ -364,10 +365,7 @@ async fn sigkill_at_each_step_boundary_then_resume_never_fails_over_twice() {
     loop {
         let events = sandbox
             .plane("sandbox-dev")
-            .describe_events(EventQuery {
-                source: Some("orders".into()),
-                since,
-            })
+            .describe_events(EventQuery::all(since))
             .await
             .expect("events");
         if events

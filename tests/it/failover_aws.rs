@@ -112,11 +112,29 @@ fn ev(t: OffsetDateTime, source: &str, kind: SourceType, message: &str) -> Event
 /// DescribeEvents as AWS would answer during the failover, with `history` earlier
 /// TestFailover calls of other groups in the last 24 hours (the quota in use).
 fn events_rule(script: Arc<Mutex<Script>>, history: usize) -> Rule {
-    mock!(Ec::describe_events).then_compute_output(move |_req| {
-        let now = OffsetDateTime::now_utc();
+    mock!(Ec::describe_events).then_compute_output(move |req| {
+        let all = all_events(&script, history);
+        // As DescribeEvents: the exact source identifier and type asked for.
         let mut out = DescribeEventsOutput::builder();
+        for e in all {
+            if req.source_type().is_none_or(|t| e.source_type() == Some(t))
+                && req
+                    .source_identifier()
+                    .is_none_or(|id| e.source_identifier() == Some(id))
+            {
+                out = out.events(e);
+            }
+        }
+        out.build()
+    })
+}
+
+fn all_events(script: &Mutex<Script>, history: usize) -> Vec<Event> {
+    {
+        let now = OffsetDateTime::now_utc();
+        let mut out: Vec<Event> = Vec::new();
         for i in 0..history {
-            out = out.events(ev(
+            out.push(ev(
                 now - time::Duration::hours(2) + time::Duration::seconds(i as i64),
                 "other-group",
                 SourceType::ReplicationGroup,
@@ -125,7 +143,7 @@ fn events_rule(script: Arc<Mutex<Script>>, history: usize) -> Rule {
         }
         let s = script.lock().expect("script");
         if let Some(t) = s.triggered {
-            out = out.events(ev(
+            out.push(ev(
                 t,
                 RG,
                 SourceType::ReplicationGroup,
@@ -133,28 +151,27 @@ fn events_rule(script: Arc<Mutex<Script>>, history: usize) -> Rule {
             ));
         }
         if let Some(t) = s.promoted {
-            out = out
-                .events(ev(
+            out.push(ev(
                     t,
                     RG,
                     SourceType::ReplicationGroup,
                     "Failover from primary node jobs-valkey-001 to replica node jobs-valkey-002 completed",
-                ))
-                .events(ev(
-                    t,
-                    "jobs-valkey-001",
-                    SourceType::CacheCluster,
-                    "Recovering cache nodes 0001",
-                ))
-                .events(ev(
-                    t + time::Duration::milliseconds(300),
-                    "jobs-valkey-001",
-                    SourceType::CacheCluster,
-                    "Finished recovery for cache nodes 0001",
                 ));
+            out.push(ev(
+                t,
+                "jobs-valkey-001",
+                SourceType::CacheCluster,
+                "Recovering cache nodes 0001",
+            ));
+            out.push(ev(
+                t + time::Duration::milliseconds(300),
+                "jobs-valkey-001",
+                SourceType::CacheCluster,
+                "Finished recovery for cache nodes 0001",
+            ));
         }
-        out.build()
-    })
+        out
+    }
 }
 
 /// SSM holding the run lock: put (Overwrite=false), get, delete over one stored value.
@@ -371,19 +388,15 @@ fn failover_rule(script: Arc<Mutex<Script>>, calls: Arc<AtomicUsize>) -> Rule {
         })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failover_test_through_the_aws_adapter_promotes_and_measures() {
-    let (primary, replica) = pair();
-    let endpoint = MovableEndpoint::start(primary.port()).await;
-    let endpoint_port = endpoint.port;
-    let script = Arc::new(Mutex::new(Script::default()));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let events = events_rule(script.clone(), 3);
-    let failover = failover_rule(script.clone(), calls.clone());
-
-    // What ElastiCache does after TestFailover: promote the replica, move the endpoint.
-    let (s, p, r) = (script.clone(), primary.port(), replica.port());
-    let promoter = tokio::spawn(async move {
+/// What ElastiCache does after TestFailover: promote the replica, move the endpoint.
+fn promote_when_triggered(
+    script: Arc<Mutex<Script>>,
+    primary: &ValkeyServer,
+    replica: &ValkeyServer,
+    endpoint: MovableEndpoint,
+) -> tokio::task::JoinHandle<MovableEndpoint> {
+    let (s, p, r) = (script, primary.port(), replica.port());
+    tokio::spawn(async move {
         // Bounded: a promotion that never comes fails the test instead of hanging it.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -414,8 +427,20 @@ async fn failover_test_through_the_aws_adapter_promotes_and_measures() {
         endpoint.move_to(r);
         s.lock().expect("script").promoted = Some(OffsetDateTime::now_utc());
         endpoint
-    });
+    })
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_test_through_the_aws_adapter_promotes_and_measures() {
+    let (primary, replica) = pair();
+    let endpoint = MovableEndpoint::start(primary.port()).await;
+    let endpoint_port = endpoint.port;
+    let script = Arc::new(Mutex::new(Script::default()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let events = events_rule(script.clone(), 3);
+    let failover = failover_rule(script.clone(), calls.clone());
+
+    let promoter = promote_when_triggered(script.clone(), &primary, &replica, endpoint);
     let dir = tempfile::tempdir().expect("tempdir");
     let report = run(
         plane(&[&events, &failover]),
@@ -525,6 +550,44 @@ async fn aws_quota_and_invalid_state_faults_fail_the_step_with_one_line() {
         ),
         "{state}"
     );
+}
+
+/// TestFailover whose answer is lost (HTTP 500 after AWS took the call): the SDK must not
+/// send it again (a second call would fail over twice and spend the quota twice); the run
+/// finds the "Test Failover API called" event and follows the failover to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_failover_answer_lost_in_transit_is_not_resent_and_is_followed() {
+    let (primary, replica) = pair();
+    let endpoint = MovableEndpoint::start(primary.port()).await;
+    let endpoint_port = endpoint.port;
+    let script = Arc::new(Mutex::new(Script::default()));
+    let events = events_rule(script.clone(), 0);
+    let s = script.clone();
+    let failover = mock!(Ec::test_failover).then_compute_response(move |_| {
+        let mut s = s.lock().expect("script");
+        if s.triggered.is_none() {
+            s.triggered = Some(OffsetDateTime::now_utc());
+        }
+        MockResponse::Http(aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(500).expect("status"),
+            aws_smithy_types::body::SdkBody::empty(),
+        ))
+    });
+    let promoter = promote_when_triggered(script.clone(), &primary, &replica, endpoint);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = run(
+        plane(&[&events, &failover]),
+        cache(primary.port(), replica.port(), endpoint_port),
+        dir.path(),
+    )
+    .await;
+    let json = serde_json::to_value(&report).expect("json");
+    let _endpoint = promoter.await.expect("promoter");
+    assert_eq!(failover.num_calls(), 1, "TestFailover is never resent");
+    assert_eq!(json["state"], "succeeded", "{json}");
+    let out = &json["steps"][1]["outputs"];
+    assert_eq!(out["shards"][0]["new_primary"], "jobs-valkey-002", "{out}");
+    assert_eq!(out["shards"][0]["recovered"], true, "{out}");
 }
 
 /// DescribeReplicationGroups and DescribeCacheClusters of a cluster-mode-enabled group as

@@ -3,6 +3,7 @@
 // Test helpers may fail loudly with a reason; `unwrap` stays denied.
 #![allow(clippy::expect_used)]
 
+mod accounts;
 mod audit;
 mod audit_run;
 mod auth_rotate;

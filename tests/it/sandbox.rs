@@ -5,7 +5,8 @@
 
 use crate::harness::sandbox::Sandbox;
 use cachedeck::controlplane::{
-    ControlPlane, ControlPlaneError, EventQuery, ParameterType, ParameterValue, PutParameter,
+    ControlPlane, ControlPlaneError, EventQuery, EventSourceType, ParameterType, ParameterValue,
+    PutParameter,
 };
 use cachedeck::domain::{Cache, CacheKind, NodeHealth, NodeRole, RoleSource};
 use cachedeck::sandbox::events;
@@ -508,16 +509,23 @@ async fn test_failover_promotes_a_replica_and_the_endpoint_follows() {
     assert_eq!(old_now.role, NodeRole::Replica);
     assert_eq!(orders_after.shards[0].replicas().count(), 2);
 
-    let messages: Vec<String> = plane
-        .describe_events(EventQuery {
-            source: Some("orders".into()),
-            since,
-        })
+    let messages: Vec<String> = cachedeck::controlplane::events::for_cache(&plane, orders, since)
         .await
         .expect("events")
         .into_iter()
         .map(|e| e.message)
         .collect();
+    // As DescribeEvents: the group's own events name the group; its nodes' recovery
+    // events are cache-cluster events of the member clusters.
+    let group_only = plane
+        .describe_events(EventQuery::of(
+            "orders",
+            EventSourceType::ReplicationGroup,
+            since,
+        ))
+        .await
+        .expect("events");
+    assert_eq!(group_only.len(), 2, "{group_only:?}");
     assert_eq!(
         messages,
         vec![

@@ -31,6 +31,7 @@ fn env(name: &str, provider: ProviderKind, protection: Protection) -> Environmen
         region: (provider == ProviderKind::Aws).then(|| "eu-west-1".into()),
         endpoint_url: None,
         source: "test".into(),
+        account: None,
     }
 }
 
@@ -356,6 +357,34 @@ fn tui_envs_view_shows_protection_health_and_failures() {
         "the selected env's failure in full: {screen}"
     );
     snap!("envs", screen);
+}
+
+/// The header names the account the environment's credentials resolve to.
+#[test]
+fn tui_header_shows_the_account_of_the_environment() {
+    let mut with_account = env("sandbox-dev", ProviderKind::Sandbox, Protection::Open);
+    with_account.account = Some(cachedeck::domain::Account {
+        id: "000000000000".into(),
+        caller_arn: "arn:aws:iam::000000000000:user/oncall".into(),
+    });
+    let mut app = App::new(vec![with_account], NOW);
+    let _ = app.start();
+    app.update(Action::Discovered {
+        env: "sandbox-dev".into(),
+        result: Ok(Discovery {
+            caches: estate_caches(),
+            warnings: vec![],
+        }),
+    });
+    open(
+        &mut app,
+        Route::Caches {
+            env: "sandbox-dev".into(),
+        },
+    );
+    let screen = render(&app, 100, 20);
+    let header = screen.lines().next().unwrap_or_default();
+    assert!(header.contains("account 000000000000"), "{screen}");
 }
 
 #[test]

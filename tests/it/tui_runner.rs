@@ -38,5 +38,6 @@ pub fn environment(name: &str, protection: Protection) -> Environment {
         region: Some("eu-west-1".into()),
         endpoint_url: None,
         source: "test".into(),
+        account: None,
     }
 }

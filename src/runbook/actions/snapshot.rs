@@ -562,14 +562,7 @@ async fn wait_available(
 /// The newest event that names the snapshot, escaped (or a note that there is none).
 async fn event_text(ctx: &ActionContext, name: &str) -> String {
     let since = ctx.first_started_at - time::Duration::minutes(5);
-    match ctx
-        .plane
-        .describe_events(EventQuery {
-            source: None,
-            since,
-        })
-        .await
-    {
+    match ctx.plane.describe_events(EventQuery::all(since)).await {
         Ok(events) => events
             .iter()
             .rev()

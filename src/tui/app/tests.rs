@@ -10,6 +10,7 @@ fn env(name: &str) -> Environment {
         region: None,
         endpoint_url: None,
         source: "test".into(),
+        account: None,
     }
 }
 

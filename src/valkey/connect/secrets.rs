@@ -263,6 +263,7 @@ mod tests {
                 region: None,
                 endpoint_url: None,
                 source: "test".into(),
+                account: None,
             },
         )
     }

@@ -123,7 +123,9 @@ fn dry_run_prints_the_exact_calls_and_executes_nothing() {
     let plan = json_out(&out);
     let calls = plan.to_string();
     assert!(
-        calls.contains("PutParameter name=/cachedeck/locks/dev/orders overwrite=false"),
+        calls.contains(
+            "PutParameter name=/cachedeck/locks/123456789012/eu-west-1/orders overwrite=false"
+        ),
         "{calls}"
     );
     assert!(

@@ -115,7 +115,7 @@ fn marker_roundtrip_and_locks_on_the_sandbox() {
         .stderr(Stdio::null())
         .spawn()
         .expect("first runner");
-    let lock = "/cachedeck/locks/sandbox-prod/orders";
+    let lock = "/cachedeck/locks/000000000000/local/orders";
     let deadline = Instant::now() + Duration::from_secs(60);
     let holder = loop {
         if let Some(p) = sandbox.params().get(lock).expect("read lock") {
@@ -124,7 +124,7 @@ fn marker_roundtrip_and_locks_on_the_sandbox() {
         assert!(Instant::now() < deadline, "lock never taken");
         std::thread::sleep(Duration::from_millis(20));
     };
-    for field in ["holder", "host", "run_id", "since"] {
+    for field in ["holder", "host", "pid", "run_id", "since", "heartbeat"] {
         assert!(
             holder.get(field).is_some(),
             "lock value has {field}: {holder}"

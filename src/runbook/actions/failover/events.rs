@@ -3,6 +3,7 @@
 //! how far a failover has got. Pure functions over [`CacheEvent`]s.
 
 use crate::controlplane::CacheEvent;
+use crate::controlplane::events::EventSources;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -10,7 +11,8 @@ use time::OffsetDateTime;
 pub const QUOTA: usize = 15;
 
 const CALLED: &str = "Test Failover API called for node group ";
-const FAILOVER_FROM: &str = "Failover from primary node ";
+/// ElastiCache writes both spellings: "primary" in newer texts, "master" in older ones.
+const FAILOVER_FROM: [&str; 2] = ["Failover from primary node ", "Failover from master node "];
 const TO_REPLICA: &str = " to replica node ";
 const RECOVERING: &str = "Recovering cache nodes";
 const FINISHED: &str = "Finished recovery for cache nodes";
@@ -31,21 +33,17 @@ pub fn quota_used(events: &[CacheEvent], now: OffsetDateTime) -> usize {
         .count()
 }
 
-/// Whether `e` is about replication group `rg` or one of its cache clusters (`rg-001`, …).
-pub fn concerns(e: &CacheEvent, rg: &str) -> bool {
-    e.source == rg || e.source.starts_with(&format!("{rg}-"))
-}
-
-/// Whether TestFailover of `node_group` of `rg` was called at or after `since`.
+/// Whether TestFailover of `node_group` of the group `rg` was called at or after `since`:
+/// the event of the group itself (exact id and type), never one of another group.
 pub fn was_triggered(
     events: &[CacheEvent],
-    rg: &str,
+    rg: &EventSources,
     node_group: &str,
     since: OffsetDateTime,
 ) -> bool {
     events
         .iter()
-        .any(|e| e.time >= since && concerns(e, rg) && triggered_group(e) == Some(node_group))
+        .any(|e| e.time >= since && rg.concerns(e) && triggered_group(e) == Some(node_group))
 }
 
 /// How far one node group's failover has got, from its events.
@@ -78,7 +76,9 @@ impl Progress {
 
 /// Parses "Failover from primary node A to replica node B completed".
 fn failover_pair(message: &str) -> Option<(String, String)> {
-    let rest = message.strip_prefix(FAILOVER_FROM)?;
+    let rest = FAILOVER_FROM
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))?;
     let (old, rest) = rest.split_once(TO_REPLICA)?;
     let new = rest.split_whitespace().next()?;
     Some((old.trim().to_string(), new.to_string()))
@@ -88,7 +88,7 @@ fn failover_pair(message: &str) -> Option<(String, String)> {
 /// (when known), from events at or after `since`.
 pub fn progress(
     events: &[CacheEvent],
-    rg: &str,
+    rg: &EventSources,
     node_group: &str,
     old_primary: Option<&str>,
     since: OffsetDateTime,
@@ -103,7 +103,7 @@ pub fn progress(
             || old_primary.is_some_and(is)
             || named.is_some_and(is)
     };
-    for e in events.iter().filter(|e| e.time >= since && concerns(e, rg)) {
+    for e in events.iter().filter(|e| e.time >= since && rg.concerns(e)) {
         let named = p.completed.as_ref().map(|(old, _)| old.clone());
         let named = named.as_deref();
         if triggered_group(e) == Some(node_group) {
@@ -126,7 +126,7 @@ pub fn progress(
 /// Whether an event belongs in a failover's timeline.
 pub fn is_failover_event(e: &CacheEvent) -> bool {
     triggered_group(e).is_some()
-        || e.message.starts_with(FAILOVER_FROM)
+        || failover_pair(&e.message).is_some()
         || e.message.starts_with(RECOVERING)
         || e.message.starts_with(FINISHED)
 }
@@ -136,11 +136,28 @@ mod tests {
     use super::*;
 
     fn ev(secs: i64, source: &str, message: &str) -> CacheEvent {
+        // Group events name the group; node events name a member cache cluster.
+        let kind = if source.ends_with(|c: char| c.is_ascii_digit()) {
+            "cache-cluster"
+        } else {
+            "replication-group"
+        };
         CacheEvent {
             time: OffsetDateTime::from_unix_timestamp(1_700_000_000 + secs).expect("time"),
             source: source.into(),
-            source_type: "replication-group".into(),
+            source_type: kind.into(),
             message: message.into(),
+        }
+    }
+
+    fn orders() -> EventSources {
+        EventSources {
+            id: "orders".into(),
+            kind: Some(crate::controlplane::EventSourceType::ReplicationGroup),
+            members: ["orders-001", "orders-002"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
         }
     }
 
@@ -157,7 +174,7 @@ mod tests {
             ),
             ev(10, "orders-001", "Recovering cache nodes 0001"),
         ];
-        let p = progress(&events, "orders", "0001", Some("orders-001"), since);
+        let p = progress(&events, &orders(), "0001", Some("orders-001"), since);
         assert!(p.called && p.recovering && !p.recovered && !p.done());
         assert_eq!(
             p.completed,
@@ -170,18 +187,64 @@ mod tests {
             "orders-001",
             "Finished recovery for cache nodes 0001",
         ));
-        assert!(progress(&more, "orders", "0001", Some("orders-001"), since).done());
+        assert!(progress(&more, &orders(), "0001", Some("orders-001"), since).done());
         // Another group's failover is not this one's.
-        assert!(!progress(&more, "orders", "0002", Some("orders-001"), since).called);
-        assert!(was_triggered(&events, "orders", "0001", since));
+        assert!(!progress(&more, &orders(), "0002", Some("orders-001"), since).called);
+        assert!(was_triggered(&events, &orders(), "0001", since));
         // Names that differ from the ones discovered still complete the failover.
-        let p = progress(&more, "orders", "0001", Some("orders-0001-001"), since);
+        let p = progress(&more, &orders(), "0001", Some("orders-0001-001"), since);
         assert_eq!(
             p.completed,
             Some(("orders-001".into(), "orders-002".into()))
         );
         assert!(p.done());
-        assert!(!was_triggered(&events[..1], "orders", "0001", since));
+        assert!(!was_triggered(&events[..1], &orders(), "0001", since));
+    }
+
+    #[test]
+    fn another_groups_failover_is_not_ours() {
+        let since = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time");
+        let events = vec![
+            ev(
+                1,
+                "orders-v2",
+                "Test Failover API called for node group 0001",
+            ),
+            ev(
+                9,
+                "orders-v2",
+                "Failover from primary node orders-v2-001 to replica node orders-v2-002 completed",
+            ),
+            ev(
+                20,
+                "orders-v2-001",
+                "Finished recovery for cache nodes 0001",
+            ),
+        ];
+        assert!(!was_triggered(&events, &orders(), "0001", since));
+        let p = progress(&events, &orders(), "0001", Some("orders-001"), since);
+        assert_eq!(p, Progress::default());
+    }
+
+    #[test]
+    fn master_is_read_as_primary() {
+        let since = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time");
+        let events = vec![
+            ev(1, "orders", "Test Failover API called for node group 0001"),
+            ev(
+                9,
+                "orders",
+                "Failover from master node orders-001 to replica node orders-002 completed",
+            ),
+            ev(30, "orders-001", "Finished recovery for cache nodes 0001"),
+        ];
+        let p = progress(&events, &orders(), "0001", Some("orders-001"), since);
+        assert_eq!(
+            p.completed,
+            Some(("orders-001".into(), "orders-002".into()))
+        );
+        assert!(p.done());
+        assert!(is_failover_event(&events[1]));
     }
 
     #[test]

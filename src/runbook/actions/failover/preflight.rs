@@ -339,10 +339,7 @@ impl Action for FailoverPreflight {
         let now = OffsetDateTime::now_utc();
         let events = ctx
             .plane
-            .describe_events(EventQuery {
-                source: None,
-                since: now - time::Duration::hours(24),
-            })
+            .describe_events(EventQuery::all(now - time::Duration::hours(24)))
             .await?;
         let used = events::quota_used(&events, now);
         let left = QUOTA.saturating_sub(used);

@@ -23,6 +23,11 @@ pub struct ShardResult {
     /// Whether this attempt called TestFailover (false: an earlier attempt of the run did).
     pub triggered_here: bool,
     pub recovered: bool,
+    /// How far AWS's clock (the "Test Failover API called" event's time) was from this
+    /// host's when the call was made, in seconds (positive: AWS ahead); only when it looks
+    /// larger than the event timestamps' own resolution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew_s: Option<i64>,
 }
 
 impl ShardResult {
@@ -39,6 +44,7 @@ impl ShardResult {
             new_primary: new_ev,
             triggered_here,
             recovered: p.recovered,
+            clock_skew_s: None,
         }
     }
 }

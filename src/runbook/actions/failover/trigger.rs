@@ -12,7 +12,8 @@ use super::events::{self, Progress};
 use super::preflight::{SHARDS_DOC, kind_problem, select_shards, shard_lag};
 use super::probes::Probes;
 use super::report::{self, ShardResult};
-use crate::controlplane::{CacheEvent, EventQuery};
+use crate::controlplane::events::{self as cache_events, EventSources};
+use crate::controlplane::{CacheEvent, ControlPlaneError};
 use crate::probe::ProbeHandle;
 use crate::runbook::action::{
     Action, ActionContext, ActionError, InputSpec, Inputs, Observation, OutputSpec, PlanContext,
@@ -98,8 +99,86 @@ const OUTPUTS: &[OutputSpec] = &[
     out("events", "the failover's event timeline"),
 ];
 
-/// Slack for the control plane's clock running behind ours.
-const CLOCK_SLACK: time::Duration = time::Duration::seconds(1);
+/// Slack for the control plane's clock running behind ours: events are looked for from
+/// this long before the step's intent, so a resume still finds a trigger whose event AWS
+/// stamped a little "before" this host thought it called. The skew seen at the trigger is
+/// reported per shard when it is larger than [`SKEW_REPORTED`].
+const CLOCK_SLACK: time::Duration = time::Duration::seconds(30);
+
+/// Skew between the event's time and this host's worth reporting (event times are whole
+/// seconds; a call takes a moment).
+const SKEW_REPORTED: time::Duration = time::Duration::seconds(3);
+
+/// How long to look for the "Test Failover API called" event after TestFailover failed in
+/// transit (AWS may have taken the call), before deciding it did not happen.
+const CONFIRM_WINDOW: Duration = Duration::from_secs(60);
+
+/// Whether a failed TestFailover may still have been taken by AWS: the request or its
+/// answer was lost in transit, or AWS answered with an error that names no fault. A
+/// fault AWS names (quota, state, not found, throttled, access) means it was refused.
+fn outcome_unknown(e: &ControlPlaneError) -> bool {
+    matches!(
+        e,
+        ControlPlaneError::Timeout { .. }
+            | ControlPlaneError::Unreachable { .. }
+            | ControlPlaneError::Service { .. }
+    )
+}
+
+/// After a TestFailover whose outcome is unknown: looks for its "called" event for up to
+/// `window`; `true` when AWS took the call.
+async fn confirm_called(
+    ctx: &ActionContext,
+    shard: &str,
+    every: Duration,
+    window: Duration,
+) -> Result<bool, ActionError> {
+    let sources = EventSources::of(&ctx.cache);
+    let found = ctx
+        .poll(
+            &format!("see TestFailover of node group {shard} arrive"),
+            every.min(Duration::from_secs(5)),
+            window,
+            || async {
+                let events = events_since(ctx, since(ctx)).await?;
+                Ok(events::was_triggered(&events, &sources, shard, since(ctx)).then_some(()))
+            },
+        )
+        .await;
+    match found {
+        Ok(()) => Ok(true),
+        Err(ActionError::Timeout { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The time of the "Test Failover API called" event of `shard` at or after `since`.
+fn called_at(
+    events: &[CacheEvent],
+    sources: &EventSources,
+    shard: &str,
+    since: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    events
+        .iter()
+        .find(|e| {
+            e.time >= since && sources.concerns(e) && events::triggered_group(e) == Some(shard)
+        })
+        .map(|e| e.time)
+}
+
+/// Seconds AWS's event clock is off from ours, given that the call was sent within
+/// [`sent`, `answered`] here: 0 when the event falls inside (give or take a second).
+fn skew(event: OffsetDateTime, sent: OffsetDateTime, answered: OffsetDateTime) -> i64 {
+    let tolerance = time::Duration::seconds(1);
+    if event < sent - tolerance {
+        (event - sent).whole_seconds()
+    } else if event > answered + tolerance {
+        (event - answered).whole_seconds()
+    } else {
+        0
+    }
+}
 
 /// The events of this run: everything from the step's write-ahead intent on.
 fn since(ctx: &ActionContext) -> OffsetDateTime {
@@ -110,18 +189,9 @@ async fn events_since(
     ctx: &ActionContext,
     since: OffsetDateTime,
 ) -> Result<Vec<CacheEvent>, ActionError> {
-    // No source filter: recovery events are about cache clusters, not the group.
-    let all = ctx
-        .plane
-        .describe_events(EventQuery {
-            source: None,
-            since,
-        })
-        .await?;
-    Ok(all
-        .into_iter()
-        .filter(|e| e.time >= since && events::concerns(e, &ctx.cache.name))
-        .collect())
+    // The group's own events and its member clusters' (recovery events are about cache
+    // clusters), matched exactly: another group's failover is never taken for ours.
+    Ok(cache_events::for_cache(ctx.plane.as_ref(), &ctx.cache, since).await?)
 }
 
 /// Polls DescribeEvents until the shard's failover recovered, echoing new events.
@@ -153,7 +223,13 @@ async fn follow(
                     }
                     *n = (*n).max(events.len());
                 }
-                let p = events::progress(&events, &ctx.cache.name, shard, old_primary, from);
+                let p = events::progress(
+                    &events,
+                    &EventSources::of(&ctx.cache),
+                    shard,
+                    old_primary,
+                    from,
+                );
                 let done = p.done();
                 if let Ok(mut l) = last.lock() {
                     *l = p.clone();
@@ -190,10 +266,11 @@ async fn trigger_all(
     for (i, (shard, old)) in shards.iter().enumerate() {
         let already = events::was_triggered(
             &events_since(ctx, since(ctx)).await?,
-            &ctx.cache.name,
+            &EventSources::of(&ctx.cache),
             shard,
             since(ctx),
         );
+        let mut sent = None;
         if already {
             ctx.output(format!(
                 "shard {shard}: TestFailover was already called in this run; following it"
@@ -203,7 +280,26 @@ async fn trigger_all(
                 "TestFailover {} node group {shard}",
                 ctx.cache.name
             ));
-            ctx.plane.test_failover(&ctx.cache.name, shard).await?;
+            let before = OffsetDateTime::now_utc();
+            match ctx.plane.test_failover(&ctx.cache.name, shard).await {
+                Ok(()) => {}
+                Err(e) if outcome_unknown(&e) => {
+                    // Never call twice blindly: AWS may have taken the call.
+                    ctx.output(format!(
+                        "TestFailover of node group {shard} failed in transit ({e}); looking for its \"Test Failover API called\" event before deciding"
+                    ));
+                    if !confirm_called(ctx, shard, every, CONFIRM_WINDOW).await? {
+                        return Err(ActionError::failed(format!(
+                            "TestFailover of node group {shard} failed in transit ({e}) and no \"Test Failover API called\" event appeared within {CONFIRM_WINDOW:?}, so it did not take effect; it was not called again (a retry or `cachedeck runs resume` looks for the event first, then calls it)"
+                        )));
+                    }
+                    ctx.output(format!(
+                        "AWS took TestFailover of node group {shard} after all; following it"
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            sent = Some((before, OffsetDateTime::now_utc()));
         }
         let p = follow(ctx, shard, old.as_deref(), every, deadline, &seen).await?;
         ctx.progress(
@@ -211,7 +307,28 @@ async fn trigger_all(
             Some(shards.len() as u64),
             format!("shard {shard} recovered"),
         );
-        results.push(ShardResult::from_progress(shard, old.clone(), &p, !already));
+        let mut result = ShardResult::from_progress(shard, old.clone(), &p, !already);
+        if let Some((before, after)) = sent {
+            let events = events_since(ctx, since(ctx)).await?;
+            let sources = EventSources::of(&ctx.cache);
+            if let Some(at) = called_at(&events, &sources, shard, since(ctx)) {
+                let off = skew(at, before, after);
+                if off.abs() >= SKEW_REPORTED.whole_seconds() {
+                    ctx.output(format!(
+                        "clock skew: AWS stamped the TestFailover of node group {shard} {}s {} this host's clock{}",
+                        off.abs(),
+                        if off < 0 { "behind" } else { "ahead of" },
+                        if off.abs() >= CLOCK_SLACK.whole_seconds() {
+                            "; larger than the 30 s a resume allows for: sync this host's clock (NTP) before resuming"
+                        } else {
+                            ""
+                        }
+                    ));
+                    result.clock_skew_s = Some(off);
+                }
+            }
+        }
+        results.push(result);
     }
     Ok(())
 }
@@ -300,7 +417,9 @@ impl Action for TestFailover {
         let events = events_since(ctx, since(ctx)).await?;
         let triggered = shards
             .iter()
-            .filter(|(s, _)| events::was_triggered(&events, &ctx.cache.name, s, since(ctx)))
+            .filter(|(s, _)| {
+                events::was_triggered(&events, &EventSources::of(&ctx.cache), s, since(ctx))
+            })
             .count();
         if triggered < shards.len() {
             // `run` skips the shards already triggered and follows them instead.
@@ -389,5 +508,43 @@ impl Action for TestFailover {
             },
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skew_is_measured_outside_the_call() {
+        let t = |s: i64| OffsetDateTime::from_unix_timestamp(1_700_000_000 + s).expect("time");
+        assert_eq!(skew(t(10), t(10), t(11)), 0);
+        assert_eq!(
+            skew(t(9), t(10), t(11)),
+            0,
+            "a second of rounding is no skew"
+        );
+        assert_eq!(skew(t(-20), t(10), t(11)), -30, "AWS behind");
+        assert_eq!(skew(t(20), t(10), t(11)), 9, "AWS ahead");
+    }
+
+    #[test]
+    fn only_faults_aws_names_count_as_refused() {
+        let op = || "TestFailover".to_string();
+        assert!(outcome_unknown(&ControlPlaneError::Timeout {
+            operation: op(),
+            after: Duration::from_secs(20)
+        }));
+        assert!(outcome_unknown(&ControlPlaneError::Unreachable {
+            endpoint: "AWS".into(),
+            detail: "connection reset".into()
+        }));
+        assert!(!outcome_unknown(&ControlPlaneError::Throttled {
+            operation: op()
+        }));
+        assert!(!outcome_unknown(&ControlPlaneError::QuotaExceeded {
+            operation: op(),
+            detail: "15".into()
+        }));
     }
 }

@@ -1,0 +1,82 @@
+//! The control plane of an environment that makes no AWS calls (`provider = "static"`, or
+//! the static caches of an `aws` environment whose AWS side is unusable): nothing to
+//! discover beyond the config's URLs, no events, no TestFailover. Run locks are kept on
+//! this host (a parameter store under the state directory), so they protect a cache from
+//! two runs started here, not from another host.
+
+use crate::config::{EnvConfig, Settings};
+use crate::controlplane::{
+    CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery, Parameter, PutParameter,
+};
+use crate::domain::Environment;
+use crate::sandbox::params::ParamStore;
+use async_trait::async_trait;
+
+/// A control plane without AWS.
+#[derive(Debug, Clone)]
+pub struct LocalControlPlane {
+    env: Environment,
+    params: ParamStore,
+}
+
+impl LocalControlPlane {
+    /// The local plane of environment `name`; its store lives under the state directory.
+    pub fn new(name: &str, cfg: &EnvConfig, _settings: &Settings) -> LocalControlPlane {
+        LocalControlPlane::at(&crate::config::state_dir().join("local"), name, cfg)
+    }
+
+    /// The same with its store in `dir`.
+    pub fn at(dir: &std::path::Path, name: &str, cfg: &EnvConfig) -> LocalControlPlane {
+        LocalControlPlane {
+            env: cfg.environment(name, "config"),
+            params: ParamStore::new(dir),
+        }
+    }
+
+    fn unsupported(&self, operation: &str) -> ControlPlaneError {
+        ControlPlaneError::Unsupported {
+            operation: operation.to_string(),
+            target: format!("environment `{}`", self.env.name),
+            why: "it has no AWS control plane (its caches are known by URL only)".to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl ControlPlane for LocalControlPlane {
+    fn environment(&self) -> &Environment {
+        &self.env
+    }
+
+    async fn discover(&self) -> Result<Discovery, ControlPlaneError> {
+        // The estate adds the config's static caches to every discovery.
+        Ok(Discovery::default())
+    }
+
+    async fn get_parameter(&self, name: &str) -> Result<Option<Parameter>, ControlPlaneError> {
+        self.params.get(name)
+    }
+
+    async fn get_parameters_by_path(
+        &self,
+        path: &str,
+    ) -> Result<Vec<Parameter>, ControlPlaneError> {
+        self.params.by_path(path)
+    }
+
+    async fn put_parameter(&self, put: PutParameter) -> Result<i64, ControlPlaneError> {
+        self.params.put(&put)
+    }
+
+    async fn delete_parameter(&self, name: &str) -> Result<(), ControlPlaneError> {
+        self.params.delete(name)
+    }
+
+    async fn describe_events(&self, _: EventQuery) -> Result<Vec<CacheEvent>, ControlPlaneError> {
+        Ok(Vec::new())
+    }
+
+    async fn test_failover(&self, _: &str, _: &str) -> Result<(), ControlPlaneError> {
+        Err(self.unsupported("TestFailover"))
+    }
+}
