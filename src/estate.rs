@@ -221,12 +221,21 @@ impl Estate {
         cache: &str,
     ) -> Result<(Arc<dyn ControlPlane>, Cache), EstateError> {
         let handle = self.env(env)?;
-        let discovery = discover_one(handle, self.discovery_deadline())
+        let (discovery, failure) = discover_one_detailed(handle, self.discovery_deadline())
             .await
             .map_err(|source| EstateError::Plane {
                 env: env.to_string(),
                 source,
             })?;
+        if let Some(source) = failure
+            && !discovery.caches.iter().any(|c| c.name == cache)
+        {
+            // The cache may well exist in AWS: say why it could not be looked for.
+            return Err(EstateError::Plane {
+                env: env.to_string(),
+                source,
+            });
+        }
         let known = discovery
             .caches
             .iter()
@@ -322,6 +331,18 @@ async fn discover_one(
     handle: &EnvHandle,
     deadline: Duration,
 ) -> Result<Discovery, ControlPlaneError> {
+    discover_one_detailed(handle, deadline)
+        .await
+        .map(|(d, _)| d)
+}
+
+/// Discovery of one environment, with the control plane's failure when only the static
+/// caches could be listed (so a cache that is not among them is reported as that failure,
+/// not as "no such cache").
+async fn discover_one_detailed(
+    handle: &EnvHandle,
+    deadline: Duration,
+) -> Result<(Discovery, Option<ControlPlaneError>), ControlPlaneError> {
     let statics = static_caches(&handle.env, &handle.config);
     let found = match handle.plane.clone() {
         Ok(plane) => {
@@ -329,18 +350,21 @@ async fn discover_one(
         }
         Err(e) => Err(e),
     };
-    let mut discovery = match found {
-        Ok(d) => d,
+    let (mut discovery, failure) = match found {
+        Ok(d) => (d, None),
         // Caches known by URL need no AWS: they stay usable, the error is shown beside them.
-        Err(e) if !statics.is_empty() && usable_without_aws(&e) => Discovery {
-            caches: Vec::new(),
-            warnings: vec![format!(
-                "discovery failed: {e}; showing the static caches only"
-            )],
-        },
+        Err(e) if !statics.is_empty() && usable_without_aws(&e) => (
+            Discovery {
+                caches: Vec::new(),
+                warnings: vec![format!(
+                    "discovery failed: {e}; showing the static caches only"
+                )],
+            },
+            Some(e),
+        ),
         Err(e) => return Err(e),
     };
     discovery.caches.extend(statics);
     discovery.caches.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(discovery)
+    Ok((discovery, failure))
 }

@@ -132,6 +132,7 @@ async fn confirm_called(
     shard: &str,
     every: Duration,
     window: Duration,
+    after: Option<OffsetDateTime>,
 ) -> Result<bool, ActionError> {
     let sources = EventSources::of(&ctx.cache);
     let found = ctx
@@ -140,8 +141,11 @@ async fn confirm_called(
             every.min(Duration::from_secs(5)),
             window,
             || async {
-                let events = events_since(ctx, since(ctx)).await?;
-                Ok(events::was_triggered(&events, &sources, shard, since(ctx)).then_some(()))
+                let events = events_since(ctx, since(ctx, after)).await?;
+                Ok(
+                    events::was_triggered(&events, &sources, shard, since(ctx, after))
+                        .then_some(()),
+                )
             },
         )
         .await;
@@ -180,9 +184,53 @@ fn skew(event: OffsetDateTime, sent: OffsetDateTime, answered: OffsetDateTime) -
     }
 }
 
-/// The events of this run: everything from the step's write-ahead intent on.
-fn since(ctx: &ActionContext) -> OffsetDateTime {
-    ctx.intent_at.unwrap_or(ctx.first_started_at) - CLOCK_SLACK
+/// The events of this run: everything from the step's write-ahead intent on (less the clock
+/// slack), and strictly after `after` — the newest event of the cache seen before this run
+/// called anything (its baseline) — so a failover of an earlier run inside the slack is never
+/// taken for this run's.
+fn since(ctx: &ActionContext, after: Option<OffsetDateTime>) -> OffsetDateTime {
+    let from = ctx.intent_at.unwrap_or(ctx.first_started_at) - CLOCK_SLACK;
+    match after {
+        Some(a) if a + time::Duration::nanoseconds(1) > from => a + time::Duration::nanoseconds(1),
+        _ => from,
+    }
+}
+
+/// The baseline this step journaled before its first TestFailover: `None` when it never got
+/// that far (so nothing was called), `Some(None)` when the cache had no event in the window.
+fn journaled_baseline(ctx: &ActionContext) -> Option<Option<OffsetDateTime>> {
+    let facts = ctx.resume_from.as_ref()?;
+    let value = facts.get(BASELINE_KEY)?;
+    if value.is_null() {
+        return Some(None);
+    }
+    let text = value.as_str()?;
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(Some)
+}
+
+/// The checkpoint field holding the baseline.
+const BASELINE_KEY: &str = "events_after";
+
+/// Reads the baseline from the journal, or takes it now (the newest event of the cache in
+/// the window) and journals it before any TestFailover is sent.
+async fn baseline(ctx: &ActionContext) -> Result<Option<OffsetDateTime>, ActionError> {
+    if let Some(b) = journaled_baseline(ctx) {
+        return Ok(b);
+    }
+    let events = events_since(ctx, since(ctx, None)).await?;
+    let newest = events.iter().map(|e| e.time).max();
+    let value = match newest {
+        Some(t) => serde_json::Value::String(
+            t.format(&time::format_description::well_known::Rfc3339)
+                .map_err(|e| ActionError::failed(format!("format the event baseline: {e}")))?,
+        ),
+        None => serde_json::Value::Null,
+    };
+    ctx.checkpoint(serde_json::json!({ BASELINE_KEY: value }))
+        .await?;
+    Ok(newest)
 }
 
 async fn events_since(
@@ -202,8 +250,9 @@ async fn follow(
     every: Duration,
     deadline: Duration,
     seen: &std::sync::Mutex<usize>,
+    after: Option<OffsetDateTime>,
 ) -> Result<Progress, ActionError> {
-    let from = since(ctx);
+    let from = since(ctx, after);
     let last = std::sync::Mutex::new(Progress::default());
     let result = ctx
         .poll(
@@ -259,16 +308,17 @@ async fn trigger_all(
     inputs: &Inputs,
     shards: &[(String, Option<String>)],
     results: &mut Vec<ShardResult>,
+    after: Option<OffsetDateTime>,
 ) -> Result<(), ActionError> {
     let every = inputs.duration("event_poll")?;
     let deadline = inputs.duration("timeout")?;
     let seen = std::sync::Mutex::new(0usize);
     for (i, (shard, old)) in shards.iter().enumerate() {
         let already = events::was_triggered(
-            &events_since(ctx, since(ctx)).await?,
+            &events_since(ctx, since(ctx, after)).await?,
             &EventSources::of(&ctx.cache),
             shard,
-            since(ctx),
+            since(ctx, after),
         );
         let mut sent = None;
         if already {
@@ -288,7 +338,7 @@ async fn trigger_all(
                     ctx.output(format!(
                         "TestFailover of node group {shard} failed in transit ({e}); looking for its \"Test Failover API called\" event before deciding"
                     ));
-                    if !confirm_called(ctx, shard, every, CONFIRM_WINDOW).await? {
+                    if !confirm_called(ctx, shard, every, CONFIRM_WINDOW, after).await? {
                         return Err(ActionError::failed(format!(
                             "TestFailover of node group {shard} failed in transit ({e}) and no \"Test Failover API called\" event appeared within {CONFIRM_WINDOW:?}, so it did not take effect; it was not called again (a retry or `cachedeck runs resume` looks for the event first, then calls it)"
                         )));
@@ -301,18 +351,18 @@ async fn trigger_all(
             }
             sent = Some((before, OffsetDateTime::now_utc()));
         }
-        let p = follow(ctx, shard, old.as_deref(), every, deadline, &seen).await?;
+        let p = follow(ctx, shard, old.as_deref(), every, deadline, &seen, after).await?;
         ctx.progress(
             i as u64 + 1,
             Some(shards.len() as u64),
             format!("shard {shard} recovered"),
         );
         let mut result = ShardResult::from_progress(shard, old.clone(), &p, !already);
-        if let Some((before, after)) = sent {
-            let events = events_since(ctx, since(ctx)).await?;
+        if let Some((before, answered)) = sent {
+            let events = events_since(ctx, since(ctx, after)).await?;
             let sources = EventSources::of(&ctx.cache);
-            if let Some(at) = called_at(&events, &sources, shard, since(ctx)) {
-                let off = skew(at, before, after);
+            if let Some(at) = called_at(&events, &sources, shard, since(ctx, after)) {
+                let off = skew(at, before, answered);
                 if off.abs() >= SKEW_REPORTED.whole_seconds() {
                     ctx.output(format!(
                         "clock skew: AWS stamped the TestFailover of node group {shard} {}s {} this host's clock{}",
@@ -414,11 +464,16 @@ impl Action for TestFailover {
                 .iter()
                 .map(|s| (s.id.clone(), None))
                 .collect();
-        let events = events_since(ctx, since(ctx)).await?;
+        // The baseline is journaled before the first TestFailover: without it, nothing was
+        // called, whatever events an earlier run left in the window.
+        let Some(after) = journaled_baseline(ctx) else {
+            return Ok(Observation::NotDone);
+        };
+        let events = events_since(ctx, since(ctx, after)).await?;
         let triggered = shards
             .iter()
             .filter(|(s, _)| {
-                events::was_triggered(&events, &EventSources::of(&ctx.cache), s, since(ctx))
+                events::was_triggered(&events, &EventSources::of(&ctx.cache), s, since(ctx, after))
             })
             .count();
         if triggered < shards.len() {
@@ -432,10 +487,10 @@ impl Action for TestFailover {
         let deadline = inputs.duration("timeout")?;
         let seen = std::sync::Mutex::new(0usize);
         for (shard, _) in &shards {
-            let p = follow(ctx, shard, None, every, deadline, &seen).await?;
+            let p = follow(ctx, shard, None, every, deadline, &seen, after).await?;
             results.push(ShardResult::from_progress(shard, None, &p, true));
         }
-        let events = events_since(ctx, since(ctx)).await?;
+        let events = events_since(ctx, since(ctx, after)).await?;
         Ok(Observation::Done(report::unmeasured(ctx, results, &events)))
     }
 
@@ -451,6 +506,7 @@ impl Action for TestFailover {
             .iter()
             .map(|s| (s.id.clone(), s.primary().map(|p| p.id.clone())))
             .collect();
+        let after = baseline(ctx).await?;
         let mut lag_before = Vec::new();
         for s in &selected {
             match shard_lag(ctx, s).await {
@@ -474,7 +530,7 @@ impl Action for TestFailover {
         let trigger_reader = probes.reader.as_ref().map(ProbeHandle::elapsed);
         let mut results = Vec::new();
         let outcome = match warmup {
-            Ok(()) => trigger_all(ctx, inputs, &shards, &mut results).await,
+            Ok(()) => trigger_all(ctx, inputs, &shards, &mut results, after).await,
             Err(e) => Err(e),
         };
         let outcome = match outcome {
@@ -493,7 +549,7 @@ impl Action for TestFailover {
             }
             return Err(e);
         }
-        let events = events_since(ctx, since(ctx)).await?;
+        let events = events_since(ctx, since(ctx, after)).await?;
         report::measured(
             ctx,
             report::Measured {
