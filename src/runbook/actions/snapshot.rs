@@ -418,17 +418,31 @@ async fn connect(
     Ok(conn)
 }
 
+/// Per shard: the node read, and the key counts before the snapshot was requested and once
+/// it was available (with the expiring keys of the first reading).
+fn shard_counts(targets: &[ReadTarget], before: &[Counts], after: &[Counts]) -> Vec<ShardCounts> {
+    targets
+        .iter()
+        .zip(before.iter().zip(after.iter()))
+        .map(|(t, ((kb, exp), (ka, _)))| ShardCounts {
+            shard: t.shard.clone(),
+            slots: t.slots.clone(),
+            node: t.label.clone(),
+            keys_before: kb.clone(),
+            keys_after: ka.clone(),
+            expires: exp.clone(),
+        })
+        .collect()
+}
+
+/// Keys and expiring keys per database of one shard (INFO keyspace).
+type Counts = (
+    std::collections::BTreeMap<u32, u64>,
+    std::collections::BTreeMap<u32, u64>,
+);
+
 /// Counts per database on every target.
-async fn counts(
-    ctx: &ActionContext,
-    targets: &[ReadTarget],
-) -> Result<
-    Vec<(
-        std::collections::BTreeMap<u32, u64>,
-        std::collections::BTreeMap<u32, u64>,
-    )>,
-    ActionError,
-> {
+async fn counts(ctx: &ActionContext, targets: &[ReadTarget]) -> Result<Vec<Counts>, ActionError> {
     let mut out = Vec::new();
     for t in targets {
         let mut conn = connect(ctx, t).await?;
@@ -691,18 +705,7 @@ impl Action for SnapshotCreate {
         let (mut sample, sample_took) = sampled?;
         let after = counts(ctx, &targets).await?;
         mark_changed(ctx, &targets, &mut sample).await?;
-        let shards = targets
-            .iter()
-            .zip(before.iter().zip(after.iter()))
-            .map(|(t, ((kb, exp), (ka, _)))| ShardCounts {
-                shard: t.shard.clone(),
-                slots: t.slots.clone(),
-                node: t.label.clone(),
-                keys_before: kb.clone(),
-                keys_after: ka.clone(),
-                expires: exp.clone(),
-            })
-            .collect();
+        let shards = shard_counts(&targets, &before, &after);
         let manifest = Manifest {
             env: ctx.env.name.clone(),
             cache: ctx.cache.name.clone(),
@@ -779,18 +782,7 @@ async fn self_managed(
     let sample_took = t.elapsed();
     let after = counts(ctx, &targets).await?;
     mark_changed(ctx, &targets, &mut sample).await?;
-    let shards = targets
-        .iter()
-        .zip(before.iter().zip(after.iter()))
-        .map(|(t, ((kb, exp), (ka, _)))| ShardCounts {
-            shard: t.shard.clone(),
-            slots: t.slots.clone(),
-            node: t.label.clone(),
-            keys_before: kb.clone(),
-            keys_after: ka.clone(),
-            expires: exp.clone(),
-        })
-        .collect();
+    let shards = shard_counts(&targets, &before, &after);
     let manifest = Manifest {
         env: ctx.env.name.clone(),
         cache: ctx.cache.name.clone(),

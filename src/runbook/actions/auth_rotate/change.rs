@@ -281,24 +281,7 @@ impl Action for AuthRotate {
                             "rotate the token of {id}: the group has no AUTH token; ROTATE would leave unauthenticated access allowed until SET. Pass --param allow_enable=true to go ahead"
                         )));
                     }
-                    ctx.output(format!(
-                        "ModifyReplicationGroup {id} AuthTokenUpdateStrategy=ROTATE (token {})",
-                        fingerprint(token.expose_secret())
-                    ));
-                    match ctx
-                        .plane
-                        .modify_auth_token(&id, Some(&token), AuthTokenStrategy::Rotate)
-                        .await
-                    {
-                        Ok(_) => sent = true,
-                        // Another attempt's call is still being applied: wait for it.
-                        Err(ControlPlaneError::InvalidState { detail, .. })
-                            if detail.contains("InvalidReplicationGroupState") =>
-                        {
-                            ctx.output(format!("{id} is busy ({detail}); waiting"));
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
+                    sent = send_token(ctx, &id, &token, AuthTokenStrategy::Rotate).await?;
                 }
                 wait_group(ctx, inputs).await?;
             }
@@ -521,23 +504,7 @@ impl Action for AuthFinalize {
                     wait_group(ctx, inputs).await?;
                 }
                 if !old_refused(&old).await? {
-                    ctx.output(format!(
-                        "ModifyReplicationGroup {id} AuthTokenUpdateStrategy=SET (token {})",
-                        fingerprint(token.expose_secret())
-                    ));
-                    match ctx
-                        .plane
-                        .modify_auth_token(&id, Some(&token), AuthTokenStrategy::Set)
-                        .await
-                    {
-                        Ok(_) => sent = true,
-                        Err(ControlPlaneError::InvalidState { detail, .. })
-                            if detail.contains("InvalidReplicationGroupState") =>
-                        {
-                            ctx.output(format!("{id} is busy ({detail}); waiting"));
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
+                    sent = send_token(ctx, &id, &token, AuthTokenStrategy::Set).await?;
                     wait_group(ctx, inputs).await?;
                 }
             }
@@ -627,5 +594,31 @@ impl Action for AuthVerifyBoth {
             None => ctx.output("the group had no token before: unauthenticated access stays allowed until finalize"),
         }
         Ok(Values::new().with("nodes", Value::int(nodes as i64)))
+    }
+}
+
+/// ModifyReplicationGroup with `token` and `strategy` (ROTATE or SET); `true` when this call
+/// was taken. A group still applying another attempt's call answers
+/// InvalidReplicationGroupState: that is waited for by the caller, not sent again.
+async fn send_token(
+    ctx: &ActionContext,
+    id: &str,
+    token: &SecretString,
+    strategy: AuthTokenStrategy,
+) -> Result<bool, ActionError> {
+    ctx.output(format!(
+        "ModifyReplicationGroup {id} AuthTokenUpdateStrategy={} (token {})",
+        strategy.as_str(),
+        fingerprint(token.expose_secret())
+    ));
+    match ctx.plane.modify_auth_token(id, Some(token), strategy).await {
+        Ok(_) => Ok(true),
+        Err(ControlPlaneError::InvalidState { detail, .. })
+            if detail.contains("InvalidReplicationGroupState") =>
+        {
+            ctx.output(format!("{id} is busy ({detail}); waiting"));
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
     }
 }
