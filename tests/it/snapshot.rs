@@ -540,6 +540,53 @@ async fn survives_restart_measures_what_a_deployment_and_a_crash_keep() {
         .expect("GET");
     assert_eq!(seq, None);
 
+    // A save already running (a killed run's, the server's own schedule) is waited out:
+    // BGSAVE answers "already in progress" while an RDB child runs, and only a save that
+    // starts after it counts. The delay keeps the first save running while the run starts.
+    let saves = |info: String| -> i64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix("rdb_saves:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("rdb_saves")
+    };
+    let saves_before = saves(
+        redis::cmd("INFO")
+            .arg("persistence")
+            .query_async(&mut conn)
+            .await
+            .expect("INFO"),
+    );
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "rdb-key-save-delay", "10000"])
+        .query_async(&mut conn)
+        .await
+        .expect("CONFIG SET");
+    let _: String = redis::cmd("BGSAVE")
+        .query_async(&mut conn)
+        .await
+        .expect("BGSAVE");
+    let (code, report) = run(
+        &sandbox,
+        &["snapshot", "--env", "sandbox-dev", "--cache", "valkey-ecs"],
+    );
+    assert_eq!(code, Some(0), "a running save is waited for: {report}");
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "rdb-key-save-delay", "0"])
+        .query_async(&mut conn)
+        .await
+        .expect("CONFIG SET");
+    let saves_after = saves(
+        redis::cmd("INFO")
+            .arg("persistence")
+            .query_async(&mut conn)
+            .await
+            .expect("INFO"),
+    );
+    assert!(
+        saves_after >= saves_before + 2,
+        "the running save, then the run's own: {saves_before} -> {saves_after}"
+    );
+
     // The ecs-service snapshot: BGSAVE, the manifest, and the RDB downloaded off the host.
     let file = sandbox.home().join("valkey-ecs.rdb");
     let download = format!("download={}", file.display());

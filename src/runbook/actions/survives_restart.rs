@@ -75,19 +75,43 @@ pub async fn bgsave(
             info_field(text, "rdb_last_save_time").and_then(|v| v.parse::<i64>().ok()),
         )
     };
-    let before: String = conn.query(redis::cmd("INFO").arg("persistence")).await?;
-    let (saves0, last0) = read(&before);
-    let busy = info_field(&before, "rdb_bgsave_in_progress").as_deref() == Some("1");
-    let _: redis::Value = conn.query(redis::cmd("BGSAVE").arg("SCHEDULE")).await?;
+    // A save already running (a killed run's, or the server's own `save` schedule) is
+    // waited out first: BGSAVE answers "already in progress" while an RDB child runs
+    // (SCHEDULE only queues behind other kinds of child), and only a save that starts after
+    // our marker counts.
     let started = Instant::now();
+    let (saves0, last0) = loop {
+        let before: String = conn.query(redis::cmd("INFO").arg("persistence")).await?;
+        if info_field(&before, "rdb_bgsave_in_progress").as_deref() != Some("1") {
+            let counters = read(&before);
+            match conn
+                .query::<redis::Value>(redis::cmd("BGSAVE").arg("SCHEDULE"))
+                .await
+            {
+                Ok(_) => break counters,
+                Err(e) if e.to_string().contains("already in progress") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if started.elapsed() > deadline {
+            return Err(ActionError::Timeout {
+                what: "wait for the save already running to finish".into(),
+                after: deadline,
+            });
+        }
+        ctx.progress(
+            started.elapsed().as_secs(),
+            None,
+            "waiting for a BGSAVE already running",
+        );
+        ctx.sleep(Duration::from_millis(50)).await?;
+    };
     loop {
         let text: String = conn.query(redis::cmd("INFO").arg("persistence")).await?;
         let (saves, last) = read(&text);
         let running = info_field(&text, "rdb_bgsave_in_progress").as_deref() == Some("1");
-        // A save already running when we asked does not count: ours comes after it.
-        let needed = if busy { 2 } else { 1 };
         let moved = match (saves0, saves) {
-            (Some(a), Some(b)) => b >= a + needed,
+            (Some(a), Some(b)) => b > a,
             _ => last > last0,
         };
         if !running && moved {
