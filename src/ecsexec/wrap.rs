@@ -256,7 +256,7 @@ mod tests {
         let marker = String::from_utf8(w.marker.clone()).unwrap();
         let mut s = w.scanner();
         assert!(!s.is_ready());
-        assert!(s.push(ready[..5].as_bytes()).is_empty());
+        assert!(s.push(&ready.as_bytes()[..5]).is_empty());
         assert!(!s.is_ready());
         let rest = format!("{}\nhello\n{marker}0\n", &ready[5..]);
         assert_eq!(s.push(rest.as_bytes()), b"hello\n");
