@@ -144,6 +144,18 @@ pub fn matching_variables(container: &ContainerDefinition, refs: &References) ->
             out.push(name.clone());
         }
     }
+    // Companions: the user name or port beside a matched variable (`REDIS_USERNAME` next
+    // to `REDIS_URL`), which the app reads with it.
+    let prefix = |n: &str| n.split('_').next().unwrap_or(n).to_string();
+    let prefixes: Vec<String> = out.iter().map(|n| prefix(n)).collect();
+    for (name, _) in container.environment.iter().chain(container.secrets.iter()) {
+        if !out.contains(name)
+            && (name.contains("USER") || name.contains("PORT"))
+            && prefixes.contains(&prefix(name))
+        {
+            out.push(name.clone());
+        }
+    }
     out
 }
 
@@ -293,7 +305,10 @@ mod tests {
         let bare = container(&[("REDIS_HOST", "127.0.0.1")], &[]);
         assert!(matching_variables(&bare, &refs).is_empty());
         let with_port = container(&[("REDIS_HOST", "127.0.0.1"), ("REDIS_PORT", "41234")], &[]);
-        assert_eq!(matching_variables(&with_port, &refs), ["REDIS_HOST"]);
+        assert_eq!(
+            matching_variables(&with_port, &refs),
+            ["REDIS_HOST", "REDIS_PORT"]
+        );
         let longer_ip = container(&[("REDIS_URL", "redis://127.0.0.12:41234")], &[]);
         assert!(matching_variables(&longer_ip, &refs).is_empty());
     }

@@ -167,7 +167,7 @@ async fn exec_into_a_sandbox_consumer_returns_the_remote_exit_code() {
             (
                 "storefront",
                 "storefront-web".to_string(),
-                "REDIS_URL,REDIS_PASSWORD".to_string(),
+                "REDIS_URL,REDIS_PASSWORD,REDIS_USERNAME".to_string(),
                 Some(1),
                 app
             ),
@@ -226,4 +226,124 @@ async fn exec_into_a_sandbox_consumer_returns_the_remote_exit_code() {
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `unshare -rn` (a user + network namespace) works here; the `port-blocked` fault needs it.
+fn namespaces_work() -> bool {
+    std::process::Command::new("unshare")
+        .args(["-rn", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn check_from_consumer(sandbox: &Sandbox, cache: &str, extra: &[&str]) -> (i32, String) {
+    let mut cmd = sandbox.cachedeck();
+    cmd.args([
+        "run",
+        "connectivity-check",
+        "--env",
+        "sandbox-dev",
+        "--cache",
+        cache,
+        "--param",
+        "from=consumer",
+        "--param",
+        "connect_timeout=1s",
+        "--param",
+        "pings=5",
+    ]);
+    for e in extra {
+        cmd.args(["--param", e]);
+    }
+    let out = cmd.output().expect("run connectivity-check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_from_a_consumer_passes_and_each_fault_fails_at_its_layer() {
+    let sandbox = Sandbox::up(50);
+    for cache in ["orders", "paperwurks", "storefront"] {
+        let (code, text) = check_from_consumer(&sandbox, cache, &[]);
+        assert_eq!(code, 0, "{cache}: {text}");
+        assert!(
+            text.contains("(python3; reads ") && text.contains("role    task: ok primary"),
+            "{cache}: {text}"
+        );
+    }
+    // Without a client in the container: a shell's /dev/tcp, TCP only, and it says so.
+    let (_, text) = check_from_consumer(&sandbox, "orders", &["probe=dev-tcp"]);
+    assert!(
+        text.contains("(/dev/tcp;") && text.contains("TLS, AUTH and PING not checked"),
+        "{text}"
+    );
+
+    let param = sandbox
+        .state()
+        .cache("sandbox-dev", "orders")
+        .and_then(|c| c.password_parameter.clone())
+        .expect("orders has a password parameter");
+    let secret = sandbox
+        .params()
+        .get(&param)
+        .ok()
+        .flatten()
+        .map(|p| p.value.expose().to_string());
+    assert!(secret.is_some());
+    let mut cases = vec![
+        (
+            "wrong-ca",
+            "tls layer: certificate not trusted",
+            "certificate not trusted from the task but not from here: the task's CA bundle",
+        ),
+        (
+            "stale-password",
+            "auth layer: WRONGPASS",
+            "AUTH refused from the task but not from here: the app's secret (SIDEKIQ_REDIS_URL, REDIS_PASSWORD) is stale",
+        ),
+    ];
+    if namespaces_work() {
+        cases.insert(
+            0,
+            (
+                "port-blocked",
+                "tcp layer: connect to 127.0.0.1:",
+                "TCP timeout from the task but not from here: the task's security group or the cache's inbound rules",
+            ),
+        );
+    } else {
+        eprintln!(
+            "port-blocked not checked: `unshare -rn` (user + network namespaces) is not allowed here"
+        );
+    }
+    for (fault, layer, cause) in cases {
+        let out = sandbox
+            .cachedeck()
+            .args(["sandbox", "fault", "orders-sidekiq", fault])
+            .output()
+            .expect("sandbox fault");
+        assert!(out.status.success(), "{out:?}");
+        let (code, text) = check_from_consumer(&sandbox, "orders", &[]);
+        assert_eq!(code, 1, "{fault}: {text}");
+        assert!(text.contains(layer), "{fault}: {layer:?} missing in {text}");
+        assert!(text.contains(cause), "{fault}: {cause:?} missing in {text}");
+        if let Some(secret) = &secret {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{fault}: the secret leaked"
+            );
+        }
+    }
+    let out = sandbox
+        .cachedeck()
+        .args(["sandbox", "fault", "orders-sidekiq", "none"])
+        .output()
+        .expect("sandbox fault none");
+    assert!(out.status.success());
+    let (code, text) = check_from_consumer(&sandbox, "orders", &[]);
+    assert_eq!(code, 0, "{text}");
 }
