@@ -246,6 +246,22 @@ impl ControlPlane for AwsControlPlane {
         self.ssm_delete(name).await
     }
 
+    async fn label_parameter_version(
+        &self,
+        name: &str,
+        version: Option<i64>,
+        labels: &[String],
+    ) -> Result<crate::controlplane::LabelOutcome, ControlPlaneError> {
+        self.ssm_label(name, version, labels).await
+    }
+
+    async fn get_parameter_history(
+        &self,
+        name: &str,
+    ) -> Result<Vec<crate::controlplane::ParameterVersion>, ControlPlaneError> {
+        self.ssm_history(name).await
+    }
+
     async fn describe_events(
         &self,
         query: EventQuery,

@@ -304,6 +304,22 @@ impl ControlPlane for SandboxControlPlane {
         self.params.delete(name)
     }
 
+    async fn label_parameter_version(
+        &self,
+        name: &str,
+        version: Option<i64>,
+        labels: &[String],
+    ) -> Result<crate::controlplane::LabelOutcome, ControlPlaneError> {
+        self.params.label(name, version, labels)
+    }
+
+    async fn get_parameter_history(
+        &self,
+        name: &str,
+    ) -> Result<Vec<crate::controlplane::ParameterVersion>, ControlPlaneError> {
+        self.params.history(name)
+    }
+
     async fn describe_events(
         &self,
         query: EventQuery,

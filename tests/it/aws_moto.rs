@@ -405,6 +405,90 @@ async fn moto_parameters_round_trip_and_refuse_overwrite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_labels_move_between_versions_and_history_lists_them() {
+    let Some(moto) = Moto::start() else { return };
+    let plane = plane(&moto);
+    let name = "/paperwurks/dev/redis/url";
+    let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(matches!(
+        plane
+            .label_parameter_version(name, None, &labels(&["x"]))
+            .await,
+        Err(ControlPlaneError::NotFound { .. })
+    ));
+    for (i, value) in ["rediss://:a@h:6379/0", "rediss://:b@h:6379/0"]
+        .iter()
+        .enumerate()
+    {
+        let mut p = put(
+            name,
+            ParameterType::SecureString,
+            ParameterValue::Secret(SecretString::from(*value)),
+        );
+        p.overwrite = i > 0;
+        assert_eq!(plane.put_parameter(p).await, Ok(i as i64 + 1));
+    }
+    // The newest version by default; labels breaking the rules come back, unattached.
+    let out = plane
+        .label_parameter_version(
+            name,
+            None,
+            &labels(&["cachedeck-current", "run-20261201T1700Z", "9lives", "ssm-x"]),
+        )
+        .await
+        .expect("label");
+    assert_eq!(out.version, 2);
+    assert_eq!(out.invalid_labels, labels(&["9lives", "ssm-x"]));
+    plane
+        .label_parameter_version(name, Some(1), &labels(&["cachedeck-previous"]))
+        .await
+        .expect("label version 1");
+    // A label moves: `cachedeck-current` onto version 1 leaves version 2.
+    plane
+        .label_parameter_version(name, Some(1), &labels(&["cachedeck-current"]))
+        .await
+        .expect("move");
+    let history = plane.get_parameter_history(name).await.expect("history");
+    let shape: Vec<(i64, Vec<String>)> = history
+        .iter()
+        .map(|v| {
+            let mut l = v.labels.clone();
+            l.sort();
+            (v.version, l)
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (1, labels(&["cachedeck-current", "cachedeck-previous"])),
+            (2, labels(&["run-20261201T1700Z"])),
+        ]
+    );
+    assert!(history.iter().all(|v| v.last_modified.is_some()));
+    assert!(matches!(
+        plane
+            .label_parameter_version(name, Some(7), &labels(&["x"]))
+            .await,
+        Err(ControlPlaneError::NotFound { .. })
+    ));
+    let ten: Vec<String> = (0..10).map(|i| format!("l{i}")).collect();
+    plane
+        .label_parameter_version(name, Some(2), &ten[..9])
+        .await
+        .expect("nine more labels");
+    assert!(matches!(
+        plane
+            .label_parameter_version(name, Some(2), &ten[9..])
+            .await,
+        Err(ControlPlaneError::QuotaExceeded { .. })
+    ));
+    assert!(matches!(
+        plane.get_parameter_history("/no/such/parameter").await,
+        Err(ControlPlaneError::NotFound { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_endpoint_is_one_line() {
     // A loopback port nothing listens on any more: the dispatch fails fast.
     let dead = {
