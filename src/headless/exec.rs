@@ -127,6 +127,12 @@ pub async fn resolve(estate: &Estate, args: &ExecArgs) -> anyhow::Result<Target>
     })
 }
 
+/// A shell (or command) as `cachedeck exec` runs it, for the TUI's `e`: the exit code, or
+/// why it could not run.
+pub async fn run_session(estate: &Estate, args: ExecArgs) -> Result<u8, String> {
+    run_inner(estate, args).await.map_err(|e| format!("{e:#}"))
+}
+
 async fn run_inner(estate: &Estate, args: ExecArgs) -> anyhow::Result<u8> {
     let target = resolve(estate, &args).await?;
     let interactive = args.command.is_empty();
@@ -273,13 +279,31 @@ impl RawTerminal {
         crossterm::terminal::enable_raw_mode()?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let keys = input.clone();
+        let stop_keys = stop.clone();
+        // Reads keys until the session ends: polled with a short timeout, so the thread
+        // stops with the session and leaves the terminal to whoever comes next (the TUI).
         std::thread::spawn(move || {
+            use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
             use std::io::Read;
+            use std::os::fd::AsFd;
             let mut stdin = std::io::stdin();
             let mut buf = [0u8; 1024];
-            while let Ok(n) = stdin.read(&mut buf) {
-                if n == 0 || keys.blocking_send(Input::Bytes(buf[..n].to_vec())).is_err() {
-                    break;
+            while !stop_keys.load(std::sync::atomic::Ordering::Relaxed) {
+                let ready = {
+                    let fd = stdin.as_fd();
+                    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+                    poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0)
+                };
+                if ready == 0 {
+                    continue;
+                }
+                match stdin.read(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        if keys.blocking_send(Input::Bytes(buf[..n].to_vec())).is_err() {
+                            break;
+                        }
+                    }
+                    _ => break,
                 }
             }
         });

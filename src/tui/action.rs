@@ -26,10 +26,18 @@ pub enum Tab {
     Keyspace,
     Slowlog,
     Events,
+    /// The ECS services that use the cache; `e` opens a shell in one.
+    Consumers,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 4] = [Tab::Stats, Tab::Keyspace, Tab::Slowlog, Tab::Events];
+    pub const ALL: [Tab; 5] = [
+        Tab::Stats,
+        Tab::Keyspace,
+        Tab::Slowlog,
+        Tab::Events,
+        Tab::Consumers,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -37,6 +45,7 @@ impl Tab {
             Tab::Keyspace => "keyspace",
             Tab::Slowlog => "slowlog",
             Tab::Events => "events",
+            Tab::Consumers => "consumers",
         }
     }
 
@@ -57,6 +66,8 @@ impl Action {
                 | Action::Stats { .. }
                 | Action::Slowlog { .. }
                 | Action::Events { .. }
+                | Action::Consumers { .. }
+                | Action::ExecEnded { .. }
                 | Action::QueueCache { .. }
                 | Action::WatchFailed { .. }
                 | Action::Runbooks { .. }
@@ -140,6 +151,18 @@ pub enum Action {
     Events {
         watch: u64,
         result: Result<Vec<CacheEvent>, String>,
+    },
+    /// The consumers of the watched cache (ECS services whose task definitions name it).
+    Consumers {
+        watch: u64,
+        result: Result<Vec<crate::controlplane::ConsumerService>, String>,
+    },
+    /// `e`: a shell in a task of the selected consumer.
+    Exec,
+    /// The shell opened by `e` ended: its exit code, or why it could not run.
+    ExecEnded {
+        service: String,
+        result: Result<u8, String>,
     },
     /// Whether a cache holds job queues (Sidekiq, Celery), so eviction would lose jobs.
     QueueCache {

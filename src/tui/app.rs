@@ -101,6 +101,20 @@ pub enum Effect {
     },
     /// Cancel a run cleanly through its cancellation token.
     CancelRun(u64),
+    /// Find the consumers of a cache; the result comes back as `Action::Consumers`.
+    LoadConsumers {
+        id: u64,
+        env: String,
+        cache: Box<Cache>,
+    },
+    /// Leave the TUI's screen, run an interactive shell in a task of the consumer (ECS
+    /// Exec), come back; handled by the runtime, which owns the terminal.
+    ExecShell {
+        env: String,
+        cluster: String,
+        service: String,
+        container: Option<String>,
+    },
 }
 
 /// A line at the bottom of the screen for a few seconds.
@@ -126,6 +140,8 @@ pub struct App {
     pub book: StatsBook,
     pub slowlog: BTreeMap<String, Load<Vec<SlowlogEntry>>>,
     pub events: Load<Vec<CacheEvent>>,
+    /// The consumers of the cache on screen.
+    pub consumers: Load<Vec<crate::controlplane::ConsumerService>>,
     /// Caches found to hold job queues (Sidekiq, Celery): eviction there loses jobs.
     pub queue_caches: BTreeMap<String, bool>,
     /// Caches whose stats could not be polled at all, with the reason.
@@ -168,6 +184,7 @@ impl App {
             book: StatsBook::default(),
             slowlog: BTreeMap::new(),
             events: Load::Loading,
+            consumers: Load::Loading,
             queue_caches: BTreeMap::new(),
             watch_errors: BTreeMap::new(),
             message: None,
@@ -350,6 +367,19 @@ impl App {
                     };
                 }
             }
+            Action::Consumers { watch, result } => {
+                if self.detail_is(watch) {
+                    self.consumers = match result {
+                        Ok(list) => Load::Ready(list),
+                        Err(e) => Load::Failed(e),
+                    };
+                }
+            }
+            Action::Exec => effects.extend(self.exec_shell()),
+            Action::ExecEnded { service, result } => match result {
+                Ok(_) => self.say(&format!("shell in {service} closed"), false),
+                Err(e) => self.say(&format!("shell in {service}: {e}"), true),
+            },
             Action::QueueCache {
                 watch,
                 cache,
@@ -405,3 +435,35 @@ impl App {
 
 #[cfg(test)]
 mod tests;
+
+impl App {
+    /// `e` on the consumers panel: a shell in the selected consumer's task.
+    fn exec_shell(&mut self) -> Vec<Effect> {
+        let Route::Cache { env, .. } = &self.route else {
+            return Vec::new();
+        };
+        let env = env.clone();
+        if self.tab != Tab::Consumers {
+            self.say(
+                "e opens a shell in a consumer: choose one on the consumers panel (5)",
+                false,
+            );
+            return Vec::new();
+        }
+        let chosen = self
+            .consumers
+            .ready()
+            .and_then(|list| list.get(self.scroll.min(list.len().saturating_sub(1))))
+            .cloned();
+        let Some(c) = chosen else {
+            self.say("no consumer to open a shell in", false);
+            return Vec::new();
+        };
+        vec![Effect::ExecShell {
+            env,
+            cluster: c.cluster,
+            service: c.service,
+            container: c.container,
+        }]
+    }
+}

@@ -15,7 +15,8 @@ pub const HELP: &[(&str, &str)] = &[
     (":", "command (see below)"),
     ("/", "filter the list (Enter keeps, Esc clears)"),
     ("Tab / Shift-Tab", "next / previous panel of a cache"),
-    ("1 2 3 4", "stats / keyspace / slowlog / events panel"),
+    ("1 2 3 4 5", "stats/keyspace/slowlog/events/consumers"),
+    ("e", "shell in a consumer's task (ECS Exec)"),
     ("r", "refresh now"),
     (
         "x  :run [NAME]",
@@ -79,11 +80,12 @@ pub fn action_for(key: KeyEvent, mode: &Mode) -> Option<Action> {
         KeyCode::Char('r') => Action::Refresh,
         KeyCode::Char('x') => Action::OpenRunbooks(None),
         KeyCode::Char('c') => Action::CancelRun,
+        KeyCode::Char('e') => Action::Exec,
         KeyCode::Char('s') => Action::Sort,
         KeyCode::Char('S') => Action::ReverseSort,
         KeyCode::Tab => Action::NextTab,
         KeyCode::BackTab => Action::PrevTab,
-        KeyCode::Char(c @ '1'..='4') => {
+        KeyCode::Char(c @ '1'..='5') => {
             let i = usize::from(c as u8 - b'1');
             Action::SelectTab(Tab::ALL.get(i).copied().unwrap_or_default())
         }

@@ -5,7 +5,7 @@
 //! second. The terminal is restored on exit, panic, SIGTERM and SIGHUP.
 
 use super::action::Action;
-use super::app::App;
+use super::app::{App, Effect};
 use super::keys;
 use super::theme::{Theme, no_color_requested};
 use super::view::view;
@@ -73,7 +73,7 @@ async fn event_loop(
     let size = terminal.size()?;
     app.size = (size.width, size.height);
     let cp_interval = estate.settings.control_plane_interval;
-    let mut workers = Workers::new(estate, tx);
+    let mut workers = Workers::new(estate.clone(), tx);
     // First frame before any network work starts: the user sees cachedeck at once.
     terminal.draw(|f| view(&app, theme, f))?;
     tracing::info!("first frame drawn");
@@ -117,18 +117,62 @@ async fn event_loop(
             _ = sighup.recv() => Some(Action::Quit),
             _ = tokio::time::sleep_until(last_draw + FRAME), if dirty => None,
         };
+        let mut shell = None;
         if let Some(action) = action {
             for effect in app.update(action) {
-                workers.run(effect);
+                match effect {
+                    e @ Effect::ExecShell { .. } => shell = Some(e),
+                    other => workers.run(other),
+                }
             }
             dirty = true;
         }
         // Fold in whatever else has arrived, so one redraw covers a burst of results.
         while let Ok(action) = rx.try_recv() {
             for effect in app.update(action) {
-                workers.run(effect);
+                match effect {
+                    e @ Effect::ExecShell { .. } => shell = Some(e),
+                    other => workers.run(other),
+                }
             }
             dirty = true;
+        }
+        if let Some(Effect::ExecShell {
+            env,
+            cluster,
+            service,
+            container,
+        }) = shell
+        {
+            // The shell gets the terminal: no key reader, normal screen, cooked mode; the
+            // TUI's screen comes back after.
+            drop(input);
+            ratatui::restore();
+            println!(
+                "cachedeck: shell in a task of {} (exit the shell to come back)",
+                crate::escape::escape(&service)
+            );
+            let args = crate::headless::exec::ExecArgs {
+                env,
+                cache: None,
+                service: Some(service.clone()),
+                cluster: Some(cluster),
+                container,
+                task: None,
+                command: Vec::new(),
+            };
+            let result = crate::headless::exec::run_session(&estate, args).await;
+            // A new terminal: raw mode, the alternate screen, and empty buffers so the
+            // next frame is drawn whole.
+            *terminal = ratatui::try_init()?;
+            input = EventStream::new();
+            for effect in app.update(Action::ExecEnded { service, result }) {
+                workers.run(effect);
+            }
+            terminal.draw(|f| view(&app, theme, f))?;
+            last_draw = Instant::now();
+            dirty = false;
+            continue;
         }
         if app.quit {
             return Ok(());

@@ -165,6 +165,22 @@ impl Workers {
                     cancel.cancel();
                 }
             }
+            // The consumers service (`crate::consumers`) finds them; no control-plane call here.
+            Effect::LoadConsumers { id, env, cache } => {
+                let plane = self.plane(&env);
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let result = match plane {
+                        Some(plane) => crate::consumers::discover(plane.as_ref(), &cache)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        None => Err(format!("environment {env} is not usable")),
+                    };
+                    let _ = tx.send(Action::Consumers { watch: id, result }).await;
+                });
+            }
+            // Needs the terminal: the runtime handles it before effects reach the workers.
+            Effect::ExecShell { .. } => {}
         }
     }
 

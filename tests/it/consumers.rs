@@ -347,3 +347,116 @@ async fn the_check_from_a_consumer_passes_and_each_fault_fails_at_its_layer() {
     let (code, text) = check_from_consumer(&sandbox, "orders", &[]);
     assert_eq!(code, 0, "{text}");
 }
+
+/// A script that runs `cachedeck` with `args` (tmux starts a program without arguments).
+fn script(dir: &Path, name: &str, args: &str) -> std::path::PathBuf {
+    let bin = env!("CARGO_BIN_EXE_cachedeck");
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\nexec '{bin}' {args}\n")).expect("write script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[test]
+fn an_interactive_shell_in_tmux_from_the_cli_and_from_the_tui() {
+    use crate::tui_e2e::Tmux;
+    let sandbox = Sandbox::up(50);
+    let home = sandbox.home().to_path_buf();
+    let sandbox_dir = sandbox.dir().display().to_string();
+    let state = home.join("state").display().to_string();
+    let home_s = home.display().to_string();
+    let envs = [
+        ("CACHEDECK_SANDBOX_DIR", sandbox_dir.as_str()),
+        ("CACHEDECK_STATE_DIR", state.as_str()),
+        ("CACHEDECK_CONFIG_DIR", home_s.as_str()),
+        ("HOME", home_s.as_str()),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+        ("TERM", "xterm-256color"),
+    ];
+    let wait = Duration::from_secs(20);
+
+    // `cachedeck exec` with no command: a shell in raw mode, the terminal restored after.
+    let exec = script(&home, "exec.sh", "exec --env sandbox-dev --cache orders");
+    let report = home.join("exec-report");
+    let tmux = Tmux::start(&exec, &envs, 100, 30, &report);
+    tmux.wait_for("the remote shell's prompt", wait, |s| {
+        s.lines()
+            .any(|l| l.trim_end().ends_with('$') || l.trim_end().ends_with('#'))
+    });
+    tmux.keys(&["echo \"in-$((40+2))-$SIDEKIQ_REDIS_URL\"", "Enter"]);
+    tmux.wait_for("the command's output", wait, |s| {
+        s.contains("in-42-rediss://127.0.0.1:")
+    });
+    tmux.keys(&["exit", "Enter"]);
+    let start = std::time::Instant::now();
+    let after = loop {
+        let text = std::fs::read_to_string(&report).unwrap_or_default();
+        if text.contains("exit=") && text.contains("icanon") {
+            break text;
+        }
+        assert!(
+            start.elapsed() < wait,
+            "cachedeck exec did not end: {}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(after.contains("exit=0"), "{after}");
+    assert!(
+        !after.contains("-icanon") && !after.contains("-echo "),
+        "the terminal was left raw: {after}"
+    );
+    drop(tmux);
+
+    // The TUI: the consumers panel of orders, `e` opens a shell there and comes back.
+    let tui = script(&home, "tui.sh", "");
+    let report = home.join("tui-report");
+    let tmux = Tmux::start(&tui, &envs, 120, 32, &report);
+    tmux.wait_for("the environments", wait, |s| s.contains("sandbox-dev"));
+    tmux.keys(&[":"]);
+    tmux.keys(&["caches sandbox-dev", "Enter"]);
+    tmux.wait_for("the caches of sandbox-dev", wait, |s| {
+        s.contains("caches of sandbox-dev") && s.contains("orders")
+    });
+    tmux.keys(&["/", "orders", "Enter", "Enter"]);
+    tmux.wait_for("the orders cache", wait, |s| {
+        s.contains("sandbox-dev › orders")
+    });
+    tmux.keys(&["5"]);
+    tmux.wait_for("the consumers panel", wait, |s| {
+        s.contains("orders-sidekiq") && s.contains("SIDEKIQ_REDIS_URL, REDIS_PASSWORD")
+    });
+    tmux.keys(&["e"]);
+    tmux.wait_for("the shell in orders-sidekiq", wait, |s| {
+        s.contains("shell in a task of orders-sidekiq")
+            && s.lines()
+                .any(|l| l.trim_end().ends_with('$') || l.trim_end().ends_with('#'))
+    });
+    tmux.keys(&["echo \"from-tui-$((6*7))\"", "Enter"]);
+    tmux.wait_for("the shell's output", wait, |s| s.contains("from-tui-42"));
+    tmux.keys(&["exit 3", "Enter"]);
+    tmux.wait_for("the TUI back", wait, |s| {
+        s.contains("sandbox-dev › orders") && s.contains("orders-sidekiq")
+    });
+    // The TUI still answers keys.
+    tmux.keys(&["1"]);
+    tmux.wait_for("the stats panel", wait, |s| {
+        s.contains("1 stats") && !s.contains("from-tui-42")
+    });
+    tmux.keys(&["q"]);
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&report).unwrap_or_default();
+        if text.contains("exit=") {
+            assert!(text.contains("exit=0"), "{text}");
+            break;
+        }
+        assert!(
+            start.elapsed() < wait,
+            "the TUI did not quit: {}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

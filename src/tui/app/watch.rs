@@ -69,6 +69,12 @@ impl App {
                     self.slowlog.clear();
                     self.events = Load::Loading;
                     self.detail_watch = Some((id, env.clone(), name));
+                    self.consumers = Load::Loading;
+                    effects.push(Effect::LoadConsumers {
+                        id,
+                        env: env.clone(),
+                        cache: Box::new(cache.clone()),
+                    });
                     effects.push(Effect::WatchDetail {
                         id,
                         env,

@@ -398,3 +398,69 @@ pub fn events(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     .block(block);
     frame.render_widget(table, area);
 }
+
+/// The ECS services that use the cache: service, running tasks, the container and the
+/// variables that point at the cache; the selected one is where `e` opens a shell.
+pub fn consumers(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let block = panel(
+        Line::styled(" consumers (e: shell in a task) ", theme.title),
+        theme,
+    );
+    let inner = block.inner(area);
+    let list = match &app.consumers {
+        Load::Loading => {
+            frame.render_widget(block, area);
+            notice(frame, inner, "reading task definitions…", theme.muted);
+            return;
+        }
+        Load::Failed(e) => {
+            frame.render_widget(block, area);
+            notice(
+                frame,
+                inner,
+                &format!("consumers unavailable: {}", escape(e)),
+                theme.warn,
+            );
+            return;
+        }
+        Load::Ready(list) if list.is_empty() => {
+            frame.render_widget(block, area);
+            notice(
+                frame,
+                inner,
+                "no ECS task definition names this cache (name consumers in the config)",
+                theme.muted,
+            );
+            return;
+        }
+        Load::Ready(list) => list,
+    };
+    let selected = app.scroll.min(list.len().saturating_sub(1));
+    let rows = list.iter().enumerate().map(|(i, c)| {
+        let row = Row::new(vec![
+            Cell::from(escape(&c.service)),
+            Cell::from(c.running.map_or_else(|| "?".to_string(), |n| n.to_string())),
+            Cell::from(escape(c.container.as_deref().unwrap_or("-"))),
+            Cell::from(escape(c.variables.join(", "))),
+            Cell::from(escape(&c.cluster)),
+        ]);
+        if i == selected {
+            row.style(theme.selected)
+        } else {
+            row
+        }
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(22),
+            Constraint::Length(5),
+            Constraint::Length(12),
+            Constraint::Fill(1),
+            Constraint::Length(14),
+        ],
+    )
+    .header(Row::new(["SERVICE", "TASKS", "CONTAINER", "VARIABLES", "CLUSTER"]).style(theme.header))
+    .block(block);
+    frame.render_widget(table, area);
+}
