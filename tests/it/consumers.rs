@@ -202,6 +202,8 @@ async fn exec_into_a_sandbox_consumer_returns_the_remote_exit_code() {
         .expect("exec");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 
+    fifty_megabytes_in_order_in_bounded_memory(&sandbox);
+
     // stdin is forwarded to the remote command, and its output comes back in order.
     let out = sandbox
         .cachedeck()
@@ -459,4 +461,71 @@ fn an_interactive_shell_in_tmux_from_the_cli_and_from_the_tui() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// 50.9 MB of `seq` output through `cachedeck exec` (agent, protocol, pty, exit marker): every
+/// line in order, and the process's peak RSS (VmHWM, the in-process sandbox agent included)
+/// below the size of the output, so nothing holds it all.
+fn fifty_megabytes_in_order_in_bounded_memory(sandbox: &Sandbox) {
+    use std::io::BufRead;
+    const LINES: u64 = 6_500_000;
+    let home = sandbox.home();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cachedeck"))
+        .env("CACHEDECK_SANDBOX_DIR", sandbox.dir())
+        .env("CACHEDECK_STATE_DIR", home.join("state"))
+        .env("CACHEDECK_CONFIG_DIR", home.join("config"))
+        .env("AWS_CONFIG_FILE", home.join("aws-config"))
+        .args(["exec", "--env", "sandbox-dev", "--cache", "orders", "--"])
+        .args(["seq", "1", &LINES.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cachedeck exec");
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done2 = done.clone();
+    let watcher = std::thread::spawn(move || {
+        let mut hwm_kb = 0u64;
+        while !done2.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
+            {
+                hwm_kb = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(hwm_kb);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        hwm_kb
+    });
+    let reader = std::io::BufReader::with_capacity(1 << 16, child.stdout.take().expect("stdout"));
+    let mut expected = 1u64;
+    let mut bytes = 0u64;
+    for line in reader.split(b'\n') {
+        let line = line.expect("read");
+        bytes += line.len() as u64 + 1;
+        assert_eq!(
+            std::str::from_utf8(&line)
+                .ok()
+                .and_then(|l| l.parse::<u64>().ok()),
+            Some(expected),
+            "line {expected} out of order or damaged"
+        );
+        expected += 1;
+    }
+    let status = child.wait().expect("wait");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let hwm_kb = watcher.join().expect("watcher");
+    assert_eq!((status.code(), expected - 1), (Some(0), LINES));
+    assert!(bytes > 50_000_000, "{bytes}");
+    eprintln!(
+        "50 MB through cachedeck exec: peak RSS {} MiB",
+        hwm_kb / 1024
+    );
+    assert!(
+        hwm_kb > 0 && hwm_kb * 1024 < bytes,
+        "peak RSS {hwm_kb} kB is not below the {bytes} bytes streamed"
+    );
 }
