@@ -14,13 +14,23 @@ use time::OffsetDateTime;
 impl AwsControlPlane {
     /// GetParameter with decryption; `Ok(None)` when it does not exist.
     pub(super) async fn ssm_get(&self, name: &str) -> Result<Option<Parameter>, ControlPlaneError> {
+        self.ssm_get_as(name, true).await
+    }
+
+    /// GetParameter; without `decrypt` a SecureString's value is its ciphertext (no KMS
+    /// call), which is enough to read its type and version.
+    pub(super) async fn ssm_get_as(
+        &self,
+        name: &str,
+        decrypt: bool,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
         const OP: &str = "GetParameter";
         with_timeout(OP, self.timeout(), async {
             match self
                 .ssm
                 .get_parameter()
                 .name(name)
-                .with_decryption(true)
+                .with_decryption(decrypt)
                 .send()
                 .await
             {

@@ -1,6 +1,8 @@
 //! The sandbox's SSM-like parameter store: one file per parameter under `params/`, mirroring
-//! the parameter's path, mode 0600. `overwrite = false` creates with O_CREAT|O_EXCL, so it is
-//! an atomic cross-process lock primitive, as PutParameter Overwrite=false is on AWS.
+//! the parameter's path, mode 0600. Every write goes to a whole temp file first; `overwrite =
+//! false` then links it into place (link(2) fails when the name exists), so it is an atomic
+//! cross-process lock primitive, as PutParameter Overwrite=false is on AWS, and no reader
+//! ever sees a half-written parameter.
 
 use crate::controlplane::{
     ControlPlaneError, LabelOutcome, Parameter, ParameterType, ParameterValue, ParameterVersion,
@@ -258,23 +260,34 @@ impl ParamStore {
             history,
         };
         let text = serde_json::to_string(&stored).map_err(|e| failed(op, &path, e))?;
-        if put.overwrite {
-            // Temp file + rename: readers see the old or the new value, never half of one.
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            write_new(&tmp, &text).map_err(|e| failed(op, &tmp, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| failed(op, &path, e))?;
+        // Written whole to a temp file first, so a reader sees the old or the new value,
+        // never half of one (nor an empty file between create and write).
+        let tmp = path.with_extension(format!(
+            "tmp{}-{}",
+            std::process::id(),
+            OffsetDateTime::now_utc().unix_timestamp_nanos()
+        ));
+        write_new(&tmp, &text).map_err(|e| failed(op, &tmp, e))?;
+        let placed = if put.overwrite {
+            std::fs::rename(&tmp, &path)
         } else {
-            match write_new(&path, &text) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return Err(ControlPlaneError::AlreadyExists {
-                        what: format!("parameter {name}"),
-                    });
-                }
-                Err(e) => return Err(failed(op, &path, e)),
+            // link(2) fails when the name exists: create-only, and atomic across processes.
+            let linked = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+            linked
+        };
+        match placed {
+            Ok(()) => Ok(version),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(ControlPlaneError::AlreadyExists {
+                    what: format!("parameter {name}"),
+                })
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(failed(op, &path, e))
             }
         }
-        Ok(version)
     }
 
     /// LabelParameterVersion: `labels` onto `version` (the newest when `None`).

@@ -841,3 +841,142 @@ async fn moto_snapshots_and_a_restore_at_the_wire() {
         "{gone:?}"
     );
 }
+
+/// Seed 004: a self-managed Valkey is reached by its Cloud Map name, which stays while task
+/// addresses change; a registry that no longer resolves falls back to the task address with
+/// the reason. The names are looked up once per plane (they cannot change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_ecs_services_are_reached_by_their_cloud_map_names() {
+    let Some(moto) = Moto::start() else { return };
+    let made = moto.run_fixture("moto_cloudmap.py");
+    let text = format!(
+        r#"
+[environments.dev]
+provider = "aws"
+region = "eu-west-1"
+endpoint_url = "{endpoint}"
+
+[environments.dev.discovery]
+kinds = ["ecs-service"]
+
+[[environments.dev.ecs]]
+cluster = "trigpointing-cluster"
+container = "valkey"
+"#,
+        endpoint = moto.endpoint
+    );
+    let config = Config::parse(Path::new("moto.toml"), &text).expect("test config parses");
+    let cfg = config.environments["dev"].clone();
+    let region = aws_sdk_ecs::config::Region::new("eu-west-1");
+    let creds = aws_sdk_ecs::config::Credentials::new("testing", "testing", None, None, "moto");
+    let behavior = aws_sdk_ecs::config::BehaviorVersion::latest();
+    let ecs = aws_sdk_ecs::Client::from_conf(
+        aws_sdk_ecs::Config::builder()
+            .behavior_version(behavior)
+            .region(region.clone())
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(creds.clone())
+            .build(),
+    );
+    let servicediscovery = aws_sdk_servicediscovery::Client::from_conf(
+        aws_sdk_servicediscovery::Config::builder()
+            .behavior_version(aws_sdk_servicediscovery::config::BehaviorVersion::latest())
+            .region(aws_sdk_servicediscovery::config::Region::new("eu-west-1"))
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(aws_sdk_servicediscovery::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .build(),
+    );
+    let unused = aws_sdk_elasticache::Client::from_conf(
+        aws_sdk_elasticache::Config::builder()
+            .behavior_version(behavior)
+            .build(),
+    );
+    let ssm = aws_sdk_ssm::Client::from_conf(
+        aws_sdk_ssm::Config::builder()
+            .behavior_version(behavior)
+            .build(),
+    );
+    let plane = AwsControlPlane::from_clients(
+        cfg.environment("dev", "moto.toml"),
+        cfg,
+        Settings {
+            call_timeout: Duration::from_secs(15),
+            ..Settings::default()
+        },
+        unused,
+        ecs,
+        ssm,
+    )
+    .with_service_discovery(servicediscovery);
+
+    let found = plane
+        .discover()
+        .await
+        .expect("discovery works against moto");
+    let by_name = |name: &str| {
+        found
+            .caches
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("{name} discovered: {:?}", found.caches))
+    };
+    let named = by_name("trigpointing-valkey");
+    let endpoint = named.endpoint.as_ref().expect("an endpoint");
+    assert_eq!(
+        (endpoint.host.as_str(), endpoint.port),
+        ("valkey.trigpointing.local", 6379)
+    );
+    assert!(
+        named
+            .notes
+            .contains(&"endpoint from Cloud Map: valkey.trigpointing.local".to_string()),
+        "{:?}",
+        named.notes
+    );
+    let task_id = made["tasks"]["trigpointing-valkey"]
+        .as_str()
+        .expect("task id");
+    let task = named.shards[0]
+        .nodes
+        .iter()
+        .find(|n| n.id == task_id)
+        .unwrap_or_else(|| panic!("task {task_id} is a node: {:?}", named.shards));
+    assert!(
+        task.host.starts_with("10."),
+        "nodes keep task addresses: {task:?}"
+    );
+
+    let stale = by_name("stale-valkey");
+    let endpoint = stale.endpoint.as_ref().expect("an endpoint");
+    assert!(
+        stale.shards[0]
+            .nodes
+            .iter()
+            .any(|n| n.host == endpoint.host),
+        "the fallback is a task's address: {endpoint:?}"
+    );
+    let note = stale
+        .notes
+        .iter()
+        .find(|n| n.starts_with("service-discovery name unknown ("))
+        .unwrap_or_else(|| panic!("{:?}", stale.notes));
+    assert!(
+        note.contains("ServiceNotFound")
+            && note.ends_with(&format!(
+                "using task address {}, which changes with every deployment",
+                endpoint.host
+            )),
+        "{note}"
+    );
+
+    // A second discovery answers the same (the name is kept, the failure asked again).
+    let again = plane.discover().await.expect("second discovery");
+    let named_again = again
+        .caches
+        .iter()
+        .find(|c| c.name == "trigpointing-valkey")
+        .expect("found again");
+    assert_eq!(named_again.endpoint, named.endpoint);
+}

@@ -358,20 +358,21 @@ async fn a_killed_replica_shows_down_and_the_rest_stays_up() {
         .discover()
         .await
         .expect("discovery still works");
+    // Discovery says what AWS would: the node is being replaced, its health is not the
+    // control plane's to tell (the watch service finds it down), the group is available.
     for cache in &dev.caches {
         for node in cache.nodes() {
             if node.id == "orders-003" && cache.name == "orders" {
-                assert!(
-                    matches!(&node.health, NodeHealth::Down(reason) if !reason.is_empty()),
-                    "{node:?}"
-                );
+                assert_eq!(node.status, "rebooting cache cluster nodes", "{node:?}");
+                assert_eq!(node.health, NodeHealth::Unknown, "{node:?}");
             } else {
                 assert_eq!(node.health, NodeHealth::Up, "{} {}", cache.name, node.id);
             }
         }
     }
     let orders = find(&dev.caches, "orders");
-    assert_eq!(orders.nodes_down(), 1);
+    assert_eq!(orders.status, "available");
+    assert_eq!(orders.nodes_down(), 0);
     assert_eq!(
         orders.shards[0].primary().map(|n| n.id.as_str()),
         Some("orders-001")
@@ -491,6 +492,14 @@ async fn test_failover_promotes_a_replica_and_the_endpoint_follows() {
         .test_failover("orders", "0001")
         .await
         .expect("test failover");
+    // As ElastiCache, the call returns once accepted; the failover finishes on its own.
+    sandbox
+        .wait_for_event(
+            "sandbox-dev",
+            &format!("Finished recovery for cache nodes {}", old_primary.id),
+            Duration::from_secs(30),
+        )
+        .await;
     let took = started.elapsed();
     eprintln!("test failover of orders/0001 took {took:?}");
     assert!(took < Duration::from_secs(15), "failover took {took:?}");
@@ -595,6 +604,18 @@ async fn test_failover_promotes_a_replica_and_the_endpoint_follows() {
         .test_failover("paperwurks", "0002")
         .await
         .expect("cluster failover");
+    let shard2_primary = paperwurks.shards[1]
+        .primary()
+        .expect("shard 2 primary")
+        .id
+        .clone();
+    sandbox
+        .wait_for_event(
+            "sandbox-dev",
+            &format!("Finished recovery for cache nodes {shard2_primary}"),
+            Duration::from_secs(30),
+        )
+        .await;
     let after = plane.discover().await.expect("discover");
     let paperwurks_after = &sandbox
         .with_roles("sandbox-dev", find(&after.caches, "paperwurks").clone())
