@@ -302,6 +302,13 @@ async fn auth_rotate_moves_cache_secret_and_nodes_together() {
         .find(|s| s["id"] == "roll")
         .expect("roll step")["outputs"]["rolled"];
     assert_eq!(rolled, &serde_json::json!(["sandbox-dev/orders-sidekiq"]));
+    let listed = &report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == "preflight")
+        .expect("preflight step")["outputs"]["consumers"];
+    assert_eq!(listed, rolled, "the preflight lists the consumers it rolls");
 
     let mut places = vec![
         ("consumer log".to_string(), log.clone()),
