@@ -160,8 +160,41 @@ impl SandboxControlPlane {
                 nodes,
             });
         }
+        // A cache whose endpoint the daemon does not serve yet (restored a moment ago) is
+        // still `creating`: AWS says `available` only once the endpoint answers.
+        let served = match &c.endpoint {
+            Some(ep) => matches!(
+                tokio::time::timeout(
+                    PROBE_TIMEOUT,
+                    tokio::net::TcpStream::connect((crate::valkey::server::HOST, ep.port)),
+                )
+                .await,
+                Ok(Ok(_))
+            ),
+            None => true,
+        };
+        let status = if served { "available" } else { "creating" };
         let mut notes = c.notes.clone();
         if c.kind == CacheKind::Serverless {
+            // DescribeServerlessCaches names no nodes: the cache is its endpoint, as the
+            // AWS adapter maps it (the local process behind it stays the sandbox's own).
+            if let Some(endpoint) = &c.endpoint {
+                shards = vec![Shard {
+                    id: "serverless".into(),
+                    slots: None,
+                    nodes: vec![Node {
+                        id: c.name.clone(),
+                        role: NodeRole::Primary,
+                        role_source: RoleSource::ControlPlane,
+                        host: endpoint.host.clone(),
+                        port: endpoint.port,
+                        availability_zone: None,
+                        status: status.into(),
+                        health: crate::aws::map::health(status),
+                        tls: endpoint.tls,
+                    }],
+                }];
+            }
             notes.push("serverless stand-in: one local node behind the TLS endpoint".into());
         }
         Cache {
@@ -170,7 +203,7 @@ impl SandboxControlPlane {
             kind: c.kind,
             engine: state.engine.clone(),
             engine_version: state.engine_version.clone(),
-            status: "available".into(),
+            status: status.into(),
             cluster_mode: c.cluster_mode,
             auth: c.auth,
             tls: c.tls,

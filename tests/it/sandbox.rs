@@ -153,8 +153,20 @@ async fn up_builds_the_seed_estates_and_down_leaves_nothing() {
     assert!(learned.nodes().all(|n| n.role_source == RoleSource::Node));
     assert_eq!(paperwurks.shards[2].slots.as_deref(), Some("10922-16383"));
     assert!(find(&dev.caches, "valkey-ecs").ecs.is_some());
-    // Every node of every cache answers, on the port the state recorded for that process.
-    for cache in &dev.caches {
+    // Every node of every cache answers, on the port the state recorded for that process;
+    // a serverless cache names no nodes, as DescribeServerlessCaches: its one "node" is
+    // its TLS endpoint.
+    let storefront = find(&dev.caches, "storefront");
+    assert_eq!(storefront.shards.len(), 1);
+    assert_eq!(storefront.shards[0].id, "serverless");
+    let ep = storefront.endpoint.as_ref().expect("endpoint");
+    let only = &storefront.shards[0].nodes[..];
+    assert_eq!(only.len(), 1);
+    assert_eq!(
+        (only[0].id.as_str(), only[0].port, only[0].tls),
+        ("storefront", ep.port, true)
+    );
+    for cache in dev.caches.iter().filter(|c| c.name != "storefront") {
         for node in cache.nodes() {
             assert_eq!(node.health, NodeHealth::Up, "{} {}", cache.name, node.id);
             let recorded = state
@@ -242,7 +254,13 @@ async fn up_builds_the_seed_estates_and_down_leaves_nothing() {
         .await
         .expect("DBSIZE");
     assert!(keys > 100, "storefront has {keys} keys");
-    let node_port = storefront.shards[0].nodes[0].port;
+    // The local process behind the endpoint (the sandbox's own knowledge, not AWS's).
+    let node_port = state
+        .cache("sandbox-dev", "storefront")
+        .expect("storefront state")
+        .shards[0]
+        .nodes[0]
+        .port;
     let mut anonymous = plain_connection(node_port, None).await;
     let refused: redis::RedisResult<String> =
         redis::cmd("GET").arg("x").query_async(&mut anonymous).await;
