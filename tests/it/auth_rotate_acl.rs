@@ -225,6 +225,24 @@ ca_file = "{ca}"
             .expect("a value")
     };
 
+    // The dry run names the ACL calls and the start-up check, and no password.
+    let mut cmd = command(home);
+    cmd.args([
+        "run",
+        "auth-rotate",
+        "--env",
+        "selfhosted",
+        "--cache",
+        "jobs-valkey",
+        "--dry-run",
+    ]);
+    let out = output(cmd).await;
+    let plan = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{plan}");
+    assert!(plan.contains("ACL SETUSER app >["), "{plan}");
+    assert!(plan.contains("CONFIG GET aclfile"), "{plan}");
+    assert!(!plan.contains(OLD));
+
     // Run 1, with persist: SIGKILL once the new password is accepted (at the publish
     // step's intent), then `runs resume`.
     let mut cmd = command(home);
