@@ -227,6 +227,23 @@ impl ControlPlane for AwsControlPlane {
         self.ssm_put(put).await
     }
 
+    async fn get_parameter_at(
+        &self,
+        name: &str,
+        at: &crate::controlplane::ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        self.ssm_get_at(name, at).await
+    }
+
+    async fn label_parameter_version(
+        &self,
+        name: &str,
+        version: i64,
+        labels: &[String],
+    ) -> Result<(), ControlPlaneError> {
+        self.ssm_label(name, version, labels).await
+    }
+
     async fn delete_parameter(&self, name: &str) -> Result<(), ControlPlaneError> {
         self.ssm_delete(name).await
     }

@@ -4,7 +4,8 @@
 use super::AwsControlPlane;
 use super::errors::service_code;
 use crate::controlplane::{
-    ControlPlaneError, Parameter, ParameterType, ParameterValue, PutParameter, with_timeout,
+    ControlPlaneError, Parameter, ParameterSelector, ParameterType, ParameterValue, PutParameter,
+    with_timeout,
 };
 use aws_sdk_ssm::types::ParameterType as SsmType;
 use secrecy::SecretString;
@@ -82,6 +83,86 @@ impl AwsControlPlane {
                 Err(e) if service_code(&e) == Some("ParameterAlreadyExists") => {
                     Err(ControlPlaneError::AlreadyExists {
                         what: format!("parameter {}", put.name),
+                    })
+                }
+                Err(e) => Err(self.fail(OP, &e)),
+            }
+        })
+        .await
+    }
+
+    /// GetParameter with a `name:version` / `name:label` selector, decrypted; `Ok(None)`
+    /// when the parameter, version or label does not exist.
+    pub(super) async fn ssm_get_at(
+        &self,
+        name: &str,
+        at: &ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        const OP: &str = "GetParameter";
+        let selected = format!("{name}:{}", at.suffix());
+        with_timeout(OP, self.timeout(), async {
+            match self
+                .ssm
+                .get_parameter()
+                .name(&selected)
+                .with_decryption(true)
+                .send()
+                .await
+            {
+                Ok(out) => Ok(out.parameter.map(|p| Parameter {
+                    // AWS answers the bare name (and the selector apart).
+                    name: name.to_string(),
+                    ..parameter(p)
+                })),
+                Err(e)
+                    if matches!(
+                        service_code(&e),
+                        Some("ParameterNotFound" | "ParameterVersionNotFound")
+                    ) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(self.fail(OP, &e)),
+            }
+        })
+        .await
+    }
+
+    /// LabelParameterVersion; labels AWS lists as invalid fail the call, named.
+    pub(super) async fn ssm_label(
+        &self,
+        name: &str,
+        version: i64,
+        labels: &[String],
+    ) -> Result<(), ControlPlaneError> {
+        const OP: &str = "LabelParameterVersion";
+        with_timeout(OP, self.timeout(), async {
+            let out = self
+                .ssm
+                .label_parameter_version()
+                .name(name)
+                .parameter_version(version)
+                .set_labels(Some(labels.to_vec()))
+                .send()
+                .await;
+            match out {
+                Ok(out) if out.invalid_labels().is_empty() => Ok(()),
+                Ok(out) => Err(ControlPlaneError::InvalidState {
+                    operation: OP.into(),
+                    detail: format!(
+                        "SSM refused the label(s) {} on {name}: a label has letters, digits, \
+                         `.`, `-`, `_` and does not begin with a digit, `aws` or `ssm`",
+                        out.invalid_labels().join(", ")
+                    ),
+                }),
+                Err(e) if service_code(&e) == Some("ParameterNotFound") => {
+                    Err(ControlPlaneError::NotFound {
+                        what: format!("parameter {name}"),
+                    })
+                }
+                Err(e) if service_code(&e) == Some("ParameterVersionNotFound") => {
+                    Err(ControlPlaneError::NotFound {
+                        what: format!("version {version} of parameter {name}"),
                     })
                 }
                 Err(e) => Err(self.fail(OP, &e)),

@@ -3,7 +3,8 @@
 //! an atomic cross-process lock primitive, as PutParameter Overwrite=false is on AWS.
 
 use crate::controlplane::{
-    ControlPlaneError, Parameter, ParameterType, ParameterValue, PutParameter,
+    ControlPlaneError, Parameter, ParameterSelector, ParameterType, ParameterValue, PutParameter,
+    label_problem,
 };
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,29 @@ struct Stored {
     #[serde(with = "time::serde::rfc3339")]
     last_modified: OffsetDateTime,
     description: Option<String>,
+    /// Labels on the current version (LabelParameterVersion).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    labels: Vec<String>,
+    /// Earlier versions, oldest first (SSM keeps 100 versions in all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    history: Vec<StoredVersion>,
 }
+
+/// An earlier version of a parameter, as GetParameter `name:version` reads it.
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct StoredVersion {
+    kind: String,
+    value: String,
+    version: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    last_modified: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    labels: Vec<String>,
+}
+
+/// SSM keeps this many versions of a parameter.
+const MAX_VERSIONS: usize = 100;
 
 fn kind_str(kind: ParameterType) -> &'static str {
     match kind {
@@ -87,30 +110,153 @@ impl ParamStore {
         Ok(self.root.join(format!("{rel}.param")))
     }
 
-    fn read_file(
+    fn read_stored(
         &self,
         operation: &str,
         path: &Path,
-    ) -> Result<Option<Parameter>, ControlPlaneError> {
+    ) -> Result<Option<Stored>, ControlPlaneError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(failed(operation, path, e)),
         };
-        let stored: Stored = serde_json::from_str(&text).map_err(|e| failed(operation, path, e))?;
-        let kind = kind_of(&stored.kind);
-        let value = if kind == ParameterType::SecureString {
-            ParameterValue::Secret(SecretString::from(stored.value))
-        } else {
-            ParameterValue::Plain(stored.value)
-        };
-        Ok(Some(Parameter {
-            name: stored.name,
-            kind,
-            value,
-            version: stored.version,
-            last_modified: Some(stored.last_modified),
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| failed(operation, path, e))
+    }
+
+    fn read_file(
+        &self,
+        operation: &str,
+        path: &Path,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        Ok(self.read_stored(operation, path)?.map(|stored| {
+            parameter(
+                stored.name,
+                &stored.kind,
+                stored.value,
+                stored.version,
+                stored.last_modified,
+            )
         }))
+    }
+
+    /// Replaces a parameter's file (temp file + rename: readers see all of it or none).
+    fn rewrite(
+        &self,
+        operation: &str,
+        path: &Path,
+        stored: &Stored,
+    ) -> Result<(), ControlPlaneError> {
+        let text = serde_json::to_string(stored).map_err(|e| failed(operation, path, e))?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        write_new(&tmp, &text).map_err(|e| failed(operation, &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| failed(operation, path, e))
+    }
+
+    /// GetParameter with a `name:version` or `name:label` selector; `Ok(None)` when the
+    /// parameter, version or label does not exist (AWS: ParameterNotFound /
+    /// ParameterVersionNotFound).
+    pub fn get_at(
+        &self,
+        name: &str,
+        at: &ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        let op = "GetParameter";
+        let path = self.file(op, name)?;
+        let Some(stored) = self.read_stored(op, &path)? else {
+            return Ok(None);
+        };
+        let matches = |version: i64, labels: &[String]| match at {
+            ParameterSelector::Version(v) => *v == version,
+            ParameterSelector::Label(l) => labels.iter().any(|x| x == l),
+        };
+        if matches(stored.version, &stored.labels) {
+            return Ok(Some(parameter(
+                stored.name,
+                &stored.kind,
+                stored.value,
+                stored.version,
+                stored.last_modified,
+            )));
+        }
+        Ok(stored
+            .history
+            .into_iter()
+            .find(|h| matches(h.version, &h.labels))
+            .map(|h| parameter(stored.name, &h.kind, h.value, h.version, h.last_modified)))
+    }
+
+    /// LabelParameterVersion: the labels go on `version`, leaving any other version they
+    /// were on; at most 10 labels per version; labels SSM would list as invalid fail the
+    /// call, named.
+    pub fn label(
+        &self,
+        name: &str,
+        version: i64,
+        labels: &[String],
+    ) -> Result<(), ControlPlaneError> {
+        let op = "LabelParameterVersion";
+        let invalid: Vec<&str> = labels
+            .iter()
+            .filter(|l| label_problem(l).is_some())
+            .map(String::as_str)
+            .collect();
+        if !invalid.is_empty() {
+            return Err(ControlPlaneError::InvalidState {
+                operation: op.into(),
+                detail: format!(
+                    "SSM refused the label(s) {} on {name}: a label has letters, digits, `.`, \
+                     `-`, `_` and does not begin with a digit, `aws` or `ssm`",
+                    invalid.join(", ")
+                ),
+            });
+        }
+        let path = self.file(op, name)?;
+        let Some(mut stored) = self.read_stored(op, &path)? else {
+            return Err(ControlPlaneError::NotFound {
+                what: format!("parameter {name}"),
+            });
+        };
+        let current = stored.version;
+        let target = if version == current {
+            &stored.labels
+        } else {
+            match stored.history.iter().find(|h| h.version == version) {
+                Some(h) => &h.labels,
+                None => {
+                    return Err(ControlPlaneError::NotFound {
+                        what: format!("version {version} of parameter {name}"),
+                    });
+                }
+            }
+        };
+        let mut merged = target.clone();
+        for l in labels {
+            if !merged.contains(l) {
+                merged.push(l.clone());
+            }
+        }
+        if merged.len() > 10 {
+            return Err(ControlPlaneError::InvalidState {
+                operation: op.into(),
+                detail: format!(
+                    "version {version} of {name} would have more than 10 labels \
+                     (ParameterVersionLabelLimitExceeded); move some to another version"
+                ),
+            });
+        }
+        let moved = |own: &mut Vec<String>| own.retain(|l| !labels.contains(l));
+        moved(&mut stored.labels);
+        for h in &mut stored.history {
+            moved(&mut h.labels);
+        }
+        if version == current {
+            stored.labels = merged;
+        } else if let Some(h) = stored.history.iter_mut().find(|h| h.version == version) {
+            h.labels = merged;
+        }
+        self.rewrite(op, &path, &stored)
     }
 
     /// The sandbox directory this store belongs to.
@@ -170,28 +316,55 @@ impl ParamStore {
                 .create(parent)
                 .map_err(|e| failed(op, parent, e))?;
         }
-        let previous = self.read_file(op, &path)?;
+        let previous = self.read_stored(op, &path)?;
         if previous.is_some() && !put.overwrite {
             return Err(ControlPlaneError::AlreadyExists {
                 what: format!("parameter {name}"),
             });
         }
-        let version = previous.map(|p| p.version + 1).unwrap_or(1);
+        let version = previous.as_ref().map(|p| p.version + 1).unwrap_or(1);
+        let (description, history) = match previous {
+            Some(p) => {
+                let mut history = p.history;
+                history.push(StoredVersion {
+                    kind: p.kind,
+                    value: p.value,
+                    version: p.version,
+                    last_modified: p.last_modified,
+                    labels: p.labels,
+                });
+                if history.len() >= MAX_VERSIONS {
+                    // As SSM: the oldest version goes, unless a label holds it.
+                    if !history[0].labels.is_empty() {
+                        return Err(ControlPlaneError::InvalidState {
+                            operation: op.into(),
+                            detail: format!(
+                                "{name} has {MAX_VERSIONS} versions and the oldest, version {}, \
+                                 has a label (ParameterMaxVersionLimitExceeded); move the label",
+                                history[0].version
+                            ),
+                        });
+                    }
+                    history.remove(0);
+                }
+                (put.description.clone().or(p.description), history)
+            }
+            None => (put.description.clone(), Vec::new()),
+        };
         let stored = Stored {
             name: name.clone(),
             kind: kind_str(put.kind).into(),
             value: put.value.expose().to_string(),
             version,
             last_modified: OffsetDateTime::now_utc(),
-            description: put.description.clone(),
+            description,
+            labels: Vec::new(),
+            history,
         };
-        let text = serde_json::to_string(&stored).map_err(|e| failed(op, &path, e))?;
         if put.overwrite {
-            // Temp file + rename: readers see the old or the new value, never half of one.
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            write_new(&tmp, &text).map_err(|e| failed(op, &tmp, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| failed(op, &path, e))?;
+            self.rewrite(op, &path, &stored)?;
         } else {
+            let text = serde_json::to_string(&stored).map_err(|e| failed(op, &path, e))?;
             match write_new(&path, &text) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -222,6 +395,28 @@ impl ParamStore {
     /// The file a parameter lives in (for tests checking permissions).
     pub fn path_of(&self, name: &str) -> Result<PathBuf, ControlPlaneError> {
         self.file("GetParameter", name)
+    }
+}
+
+fn parameter(
+    name: String,
+    kind: &str,
+    value: String,
+    version: i64,
+    last_modified: OffsetDateTime,
+) -> Parameter {
+    let kind = kind_of(kind);
+    let value = if kind == ParameterType::SecureString {
+        ParameterValue::Secret(SecretString::from(value))
+    } else {
+        ParameterValue::Plain(value)
+    };
+    Parameter {
+        name,
+        kind,
+        value,
+        version,
+        last_modified: Some(last_modified),
     }
 }
 
@@ -305,6 +500,62 @@ mod tests {
             store.delete("/app/dev/lock"),
             Err(ControlPlaneError::NotFound { .. })
         ));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn versions_and_labels_behave_as_ssm() {
+        let dir = crate::valkey::server::unique_temp_dir("params-labels");
+        let store = ParamStore::new(&dir);
+        let name = "/storefront-dev/redis/endpoint";
+        assert_eq!(put_value(&store, name, "old.host", false).expect("v1"), 1);
+        assert_eq!(put_value(&store, name, "new.host", false).expect("v2"), 2);
+        let at = |sel: ParameterSelector| {
+            store
+                .get_at(name, &sel)
+                .expect("get")
+                .map(|p| (p.version, p.value.expose().to_string()))
+        };
+        assert_eq!(
+            at(ParameterSelector::Version(1)),
+            Some((1, "old.host".into()))
+        );
+        assert_eq!(at(ParameterSelector::Version(3)), None);
+        store
+            .label(name, 1, &["before-x".into()])
+            .expect("label v1");
+        assert_eq!(
+            at(ParameterSelector::Label("before-x".into())),
+            Some((1, "old.host".into()))
+        );
+        // A label moves: it is on one version at a time.
+        store.label(name, 2, &["before-x".into()]).expect("move");
+        assert_eq!(
+            at(ParameterSelector::Label("before-x".into())),
+            Some((2, "new.host".into()))
+        );
+        assert_eq!(at(ParameterSelector::Label("nothing".into())), None);
+        assert!(matches!(
+            store.label(name, 9, &["x".into()]),
+            Err(ControlPlaneError::NotFound { .. })
+        ));
+        for bad in ["aws-x", "SSMx", "1x", "a b", ""] {
+            let err = store.label(name, 2, &[bad.into()]).expect_err(bad);
+            assert!(
+                matches!(err, ControlPlaneError::InvalidState { .. }),
+                "{bad}"
+            );
+        }
+        let ten: Vec<String> = (0..10).map(|i| format!("l{i}")).collect();
+        assert!(store.label(name, 1, &ten).is_ok());
+        assert!(store.label(name, 1, &["l10".into()]).is_err());
+        // Writing keeps the history and the labels of earlier versions.
+        assert_eq!(put_value(&store, name, "third", false).expect("v3"), 3);
+        assert_eq!(
+            at(ParameterSelector::Label("before-x".into())),
+            Some((2, "new.host".into()))
+        );
+        assert_eq!(store.get(name).expect("get").expect("exists").version, 3);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

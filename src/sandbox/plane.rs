@@ -266,6 +266,23 @@ impl ControlPlane for SandboxControlPlane {
         self.params.put(&put)
     }
 
+    async fn get_parameter_at(
+        &self,
+        name: &str,
+        at: &crate::controlplane::ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        self.params.get_at(name, at)
+    }
+
+    async fn label_parameter_version(
+        &self,
+        name: &str,
+        version: i64,
+        labels: &[String],
+    ) -> Result<(), ControlPlaneError> {
+        self.params.label(name, version, labels)
+    }
+
     async fn delete_parameter(&self, name: &str) -> Result<(), ControlPlaneError> {
         self.params.delete(name)
     }
