@@ -202,6 +202,9 @@ struct Found {
     done: bool,
     /// The version labelled `cachedeck-before-<restored>`, if any.
     before: Option<i64>,
+    /// That version holds the target value too: the label is left from an earlier cutover
+    /// of a parameter this one does not change (same host), so it belongs on the current one.
+    before_same: bool,
     /// The version labelled `cachedeck-cutover-<restored>`, if any.
     cut: Option<i64>,
 }
@@ -231,11 +234,11 @@ async fn inspect(
             _ => ParameterValue::Plain(new),
         };
         let at = |kind: &str| ParameterSelector::Label(label(kind, restored));
-        let before = ctx
-            .plane
-            .get_parameter_at(name, &at("before"))
-            .await?
-            .map(|p| p.version);
+        let before_param = ctx.plane.get_parameter_at(name, &at("before")).await?;
+        let before_same = before_param
+            .as_ref()
+            .is_some_and(|p| p.value.expose() == target.expose());
+        let before = before_param.map(|p| p.version);
         let cut = ctx
             .plane
             .get_parameter_at(name, &at("cutover"))
@@ -249,6 +252,7 @@ async fn inspect(
             target,
             done,
             before,
+            before_same,
             cut,
         });
     }
@@ -432,7 +436,12 @@ impl Action for Cutover {
         let (_, to) = restored(ctx, inputs).await?;
         let restored_name = inputs.str("restored")?;
         let found = inspect(ctx, &params, restored_name, &to).await?;
-        let finished = |f: &Found| f.done && f.cut == Some(f.version) && f.before.is_some();
+        let finished = |f: &Found| {
+            f.done
+                && f.cut == Some(f.version)
+                && f.before.is_some()
+                && (!f.before_same || f.before == Some(f.version))
+        };
         if found.iter().all(finished) {
             return Ok(Observation::Done(
                 Values::new()
@@ -466,7 +475,7 @@ impl Action for Cutover {
                 ctx.output(format!("{}: already points at {}", f.name, to.address()));
                 // Unchanged by the cutover (same host): its current version is also the
                 // one to go back to. On resume after the write, `before` is already set.
-                if f.before.is_none() {
+                if f.before != Some(f.version) && (f.before.is_none() || f.before_same) {
                     label_with_intent(ctx, &f.name, f.version, &before).await?;
                 }
                 f.version
@@ -497,7 +506,7 @@ impl Action for Cutover {
         // A parameter labelled "before" by this run: its previous version is the one it had.
         if let serde_json::Value::Array(items) = &mut rows_now {
             for (item, f) in items.iter_mut().zip(&found) {
-                if !f.done || f.before.is_none() {
+                if !f.done || f.before.is_none() || f.before_same {
                     item["previous_version"] = json!(f.version);
                 }
             }
