@@ -175,6 +175,24 @@ pub fn label_problem(label: &str) -> Option<&'static str> {
     }
 }
 
+/// One version of a parameter as GetParameterHistory lists it: its number, time and labels.
+/// The value is left out on purpose: history is read for versions and labels only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParameterVersion {
+    pub version: i64,
+    pub labels: Vec<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_modified: Option<OffsetDateTime>,
+}
+
+/// What LabelParameterVersion answered: the version labelled, and the labels it refused
+/// for breaking the label rules (those are not attached; AWS does not fail the call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LabelOutcome {
+    pub version: i64,
+    pub invalid_labels: Vec<String>,
+}
+
 /// An ElastiCache-style event (DescribeEvents) or its sandbox equivalent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CacheEvent {
@@ -464,6 +482,27 @@ pub trait ControlPlane: Send + Sync {
     /// Deletes a parameter; deleting one that does not exist is `NotFound`.
     async fn delete_parameter(&self, name: &str) -> Result<(), ControlPlaneError>;
 
+    /// LabelParameterVersion: attaches `labels` to `version` (the newest when `None`),
+    /// moving any of them from the version that had it. At most 10 labels per version
+    /// (`QuotaExceeded`); labels breaking the naming rules come back in `invalid_labels`.
+    async fn label_parameter_version(
+        &self,
+        name: &str,
+        version: Option<i64>,
+        labels: &[String],
+    ) -> Result<LabelOutcome, ControlPlaneError> {
+        let _ = (version, labels);
+        Err(unsupported_target("LabelParameterVersion", name))
+    }
+
+    /// GetParameterHistory: every version still kept, oldest first, with its labels.
+    async fn get_parameter_history(
+        &self,
+        name: &str,
+    ) -> Result<Vec<ParameterVersion>, ControlPlaneError> {
+        Err(unsupported_target("GetParameterHistory", name))
+    }
+
     /// Recent events, oldest first.
     async fn describe_events(
         &self,
@@ -502,18 +541,6 @@ pub trait ControlPlane: Send + Sync {
         _at: &ParameterSelector,
     ) -> Result<Option<Parameter>, ControlPlaneError> {
         Err(unsupported("GetParameter (selector)", self.environment()))
-    }
-
-    /// LabelParameterVersion: puts `labels` on `version` of `name`, moving a label that is
-    /// on another version of the parameter. Labels AWS rejects (`InvalidLabels`) make the
-    /// call fail with the labels named.
-    async fn label_parameter_version(
-        &self,
-        _name: &str,
-        _version: i64,
-        _labels: &[String],
-    ) -> Result<(), ControlPlaneError> {
-        Err(unsupported("LabelParameterVersion", self.environment()))
     }
 
     // ---- Snapshots, restores and ECS deployments ----------------------------------------

@@ -1,10 +1,12 @@
 //! The sandbox's SSM-like parameter store: one file per parameter under `params/`, mirroring
-//! the parameter's path, mode 0600. `overwrite = false` creates with O_CREAT|O_EXCL, so it is
-//! an atomic cross-process lock primitive, as PutParameter Overwrite=false is on AWS.
+//! the parameter's path, mode 0600. Every write goes to a whole temp file first; `overwrite =
+//! false` then links it into place (link(2) fails when the name exists), so it is an atomic
+//! cross-process lock primitive, as PutParameter Overwrite=false is on AWS, and no reader
+//! ever sees a half-written parameter.
 
 use crate::controlplane::{
-    ControlPlaneError, Parameter, ParameterSelector, ParameterType, ParameterValue, PutParameter,
-    label_problem,
+    ControlPlaneError, LabelOutcome, Parameter, ParameterSelector, ParameterType, ParameterValue,
+    ParameterVersion, PutParameter,
 };
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -29,29 +31,46 @@ struct Stored {
     #[serde(with = "time::serde::rfc3339")]
     last_modified: OffsetDateTime,
     description: Option<String>,
-    /// Labels on the current version (LabelParameterVersion).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Labels of the newest version.
+    #[serde(default)]
     labels: Vec<String>,
-    /// Earlier versions, oldest first (SSM keeps 100 versions in all).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    history: Vec<StoredVersion>,
+    /// Earlier versions still kept, oldest first.
+    #[serde(default)]
+    history: Vec<OldVersion>,
 }
 
-/// An earlier version of a parameter, as GetParameter `name:version` reads it.
 #[derive(Serialize, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-struct StoredVersion {
-    kind: String,
-    value: String,
+struct OldVersion {
     version: i64,
     #[serde(with = "time::serde::rfc3339")]
     last_modified: OffsetDateTime,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     labels: Vec<String>,
+    /// Its type and value, for GetParameter `name:version` / `name:label`.
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
 }
 
-/// SSM keeps this many versions of a parameter.
-const MAX_VERSIONS: usize = 100;
+/// Versions Parameter Store keeps of one parameter.
+pub const MAX_VERSIONS: usize = 100;
+/// Labels one version may carry.
+pub const MAX_LABELS_PER_VERSION: usize = 10;
+
+/// Whether a label follows Parameter Store's rules: 1–100 characters of letters, digits,
+/// `.`, `-` and `_`, not starting with a digit, `aws` or `ssm` (in any case).
+pub fn label_is_valid(label: &str) -> bool {
+    let lower = label.to_ascii_lowercase();
+    !label.is_empty()
+        && label.len() <= 100
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        && !label.starts_with(|c: char| c.is_ascii_digit())
+        && !lower.starts_with("aws")
+        && !lower.starts_with("ssm")
+}
 
 fn kind_str(kind: ParameterType) -> &'static str {
     match kind {
@@ -130,133 +149,22 @@ impl ParamStore {
         operation: &str,
         path: &Path,
     ) -> Result<Option<Parameter>, ControlPlaneError> {
-        Ok(self.read_stored(operation, path)?.map(|stored| {
-            parameter(
-                stored.name,
-                &stored.kind,
-                stored.value,
-                stored.version,
-                stored.last_modified,
-            )
-        }))
-    }
-
-    /// Replaces a parameter's file (temp file + rename: readers see all of it or none).
-    fn rewrite(
-        &self,
-        operation: &str,
-        path: &Path,
-        stored: &Stored,
-    ) -> Result<(), ControlPlaneError> {
-        let text = serde_json::to_string(stored).map_err(|e| failed(operation, path, e))?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        write_new(&tmp, &text).map_err(|e| failed(operation, &tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| failed(operation, path, e))
-    }
-
-    /// GetParameter with a `name:version` or `name:label` selector; `Ok(None)` when the
-    /// parameter, version or label does not exist (AWS: ParameterNotFound /
-    /// ParameterVersionNotFound).
-    pub fn get_at(
-        &self,
-        name: &str,
-        at: &ParameterSelector,
-    ) -> Result<Option<Parameter>, ControlPlaneError> {
-        let op = "GetParameter";
-        let path = self.file(op, name)?;
-        let Some(stored) = self.read_stored(op, &path)? else {
+        let Some(stored) = self.read_stored(operation, path)? else {
             return Ok(None);
         };
-        let matches = |version: i64, labels: &[String]| match at {
-            ParameterSelector::Version(v) => *v == version,
-            ParameterSelector::Label(l) => labels.iter().any(|x| x == l),
-        };
-        if matches(stored.version, &stored.labels) {
-            return Ok(Some(parameter(
-                stored.name,
-                &stored.kind,
-                stored.value,
-                stored.version,
-                stored.last_modified,
-            )));
-        }
-        Ok(stored
-            .history
-            .into_iter()
-            .find(|h| matches(h.version, &h.labels))
-            .map(|h| parameter(stored.name, &h.kind, h.value, h.version, h.last_modified)))
-    }
-
-    /// LabelParameterVersion: the labels go on `version`, leaving any other version they
-    /// were on; at most 10 labels per version; labels SSM would list as invalid fail the
-    /// call, named.
-    pub fn label(
-        &self,
-        name: &str,
-        version: i64,
-        labels: &[String],
-    ) -> Result<(), ControlPlaneError> {
-        let op = "LabelParameterVersion";
-        let invalid: Vec<&str> = labels
-            .iter()
-            .filter(|l| label_problem(l).is_some())
-            .map(String::as_str)
-            .collect();
-        if !invalid.is_empty() {
-            return Err(ControlPlaneError::InvalidState {
-                operation: op.into(),
-                detail: format!(
-                    "SSM refused the label(s) {} on {name}: a label has letters, digits, `.`, \
-                     `-`, `_` and does not begin with a digit, `aws` or `ssm`",
-                    invalid.join(", ")
-                ),
-            });
-        }
-        let path = self.file(op, name)?;
-        let Some(mut stored) = self.read_stored(op, &path)? else {
-            return Err(ControlPlaneError::NotFound {
-                what: format!("parameter {name}"),
-            });
-        };
-        let current = stored.version;
-        let target = if version == current {
-            &stored.labels
+        let kind = kind_of(&stored.kind);
+        let value = if kind == ParameterType::SecureString {
+            ParameterValue::Secret(SecretString::from(stored.value))
         } else {
-            match stored.history.iter().find(|h| h.version == version) {
-                Some(h) => &h.labels,
-                None => {
-                    return Err(ControlPlaneError::NotFound {
-                        what: format!("version {version} of parameter {name}"),
-                    });
-                }
-            }
+            ParameterValue::Plain(stored.value)
         };
-        let mut merged = target.clone();
-        for l in labels {
-            if !merged.contains(l) {
-                merged.push(l.clone());
-            }
-        }
-        if merged.len() > 10 {
-            return Err(ControlPlaneError::InvalidState {
-                operation: op.into(),
-                detail: format!(
-                    "version {version} of {name} would have more than 10 labels \
-                     (ParameterVersionLabelLimitExceeded); move some to another version"
-                ),
-            });
-        }
-        let moved = |own: &mut Vec<String>| own.retain(|l| !labels.contains(l));
-        moved(&mut stored.labels);
-        for h in &mut stored.history {
-            moved(&mut h.labels);
-        }
-        if version == current {
-            stored.labels = merged;
-        } else if let Some(h) = stored.history.iter_mut().find(|h| h.version == version) {
-            h.labels = merged;
-        }
-        self.rewrite(op, &path, &stored)
+        Ok(Some(Parameter {
+            name: stored.name,
+            kind,
+            value,
+            version: stored.version,
+            last_modified: Some(stored.last_modified),
+        }))
     }
 
     /// The sandbox directory this store belongs to.
@@ -323,59 +231,240 @@ impl ParamStore {
             });
         }
         let version = previous.as_ref().map(|p| p.version + 1).unwrap_or(1);
-        let (description, history) = match previous {
-            Some(p) => {
-                let mut history = p.history;
-                history.push(StoredVersion {
-                    kind: p.kind,
-                    value: p.value,
-                    version: p.version,
-                    last_modified: p.last_modified,
-                    labels: p.labels,
-                });
-                if history.len() >= MAX_VERSIONS {
-                    // As SSM: the oldest version goes, unless a label holds it.
-                    if !history[0].labels.is_empty() {
-                        return Err(ControlPlaneError::InvalidState {
-                            operation: op.into(),
-                            detail: format!(
-                                "{name} has {MAX_VERSIONS} versions and the oldest, version {}, \
-                                 has a label (ParameterMaxVersionLimitExceeded); move the label",
-                                history[0].version
-                            ),
-                        });
-                    }
-                    history.remove(0);
+        let mut history = Vec::new();
+        if let Some(p) = previous {
+            history = p.history;
+            history.push(OldVersion {
+                version: p.version,
+                last_modified: p.last_modified,
+                labels: p.labels,
+                kind: Some(p.kind),
+                value: Some(p.value),
+            });
+            // The newest version makes one more: the oldest goes, unless it is labelled.
+            if history.len() + 1 > MAX_VERSIONS {
+                let oldest = &history[0];
+                if !oldest.labels.is_empty() {
+                    return Err(ControlPlaneError::QuotaExceeded {
+                        operation: op.into(),
+                        detail: format!(
+                            "ParameterMaxVersionLimitExceeded: version {} of {name}, the oldest of {MAX_VERSIONS}, cannot be deleted because it has a label; move the label to another version and try again",
+                            oldest.version
+                        ),
+                    });
                 }
-                (put.description.clone().or(p.description), history)
+                history.remove(0);
             }
-            None => (put.description.clone(), Vec::new()),
-        };
+        }
         let stored = Stored {
             name: name.clone(),
             kind: kind_str(put.kind).into(),
             value: put.value.expose().to_string(),
             version,
             last_modified: OffsetDateTime::now_utc(),
-            description,
+            description: put.description.clone(),
             labels: Vec::new(),
             history,
         };
-        if put.overwrite {
-            self.rewrite(op, &path, &stored)?;
+        let text = serde_json::to_string(&stored).map_err(|e| failed(op, &path, e))?;
+        // Written whole to a temp file first, so a reader sees the old or the new value,
+        // never half of one (nor an empty file between create and write).
+        let tmp = path.with_extension(format!(
+            "tmp{}-{}",
+            std::process::id(),
+            OffsetDateTime::now_utc().unix_timestamp_nanos()
+        ));
+        write_new(&tmp, &text).map_err(|e| failed(op, &tmp, e))?;
+        let placed = if put.overwrite {
+            std::fs::rename(&tmp, &path)
         } else {
-            let text = serde_json::to_string(&stored).map_err(|e| failed(op, &path, e))?;
-            match write_new(&path, &text) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return Err(ControlPlaneError::AlreadyExists {
-                        what: format!("parameter {name}"),
-                    });
-                }
-                Err(e) => return Err(failed(op, &path, e)),
+            // link(2) fails when the name exists: create-only, and atomic across processes.
+            let linked = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+            linked
+        };
+        match placed {
+            Ok(()) => Ok(version),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(ControlPlaneError::AlreadyExists {
+                    what: format!("parameter {name}"),
+                })
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(failed(op, &path, e))
             }
         }
-        Ok(version)
+    }
+
+    /// LabelParameterVersion: `labels` onto `version` (the newest when `None`).
+    pub fn label(
+        &self,
+        name: &str,
+        version: Option<i64>,
+        labels: &[String],
+    ) -> Result<LabelOutcome, ControlPlaneError> {
+        let op = "LabelParameterVersion";
+        let path = self.file(op, name)?;
+        if labels.is_empty() || labels.len() > MAX_LABELS_PER_VERSION {
+            return Err(ControlPlaneError::InvalidState {
+                operation: op.into(),
+                detail: format!(
+                    "ValidationException: Labels must have 1 to {MAX_LABELS_PER_VERSION} members ({} given)",
+                    labels.len()
+                ),
+            });
+        }
+        if let Some(long) = labels.iter().find(|l| l.len() > 100) {
+            return Err(ControlPlaneError::InvalidState {
+                operation: op.into(),
+                detail: format!(
+                    "ValidationException: a label must have 1 to 100 characters (one has {})",
+                    long.len()
+                ),
+            });
+        }
+        let mut stored =
+            self.read_stored(op, &path)?
+                .ok_or_else(|| ControlPlaneError::NotFound {
+                    what: format!("parameter {name}"),
+                })?;
+        let version = version.unwrap_or(stored.version);
+        let (valid, invalid): (Vec<&String>, Vec<&String>) =
+            labels.iter().partition(|l| label_is_valid(l));
+        let target: &Vec<String> = if version == stored.version {
+            &stored.labels
+        } else {
+            &stored
+                .history
+                .iter()
+                .find(|h| h.version == version)
+                .ok_or_else(|| ControlPlaneError::NotFound {
+                    what: format!("version {version} of parameter {name}"),
+                })?
+                .labels
+        };
+        let mut added: Vec<String> = Vec::new();
+        for l in &valid {
+            if !target.contains(l) && !added.contains(l) {
+                added.push((*l).clone());
+            }
+        }
+        if target.len() + added.len() > MAX_LABELS_PER_VERSION {
+            return Err(ControlPlaneError::QuotaExceeded {
+                operation: op.into(),
+                detail: format!(
+                    "ParameterVersionLabelLimitExceeded: version {version} of {name} can have at most {MAX_LABELS_PER_VERSION} labels; move one or more to another version"
+                ),
+            });
+        }
+        // A label names one version: it leaves the version that had it.
+        let moved = |labels: &mut Vec<String>| labels.retain(|l| !added.contains(l));
+        if version == stored.version {
+            for h in &mut stored.history {
+                moved(&mut h.labels);
+            }
+            stored.labels.extend(added.iter().cloned());
+        } else {
+            moved(&mut stored.labels);
+            for h in &mut stored.history {
+                if h.version == version {
+                    h.labels.extend(added.iter().cloned());
+                } else {
+                    moved(&mut h.labels);
+                }
+            }
+        }
+        self.replace(op, &path, &stored)?;
+        Ok(LabelOutcome {
+            version,
+            invalid_labels: invalid.into_iter().cloned().collect(),
+        })
+    }
+
+    /// GetParameterHistory: every kept version, oldest first.
+    pub fn history(&self, name: &str) -> Result<Vec<ParameterVersion>, ControlPlaneError> {
+        let op = "GetParameterHistory";
+        let path = self.file(op, name)?;
+        let stored = self
+            .read_stored(op, &path)?
+            .ok_or_else(|| ControlPlaneError::NotFound {
+                what: format!("parameter {name}"),
+            })?;
+        let mut out: Vec<ParameterVersion> = stored
+            .history
+            .iter()
+            .map(|h| ParameterVersion {
+                version: h.version,
+                labels: h.labels.clone(),
+                last_modified: Some(h.last_modified),
+            })
+            .collect();
+        out.push(ParameterVersion {
+            version: stored.version,
+            labels: stored.labels.clone(),
+            last_modified: Some(stored.last_modified),
+        });
+        Ok(out)
+    }
+
+    /// GetParameter with a `name:version` or `name:label` selector; `Ok(None)` when the
+    /// parameter, version or label does not exist (AWS: ParameterNotFound /
+    /// ParameterVersionNotFound).
+    pub fn get_at(
+        &self,
+        name: &str,
+        at: &ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        let op = "GetParameter";
+        let path = self.file(op, name)?;
+        let Some(stored) = self.read_stored(op, &path)? else {
+            return Ok(None);
+        };
+        let matches = |version: i64, labels: &[String]| match at {
+            ParameterSelector::Version(v) => *v == version,
+            ParameterSelector::Label(l) => labels.iter().any(|x| x == l),
+        };
+        if matches(stored.version, &stored.labels) {
+            return Ok(Some(parameter(
+                stored.name,
+                &stored.kind,
+                stored.value,
+                stored.version,
+                stored.last_modified,
+            )));
+        }
+        let Some(old) = stored
+            .history
+            .into_iter()
+            .find(|h| matches(h.version, &h.labels))
+        else {
+            return Ok(None);
+        };
+        match (old.kind, old.value) {
+            (Some(kind), Some(value)) => Ok(Some(parameter(
+                stored.name,
+                &kind,
+                value,
+                old.version,
+                old.last_modified,
+            ))),
+            // Written before the store kept old values.
+            _ => Err(failed(
+                op,
+                &path,
+                format!("version {} was stored without its value", old.version),
+            )),
+        }
+    }
+
+    /// Rewrites a parameter's file atomically (temp file + rename).
+    fn replace(&self, op: &str, path: &Path, stored: &Stored) -> Result<(), ControlPlaneError> {
+        let text = serde_json::to_string(stored).map_err(|e| failed(op, path, e))?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        write_new(&tmp, &text).map_err(|e| failed(op, &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| failed(op, path, e))
     }
 
     /// DeleteParameter; `NotFound` when absent.
@@ -504,58 +593,127 @@ mod tests {
     }
 
     #[test]
-    fn versions_and_labels_behave_as_ssm() {
+    fn labels_move_between_versions_as_parameter_store_moves_them() {
         let dir = crate::valkey::server::unique_temp_dir("params-labels");
         let store = ParamStore::new(&dir);
-        let name = "/storefront-dev/redis/endpoint";
-        assert_eq!(put_value(&store, name, "old.host", false).expect("v1"), 1);
-        assert_eq!(put_value(&store, name, "new.host", false).expect("v2"), 2);
+        let name = "/app/dev/redis/url";
+        let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(matches!(
+            store.label(name, None, &labels(&["current"])),
+            Err(ControlPlaneError::NotFound { .. })
+        ));
+        for v in ["one", "two", "three"] {
+            put_value(&store, name, v, true).expect("put");
+        }
+        // The newest version by default; invalid labels are returned, not attached.
+        let out = store
+            .label(
+                name,
+                None,
+                &labels(&["current", "9lives", "AWS-x", "ssmthing", "a b", "run-1.2_x"]),
+            )
+            .expect("label");
+        assert_eq!(out.version, 3);
+        assert_eq!(
+            out.invalid_labels,
+            labels(&["9lives", "AWS-x", "ssmthing", "a b"])
+        );
+        // A label moves: `current` onto version 2 leaves version 3.
+        store
+            .label(name, Some(2), &labels(&["current"]))
+            .expect("move");
+        let h = store.history(name).expect("history");
+        assert_eq!(h.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(h[1].labels, labels(&["current"]));
+        assert_eq!(h[2].labels, labels(&["run-1.2_x"]));
+        // A new version keeps the labels of the old ones where they were.
+        put_value(&store, name, "four", true).expect("put");
+        let h = store.history(name).expect("history");
+        assert_eq!(h[1].labels, labels(&["current"]));
+        assert!(h[3].labels.is_empty());
+        assert!(matches!(
+            store.label(name, Some(9), &labels(&["x"])),
+            Err(ControlPlaneError::NotFound { .. })
+        ));
+        // At most 10 labels per version; labelling again with the same ones is no change.
+        let ten: Vec<String> = (0..10).map(|i| format!("l{i}")).collect();
+        store.label(name, Some(1), &ten).expect("ten labels");
+        store
+            .label(name, Some(1), &ten)
+            .expect("the same ten again");
+        assert!(matches!(
+            store.label(name, Some(1), &labels(&["eleventh"])),
+            Err(ControlPlaneError::QuotaExceeded { .. })
+        ));
+        assert!(store.label(name, Some(1), &[]).is_err());
+        assert!(store.label(name, Some(1), &["x".repeat(101)]).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_oldest_version_goes_after_100_unless_labelled() {
+        let dir = crate::valkey::server::unique_temp_dir("params-versions");
+        let store = ParamStore::new(&dir);
+        let name = "/app/dev/many";
+        put_value(&store, name, "v", false).expect("put");
+        store
+            .label(name, Some(1), &["first".to_string()])
+            .expect("label");
+        for _ in 2..=MAX_VERSIONS {
+            put_value(&store, name, "v", false).expect("put");
+        }
+        assert!(matches!(
+            put_value(&store, name, "v", false),
+            Err(ControlPlaneError::QuotaExceeded { .. })
+        ));
+        store
+            .label(name, None, &["first".to_string()])
+            .expect("move the label to the newest");
+        assert_eq!(put_value(&store, name, "v", false).expect("put"), 101);
+        let h = store.history(name).expect("history");
+        assert_eq!(h.len(), MAX_VERSIONS);
+        assert_eq!(h[0].version, 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn versions_are_read_back_by_number_and_label() {
+        let dir = crate::valkey::server::unique_temp_dir("params-selectors");
+        let store = ParamStore::new(&dir);
+        let name = "/storefront-dev/redis/url";
+        put_value(&store, name, "old", true).expect("v1");
+        put_value(&store, name, "new", true).expect("v2");
         let at = |sel: ParameterSelector| {
             store
                 .get_at(name, &sel)
                 .expect("get")
-                .map(|p| (p.version, p.value.expose().to_string()))
+                .map(|p| (p.version, p.kind, p.value.expose().to_string()))
         };
+        let secure = ParameterType::SecureString;
         assert_eq!(
             at(ParameterSelector::Version(1)),
-            Some((1, "old.host".into()))
+            Some((1, secure, "old".into()))
+        );
+        assert_eq!(
+            at(ParameterSelector::Version(2)),
+            Some((2, secure, "new".into()))
         );
         assert_eq!(at(ParameterSelector::Version(3)), None);
         store
-            .label(name, 1, &["before-x".into()])
-            .expect("label v1");
+            .label(name, Some(1), &["before-x".to_string()])
+            .expect("label");
         assert_eq!(
             at(ParameterSelector::Label("before-x".into())),
-            Some((1, "old.host".into()))
+            Some((1, secure, "old".into()))
         );
-        // A label moves: it is on one version at a time.
-        store.label(name, 2, &["before-x".into()]).expect("move");
+        assert_eq!(at(ParameterSelector::Label("other".into())), None);
         assert_eq!(
-            at(ParameterSelector::Label("before-x".into())),
-            Some((2, "new.host".into()))
+            store
+                .get_at("/nothing/here", &ParameterSelector::Version(1))
+                .expect("get")
+                .map(|p| p.version),
+            None
         );
-        assert_eq!(at(ParameterSelector::Label("nothing".into())), None);
-        assert!(matches!(
-            store.label(name, 9, &["x".into()]),
-            Err(ControlPlaneError::NotFound { .. })
-        ));
-        for bad in ["aws-x", "SSMx", "1x", "a b", ""] {
-            let err = store.label(name, 2, &[bad.into()]).expect_err(bad);
-            assert!(
-                matches!(err, ControlPlaneError::InvalidState { .. }),
-                "{bad}"
-            );
-        }
-        let ten: Vec<String> = (0..10).map(|i| format!("l{i}")).collect();
-        assert!(store.label(name, 1, &ten).is_ok());
-        assert!(store.label(name, 1, &["l10".into()]).is_err());
-        // Writing keeps the history and the labels of earlier versions.
-        assert_eq!(put_value(&store, name, "third", false).expect("v3"), 3);
-        assert_eq!(
-            at(ParameterSelector::Label("before-x".into())),
-            Some((2, "new.host".into()))
-        );
-        assert_eq!(store.get(name).expect("get").expect("exists").version, 3);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -294,28 +294,9 @@ pub async fn restore(
         }
     };
     let proxies = super::daemon::assign_cache(&mut cache, &mut port).map_err(|e| broken(op, e))?;
-    let ports: Vec<u16> = proxies.iter().map(|p| p.port).collect();
     state.proxies.extend(proxies);
     record(&mut state, &cache)?;
-    // The endpoint daemon picks new endpoints up within half a second; the cache is not
-    // available to clients before its endpoints answer.
-    endpoints_served(&ports, Duration::from_secs(10)).await;
     Ok(())
-}
-
-/// Waits until every port accepts a TCP connection, or `deadline` passes (a sandbox whose
-/// endpoint daemon is down: discovery then shows the endpoints refusing).
-async fn endpoints_served(ports: &[u16], deadline: Duration) {
-    let started = std::time::Instant::now();
-    for &port in ports {
-        while started.elapsed() < deadline {
-            let connect = tokio::net::TcpStream::connect((srv::HOST, port));
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), connect).await {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 fn cache_word(serverless: bool) -> &'static str {

@@ -278,9 +278,16 @@ async fn label_with_intent(
         json!({ "intent": "label", "parameter": name, "version": version, "label": label }),
     )
     .await?;
-    ctx.plane
-        .label_parameter_version(name, version, &[label.to_string()])
+    let outcome = ctx
+        .plane
+        .label_parameter_version(name, Some(version), &[label.to_string()])
         .await?;
+    if !outcome.invalid_labels.is_empty() {
+        return Err(ActionError::failed(format!(
+            "label {name}: SSM refused the label {}",
+            escape_capped(&outcome.invalid_labels.join(", "), 200)
+        )));
+    }
     Ok(())
 }
 
