@@ -285,7 +285,7 @@ async fn label_with_intent(
     if !outcome.invalid_labels.is_empty() {
         return Err(ActionError::failed(format!(
             "label {name}: SSM refused the label {}",
-            escape_capped(&outcome.invalid_labels.join(", "), 200)
+            escape_capped(outcome.invalid_labels.join(", "), 200)
         )));
     }
     Ok(())
