@@ -243,6 +243,14 @@ impl ControlPlane for AwsControlPlane {
         self.ssm_put(put).await
     }
 
+    async fn get_parameter_at(
+        &self,
+        name: &str,
+        at: &crate::controlplane::ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        self.ssm_get_at(name, at).await
+    }
+
     async fn delete_parameter(&self, name: &str) -> Result<(), ControlPlaneError> {
         self.ssm_delete(name).await
     }

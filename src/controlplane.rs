@@ -136,6 +136,45 @@ pub struct PutParameter {
     pub description: Option<String>,
 }
 
+/// Which version of a parameter to read: SSM's `name:version` / `name:label` selectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParameterSelector {
+    Version(i64),
+    Label(String),
+}
+
+impl ParameterSelector {
+    /// The selector as SSM writes it after the name (`3`, `cachedeck-before-x`).
+    pub fn suffix(&self) -> String {
+        match self {
+            ParameterSelector::Version(v) => v.to_string(),
+            ParameterSelector::Label(l) => l.clone(),
+        }
+    }
+}
+
+/// Why SSM would refuse a label (LabelParameterVersion's `InvalidLabels`): at most 100
+/// characters of letters, digits, `.`, `-`, `_`, not starting with a digit, `aws` or `ssm`
+/// (any case). `None` when it is valid.
+pub fn label_problem(label: &str) -> Option<&'static str> {
+    let lower = label.to_ascii_lowercase();
+    if label.is_empty() || label.len() > 100 {
+        Some("a label has 1 to 100 characters")
+    } else if !label
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        Some("a label has only letters, digits, `.`, `-` and `_`")
+    } else if label.starts_with(|c: char| c.is_ascii_digit())
+        || lower.starts_with("aws")
+        || lower.starts_with("ssm")
+    {
+        Some("a label cannot begin with a digit, `aws` or `ssm`")
+    } else {
+        None
+    }
+}
+
 /// One version of a parameter as GetParameterHistory lists it: its number, time and labels.
 /// The value is left out on purpose: history is read for versions and labels only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -541,6 +580,18 @@ pub trait ControlPlane: Send + Sync {
             target: format!("environment `{}`", self.environment().name),
             why: "it has no AWS account".to_string(),
         })
+    }
+
+    // ---- Parameter versions and labels (cutover / rollback) ------------------------------
+
+    /// GetParameter of one version (`name:3`) or of the version a label is on
+    /// (`name:label`); `Ok(None)` when the parameter, the version or the label does not exist.
+    async fn get_parameter_at(
+        &self,
+        _name: &str,
+        _at: &ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        Err(unsupported("GetParameter (selector)", self.environment()))
     }
 
     // ---- Snapshots, restores and ECS deployments ----------------------------------------

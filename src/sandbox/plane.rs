@@ -300,6 +300,14 @@ impl ControlPlane for SandboxControlPlane {
         self.params.put(&put)
     }
 
+    async fn get_parameter_at(
+        &self,
+        name: &str,
+        at: &crate::controlplane::ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        self.params.get_at(name, at)
+    }
+
     async fn delete_parameter(&self, name: &str) -> Result<(), ControlPlaneError> {
         self.params.delete(name)
     }

@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod audit_run;
 mod auth_rotate;
+mod auth_rotate_acl;
 mod aws_auth;
 mod aws_mocks;
 mod aws_moto;
