@@ -36,19 +36,37 @@ echo "starting the sandbox…" >&2
 head -c $((mb * 1000 * 1000 * 3 / 4)) /dev/urandom | base64 -w 100 > "$work/data.txt"
 
 python3 - "$bin" "$work/data.txt" "$runs" <<'PY'
-import hashlib, os, resource, statistics, subprocess, sys, time
+import hashlib, os, statistics, subprocess, sys, time
 
 bin_, data, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 size = os.path.getsize(data)
 want = hashlib.sha256(open(data, "rb").read()).hexdigest()
 exec_ = [bin_, "exec", "--env", "sandbox-dev", "--cache", "orders", "--"]
 
-def stream(argv):
+peak_kb = [0]
+
+def watch_hwm(pid, stop):
+    """Keeps the process's VmHWM (peak RSS) while it runs."""
+    while not stop.is_set():
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmHWM:"):
+                    peak_kb[0] = max(peak_kb[0], int(line.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.02)
+
+def stream(argv, watch=False):
     """Runs argv, hashing stdout as it comes; returns (seconds, bytes, sha, exit code)."""
+    import threading
     h = hashlib.sha256()
     n = 0
     t = time.perf_counter()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    stop = threading.Event()
+    w = threading.Thread(target=watch_hwm, args=(p.pid, stop)) if watch else None
+    if w:
+        w.start()
     while True:
         chunk = p.stdout.read(1 << 16)
         if not chunk:
@@ -56,6 +74,9 @@ def stream(argv):
         h.update(chunk)
         n += len(chunk)
     code = p.wait()
+    stop.set()
+    if w:
+        w.join()
     return time.perf_counter() - t, n, h.hexdigest(), code
 
 def first_byte(argv):
@@ -72,19 +93,18 @@ for i in range(runs):
     s, n, sha, code = stream(["cat", data])
     assert (n, sha, code) == (size, want, 0), "local cat"
     local.append(s)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    s, n, sha, code = stream(exec_ + ["cat", data])
+    s, n, sha, code = stream(exec_ + ["cat", data], watch=True)
     assert code == 0, f"cachedeck exec exited {code}"
     assert (n, sha) == (size, want), f"output differs: {n} bytes of {size}"
     remote.append(s)
-rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+rss_mb = peak_kb[0] / 1024
 
 mib = size / (1 << 20)
 l, r = statistics.median(local), statistics.median(remote)
 print(f"output: {size / 1e6:.1f} MB, byte-identical and in order through cachedeck exec ({runs} runs, medians)")
 print(f"  cat locally:           {l * 1000:8.1f} ms  {mib / l:8.1f} MiB/s")
 print(f"  cachedeck exec cat:    {r * 1000:8.1f} ms  {mib / r:8.1f} MiB/s  ({r / l:.0f}x the local cat)")
-print(f"  peak RSS of the children (cachedeck exec, agent in-process): {rss_mb:.1f} MiB for {mib:.0f} MiB streamed")
+print(f"  peak RSS (VmHWM) of cachedeck exec, the sandbox agent in-process: {rss_mb:.1f} MiB for {mib:.0f} MiB streamed")
 
 fb_local = statistics.median(first_byte(["sh", "-c", "echo x"]) for _ in range(5))
 fb = statistics.median(first_byte(exec_ + ["echo", "x"]) for _ in range(5))
