@@ -1,9 +1,9 @@
 //! `auth-rotate` on self-managed Valkey (the ACL mechanism) through the binary: an `aws`
 //! environment whose SSM is moto, a static cache on a real valkey-server whose ACL user
-//! `app` comes from an ACL file, behind a TLS front. A SIGKILL mid-run then `runs resume`
-//! (ACL SETUSER sent once per phase), `persist=true` writing the ACL file (a restart keeps
-//! the new password), then a run without it: the warning, and a restart that indeed brings
-//! the old password back.
+//! `app` comes from an ACL file, behind a TLS front. A SIGKILL at each step boundary in
+//! turn, then `runs resume` (ACL SETUSER sent once per phase), `persist=true` writing the
+//! ACL file (a restart keeps the new password), then a run without it: the warning, and a
+//! restart that indeed brings the old password back.
 
 use crate::harness::moto::Moto;
 use crate::harness::valkey::{ServerSpec, start};
@@ -114,24 +114,27 @@ fn setuser_calls(port: u16, password: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Waits until a journal under `home` has a record matching `pred`; returns its run id.
-/// The runner ending first fails the test with what it printed.
+/// Waits until a journal under `home` of a run not in `seen` has a record matching `pred`;
+/// returns its run id. The runner ending first fails the test with what it printed.
 fn wait_record(
     home: &Path,
+    seen: &[String],
     child: &mut std::process::Child,
     pred: impl Fn(&serde_json::Value) -> bool,
 ) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     let runs = home.join("state").join("runs");
     while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "the run ended ({status}) before the record: {}",
-                std::fs::read_to_string(home.join("runner.out")).unwrap_or_default()
-            );
-        }
+        let ended = child.try_wait().ok().flatten();
         for entry in std::fs::read_dir(&runs).into_iter().flatten().flatten() {
             let path = entry.path();
+            let id = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if seen.contains(&id) {
+                continue;
+            }
             let Ok(body) = std::fs::read_to_string(&path) else {
                 continue;
             };
@@ -140,13 +143,16 @@ fn wait_record(
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .any(|v| pred(&v))
             {
-                return path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                return id;
             }
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if let Some(status) = ended {
+            panic!(
+                "the run ended ({status}) before the record: {}",
+                std::fs::read_to_string(home.join("runner.out")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     panic!("no matching journal record within 60 s");
 }
@@ -243,52 +249,91 @@ ca_file = "{ca}"
     assert!(plan.contains("CONFIG GET aclfile"), "{plan}");
     assert!(!plan.contains(OLD));
 
-    // Run 1, with persist: SIGKILL once the new password is accepted (at the publish
-    // step's intent), then `runs resume`.
-    let mut cmd = command(home);
-    let log = std::fs::File::create(home.join("runner.out")).expect("runner output");
-    cmd.args(rotate_args(true))
-        .stdout(Stdio::from(log.try_clone().expect("clone")))
-        .stderr(Stdio::from(log));
-    let mut child = cmd.spawn().expect("runner");
-    let run_id = wait_record(home, &mut child, |v| {
-        v["record"] == "intent" && v["step"] == "publish"
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut cmd = command(home);
-    cmd.args(["runs", "resume", &run_id, "--yes", "--output", "json"]);
-    let out = output(cmd).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let new1 = read(ssm.clone()).await;
-    assert_ne!(new1, OLD);
-    assert_eq!(new1.len(), 64);
-    assert!(accepts(port, &new1), "new password refused");
-    assert!(!accepts(port, OLD), "old password still accepted");
-    // One ACL SETUSER per phase: the resume did not add the password again.
-    assert_eq!(setuser_calls(port, &new1), 2);
-    assert!(
-        text(&out).contains("ACL SAVE wrote"),
-        "persist did not save: {}",
-        text(&out)
-    );
-    // The published version is labelled.
-    let history = ssm
-        .get_parameter_history()
-        .name(PARAM)
-        .send()
-        .await
-        .expect("history");
-    let newest = history
-        .parameters()
-        .iter()
-        .max_by_key(|p| p.version)
-        .expect("versions");
-    assert!(
-        newest.labels().contains(&"cachedeck-current".to_string())
-            && newest.labels().contains(&format!("run-{run_id}")),
-        "{newest:?}"
-    );
+    // With persist: SIGKILL at each step boundary in turn, then `runs resume`; every round
+    // ends rotated, with one ACL SETUSER per phase (nothing sent twice).
+    let points = [
+        ("intent", "generate"),
+        ("intent", "rotate"),
+        ("step-done", "rotate"),
+        ("intent", "publish"),
+        ("intent", "roll"),
+        ("intent", "finalize"),
+    ];
+    let mut current = OLD.to_string();
+    let mut seen: Vec<String> = Vec::new();
+    for (record, step) in points {
+        let calls = setuser_calls(port, &current);
+        let mut cmd = command(home);
+        let log = std::fs::File::create(home.join("runner.out")).expect("runner output");
+        cmd.args(rotate_args(true))
+            .stdout(Stdio::from(log.try_clone().expect("clone")))
+            .stderr(Stdio::from(log));
+        let mut child = cmd.spawn().expect("runner");
+        let run_id = wait_record(home, &seen, &mut child, |v| {
+            v["record"] == record && v["step"] == step
+        });
+        seen.push(run_id.clone());
+        let _ = child.kill();
+        let status = child.wait().expect("wait for the runner");
+        let what = format!("killed at {record} {step}");
+        // A run quicker than the kill has nothing left to resume (its output is the file's).
+        let out = if status.success() {
+            eprintln!("{what}: the run finished before the kill landed");
+            let mut cmd = command(home);
+            cmd.args(["runs", "show", &run_id]);
+            let mut out = output(cmd).await;
+            out.stdout = std::fs::read(home.join("runner.out")).unwrap_or_default();
+            out
+        } else {
+            let mut cmd = command(home);
+            cmd.args(["runs", "resume", &run_id, "--yes", "--output", "json"]);
+            output(cmd).await
+        };
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
+        let new = read(ssm.clone()).await;
+        assert_ne!(new, current, "{what}: not rotated");
+        assert_eq!(new.len(), 64);
+        assert!(accepts(port, &new), "{what}: new password refused");
+        assert!(!accepts(port, &current), "{what}: old password accepted");
+        assert_eq!(
+            setuser_calls(port, &new) - calls,
+            2,
+            "{what}: ACL SETUSER sent again"
+        );
+        assert!(
+            text(&out).contains("ACL SAVE wrote"),
+            "{what}: persist did not save: {}",
+            text(&out)
+        );
+        for staging in [
+            "/cachedeck/rotation/jobs-valkey/pending",
+            "/cachedeck/rotation/jobs-valkey/previous",
+        ] {
+            assert!(
+                ssm.get_parameter().name(staging).send().await.is_err(),
+                "{what}: {staging} left behind"
+            );
+        }
+        // The published version is labelled.
+        let history = ssm
+            .get_parameter_history()
+            .name(PARAM)
+            .send()
+            .await
+            .expect("history");
+        let newest = history
+            .parameters()
+            .iter()
+            .max_by_key(|p| p.version)
+            .expect("versions");
+        assert!(
+            newest.labels().contains(&"cachedeck-current".to_string())
+                && newest.labels().contains(&format!("run-{run_id}")),
+            "{what}: {newest:?}"
+        );
+        current = new;
+    }
+    let new1 = current;
     // Persisted: a restart keeps the new password.
     server.restart().expect("restart");
     assert!(accepts(port, &new1), "the restart lost the new password");
