@@ -353,6 +353,11 @@ ca_file = "{ca}"
     assert!(accepts(port, &new2));
     assert!(!accepts(port, &new1));
     assert!(
+        all.contains("users from the ACL file")
+            && all.contains("a restart would bring the old password back unless it is saved"),
+        "the preflight does not say where the users come from: {all}"
+    );
+    assert!(
         all.contains("a restart reloads user app from")
             && all.contains("users.acl, which still has the old password"),
         "{all}"
