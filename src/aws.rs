@@ -4,6 +4,7 @@
 
 mod auth;
 pub mod cloudmap;
+mod consumers;
 mod discover;
 mod ecs;
 mod elasticache;
@@ -242,6 +243,14 @@ impl ControlPlane for AwsControlPlane {
         self.ssm_put(put).await
     }
 
+    async fn get_parameter_at(
+        &self,
+        name: &str,
+        at: &crate::controlplane::ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        self.ssm_get_at(name, at).await
+    }
+
     async fn delete_parameter(&self, name: &str) -> Result<(), ControlPlaneError> {
         self.ssm_delete(name).await
     }
@@ -301,6 +310,19 @@ impl ControlPlane for AwsControlPlane {
     }
 
     // ---- ECS Exec ----
+
+    async fn ecs_service_definitions(
+        &self,
+    ) -> Result<Vec<crate::controlplane::EcsServiceDefinition>, ControlPlaneError> {
+        self.service_definitions().await
+    }
+
+    fn configured_consumers(
+        &self,
+        cache: &crate::domain::Cache,
+    ) -> Vec<crate::controlplane::ConsumerService> {
+        self.config_consumers(cache)
+    }
 
     async fn exec_tasks(
         &self,

@@ -4,8 +4,8 @@
 use super::AwsControlPlane;
 use super::errors::service_code;
 use crate::controlplane::{
-    ControlPlaneError, LabelOutcome, Parameter, ParameterType, ParameterValue, ParameterVersion,
-    PutParameter, with_timeout,
+    ControlPlaneError, LabelOutcome, Parameter, ParameterSelector, ParameterType, ParameterValue,
+    ParameterVersion, PutParameter, with_timeout,
 };
 use aws_sdk_ssm::types::ParameterType as SsmType;
 use secrecy::SecretString;
@@ -36,6 +36,43 @@ impl AwsControlPlane {
             {
                 Ok(out) => Ok(out.parameter.map(parameter)),
                 Err(e) if service_code(&e) == Some("ParameterNotFound") => Ok(None),
+                Err(e) => Err(self.fail(OP, &e)),
+            }
+        })
+        .await
+    }
+
+    /// GetParameter with a `name:version` / `name:label` selector, decrypted; `Ok(None)`
+    /// when the parameter, version or label does not exist.
+    pub(super) async fn ssm_get_at(
+        &self,
+        name: &str,
+        at: &ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        const OP: &str = "GetParameter";
+        let selected = format!("{name}:{}", at.suffix());
+        with_timeout(OP, self.timeout(), async {
+            match self
+                .ssm
+                .get_parameter()
+                .name(&selected)
+                .with_decryption(true)
+                .send()
+                .await
+            {
+                Ok(out) => Ok(out.parameter.map(|p| Parameter {
+                    // AWS answers the bare name (and the selector apart).
+                    name: name.to_string(),
+                    ..parameter(p)
+                })),
+                Err(e)
+                    if matches!(
+                        service_code(&e),
+                        Some("ParameterNotFound" | "ParameterVersionNotFound")
+                    ) =>
+                {
+                    Ok(None)
+                }
                 Err(e) => Err(self.fail(OP, &e)),
             }
         })

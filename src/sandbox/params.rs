@@ -5,8 +5,8 @@
 //! ever sees a half-written parameter.
 
 use crate::controlplane::{
-    ControlPlaneError, LabelOutcome, Parameter, ParameterType, ParameterValue, ParameterVersion,
-    PutParameter,
+    ControlPlaneError, LabelOutcome, Parameter, ParameterSelector, ParameterType, ParameterValue,
+    ParameterVersion, PutParameter,
 };
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,11 @@ struct OldVersion {
     #[serde(with = "time::serde::rfc3339")]
     last_modified: OffsetDateTime,
     labels: Vec<String>,
+    /// Its type and value, for GetParameter `name:version` / `name:label`.
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
 }
 
 /// Versions Parameter Store keeps of one parameter.
@@ -233,6 +238,8 @@ impl ParamStore {
                 version: p.version,
                 last_modified: p.last_modified,
                 labels: p.labels,
+                kind: Some(p.kind),
+                value: Some(p.value),
             });
             // The newest version makes one more: the oldest goes, unless it is labelled.
             if history.len() + 1 > MAX_VERSIONS {
@@ -401,6 +408,56 @@ impl ParamStore {
         Ok(out)
     }
 
+    /// GetParameter with a `name:version` or `name:label` selector; `Ok(None)` when the
+    /// parameter, version or label does not exist (AWS: ParameterNotFound /
+    /// ParameterVersionNotFound).
+    pub fn get_at(
+        &self,
+        name: &str,
+        at: &ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        let op = "GetParameter";
+        let path = self.file(op, name)?;
+        let Some(stored) = self.read_stored(op, &path)? else {
+            return Ok(None);
+        };
+        let matches = |version: i64, labels: &[String]| match at {
+            ParameterSelector::Version(v) => *v == version,
+            ParameterSelector::Label(l) => labels.iter().any(|x| x == l),
+        };
+        if matches(stored.version, &stored.labels) {
+            return Ok(Some(parameter(
+                stored.name,
+                &stored.kind,
+                stored.value,
+                stored.version,
+                stored.last_modified,
+            )));
+        }
+        let Some(old) = stored
+            .history
+            .into_iter()
+            .find(|h| matches(h.version, &h.labels))
+        else {
+            return Ok(None);
+        };
+        match (old.kind, old.value) {
+            (Some(kind), Some(value)) => Ok(Some(parameter(
+                stored.name,
+                &kind,
+                value,
+                old.version,
+                old.last_modified,
+            ))),
+            // Written before the store kept old values.
+            _ => Err(failed(
+                op,
+                &path,
+                format!("version {} was stored without its value", old.version),
+            )),
+        }
+    }
+
     /// Rewrites a parameter's file atomically (temp file + rename).
     fn replace(&self, op: &str, path: &Path, stored: &Stored) -> Result<(), ControlPlaneError> {
         let text = serde_json::to_string(stored).map_err(|e| failed(op, path, e))?;
@@ -433,6 +490,28 @@ impl ParamStore {
     /// The file a parameter lives in (for tests checking permissions).
     pub fn path_of(&self, name: &str) -> Result<PathBuf, ControlPlaneError> {
         self.file("GetParameter", name)
+    }
+}
+
+fn parameter(
+    name: String,
+    kind: &str,
+    value: String,
+    version: i64,
+    last_modified: OffsetDateTime,
+) -> Parameter {
+    let kind = kind_of(kind);
+    let value = if kind == ParameterType::SecureString {
+        ParameterValue::Secret(SecretString::from(value))
+    } else {
+        ParameterValue::Plain(value)
+    };
+    Parameter {
+        name,
+        kind,
+        value,
+        version,
+        last_modified: Some(last_modified),
     }
 }
 
@@ -600,6 +679,47 @@ mod tests {
         let h = store.history(name).expect("history");
         assert_eq!(h.len(), MAX_VERSIONS);
         assert_eq!(h[0].version, 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn versions_are_read_back_by_number_and_label() {
+        let dir = crate::valkey::server::unique_temp_dir("params-selectors");
+        let store = ParamStore::new(&dir);
+        let name = "/storefront-dev/redis/url";
+        put_value(&store, name, "old", true).expect("v1");
+        put_value(&store, name, "new", true).expect("v2");
+        let at = |sel: ParameterSelector| {
+            store
+                .get_at(name, &sel)
+                .expect("get")
+                .map(|p| (p.version, p.kind, p.value.expose().to_string()))
+        };
+        let secure = ParameterType::SecureString;
+        assert_eq!(
+            at(ParameterSelector::Version(1)),
+            Some((1, secure, "old".into()))
+        );
+        assert_eq!(
+            at(ParameterSelector::Version(2)),
+            Some((2, secure, "new".into()))
+        );
+        assert_eq!(at(ParameterSelector::Version(3)), None);
+        store
+            .label(name, Some(1), &["before-x".to_string()])
+            .expect("label");
+        assert_eq!(
+            at(ParameterSelector::Label("before-x".into())),
+            Some((1, secure, "old".into()))
+        );
+        assert_eq!(at(ParameterSelector::Label("other".into())), None);
+        assert_eq!(
+            store
+                .get_at("/nothing/here", &ParameterSelector::Version(1))
+                .expect("get")
+                .map(|p| p.version),
+            None
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

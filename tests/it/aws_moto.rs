@@ -50,7 +50,12 @@ services = ["ghost-valkey"]
 "#,
         endpoint = moto.endpoint
     );
-    let config = Config::parse(Path::new("moto.toml"), &text).expect("test config parses");
+    plane_with(moto, &text)
+}
+
+/// A plane for the environment `dev` of config `text`, every client pointed at moto.
+fn plane_with(moto: &Moto, text: &str) -> AwsControlPlane {
+    let config = Config::parse(Path::new("moto.toml"), text).expect("test config parses");
     let cfg = config.environments["dev"].clone();
     let settings = Settings {
         call_timeout: Duration::from_secs(15),
@@ -84,6 +89,16 @@ services = ["ghost-valkey"]
             .credentials_provider(creds)
             .build(),
     );
+    let servicediscovery = aws_sdk_servicediscovery::Client::from_conf(
+        aws_sdk_servicediscovery::Config::builder()
+            .behavior_version(aws_sdk_servicediscovery::config::BehaviorVersion::latest())
+            .region(aws_sdk_servicediscovery::config::Region::new("eu-west-1"))
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(aws_sdk_servicediscovery::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .build(),
+    );
     AwsControlPlane::from_clients(
         cfg.environment("dev", "moto.toml"),
         cfg,
@@ -92,6 +107,7 @@ services = ["ghost-valkey"]
         ecs,
         ssm,
     )
+    .with_service_discovery(servicediscovery)
 }
 
 fn put(name: &str, kind: ParameterType, value: ParameterValue) -> PutParameter {
@@ -840,6 +856,68 @@ async fn moto_snapshots_and_a_restore_at_the_wire() {
             || gone.as_ref().is_ok_and(|v| v.is_empty()),
         "{gone:?}"
     );
+
+    // Cutover's parameter calls: versions read back by number and label, labels moved.
+    use cachedeck::controlplane::ParameterSelector;
+    let url = "/paperwurks/dev/redis/url";
+    let secure = |v: &str| ParameterValue::Secret(SecretString::from(v.to_string()));
+    let first = format!("rediss://:{TOKEN}@old.example:6379/0");
+    let second = format!("rediss://:{TOKEN}@new.example:6380/0");
+    assert_eq!(
+        plane
+            .put_parameter(put(url, ParameterType::SecureString, secure(&first)))
+            .await,
+        Ok(1)
+    );
+    let mut again = put(url, ParameterType::SecureString, secure(&second));
+    again.overwrite = true;
+    assert_eq!(plane.put_parameter(again).await, Ok(2));
+    let labels = |l: &str| vec![l.to_string()];
+    plane
+        .label_parameter_version(url, Some(1), &labels("cachedeck-before-x"))
+        .await
+        .expect("LabelParameterVersion");
+    plane
+        .label_parameter_version(url, Some(2), &labels("cachedeck-cutover-x"))
+        .await
+        .expect("LabelParameterVersion");
+    let before = plane
+        .get_parameter_at(url, &ParameterSelector::Label("cachedeck-before-x".into()))
+        .await
+        .expect("GetParameter name:label")
+        .expect("the label is on version 1");
+    assert_eq!((before.name.as_str(), before.version), (url, 1));
+    assert_eq!(before.kind, ParameterType::SecureString);
+    assert_eq!(before.value.expose(), first);
+    let by_number = plane
+        .get_parameter_at(url, &ParameterSelector::Version(2))
+        .await
+        .expect("GetParameter name:2")
+        .expect("version 2");
+    assert_eq!(by_number.value.expose(), second);
+    assert!(matches!(
+        plane
+            .get_parameter_at(url, &ParameterSelector::Version(7))
+            .await,
+        Ok(None)
+    ));
+    // Moving a label: it leaves version 1.
+    plane
+        .label_parameter_version(url, Some(2), &labels("cachedeck-before-x"))
+        .await
+        .expect("move the label");
+    let moved = plane
+        .get_parameter_at(url, &ParameterSelector::Label("cachedeck-before-x".into()))
+        .await
+        .expect("GetParameter name:label")
+        .expect("label on version 2");
+    assert_eq!(moved.version, 2);
+    assert!(matches!(
+        plane
+            .get_parameter_at(url, &ParameterSelector::Label("cachedeck-nothing".into()))
+            .await,
+        Ok(None)
+    ));
 }
 
 /// Seed 004: a self-managed Valkey is reached by its Cloud Map name, which stays while task
@@ -865,51 +943,7 @@ container = "valkey"
 "#,
         endpoint = moto.endpoint
     );
-    let config = Config::parse(Path::new("moto.toml"), &text).expect("test config parses");
-    let cfg = config.environments["dev"].clone();
-    let region = aws_sdk_ecs::config::Region::new("eu-west-1");
-    let creds = aws_sdk_ecs::config::Credentials::new("testing", "testing", None, None, "moto");
-    let behavior = aws_sdk_ecs::config::BehaviorVersion::latest();
-    let ecs = aws_sdk_ecs::Client::from_conf(
-        aws_sdk_ecs::Config::builder()
-            .behavior_version(behavior)
-            .region(region.clone())
-            .endpoint_url(&moto.endpoint)
-            .credentials_provider(creds.clone())
-            .build(),
-    );
-    let servicediscovery = aws_sdk_servicediscovery::Client::from_conf(
-        aws_sdk_servicediscovery::Config::builder()
-            .behavior_version(aws_sdk_servicediscovery::config::BehaviorVersion::latest())
-            .region(aws_sdk_servicediscovery::config::Region::new("eu-west-1"))
-            .endpoint_url(&moto.endpoint)
-            .credentials_provider(aws_sdk_servicediscovery::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .build(),
-    );
-    let unused = aws_sdk_elasticache::Client::from_conf(
-        aws_sdk_elasticache::Config::builder()
-            .behavior_version(behavior)
-            .build(),
-    );
-    let ssm = aws_sdk_ssm::Client::from_conf(
-        aws_sdk_ssm::Config::builder()
-            .behavior_version(behavior)
-            .build(),
-    );
-    let plane = AwsControlPlane::from_clients(
-        cfg.environment("dev", "moto.toml"),
-        cfg,
-        Settings {
-            call_timeout: Duration::from_secs(15),
-            ..Settings::default()
-        },
-        unused,
-        ecs,
-        ssm,
-    )
-    .with_service_discovery(servicediscovery);
+    let plane = plane_with(&moto, &text);
 
     let found = plane
         .discover()

@@ -15,6 +15,7 @@ mod aws_snapshot_mocks;
 mod cli_extras;
 mod config;
 mod connectivity;
+mod consumers;
 mod discovery_sources;
 mod envs;
 mod exec;
