@@ -3,7 +3,9 @@
 //! `app` comes from an ACL file, behind a TLS front. A SIGKILL at each step boundary in
 //! turn, then `runs resume` (ACL SETUSER sent once per phase), `persist=true` writing the
 //! ACL file (a restart keeps the new password), then a run without it: the warning, and a
-//! restart that indeed brings the old password back.
+//! restart that indeed brings the old password back. Users kept in the config file instead:
+//! `persist=true` runs CONFIG REWRITE, and the server started again from that file takes
+//! the new password only.
 
 use crate::harness::moto::Moto;
 use crate::harness::valkey::{ServerSpec, start};
@@ -157,19 +159,9 @@ fn wait_record(
     panic!("no matching journal record within 60 s");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn self_managed_acl_rotation_resumes_and_warns_about_restarts() {
-    let Some(moto) = Moto::start() else { return };
-    let home = tempfile::tempdir().expect("tempdir");
-    let home = home.path();
-    let acl = home.join("users.acl");
-    write(
-        &acl,
-        &format!("user default off\nuser app on >{OLD} ~* &* +@all\n"),
-    );
-    let mut server = start(ServerSpec::new().config_line(format!("aclfile {}", acl.display())));
-    let port = server.port();
-    let proxy = TlsProxy::start(port).await;
+/// The `aws` environment (SSM at moto) with the static cache behind `proxy`, and its
+/// password as the applications read it: an SSM SecureString (seed 004 style).
+async fn estate(home: &Path, moto: &Moto, proxy: &TlsProxy) -> aws_sdk_ssm::Client {
     write(
         &home.join("aws-credentials"),
         "[moto]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
@@ -201,7 +193,6 @@ ca_file = "{ca}"
             ca = proxy.ca_file.display()
         ),
     );
-    // The password as the applications read it: an SSM SecureString (seed 004 style).
     let ssm = aws_sdk_ssm::Client::from_conf(
         aws_sdk_ssm::Config::builder()
             .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
@@ -219,18 +210,23 @@ ca_file = "{ca}"
         .send()
         .await
         .expect("put the password");
-    let read = |ssm: aws_sdk_ssm::Client| async move {
-        ssm.get_parameter()
-            .name(PARAM)
-            .with_decryption(true)
-            .send()
-            .await
-            .expect("get the password")
-            .parameter
-            .and_then(|p| p.value)
-            .expect("a value")
-    };
+    ssm
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_managed_acl_rotation_resumes_and_warns_about_restarts() {
+    let Some(moto) = Moto::start() else { return };
+    let home = tempfile::tempdir().expect("tempdir");
+    let home = home.path();
+    let acl = home.join("users.acl");
+    write(
+        &acl,
+        &format!("user default off\nuser app on >{OLD} ~* &* +@all\n"),
+    );
+    let mut server = start(ServerSpec::new().config_line(format!("aclfile {}", acl.display())));
+    let port = server.port();
+    let proxy = TlsProxy::start(port).await;
+    let ssm = estate(home, &moto, &proxy).await;
     // The dry run names the ACL calls and the start-up check, and no password.
     let mut cmd = command(home);
     cmd.args([
@@ -290,7 +286,7 @@ ca_file = "{ca}"
             output(cmd).await
         };
         assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
-        let new = read(ssm.clone()).await;
+        let new = read_password(&ssm).await;
         assert_ne!(new, current, "{what}: not rotated");
         assert_eq!(new.len(), 64);
         assert!(accepts(port, &new), "{what}: new password refused");
@@ -348,7 +344,7 @@ ca_file = "{ca}"
     let out = output(cmd).await;
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
-    let new2 = read(ssm.clone()).await;
+    let new2 = read_password(&ssm).await;
     assert_ne!(new2, new1);
     assert!(accepts(port, &new2));
     assert!(!accepts(port, &new1));
@@ -373,4 +369,74 @@ ca_file = "{ca}"
         "the warning said a restart brings the old password back"
     );
     assert!(!accepts(port, &new2));
+}
+
+/// The SSM value of the applications' password.
+async fn read_password(ssm: &aws_sdk_ssm::Client) -> String {
+    ssm.get_parameter()
+        .name(PARAM)
+        .with_decryption(true)
+        .send()
+        .await
+        .expect("get the password")
+        .parameter
+        .and_then(|p| p.value)
+        .expect("a value")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_in_the_config_file_are_rewritten_with_persist_and_survive_a_restart() {
+    use sha2::Digest;
+    let Some(moto) = Moto::start() else { return };
+    let home = tempfile::tempdir().expect("tempdir");
+    let home = home.path();
+    let mut server = start(
+        ServerSpec::new()
+            .config_line("user default off")
+            .config_line(format!("user app on >{OLD} ~* &* +@all")),
+    );
+    let port = server.port();
+    let proxy = TlsProxy::start(port).await;
+    let ssm = estate(home, &moto, &proxy).await;
+    let mut cmd = command(home);
+    cmd.args(rotate_args(true));
+    let out = output(cmd).await;
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("users from the config file"), "{all}");
+    assert!(all.contains("CONFIG REWRITE wrote"), "{all}");
+    let new = read_password(&ssm).await;
+    assert_ne!(new, OLD);
+    // The config file now names the user with the new password's hash only.
+    let conf = server.dir().join("cachedeck.conf");
+    let written = std::fs::read_to_string(&conf).expect("read the config file");
+    let hash = |p: &str| {
+        sha2::Sha256::digest(p.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert!(written.contains(&format!("#{}", hash(&new))), "{written}");
+    assert!(!written.contains(&hash(OLD)) && !written.contains(OLD));
+    // Started again from that file, the server takes the new password, not the old one.
+    server.stop().expect("stop");
+    let binary = cachedeck::valkey::binary::cached().expect("valkey-server");
+    let mut again = std::process::Command::new(&binary.path)
+        .arg(&conf)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--protected-mode", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start valkey-server again");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cachedeck::valkey::server::ping(port, Duration::from_millis(200)) {
+        assert!(Instant::now() < deadline, "the server did not come back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (new_ok, old_ok) = (accepts(port, &new), accepts(port, OLD));
+    let _ = again.kill();
+    let _ = again.wait();
+    assert!(new_ok, "the restart lost the new password");
+    assert!(!old_ok, "the restart brought the old password back");
 }
