@@ -272,6 +272,7 @@ fn forward_stdin(input: mpsc::Sender<Input>) -> tokio::sync::oneshot::Sender<()>
 /// window size changes are sent, and the terminal is restored on drop.
 struct RawTerminal {
     stop: Arc<std::sync::atomic::AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RawTerminal {
@@ -282,7 +283,7 @@ impl RawTerminal {
         let stop_keys = stop.clone();
         // Reads keys until the session ends: polled with a short timeout, so the thread
         // stops with the session and leaves the terminal to whoever comes next (the TUI).
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
             use std::io::Read;
             use std::os::fd::AsFd;
@@ -325,13 +326,20 @@ impl RawTerminal {
                 }
             }
         });
-        Ok(RawTerminal { stop })
+        Ok(RawTerminal {
+            stop,
+            reader: Some(reader),
+        })
     }
 }
 
 impl Drop for RawTerminal {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // The key reader is gone before anyone else (the TUI) reads the terminal again.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
         let _ = crossterm::terminal::disable_raw_mode();
     }
 }

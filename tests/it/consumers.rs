@@ -409,12 +409,14 @@ fn an_interactive_shell_in_tmux_from_the_cli_and_from_the_tui() {
         !after.contains("-icanon") && !after.contains("-echo "),
         "the terminal was left raw: {after}"
     );
-    drop(tmux);
 
-    // The TUI: the consumers panel of orders, `e` opens a shell there and comes back.
+    // The TUI: the consumers panel of orders, `e` opens a shell there and comes back. (The
+    // first session is killed only once this one runs, so the tmux server stays up.)
     let tui = script(&home, "tui.sh", "");
     let report = home.join("tui-report");
+    let first = tmux;
     let tmux = Tmux::start(&tui, &envs, 120, 32, &report);
+    drop(first);
     tmux.wait_for("the environments", wait, |s| s.contains("sandbox-dev"));
     tmux.keys(&[":"]);
     tmux.keys(&["caches sandbox-dev", "Enter"]);
