@@ -3,12 +3,15 @@
 //! classified into one [`ControlPlaneError`] line (see [`errors`]).
 
 mod auth;
+pub mod cloudmap;
+mod consumers;
 mod discover;
 mod ecs;
 mod elasticache;
 pub mod errors;
 pub mod exec;
 pub mod map;
+mod memo;
 pub mod profiles;
 pub mod snapshots;
 mod ssm;
@@ -63,6 +66,10 @@ pub struct AwsControlPlane {
     sts: Option<aws_sdk_sts::Client>,
     /// KMS, for data keys of encrypted ECS Exec sessions.
     kms: Option<aws_sdk_kms::Client>,
+    /// Cloud Map, for the service-discovery names of ECS services.
+    servicediscovery: Option<aws_sdk_servicediscovery::Client>,
+    /// What discovery learned that does not change (see [`memo`]).
+    memo: std::sync::Arc<memo::Memo>,
     ctx: ErrorContext,
 }
 
@@ -128,7 +135,8 @@ impl AwsControlPlane {
             aws_sdk_ssm::Client::new(&shared),
         )
         .with_sts(aws_sdk_sts::Client::new(&shared))
-        .with_kms(aws_sdk_kms::Client::new(&shared));
+        .with_kms(aws_sdk_kms::Client::new(&shared))
+        .with_service_discovery(aws_sdk_servicediscovery::Client::new(&shared));
         if cfg.endpoint_url.is_none()
             && let Some(region) = region
         {
@@ -165,6 +173,8 @@ impl AwsControlPlane {
             ssm,
             sts: None,
             kms: None,
+            servicediscovery: None,
+            memo: std::sync::Arc::default(),
             ctx,
         }
     }
@@ -178,6 +188,12 @@ impl AwsControlPlane {
     /// Uses `kms` for the data keys of KMS-encrypted ECS Exec sessions.
     pub fn with_kms(mut self, kms: aws_sdk_kms::Client) -> Self {
         self.kms = Some(kms);
+        self
+    }
+
+    /// Uses `client` to read the Cloud Map names of ECS services.
+    pub fn with_service_discovery(mut self, client: aws_sdk_servicediscovery::Client) -> Self {
+        self.servicediscovery = Some(client);
         self
     }
 
@@ -227,8 +243,32 @@ impl ControlPlane for AwsControlPlane {
         self.ssm_put(put).await
     }
 
+    async fn get_parameter_at(
+        &self,
+        name: &str,
+        at: &crate::controlplane::ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        self.ssm_get_at(name, at).await
+    }
+
     async fn delete_parameter(&self, name: &str) -> Result<(), ControlPlaneError> {
         self.ssm_delete(name).await
+    }
+
+    async fn label_parameter_version(
+        &self,
+        name: &str,
+        version: Option<i64>,
+        labels: &[String],
+    ) -> Result<crate::controlplane::LabelOutcome, ControlPlaneError> {
+        self.ssm_label(name, version, labels).await
+    }
+
+    async fn get_parameter_history(
+        &self,
+        name: &str,
+    ) -> Result<Vec<crate::controlplane::ParameterVersion>, ControlPlaneError> {
+        self.ssm_history(name).await
     }
 
     async fn describe_events(
@@ -270,6 +310,19 @@ impl ControlPlane for AwsControlPlane {
     }
 
     // ---- ECS Exec ----
+
+    async fn ecs_service_definitions(
+        &self,
+    ) -> Result<Vec<crate::controlplane::EcsServiceDefinition>, ControlPlaneError> {
+        self.service_definitions().await
+    }
+
+    fn configured_consumers(
+        &self,
+        cache: &crate::domain::Cache,
+    ) -> Vec<crate::controlplane::ConsumerService> {
+        self.config_consumers(cache)
+    }
 
     async fn exec_tasks(
         &self,

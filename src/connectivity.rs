@@ -6,6 +6,8 @@
 //! same check can later run inside an ECS task through ECS Exec and be read back as JSON.
 //! A failure names the layer and the likely cause; nothing in the report holds a secret.
 
+pub mod remote;
+
 use crate::domain::Endpoint;
 use crate::escape::escape_capped;
 use crate::valkey::connect::{ConnectError, Connector, Layer, Step};

@@ -136,6 +136,63 @@ pub struct PutParameter {
     pub description: Option<String>,
 }
 
+/// Which version of a parameter to read: SSM's `name:version` / `name:label` selectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParameterSelector {
+    Version(i64),
+    Label(String),
+}
+
+impl ParameterSelector {
+    /// The selector as SSM writes it after the name (`3`, `cachedeck-before-x`).
+    pub fn suffix(&self) -> String {
+        match self {
+            ParameterSelector::Version(v) => v.to_string(),
+            ParameterSelector::Label(l) => l.clone(),
+        }
+    }
+}
+
+/// Why SSM would refuse a label (LabelParameterVersion's `InvalidLabels`): at most 100
+/// characters of letters, digits, `.`, `-`, `_`, not starting with a digit, `aws` or `ssm`
+/// (any case). `None` when it is valid.
+pub fn label_problem(label: &str) -> Option<&'static str> {
+    let lower = label.to_ascii_lowercase();
+    if label.is_empty() || label.len() > 100 {
+        Some("a label has 1 to 100 characters")
+    } else if !label
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        Some("a label has only letters, digits, `.`, `-` and `_`")
+    } else if label.starts_with(|c: char| c.is_ascii_digit())
+        || lower.starts_with("aws")
+        || lower.starts_with("ssm")
+    {
+        Some("a label cannot begin with a digit, `aws` or `ssm`")
+    } else {
+        None
+    }
+}
+
+/// One version of a parameter as GetParameterHistory lists it: its number, time and labels.
+/// The value is left out on purpose: history is read for versions and labels only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParameterVersion {
+    pub version: i64,
+    pub labels: Vec<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_modified: Option<OffsetDateTime>,
+}
+
+/// What LabelParameterVersion answered: the version labelled, and the labels it refused
+/// for breaking the label rules (those are not attached; AWS does not fail the call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LabelOutcome {
+    pub version: i64,
+    pub invalid_labels: Vec<String>,
+}
+
 /// An ElastiCache-style event (DescribeEvents) or its sandbox equivalent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CacheEvent {
@@ -385,6 +442,57 @@ pub struct ConsumerService {
     pub service: String,
     /// Container variables naming the cache (`SIDEKIQ_REDIS_URL`, `REDIS_PASSWORD`, …).
     pub variables: Vec<String>,
+    /// The container whose variables name the cache (the one to exec into).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Running tasks (DescribeServices `runningCount`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<i32>,
+    /// `task-definition` (found by its variables) or `config` (named in the config file).
+    pub found_by: String,
+}
+
+/// An ECS service with its task definition's containers (DescribeServices +
+/// DescribeTaskDefinition), as consumer discovery reads it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EcsServiceDefinition {
+    pub cluster: String,
+    pub service: String,
+    pub task_definition: String,
+    pub running: i32,
+    pub containers: Vec<ContainerDefinition>,
+}
+
+/// One container definition: `environment` (name, value) and `secrets` (name, valueFrom).
+/// Values may hold credentials (a URL with a password): `Debug` prints names only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ContainerDefinition {
+    pub name: String,
+    pub environment: Vec<(String, String)>,
+    pub secrets: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ContainerDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        f.debug_struct("ContainerDefinition")
+            .field("name", &self.name)
+            .field("environment", &names(&self.environment))
+            .field("secrets", &names(&self.secrets))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for EcsServiceDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EcsServiceDefinition")
+            .field("cluster", &self.cluster)
+            .field("service", &self.service)
+            .field("task_definition", &self.task_definition)
+            .field("running", &self.running)
+            .field("containers", &self.containers)
+            .finish()
+    }
 }
 
 /// What DescribeUsers says about one RBAC user.
@@ -425,6 +533,27 @@ pub trait ControlPlane: Send + Sync {
     /// Deletes a parameter; deleting one that does not exist is `NotFound`.
     async fn delete_parameter(&self, name: &str) -> Result<(), ControlPlaneError>;
 
+    /// LabelParameterVersion: attaches `labels` to `version` (the newest when `None`),
+    /// moving any of them from the version that had it. At most 10 labels per version
+    /// (`QuotaExceeded`); labels breaking the naming rules come back in `invalid_labels`.
+    async fn label_parameter_version(
+        &self,
+        name: &str,
+        version: Option<i64>,
+        labels: &[String],
+    ) -> Result<LabelOutcome, ControlPlaneError> {
+        let _ = (version, labels);
+        Err(unsupported_target("LabelParameterVersion", name))
+    }
+
+    /// GetParameterHistory: every version still kept, oldest first, with its labels.
+    async fn get_parameter_history(
+        &self,
+        name: &str,
+    ) -> Result<Vec<ParameterVersion>, ControlPlaneError> {
+        Err(unsupported_target("GetParameterHistory", name))
+    }
+
     /// Recent events, oldest first.
     async fn describe_events(
         &self,
@@ -451,6 +580,18 @@ pub trait ControlPlane: Send + Sync {
             target: format!("environment `{}`", self.environment().name),
             why: "it has no AWS account".to_string(),
         })
+    }
+
+    // ---- Parameter versions and labels (cutover / rollback) ------------------------------
+
+    /// GetParameter of one version (`name:3`) or of the version a label is on
+    /// (`name:label`); `Ok(None)` when the parameter, the version or the label does not exist.
+    async fn get_parameter_at(
+        &self,
+        _name: &str,
+        _at: &ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        Err(unsupported("GetParameter (selector)", self.environment()))
     }
 
     // ---- Snapshots, restores and ECS deployments ----------------------------------------
@@ -546,15 +687,31 @@ pub trait ControlPlane: Send + Sync {
     }
 
     /// The ECS services whose task definitions read this cache's secret or name its
-    /// endpoint (the applications to roll after a new secret is published).
+    /// endpoint, and those the config names (the applications to roll after a new secret
+    /// is published; where `exec --cache` goes). One implementation for every plane:
+    /// [`crate::consumers::discover`] over [`ControlPlane::ecs_service_definitions`].
     async fn consumer_services(
         &self,
         cache: &Cache,
     ) -> Result<Vec<ConsumerService>, ControlPlaneError> {
-        Err(unsupported_target(
+        crate::consumers::discover(self, cache).await
+    }
+
+    /// Every ECS service of the environment with its task definition's containers
+    /// (ListClusters, ListServices, DescribeServices, DescribeTaskDefinition).
+    async fn ecs_service_definitions(
+        &self,
+    ) -> Result<Vec<EcsServiceDefinition>, ControlPlaneError> {
+        Err(unsupported(
             "ListServices/DescribeTaskDefinition",
-            &cache.name,
+            self.environment(),
         ))
+    }
+
+    /// Consumers of `cache` named in the config (`[[environments.E.consumers]]`).
+    fn configured_consumers(&self, cache: &Cache) -> Vec<ConsumerService> {
+        let _ = cache;
+        Vec::new()
     }
 
     /// One RBAC user (DescribeUsers with its id).

@@ -2,6 +2,7 @@
 //! one node per task, version from the task definition's image tag.
 
 use super::AwsControlPlane;
+use super::cloudmap::ServiceName;
 use crate::config::EcsConfig;
 use crate::controlplane::{ControlPlaneError, with_timeout};
 use crate::domain::{
@@ -48,7 +49,7 @@ impl AwsControlPlane {
                     failure.reason().unwrap_or("not found").to_ascii_lowercase()
                 ));
             }
-            // Each service's tasks and image are looked up at once; order is kept.
+            // Each service's tasks, image and name are looked up at once; order is kept.
             let lookups = join_all(out.services().iter().map(|service| async move {
                 let image = async {
                     match service.task_definition() {
@@ -56,11 +57,23 @@ impl AwsControlPlane {
                         None => None,
                     }
                 };
-                let (tasks, image) = tokio::join!(self.service_tasks(&cfg.cluster, service), image);
-                (service, tasks, image)
+                let name = async {
+                    let registry = service
+                        .service_registries()
+                        .iter()
+                        .find_map(|r| r.registry_arn());
+                    match registry {
+                        // A configured host wins: no need to ask.
+                        Some(arn) if cfg.host.is_none() => Some(self.service_name(arn).await),
+                        _ => None,
+                    }
+                };
+                let (tasks, image, name) =
+                    tokio::join!(self.service_tasks(&cfg.cluster, service), image, name);
+                (service, tasks, image, name)
             }))
             .await;
-            for (service, tasks, image) in lookups {
+            for (service, tasks, image, name) in lookups {
                 // One service's tasks failing is that service's warning, not the cluster's.
                 let tasks = match tasks {
                     Ok(tasks) => tasks,
@@ -80,6 +93,7 @@ impl AwsControlPlane {
                     service,
                     &tasks,
                     image.as_deref(),
+                    name.as_ref(),
                 ));
             }
         }
@@ -151,7 +165,22 @@ impl AwsControlPlane {
     }
 
     /// The image of the Valkey container; `None` on any failure (the version is a nicety).
+    /// A task definition revision never changes, so each is read once.
     async fn valkey_image(&self, task_definition: &str, container: Option<&str>) -> Option<String> {
+        let key = (task_definition.to_string(), container.map(str::to_string));
+        if let Some(known) = self.memo.image(&key) {
+            return Some(known);
+        }
+        let image = self.read_valkey_image(task_definition, container).await?;
+        self.memo.keep_image(key, image.clone());
+        Some(image)
+    }
+
+    async fn read_valkey_image(
+        &self,
+        task_definition: &str,
+        container: Option<&str>,
+    ) -> Option<String> {
         let call = self
             .ecs
             .describe_task_definition()
@@ -179,29 +208,42 @@ impl AwsControlPlane {
     }
 }
 
-/// One ECS service and its tasks as a cache.
+/// One ECS service and its tasks as a cache; `registry` is what Cloud Map said about the
+/// service's registry, when it has one and no host is configured.
 pub fn ecs_cache(
     env: &str,
     cfg: &EcsConfig,
     service: &Service,
     tasks: &[Task],
     image: Option<&str>,
+    registry: Option<&ServiceName>,
 ) -> Cache {
     let name = service.service_name().unwrap_or_default().to_string();
     let single = tasks.len() == 1;
+    let mut notes = Vec::new();
     let nodes: Vec<Node> = tasks
         .iter()
         .map(|task| {
             let status = task.last_status().unwrap_or("UNKNOWN").to_string();
+            let id = task.task_arn().map(last_segment).unwrap_or("?").to_string();
+            // bridge / host network mode: the container port is published on a host port,
+            // and the address is the container instance's, which the task does not carry.
+            let port = host_port(task, cfg.port).unwrap_or(cfg.port);
+            let host = task_ip(task).unwrap_or_default();
+            if host.is_empty() && status == "RUNNING" {
+                notes.push(format!(
+                    "task {id} has no address of its own (bridge or host network mode, port {port} on its container instance): set `host` for this service in the config, or register the service in Cloud Map with an A record"
+                ));
+            }
             Node {
-                id: task.task_arn().map(last_segment).unwrap_or("?").to_string(),
+                id,
                 role: if single {
                     NodeRole::Primary
                 } else {
                     NodeRole::Unknown
                 },
-                host: task_ip(task).unwrap_or_default(),
-                port: cfg.port,
+                host,
+                port,
                 availability_zone: task.availability_zone().map(str::to_string),
                 health: task_health(&status, task.health_status()),
                 status,
@@ -217,20 +259,54 @@ pub fn ecs_cache(
         })
         .collect();
     // Prefer a running task's address: a stopped task's IP may already belong to another.
-    let host = cfg.host.clone().or_else(|| {
+    let task_address = || {
         nodes
             .iter()
             .filter(|n| !n.host.is_empty())
             .min_by_key(|n| !n.health.is_up())
-            .map(|n| n.host.clone())
-    });
-    let endpoint = host.map(|h| Endpoint::new(h, cfg.port, cfg.tls));
-    let mut notes = vec![format!(
-        "ecs {}: {} of {} tasks running",
-        cfg.cluster,
-        service.running_count(),
-        service.desired_count()
-    )];
+            .map(|n| (n.host.clone(), n.port))
+    };
+    let fallback = |why: String, notes: &mut Vec<String>| {
+        let address = task_address();
+        if let Some((host, _)) = &address {
+            notes.push(format!(
+                "{why}: using task address {host}, which changes with every deployment"
+            ));
+        } else {
+            notes.push(why);
+        }
+        address
+    };
+    let address = match (&cfg.host, registry) {
+        (Some(host), _) => Some((host.clone(), cfg.port)),
+        (None, Some(ServiceName::Dns(dns))) => {
+            notes.push(format!("endpoint from Cloud Map: {dns}"));
+            Some((dns.clone(), cfg.port))
+        }
+        (None, Some(ServiceName::SrvOnly(dns))) => fallback(
+            format!("Cloud Map name {dns} has SRV records only (clients cannot use it as a host)"),
+            &mut notes,
+        ),
+        (None, Some(ServiceName::NotDns(dns))) => fallback(
+            format!("Cloud Map service {dns} is in an HTTP namespace (no DNS name)"),
+            &mut notes,
+        ),
+        (None, Some(ServiceName::Unknown(why))) => fallback(
+            format!("service-discovery name unknown ({why})"),
+            &mut notes,
+        ),
+        (None, None) => task_address(),
+    };
+    let endpoint = address.map(|(h, port)| Endpoint::new(h, port, cfg.tls));
+    notes.insert(
+        0,
+        format!(
+            "ecs {}: {} of {} tasks running",
+            cfg.cluster,
+            service.running_count(),
+            service.desired_count()
+        ),
+    );
     // The connectivity check runs through ECS Exec; say up front when it cannot.
     if !service.enable_execute_command() || tasks.iter().any(|t| !t.enable_execute_command()) {
         notes.push(
@@ -276,6 +352,17 @@ pub fn ecs_cache(
             container: cfg.container.clone(),
         }),
     }
+}
+
+/// The host port the container port `port` is published on (bridge / host network mode);
+/// `None` in awsvpc mode, where the task has its own address and no bindings.
+fn host_port(task: &Task, port: u16) -> Option<u16> {
+    task.containers()
+        .iter()
+        .flat_map(|c| c.network_bindings())
+        .find(|b| b.container_port() == Some(i32::from(port)))
+        .and_then(|b| b.host_port())
+        .and_then(|p| u16::try_from(p).ok())
 }
 
 /// The task's private IPv4 address from its ENI attachment (awsvpc) or container.
@@ -392,6 +479,7 @@ mod tests {
             &service,
             &tasks,
             Some("valkey/valkey:8.1.1"),
+            None,
         );
         assert_eq!(cache.kind, CacheKind::EcsService);
         assert_eq!(cache.engine_version, "8.1.1");
@@ -419,7 +507,7 @@ mod tests {
             task("a", "10.0.1.5", "STOPPED"),
             task("b", "10.0.2.6", "RUNNING"),
         ];
-        let cache = ecs_cache("dev", &cfg(None), &service, &tasks, None);
+        let cache = ecs_cache("dev", &cfg(None), &service, &tasks, None, None);
         assert_eq!(
             cache.endpoint.as_ref().map(|e| e.host.as_str()),
             Some("10.0.2.6")
@@ -431,5 +519,99 @@ mod tests {
         assert_eq!(cache.shards[0].nodes[1].role, NodeRole::Unknown);
         assert_eq!(cache.engine_version, "unknown");
         assert!(cache.notes.iter().any(|n| n.starts_with("ECS Exec is off")));
+    }
+
+    #[test]
+    fn a_cloud_map_name_is_the_endpoint_and_a_failed_lookup_falls_back_with_a_note() {
+        let service = Service::builder().service_name("valkey").build();
+        let tasks = [task("b", "10.0.2.6", "RUNNING")];
+        let named = ServiceName::Dns("valkey.trigpointing.local".into());
+        let cache = ecs_cache("dev", &cfg(None), &service, &tasks, None, Some(&named));
+        assert_eq!(
+            cache.endpoint.as_ref().map(|e| (e.host.as_str(), e.port)),
+            Some(("valkey.trigpointing.local", 6379))
+        );
+        assert_eq!(
+            cache.shards[0].nodes[0].host, "10.0.2.6",
+            "nodes keep task addresses"
+        );
+        assert!(
+            cache
+                .notes
+                .contains(&"endpoint from Cloud Map: valkey.trigpointing.local".to_string()),
+            "{:?}",
+            cache.notes
+        );
+
+        // A configured host wins over Cloud Map.
+        let cache = ecs_cache(
+            "dev",
+            &cfg(Some("valkey.orders.local")),
+            &service,
+            &tasks,
+            None,
+            Some(&named),
+        );
+        assert_eq!(
+            cache.endpoint.as_ref().map(|e| e.host.as_str()),
+            Some("valkey.orders.local")
+        );
+
+        let failed = ServiceName::Unknown("AccessDenied: servicediscovery:GetService".into());
+        let cache = ecs_cache("dev", &cfg(None), &service, &tasks, None, Some(&failed));
+        assert_eq!(
+            cache.endpoint.as_ref().map(|e| e.host.as_str()),
+            Some("10.0.2.6")
+        );
+        assert!(
+            cache.notes.iter().any(|n| n
+                == "service-discovery name unknown (AccessDenied: servicediscovery:GetService): using task address 10.0.2.6, which changes with every deployment"),
+            "{:?}",
+            cache.notes
+        );
+    }
+
+    #[test]
+    fn bridge_mode_tasks_use_their_host_port_and_say_they_have_no_address() {
+        use aws_sdk_ecs::types::{Container, NetworkBinding};
+        let service = Service::builder().service_name("valkey").build();
+        let bridged = Task::builder()
+            .task_arn("arn:aws:ecs:eu-west-1:1:task/orders/c")
+            .last_status("RUNNING")
+            .containers(
+                Container::builder()
+                    .name("valkey")
+                    .network_bindings(
+                        NetworkBinding::builder()
+                            .bind_ip("0.0.0.0")
+                            .container_port(6379)
+                            .host_port(32768)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        let srv = ServiceName::SrvOnly("valkey.orders.local".into());
+        let cache = ecs_cache("dev", &cfg(None), &service, &[bridged], None, Some(&srv));
+        let node = &cache.shards[0].nodes[0];
+        assert_eq!((node.host.as_str(), node.port), ("", 32768));
+        assert_eq!(cache.endpoint, None, "no address to fall back to");
+        assert!(
+            cache
+                .notes
+                .iter()
+                .any(|n| n.starts_with("task c has no address of its own")
+                    && n.contains("port 32768")),
+            "{:?}",
+            cache.notes
+        );
+        assert!(
+            cache
+                .notes
+                .iter()
+                .any(|n| n.contains("valkey.orders.local has SRV records only")),
+            "{:?}",
+            cache.notes
+        );
     }
 }

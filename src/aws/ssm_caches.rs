@@ -4,7 +4,7 @@
 
 use super::AwsControlPlane;
 use crate::config::{SsmCache, expand_template};
-use crate::controlplane::ControlPlaneError;
+use crate::controlplane::{ControlPlaneError, ParameterType};
 use crate::domain::{
     AuthMode, Cache, CacheKind, Credentials, Endpoint, Endpoints, Node, NodeHealth, NodeRole,
     RoleSource, SecretRef, Shard,
@@ -222,12 +222,11 @@ impl AwsControlPlane {
 
         if let Some(url_template) = &ssm.url {
             let name = expand(url_template);
-            let Some(param) = self.ssm_get(&name).await? else {
+            let Some(parsed) = self.ssm_endpoint(&name, true).await? else {
                 warnings.push(format!("ssm {name}: not found (cache `{}`)", ssm.name));
                 return Ok(None);
             };
-            // The parsed parts carry no password; `param` (and its secret) drops here.
-            let parts = match parse_cache_url(param.value.expose()) {
+            let parts = match parsed {
                 Ok(parts) => parts,
                 Err(why) => {
                     warnings.push(format!("ssm {name}: {why} (cache `{}`)", ssm.name));
@@ -241,7 +240,11 @@ impl AwsControlPlane {
             );
             return Ok(Some(SsmTarget {
                 name: ssm.name.clone(),
-                endpoint: Endpoint::new(parts.host, parts.port, parts.tls),
+                endpoint: Endpoint::new(
+                    parts.host,
+                    parts.port.unwrap_or(6379),
+                    parts.tls.unwrap_or(true),
+                ),
                 auth,
                 credentials: Credentials {
                     username,
@@ -257,7 +260,7 @@ impl AwsControlPlane {
             return Ok(None);
         };
         let endpoint_name = expand(endpoint_template);
-        let Some(host) = self.ssm_get(&endpoint_name).await? else {
+        let Some(parsed) = self.ssm_endpoint(&endpoint_name, false).await? else {
             warnings.push(format!(
                 "ssm {endpoint_name}: not found (cache `{}`)",
                 ssm.name
@@ -265,7 +268,7 @@ impl AwsControlPlane {
             return Ok(None);
         };
         // A host, "host:port", or a whole URL: some stacks publish the URL here.
-        let value = match parse_endpoint_value(host.value.expose()) {
+        let value = match parsed {
             Ok(v) => v,
             Err(why) => {
                 warnings.push(format!("ssm {endpoint_name}: {why} (cache `{}`)", ssm.name));
@@ -312,6 +315,53 @@ impl AwsControlPlane {
                 format!("endpoint from SSM {endpoint_name}")
             },
         }))
+    }
+}
+
+impl AwsControlPlane {
+    /// What a parameter naming a cache says (host, port, TLS, user; never the secret):
+    /// a URL (`url`) or an endpoint value. A SecureString is decrypted only when its version
+    /// changed since the last discovery; its plain text is dropped as soon as it is parsed.
+    async fn ssm_endpoint(
+        &self,
+        name: &str,
+        url: bool,
+    ) -> Result<Option<Result<EndpointValue, String>>, ControlPlaneError> {
+        let parse = |text: &str| {
+            if url {
+                parse_cache_url(text).map(EndpointValue::from)
+            } else {
+                parse_endpoint_value(text)
+            }
+        };
+        let Some(head) = self.ssm_get_as(name, false).await? else {
+            return Ok(None);
+        };
+        if head.kind != ParameterType::SecureString {
+            return Ok(Some(parse(head.value.expose())));
+        }
+        let key = format!("{}{name}", if url { "url:" } else { "endpoint:" });
+        if let Some(parsed) = self.memo.secure(&key, head.version) {
+            return Ok(Some(parsed));
+        }
+        let Some(full) = self.ssm_get(name).await? else {
+            return Ok(None);
+        };
+        let parsed = parse(full.value.expose());
+        self.memo.keep_secure(&key, full.version, parsed.clone());
+        Ok(Some(parsed))
+    }
+}
+
+impl From<UrlParts> for EndpointValue {
+    fn from(parts: UrlParts) -> EndpointValue {
+        EndpointValue {
+            host: parts.host,
+            port: Some(parts.port),
+            tls: Some(parts.tls),
+            username: parts.username,
+            has_password: parts.has_password,
+        }
     }
 }
 

@@ -72,6 +72,22 @@ impl ControlPlane for LocalControlPlane {
         self.params.delete(name)
     }
 
+    async fn label_parameter_version(
+        &self,
+        name: &str,
+        version: Option<i64>,
+        labels: &[String],
+    ) -> Result<crate::controlplane::LabelOutcome, ControlPlaneError> {
+        self.params.label(name, version, labels)
+    }
+
+    async fn get_parameter_history(
+        &self,
+        name: &str,
+    ) -> Result<Vec<crate::controlplane::ParameterVersion>, ControlPlaneError> {
+        self.params.history(name)
+    }
+
     async fn describe_events(&self, _: EventQuery) -> Result<Vec<CacheEvent>, ControlPlaneError> {
         Ok(Vec::new())
     }

@@ -4,6 +4,7 @@
 mod auth_rotate;
 mod check;
 mod connectivity;
+mod cutover;
 mod failover;
 mod marker;
 mod nodes;
@@ -42,6 +43,8 @@ pub fn builtin() -> Registry {
     r.register(Arc::new(restore::RestorePreflight));
     r.register(Arc::new(restore::RestoreCreate));
     r.register(Arc::new(restore::RestoreVerify));
+    r.register(Arc::new(cutover::Cutover));
+    r.register(Arc::new(cutover::Rollback));
     r.register(Arc::new(survives_restart::RestartPrepare));
     r.register(Arc::new(survives_restart::EcsRestart));
     r.register(Arc::new(survives_restart::RestartVerify));

@@ -37,6 +37,11 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../runbooks/snapshot.toml"),
     ),
     ("restore.toml", include_str!("../../runbooks/restore.toml")),
+    ("cutover.toml", include_str!("../../runbooks/cutover.toml")),
+    (
+        "rollback.toml",
+        include_str!("../../runbooks/rollback.toml"),
+    ),
     (
         "survives-restart.toml",
         include_str!("../../runbooks/survives-restart.toml"),

@@ -4,9 +4,13 @@
 
 use super::client::{self, NodeAuth};
 use super::events;
+use super::params::ParamStore;
 use super::plane::{FAILOVER_DEADLINE, FAILOVER_QUOTA, PROBE_TIMEOUT, SandboxControlPlane};
+use super::state::NodeState;
 use crate::controlplane::ControlPlaneError;
 use crate::domain::{CacheKind, NodeRole};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Fails over one node group for real and records the events; see the module docs.
@@ -97,6 +101,116 @@ pub(super) async fn test_failover(
         "replication-group",
         &events::test_failover_called(node_group),
     )?;
+    let accepted = Accepted {
+        env: plane.env.name.clone(),
+        group: replication_group.to_string(),
+        old,
+        replicas,
+    };
+    // ElastiCache answers once it accepted the request and carries the failover out on its
+    // own: a caller killed right after the call still gets its failover. The endpoint
+    // daemon plays that part; without a live daemon it is done here.
+    let daemon_alive = state
+        .daemon
+        .as_ref()
+        .is_some_and(|d| crate::valkey::server::pid_alive(d.pid));
+    if daemon_alive && enqueue(&plane.dir, &accepted).is_ok() {
+        return Ok(());
+    }
+    carry_out(&plane.dir, &plane.params, &accepted).await
+}
+
+/// A TestFailover accepted and not yet carried out.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Accepted {
+    env: String,
+    group: String,
+    old: NodeState,
+    replicas: Vec<NodeState>,
+}
+
+/// Where accepted failovers wait for the endpoint daemon.
+const QUEUE: &str = "failovers";
+
+fn enqueue(dir: &Path, accepted: &Accepted) -> std::io::Result<()> {
+    let queue = dir.join(QUEUE);
+    std::fs::create_dir_all(&queue)?;
+    let name = format!(
+        "{}-{}.json",
+        time::OffsetDateTime::now_utc().unix_timestamp_nanos(),
+        std::process::id()
+    );
+    let tmp = queue.join(format!(".{name}.tmp"));
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(accepted).map_err(std::io::Error::other)?,
+    )?;
+    // Renamed into place whole, so the daemon never reads half a request.
+    std::fs::rename(&tmp, queue.join(name))
+}
+
+/// The endpoint daemon's part: carries out every accepted failover, each once (a request is
+/// claimed by renaming it before the work starts).
+pub(super) async fn serve_queue(dir: PathBuf) {
+    let queue = dir.join(QUEUE);
+    let params = ParamStore::new(&dir);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(entries) = std::fs::read_dir(&queue) else {
+            continue;
+        };
+        let mut names: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        names.sort();
+        for path in names {
+            let claimed = path.with_extension("taken");
+            if std::fs::rename(&path, &claimed).is_err() {
+                continue;
+            }
+            let request = std::fs::read(&claimed)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Accepted>(&b).ok());
+            let _ = std::fs::remove_file(&claimed);
+            let Some(request) = request else {
+                tracing::warn!(file = %path.display(), "unreadable failover request");
+                continue;
+            };
+            let dir = dir.clone();
+            let params = params.clone();
+            tokio::spawn(async move {
+                if let Err(e) = carry_out(&dir, &params, &request).await {
+                    tracing::warn!(group = %request.group, error = %e, "failover did not finish");
+                }
+            });
+        }
+    }
+}
+
+/// Promotes a replica of an accepted failover, re-points the other replicas, waits for the
+/// old primary to sync as a replica, and writes ElastiCache's events on the way.
+async fn carry_out(
+    dir: &Path,
+    params: &ParamStore,
+    accepted: &Accepted,
+) -> Result<(), ControlPlaneError> {
+    let op = "TestFailover";
+    let event = |source: &str, source_type: &str, message: &str| {
+        events::append(dir, &accepted.env, source, source_type, message).map(|_| ())
+    };
+    let state = super::plane::load_state(dir)?;
+    let c = state
+        .cache(&accepted.env, &accepted.group)
+        .cloned()
+        .ok_or_else(|| ControlPlaneError::NotFound {
+            what: format!("replication group {} in {}", accepted.group, accepted.env),
+        })?;
+    let auth = NodeAuth::of(&c, params);
+    let replication_group = accepted.group.as_str();
+    let old = accepted.old.clone();
+    let replicas = accepted.replicas.clone();
     let svc = |detail: String| ControlPlaneError::Service {
         operation: op.into(),
         detail,
@@ -145,7 +259,7 @@ pub(super) async fn test_failover(
     let Some(new) = new else {
         return Err(svc("no replica was promoted".into()));
     };
-    plane.event(
+    event(
         replication_group,
         "replication-group",
         &format!(
@@ -153,7 +267,7 @@ pub(super) async fn test_failover(
             old.id, new.id
         ),
     )?;
-    plane.event(
+    event(
         &old.id,
         "cache-cluster",
         &format!("Recovering cache nodes {}", old.id),
@@ -191,7 +305,7 @@ pub(super) async fn test_failover(
     })
     .await
     .map_err(svc)?;
-    plane.event(
+    event(
         &old.id,
         "cache-cluster",
         &format!("Finished recovery for cache nodes {}", old.id),

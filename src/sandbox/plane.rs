@@ -96,40 +96,47 @@ impl SandboxControlPlane {
             })
     }
 
-    /// Builds the domain cache, asking every node its role.
+    /// Builds the domain cache as DescribeReplicationGroups / DescribeCacheClusters (or ECS
+    /// DescribeTasks) would describe it. The nodes are asked their role, which AWS knows for
+    /// cluster mode disabled groups; what AWS cannot know is not said: a node whose process
+    /// is gone is being replaced (`rebooting cache cluster nodes`, health unknown, as the
+    /// AWS adapter maps that word) rather than "down", a task whose process is gone is
+    /// STOPPED, and the group stays `available`. Liveness is the watch service's to find.
     async fn cache(&self, state: &State, c: &CacheState) -> Cache {
         let auth = NodeAuth::of(c, &self.params);
         let mut shards = Vec::new();
-        // Every shard has a primary that answers (known from the probes even where the
-        // roles are not reported).
-        let mut healthy = true;
         for s in &c.shards {
             let probes = s.nodes.iter().map(|n| {
                 let auth = auth.clone();
                 async move { client::role(n.port, &auth, PROBE_TIMEOUT).await }
             });
             let roles = futures::future::join_all(probes).await;
-            healthy &= roles.iter().any(|r| matches!(r, Ok(NodeRole::Primary)));
             let nodes = s
                 .nodes
                 .iter()
                 .zip(roles)
                 .map(|(n, role)| {
                     let alive = crate::valkey::server::pid_alive(n.pid);
-                    let (role, role_source, health) = match role {
+                    let status = match (alive, c.kind) {
+                        (true, CacheKind::EcsService) => "RUNNING",
+                        (false, CacheKind::EcsService) => "STOPPED",
+                        (true, _) => "available",
+                        (false, _) => "rebooting cache cluster nodes",
+                    };
+                    let health = match (alive, c.kind) {
+                        (true, CacheKind::EcsService) => NodeHealth::Up,
+                        (false, CacheKind::EcsService) => NodeHealth::Down("task stopped".into()),
+                        _ => crate::aws::map::health(status),
+                    };
+                    let (role, role_source) = match role {
                         // DescribeReplicationGroups gives CurrentRole only for cluster mode
                         // disabled groups; in cluster mode the roles are learned from the
                         // nodes, as they must be on AWS.
-                        Ok(_) if c.cluster_mode => (
-                            NodeRole::Unknown,
-                            RoleSource::not_reported(),
-                            NodeHealth::Up,
-                        ),
-                        Ok(role) => (role, RoleSource::ControlPlane, NodeHealth::Up),
+                        Ok(_) if c.cluster_mode => (NodeRole::Unknown, RoleSource::not_reported()),
+                        Ok(role) => (role, RoleSource::ControlPlane),
                         Err(reason) => (
                             NodeRole::Unknown,
                             RoleSource::Unknown(format!("the node does not answer: {reason}")),
-                            NodeHealth::Down(reason),
                         ),
                     };
                     Node {
@@ -139,13 +146,7 @@ impl SandboxControlPlane {
                         host: crate::valkey::server::HOST.into(),
                         port: n.port,
                         availability_zone: Some(n.availability_zone.clone()),
-                        // ElastiCache's and ECS's status words for a node that runs.
-                        status: match (alive, c.kind) {
-                            (true, CacheKind::EcsService) => "RUNNING",
-                            (true, _) => "available",
-                            (false, _) => "exited",
-                        }
-                        .into(),
+                        status: status.into(),
                         health,
                         // TLS is terminated by the sandbox's endpoint proxies, as the
                         // bundled valkey-server has none: the nodes themselves are plain.
@@ -159,8 +160,41 @@ impl SandboxControlPlane {
                 nodes,
             });
         }
+        // A cache whose endpoint the daemon does not serve yet (restored a moment ago) is
+        // still `creating`: AWS says `available` only once the endpoint answers.
+        let served = match &c.endpoint {
+            Some(ep) => matches!(
+                tokio::time::timeout(
+                    PROBE_TIMEOUT,
+                    tokio::net::TcpStream::connect((crate::valkey::server::HOST, ep.port)),
+                )
+                .await,
+                Ok(Ok(_))
+            ),
+            None => true,
+        };
+        let status = if served { "available" } else { "creating" };
         let mut notes = c.notes.clone();
         if c.kind == CacheKind::Serverless {
+            // DescribeServerlessCaches names no nodes: the cache is its endpoint, as the
+            // AWS adapter maps it (the local process behind it stays the sandbox's own).
+            if let Some(endpoint) = &c.endpoint {
+                shards = vec![Shard {
+                    id: "serverless".into(),
+                    slots: None,
+                    nodes: vec![Node {
+                        id: c.name.clone(),
+                        role: NodeRole::Primary,
+                        role_source: RoleSource::ControlPlane,
+                        host: endpoint.host.clone(),
+                        port: endpoint.port,
+                        availability_zone: None,
+                        status: status.into(),
+                        health: crate::aws::map::health(status),
+                        tls: endpoint.tls,
+                    }],
+                }];
+            }
             notes.push("serverless stand-in: one local node behind the TLS endpoint".into());
         }
         Cache {
@@ -169,7 +203,7 @@ impl SandboxControlPlane {
             kind: c.kind,
             engine: state.engine.clone(),
             engine_version: state.engine_version.clone(),
-            status: if healthy { "available" } else { "degraded" }.into(),
+            status: status.into(),
             cluster_mode: c.cluster_mode,
             auth: c.auth,
             tls: c.tls,
@@ -266,8 +300,32 @@ impl ControlPlane for SandboxControlPlane {
         self.params.put(&put)
     }
 
+    async fn get_parameter_at(
+        &self,
+        name: &str,
+        at: &crate::controlplane::ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        self.params.get_at(name, at)
+    }
+
     async fn delete_parameter(&self, name: &str) -> Result<(), ControlPlaneError> {
         self.params.delete(name)
+    }
+
+    async fn label_parameter_version(
+        &self,
+        name: &str,
+        version: Option<i64>,
+        labels: &[String],
+    ) -> Result<crate::controlplane::LabelOutcome, ControlPlaneError> {
+        self.params.label(name, version, labels)
+    }
+
+    async fn get_parameter_history(
+        &self,
+        name: &str,
+    ) -> Result<Vec<crate::controlplane::ParameterVersion>, ControlPlaneError> {
+        self.params.history(name)
     }
 
     async fn describe_events(
@@ -345,21 +403,10 @@ impl ControlPlane for SandboxControlPlane {
 
     // ---- Auth rotation (sandbox::auth) ----
 
-    async fn consumer_services(
+    async fn ecs_service_definitions(
         &self,
-        cache: &crate::domain::Cache,
-    ) -> Result<Vec<crate::controlplane::ConsumerService>, ControlPlaneError> {
-        let state = self.state()?;
-        Ok(state
-            .consumers
-            .iter()
-            .filter(|c| c.env == self.env.name && c.cache == cache.name)
-            .map(|c| crate::controlplane::ConsumerService {
-                cluster: c.env.clone(),
-                service: c.service.clone(),
-                variables: c.vars.iter().map(|v| v.name.clone()).collect(),
-            })
-            .collect())
+    ) -> Result<Vec<crate::controlplane::EcsServiceDefinition>, ControlPlaneError> {
+        self.sandbox_service_definitions()
     }
 
     async fn replication_group_auth(

@@ -81,6 +81,9 @@ pub async fn serve(dir: &Path) -> Result<(), ServeError> {
         source,
     })?;
     tracing::info!(proxies = state.proxies.len(), "sandbox endpoints serving");
+    // TestFailovers the control plane accepted are carried out here, as ElastiCache does,
+    // so they finish even when the caller is killed right after its call.
+    tokio::spawn(super::failover::serve_queue(dir.to_path_buf()));
     // Leave when the sandbox is taken down, even if nobody signalled us.
     let state_file = dir.join(super::state::STATE_FILE);
     let mut serving: Vec<String> = state.proxies.iter().map(|p| p.name.clone()).collect();

@@ -50,7 +50,12 @@ services = ["ghost-valkey"]
 "#,
         endpoint = moto.endpoint
     );
-    let config = Config::parse(Path::new("moto.toml"), &text).expect("test config parses");
+    plane_with(moto, &text)
+}
+
+/// A plane for the environment `dev` of config `text`, every client pointed at moto.
+fn plane_with(moto: &Moto, text: &str) -> AwsControlPlane {
+    let config = Config::parse(Path::new("moto.toml"), text).expect("test config parses");
     let cfg = config.environments["dev"].clone();
     let settings = Settings {
         call_timeout: Duration::from_secs(15),
@@ -84,6 +89,16 @@ services = ["ghost-valkey"]
             .credentials_provider(creds)
             .build(),
     );
+    let servicediscovery = aws_sdk_servicediscovery::Client::from_conf(
+        aws_sdk_servicediscovery::Config::builder()
+            .behavior_version(aws_sdk_servicediscovery::config::BehaviorVersion::latest())
+            .region(aws_sdk_servicediscovery::config::Region::new("eu-west-1"))
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(aws_sdk_servicediscovery::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .build(),
+    );
     AwsControlPlane::from_clients(
         cfg.environment("dev", "moto.toml"),
         cfg,
@@ -92,6 +107,7 @@ services = ["ghost-valkey"]
         ecs,
         ssm,
     )
+    .with_service_discovery(servicediscovery)
 }
 
 fn put(name: &str, kind: ParameterType, value: ParameterValue) -> PutParameter {
@@ -402,6 +418,90 @@ async fn moto_parameters_round_trip_and_refuse_overwrite() {
             what: "parameter /cachedeck/locks/dev/jobs-valkey".into()
         })
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_labels_move_between_versions_and_history_lists_them() {
+    let Some(moto) = Moto::start() else { return };
+    let plane = plane(&moto);
+    let name = "/paperwurks/dev/redis/url";
+    let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(matches!(
+        plane
+            .label_parameter_version(name, None, &labels(&["x"]))
+            .await,
+        Err(ControlPlaneError::NotFound { .. })
+    ));
+    for (i, value) in ["rediss://:a@h:6379/0", "rediss://:b@h:6379/0"]
+        .iter()
+        .enumerate()
+    {
+        let mut p = put(
+            name,
+            ParameterType::SecureString,
+            ParameterValue::Secret(SecretString::from(*value)),
+        );
+        p.overwrite = i > 0;
+        assert_eq!(plane.put_parameter(p).await, Ok(i as i64 + 1));
+    }
+    // The newest version by default; labels breaking the rules come back, unattached.
+    let out = plane
+        .label_parameter_version(
+            name,
+            None,
+            &labels(&["cachedeck-current", "run-20261201T1700Z", "9lives", "ssm-x"]),
+        )
+        .await
+        .expect("label");
+    assert_eq!(out.version, 2);
+    assert_eq!(out.invalid_labels, labels(&["9lives", "ssm-x"]));
+    plane
+        .label_parameter_version(name, Some(1), &labels(&["cachedeck-previous"]))
+        .await
+        .expect("label version 1");
+    // A label moves: `cachedeck-current` onto version 1 leaves version 2.
+    plane
+        .label_parameter_version(name, Some(1), &labels(&["cachedeck-current"]))
+        .await
+        .expect("move");
+    let history = plane.get_parameter_history(name).await.expect("history");
+    let shape: Vec<(i64, Vec<String>)> = history
+        .iter()
+        .map(|v| {
+            let mut l = v.labels.clone();
+            l.sort();
+            (v.version, l)
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (1, labels(&["cachedeck-current", "cachedeck-previous"])),
+            (2, labels(&["run-20261201T1700Z"])),
+        ]
+    );
+    assert!(history.iter().all(|v| v.last_modified.is_some()));
+    assert!(matches!(
+        plane
+            .label_parameter_version(name, Some(7), &labels(&["x"]))
+            .await,
+        Err(ControlPlaneError::NotFound { .. })
+    ));
+    let ten: Vec<String> = (0..10).map(|i| format!("l{i}")).collect();
+    plane
+        .label_parameter_version(name, Some(2), &ten[..9])
+        .await
+        .expect("nine more labels");
+    assert!(matches!(
+        plane
+            .label_parameter_version(name, Some(2), &ten[9..])
+            .await,
+        Err(ControlPlaneError::QuotaExceeded { .. })
+    ));
+    assert!(matches!(
+        plane.get_parameter_history("/no/such/parameter").await,
+        Err(ControlPlaneError::NotFound { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -756,4 +856,161 @@ async fn moto_snapshots_and_a_restore_at_the_wire() {
             || gone.as_ref().is_ok_and(|v| v.is_empty()),
         "{gone:?}"
     );
+
+    // Cutover's parameter calls: versions read back by number and label, labels moved.
+    use cachedeck::controlplane::ParameterSelector;
+    let url = "/paperwurks/dev/redis/url";
+    let secure = |v: &str| ParameterValue::Secret(SecretString::from(v.to_string()));
+    let first = format!("rediss://:{TOKEN}@old.example:6379/0");
+    let second = format!("rediss://:{TOKEN}@new.example:6380/0");
+    assert_eq!(
+        plane
+            .put_parameter(put(url, ParameterType::SecureString, secure(&first)))
+            .await,
+        Ok(1)
+    );
+    let mut again = put(url, ParameterType::SecureString, secure(&second));
+    again.overwrite = true;
+    assert_eq!(plane.put_parameter(again).await, Ok(2));
+    let labels = |l: &str| vec![l.to_string()];
+    plane
+        .label_parameter_version(url, Some(1), &labels("cachedeck-before-x"))
+        .await
+        .expect("LabelParameterVersion");
+    plane
+        .label_parameter_version(url, Some(2), &labels("cachedeck-cutover-x"))
+        .await
+        .expect("LabelParameterVersion");
+    let before = plane
+        .get_parameter_at(url, &ParameterSelector::Label("cachedeck-before-x".into()))
+        .await
+        .expect("GetParameter name:label")
+        .expect("the label is on version 1");
+    assert_eq!((before.name.as_str(), before.version), (url, 1));
+    assert_eq!(before.kind, ParameterType::SecureString);
+    assert_eq!(before.value.expose(), first);
+    let by_number = plane
+        .get_parameter_at(url, &ParameterSelector::Version(2))
+        .await
+        .expect("GetParameter name:2")
+        .expect("version 2");
+    assert_eq!(by_number.value.expose(), second);
+    assert!(matches!(
+        plane
+            .get_parameter_at(url, &ParameterSelector::Version(7))
+            .await,
+        Ok(None)
+    ));
+    // Moving a label: it leaves version 1.
+    plane
+        .label_parameter_version(url, Some(2), &labels("cachedeck-before-x"))
+        .await
+        .expect("move the label");
+    let moved = plane
+        .get_parameter_at(url, &ParameterSelector::Label("cachedeck-before-x".into()))
+        .await
+        .expect("GetParameter name:label")
+        .expect("label on version 2");
+    assert_eq!(moved.version, 2);
+    assert!(matches!(
+        plane
+            .get_parameter_at(url, &ParameterSelector::Label("cachedeck-nothing".into()))
+            .await,
+        Ok(None)
+    ));
+}
+
+/// Seed 004: a self-managed Valkey is reached by its Cloud Map name, which stays while task
+/// addresses change; a registry that no longer resolves falls back to the task address with
+/// the reason. The names are looked up once per plane (they cannot change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_ecs_services_are_reached_by_their_cloud_map_names() {
+    let Some(moto) = Moto::start() else { return };
+    let made = moto.run_fixture("moto_cloudmap.py");
+    let text = format!(
+        r#"
+[environments.dev]
+provider = "aws"
+region = "eu-west-1"
+endpoint_url = "{endpoint}"
+
+[environments.dev.discovery]
+kinds = ["ecs-service"]
+
+[[environments.dev.ecs]]
+cluster = "trigpointing-cluster"
+container = "valkey"
+"#,
+        endpoint = moto.endpoint
+    );
+    let plane = plane_with(&moto, &text);
+
+    let found = plane
+        .discover()
+        .await
+        .expect("discovery works against moto");
+    let by_name = |name: &str| {
+        found
+            .caches
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("{name} discovered: {:?}", found.caches))
+    };
+    let named = by_name("trigpointing-valkey");
+    let endpoint = named.endpoint.as_ref().expect("an endpoint");
+    assert_eq!(
+        (endpoint.host.as_str(), endpoint.port),
+        ("valkey.trigpointing.local", 6379)
+    );
+    assert!(
+        named
+            .notes
+            .contains(&"endpoint from Cloud Map: valkey.trigpointing.local".to_string()),
+        "{:?}",
+        named.notes
+    );
+    let task_id = made["tasks"]["trigpointing-valkey"]
+        .as_str()
+        .expect("task id");
+    let task = named.shards[0]
+        .nodes
+        .iter()
+        .find(|n| n.id == task_id)
+        .unwrap_or_else(|| panic!("task {task_id} is a node: {:?}", named.shards));
+    assert!(
+        task.host.starts_with("10."),
+        "nodes keep task addresses: {task:?}"
+    );
+
+    let stale = by_name("stale-valkey");
+    let endpoint = stale.endpoint.as_ref().expect("an endpoint");
+    assert!(
+        stale.shards[0]
+            .nodes
+            .iter()
+            .any(|n| n.host == endpoint.host),
+        "the fallback is a task's address: {endpoint:?}"
+    );
+    let note = stale
+        .notes
+        .iter()
+        .find(|n| n.starts_with("service-discovery name unknown ("))
+        .unwrap_or_else(|| panic!("{:?}", stale.notes));
+    assert!(
+        note.contains("ServiceNotFound")
+            && note.ends_with(&format!(
+                "using task address {}, which changes with every deployment",
+                endpoint.host
+            )),
+        "{note}"
+    );
+
+    // A second discovery answers the same (the name is kept, the failure asked again).
+    let again = plane.discover().await.expect("second discovery");
+    let named_again = again
+        .caches
+        .iter()
+        .find(|c| c.name == "trigpointing-valkey")
+        .expect("found again");
+    assert_eq!(named_again.endpoint, named.endpoint);
 }

@@ -153,8 +153,20 @@ async fn up_builds_the_seed_estates_and_down_leaves_nothing() {
     assert!(learned.nodes().all(|n| n.role_source == RoleSource::Node));
     assert_eq!(paperwurks.shards[2].slots.as_deref(), Some("10922-16383"));
     assert!(find(&dev.caches, "valkey-ecs").ecs.is_some());
-    // Every node of every cache answers, on the port the state recorded for that process.
-    for cache in &dev.caches {
+    // Every node of every cache answers, on the port the state recorded for that process;
+    // a serverless cache names no nodes, as DescribeServerlessCaches: its one "node" is
+    // its TLS endpoint.
+    let storefront = find(&dev.caches, "storefront");
+    assert_eq!(storefront.shards.len(), 1);
+    assert_eq!(storefront.shards[0].id, "serverless");
+    let ep = storefront.endpoint.as_ref().expect("endpoint");
+    let only = &storefront.shards[0].nodes[..];
+    assert_eq!(only.len(), 1);
+    assert_eq!(
+        (only[0].id.as_str(), only[0].port, only[0].tls),
+        ("storefront", ep.port, true)
+    );
+    for cache in dev.caches.iter().filter(|c| c.name != "storefront") {
         for node in cache.nodes() {
             assert_eq!(node.health, NodeHealth::Up, "{} {}", cache.name, node.id);
             let recorded = state
@@ -242,7 +254,13 @@ async fn up_builds_the_seed_estates_and_down_leaves_nothing() {
         .await
         .expect("DBSIZE");
     assert!(keys > 100, "storefront has {keys} keys");
-    let node_port = storefront.shards[0].nodes[0].port;
+    // The local process behind the endpoint (the sandbox's own knowledge, not AWS's).
+    let node_port = state
+        .cache("sandbox-dev", "storefront")
+        .expect("storefront state")
+        .shards[0]
+        .nodes[0]
+        .port;
     let mut anonymous = plain_connection(node_port, None).await;
     let refused: redis::RedisResult<String> =
         redis::cmd("GET").arg("x").query_async(&mut anonymous).await;
@@ -358,20 +376,21 @@ async fn a_killed_replica_shows_down_and_the_rest_stays_up() {
         .discover()
         .await
         .expect("discovery still works");
+    // Discovery says what AWS would: the node is being replaced, its health is not the
+    // control plane's to tell (the watch service finds it down), the group is available.
     for cache in &dev.caches {
         for node in cache.nodes() {
             if node.id == "orders-003" && cache.name == "orders" {
-                assert!(
-                    matches!(&node.health, NodeHealth::Down(reason) if !reason.is_empty()),
-                    "{node:?}"
-                );
+                assert_eq!(node.status, "rebooting cache cluster nodes", "{node:?}");
+                assert_eq!(node.health, NodeHealth::Unknown, "{node:?}");
             } else {
                 assert_eq!(node.health, NodeHealth::Up, "{} {}", cache.name, node.id);
             }
         }
     }
     let orders = find(&dev.caches, "orders");
-    assert_eq!(orders.nodes_down(), 1);
+    assert_eq!(orders.status, "available");
+    assert_eq!(orders.nodes_down(), 0);
     assert_eq!(
         orders.shards[0].primary().map(|n| n.id.as_str()),
         Some("orders-001")
@@ -491,6 +510,14 @@ async fn test_failover_promotes_a_replica_and_the_endpoint_follows() {
         .test_failover("orders", "0001")
         .await
         .expect("test failover");
+    // As ElastiCache, the call returns once accepted; the failover finishes on its own.
+    sandbox
+        .wait_for_event(
+            "sandbox-dev",
+            &format!("Finished recovery for cache nodes {}", old_primary.id),
+            Duration::from_secs(30),
+        )
+        .await;
     let took = started.elapsed();
     eprintln!("test failover of orders/0001 took {took:?}");
     assert!(took < Duration::from_secs(15), "failover took {took:?}");
@@ -595,6 +622,18 @@ async fn test_failover_promotes_a_replica_and_the_endpoint_follows() {
         .test_failover("paperwurks", "0002")
         .await
         .expect("cluster failover");
+    let shard2_primary = paperwurks.shards[1]
+        .primary()
+        .expect("shard 2 primary")
+        .id
+        .clone();
+    sandbox
+        .wait_for_event(
+            "sandbox-dev",
+            &format!("Finished recovery for cache nodes {shard2_primary}"),
+            Duration::from_secs(30),
+        )
+        .await;
     let after = plane.discover().await.expect("discover");
     let paperwurks_after = &sandbox
         .with_roles("sandbox-dev", find(&after.caches, "paperwurks").clone())

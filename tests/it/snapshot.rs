@@ -405,6 +405,225 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
     let v: Option<String> = conn.get("product:snaptest").await.expect("GET");
     assert_eq!(v.as_deref(), Some("in-the-snapshot"));
 
+    // Cutover: storefront's parameters (seed 001's endpoint/port, and a URL SecureString in
+    // seed 002's shape) now name the copy; then rollback puts the old versions back.
+    let store = sandbox.params();
+    let sf_endpoint = "/storefront-dev/redis/endpoint";
+    let sf_port = "/storefront-dev/redis/port";
+    let sf_url = "/storefront-dev/redis/url";
+    let password = store
+        .get(
+            storefront
+                .password_parameter
+                .as_deref()
+                .expect("password parameter"),
+        )
+        .expect("read")
+        .expect("password")
+        .value
+        .expose()
+        .to_string();
+    let src = storefront.endpoint.clone().expect("source endpoint");
+    let old_url = format!(
+        "rediss://{}:{password}@{}:{}/3?ssl_cert_reqs=required",
+        storefront.username.as_deref().expect("user"),
+        src.host,
+        src.port
+    );
+    cachedeck::sandbox::params::put_value(&store, sf_url, &old_url, true).expect("seed URL");
+    let read = |name: &str| store.get(name).expect("read").expect("parameter exists");
+    let before: Vec<(i64, String)> = [sf_endpoint, sf_port, sf_url]
+        .iter()
+        .map(|n| {
+            let p = read(n);
+            (p.version, p.value.expose().to_string())
+        })
+        .collect();
+    let cut_args = [
+        "--param",
+        "restored=storefront-copy",
+        "--param",
+        "endpoint_parameter=/storefront-dev/redis/endpoint",
+        "--param",
+        "port_parameter=/storefront-dev/redis/port",
+        "--param",
+        "url_parameter=/storefront-dev/redis/url",
+    ];
+    let out = sandbox
+        .cachedeck()
+        .args([
+            "run",
+            "cutover",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "storefront",
+        ])
+        .args(cut_args)
+        .args(["--yes", "--output", "json"])
+        .output()
+        .expect("run cutover");
+    let raw = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !raw.contains(&password),
+        "the password leaked into the output"
+    );
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    // Every sandbox endpoint is 127.0.0.1: the endpoint parameter already holds the copy's
+    // host and is only labelled; the port and the URL are written.
+    assert_eq!(
+        step(&report, "cutover")["outputs"]["written"],
+        2,
+        "{report}"
+    );
+    let to = sf.endpoint.clone().expect("copy endpoint");
+    assert_eq!(read(sf_endpoint).value.expose(), to.host);
+    assert_eq!(read(sf_port).value.expose(), to.port.to_string());
+    let new_url = read(sf_url);
+    assert_eq!(
+        new_url.kind,
+        cachedeck::controlplane::ParameterType::SecureString
+    );
+    assert_eq!(
+        new_url.value.expose(),
+        format!(
+            "rediss://{}:{password}@{}:{}/3?ssl_cert_reqs=required",
+            storefront.username.as_deref().expect("user"),
+            to.host,
+            to.port
+        )
+    );
+    use cachedeck::controlplane::ParameterSelector;
+    let labelled = |name: &str, label: &str| {
+        store
+            .get_at(name, &ParameterSelector::Label(label.into()))
+            .expect("read")
+            .map(|p| p.version)
+    };
+    let wrote = [0, 1, 1];
+    for ((name, (version, _)), w) in [sf_endpoint, sf_port, sf_url]
+        .iter()
+        .zip(&before)
+        .zip(wrote)
+    {
+        assert_eq!(
+            read(name).version,
+            version + w,
+            "{name}: {w} new version(s)"
+        );
+        assert_eq!(
+            labelled(name, "cachedeck-before-storefront-copy"),
+            Some(*version)
+        );
+        assert_eq!(
+            labelled(name, "cachedeck-cutover-storefront-copy"),
+            Some(version + w)
+        );
+    }
+    // The journal holds names and versions, never the URL.
+    let journals = sandbox.home().join("state");
+    let mut leaked = Vec::new();
+    for entry in walk(&journals) {
+        if std::fs::read_to_string(&entry).is_ok_and(|t| t.contains(&password)) {
+            leaked.push(entry);
+        }
+    }
+    assert!(leaked.is_empty(), "password written to {leaked:?}");
+
+    // The cluster copy has another token: the cutover refuses before any write.
+    let paper_url = read("/paperwurks/dev/redis/url");
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "cutover",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "paperwurks",
+            "--param",
+            "restored=paperwurks-copy",
+        ],
+    );
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report
+            .to_string()
+            .contains("does not accept the credentials"),
+        "{report}"
+    );
+    let after = read("/paperwurks/dev/redis/url");
+    assert_eq!(after.version, paper_url.version);
+    assert_eq!(after.value.expose(), paper_url.value.expose());
+
+    // Rollback: the old values and types, as new versions; a second rollback writes nothing.
+    let out = sandbox
+        .cachedeck()
+        .args([
+            "run",
+            "rollback",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "storefront",
+        ])
+        .args(cut_args)
+        .args(["--yes", "--output", "json"])
+        .output()
+        .expect("run rollback");
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(
+        step(&report, "rollback")["outputs"]["written"],
+        2,
+        "{report}"
+    );
+    for ((name, (version, value)), w) in [sf_endpoint, sf_port, sf_url]
+        .iter()
+        .zip(&before)
+        .zip(wrote)
+    {
+        let now = read(name);
+        assert_eq!(now.version, version + 2 * w, "{name}");
+        assert_eq!(&now.value.expose().to_string(), value, "{name}");
+        let rolled = labelled(name, "cachedeck-rollback-storefront-copy");
+        assert_eq!(rolled, (w == 1).then_some(version + 2), "{name}");
+    }
+    assert_eq!(
+        read(sf_url).kind,
+        cachedeck::controlplane::ParameterType::SecureString
+    );
+    assert_eq!(
+        read(sf_port).kind,
+        cachedeck::controlplane::ParameterType::String
+    );
+    let out = sandbox
+        .cachedeck()
+        .args([
+            "run",
+            "rollback",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "storefront",
+        ])
+        .args(cut_args)
+        .args(["--yes", "--output", "json"])
+        .output()
+        .expect("run rollback again");
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(
+        step(&report, "rollback")["outputs"]["written"],
+        0,
+        "{report}"
+    );
+    assert_eq!(read(sf_port).version, before[1].0 + 2);
+
     // `cachedeck snapshots` lists node and serverless snapshots alike.
     let out = sandbox
         .cachedeck()
@@ -712,4 +931,21 @@ async fn node_url(url: &str) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .expect("connect")
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }

@@ -190,13 +190,13 @@ pub fn all() -> Vec<Hook> {
                     })
                 },
                 mutations: |sb, base| orders_events(sb, base, "Test Failover API called"),
-                inside: &[("recovery finished", recovery_finished)],
-                gaps: &[(
-                    "between the TestFailover call and its recovery",
-                    "the sandbox promotes inside the calling process, so a kill there leaves \
-                     no recovery event and resume follows the events until its timeout; \
-                     ElastiCache finishes a failover it accepted",
-                )],
+                // Killed right after ElastiCache accepted the call: the failover finishes
+                // without the caller, and resume follows its events.
+                inside: &[
+                    ("TestFailover accepted", failover_accepted),
+                    ("recovery finished", recovery_finished),
+                ],
+                gaps: &[],
                 resume_may_fail_with: &["not measured"],
             }),
         },
@@ -337,7 +337,211 @@ pub fn all() -> Vec<Hook> {
                 resume_may_fail_with: &[],
             }),
         },
+        Hook {
+            runbook: "cutover",
+            env: "sandbox-dev",
+            cache: "storefront",
+            params: |_| cutover_params(),
+            state: Kind::Mutating(Mutating {
+                rounds_per_sandbox: u32::MAX,
+                prepare: |sb, _| {
+                    restored_copy(sb);
+                    // Back to the source's own endpoint: a round starts from a live source.
+                    let source = nodes::cache(sb, "sandbox-dev", "storefront");
+                    let ep = source.endpoint.expect("storefront has an endpoint");
+                    put_plain(sb, SF_ENDPOINT, &ep.host);
+                    put_plain(sb, SF_PORT, &ep.port.to_string());
+                    put_url(sb, &ep);
+                    json!({ "versions": sf_versions(sb) })
+                },
+                state: |sb, base, _| {
+                    let copy = nodes::cache(sb, "sandbox-dev", SF_COPY);
+                    let ep = copy.endpoint.expect("the copy has an endpoint");
+                    json!({
+                        "endpoint_is_copy": sf_value(sb, SF_ENDPOINT) == ep.host,
+                        "port_is_copy": sf_value(sb, SF_PORT) == ep.port.to_string(),
+                        "url_is_copy": sf_value(sb, SF_URL) == sf_url(sb, &ep),
+                        "labels": sf_labels(sb, base),
+                    })
+                },
+                mutations: sf_written,
+                inside: &[("the first parameter written", first_parameter_written)],
+                gaps: &[],
+                resume_may_fail_with: &[],
+            }),
+        },
+        Hook {
+            runbook: "rollback",
+            env: "sandbox-dev",
+            cache: "storefront",
+            params: |_| cutover_params(),
+            state: Kind::Mutating(Mutating {
+                rounds_per_sandbox: u32::MAX,
+                prepare: |sb, _| {
+                    restored_copy(sb);
+                    // A finished cutover, made directly in the store as the cutover makes it.
+                    let source = nodes::cache(sb, "sandbox-dev", "storefront");
+                    let ep = source.endpoint.expect("storefront has an endpoint");
+                    let copy = nodes::cache(sb, "sandbox-dev", SF_COPY);
+                    let to = copy.endpoint.expect("the copy has an endpoint");
+                    let store = sb.params();
+                    for (name, old, new) in [
+                        (SF_ENDPOINT, ep.host.clone(), to.host.clone()),
+                        (SF_PORT, ep.port.to_string(), to.port.to_string()),
+                    ] {
+                        let v = put_plain(sb, name, &old);
+                        store
+                            .label(name, Some(v), &[format!("cachedeck-before-{SF_COPY}")])
+                            .expect("label");
+                        let v = put_plain(sb, name, &new);
+                        store
+                            .label(name, Some(v), &[format!("cachedeck-cutover-{SF_COPY}")])
+                            .expect("label");
+                    }
+                    let v = put_url(sb, &ep);
+                    store
+                        .label(SF_URL, Some(v), &[format!("cachedeck-before-{SF_COPY}")])
+                        .expect("label");
+                    let v = put_url(sb, &to);
+                    store
+                        .label(SF_URL, Some(v), &[format!("cachedeck-cutover-{SF_COPY}")])
+                        .expect("label");
+                    json!({ "versions": sf_versions(sb), "host": ep.host, "port": ep.port.to_string() })
+                },
+                state: |sb, base, _| {
+                    let source = nodes::cache(sb, "sandbox-dev", "storefront");
+                    let url = sf_url(sb, &source.endpoint.expect("endpoint"));
+                    json!({
+                        "endpoint_is_source": sf_value(sb, SF_ENDPOINT) == base["host"].as_str().unwrap_or_default(),
+                        "port_is_source": sf_value(sb, SF_PORT) == base["port"].as_str().unwrap_or_default(),
+                        "url_is_source": sf_value(sb, SF_URL) == url,
+                        "labels": sf_labels(sb, base),
+                    })
+                },
+                mutations: sf_written,
+                inside: &[("the first parameter written", first_parameter_written)],
+                gaps: &[],
+                resume_may_fail_with: &[],
+            }),
+        },
     ]
+}
+
+/// The restored copy of `storefront` the cutover and rollback rounds point at.
+const SF_COPY: &str = "harden-sfcopy";
+const SF_ENDPOINT: &str = "/storefront-dev/redis/endpoint";
+const SF_PORT: &str = "/storefront-dev/redis/port";
+/// A URL SecureString in seed 002's shape, holding storefront's password.
+const SF_URL: &str = "/storefront-dev/redis/url";
+const SF_PARAMS: [&str; 3] = [SF_ENDPOINT, SF_PORT, SF_URL];
+
+/// storefront's URL pointing at `ep`, with its user and password.
+fn sf_url(sb: &Sandbox, ep: &cachedeck::domain::Endpoint) -> String {
+    let source = nodes::cache(sb, "sandbox-dev", "storefront");
+    let password = nodes::password(sb, &source).expect("storefront has a password");
+    let user = source.username.clone().unwrap_or_default();
+    format!("rediss://{user}:{password}@{}:{}/0", ep.host, ep.port)
+}
+
+fn put_url(sb: &Sandbox, ep: &cachedeck::domain::Endpoint) -> i64 {
+    cachedeck::sandbox::params::put_value(&sb.params(), SF_URL, &sf_url(sb, ep), true)
+        .expect("put URL")
+}
+
+fn cutover_params() -> Vec<String> {
+    vec![
+        format!("restored={SF_COPY}"),
+        format!("endpoint_parameter={SF_ENDPOINT}"),
+        format!("port_parameter={SF_PORT}"),
+        format!("url_parameter={SF_URL}"),
+    ]
+}
+
+fn put_plain(sb: &Sandbox, name: &str, value: &str) -> i64 {
+    cachedeck::sandbox::params::put_value(&sb.params(), name, value, false).expect("put parameter")
+}
+
+fn sf_value(sb: &Sandbox, name: &str) -> String {
+    let p = sb.params().get(name).expect("read").expect("parameter");
+    p.value.expose().to_string()
+}
+
+fn sf_versions(sb: &Sandbox) -> Value {
+    let v = |name: &str| {
+        sb.params()
+            .get(name)
+            .expect("read")
+            .expect("parameter")
+            .version
+    };
+    json!(SF_PARAMS.map(v))
+}
+
+/// Versions written since the baseline, over both parameters.
+fn sf_written(sb: &Sandbox, base: &Baseline) -> u64 {
+    let now = sf_versions(sb);
+    (0..SF_PARAMS.len())
+        .map(|i| now[i].as_i64().unwrap_or(0) - base["versions"][i].as_i64().unwrap_or(0))
+        .sum::<i64>()
+        .max(0) as u64
+}
+
+/// The port parameter is written (the endpoint's host does not change on the sandbox, where
+/// every endpoint is 127.0.0.1); the URL is next.
+fn first_parameter_written(sb: &Sandbox, base: &Baseline) -> bool {
+    sf_versions(sb)[1].as_i64() > base["versions"][1].as_i64()
+}
+
+/// Where each label sits, as an offset from the baseline's version (so rounds compare).
+fn sf_labels(sb: &Sandbox, base: &Baseline) -> Value {
+    use cachedeck::controlplane::ParameterSelector;
+    let mut out = Vec::new();
+    for (i, name) in SF_PARAMS.into_iter().enumerate() {
+        let base_v = base["versions"][i].as_i64().unwrap_or(0);
+        for kind in ["before", "cutover", "rollback"] {
+            let at = ParameterSelector::Label(format!("cachedeck-{kind}-{SF_COPY}"));
+            let v = sb
+                .params()
+                .get_at(name, &at)
+                .expect("read")
+                .map(|p| p.version - base_v);
+            out.push(json!({ "parameter": name, "label": kind, "at": v }));
+        }
+    }
+    Value::Array(out)
+}
+
+/// Restores `storefront` into [`SF_COPY`] once per sandbox (through the binary).
+fn restored_copy(sb: &Sandbox) {
+    if sb.state().caches.iter().any(|c| c.name == SF_COPY) {
+        return;
+    }
+    source_snapshot(sb, "storefront", "harden-src");
+    let out = sb
+        .cachedeck()
+        .args([
+            "run",
+            "restore",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "storefront",
+            "--yes",
+        ])
+        .args([
+            "--param",
+            "snapshot=harden-src",
+            "--param",
+            &format!("target={SF_COPY}"),
+        ])
+        .args(["--param", "poll=200ms"])
+        .output()
+        .expect("run restore");
+    assert!(
+        out.status.success(),
+        "restore for cutover: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 const REMEDIATE_BARE: u64 = 400;
@@ -346,6 +550,10 @@ const KEEP_TTL_S: u64 = 100_000;
 
 fn half_the_ttls_set(sb: &Sandbox, base: &Baseline) -> bool {
     ecs_calls(sb, "expire") - base["expires"].as_u64().unwrap_or(0) >= REMEDIATE_BARE / 2
+}
+
+fn failover_accepted(sb: &Sandbox, base: &Baseline) -> bool {
+    orders_events(sb, base, "Test Failover API called") > 0
 }
 
 fn recovery_finished(sb: &Sandbox, base: &Baseline) -> bool {

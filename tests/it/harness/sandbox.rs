@@ -95,6 +95,23 @@ impl Sandbox {
         cache
     }
 
+    /// Waits until `env`'s event log has an event whose message contains `text` (a
+    /// TestFailover is carried out after the call returns, as on ElastiCache).
+    pub async fn wait_for_event(&self, env: &str, text: &str, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let events = cachedeck::sandbox::events::read(&self.dir(), env).expect("events");
+            if events.iter().any(|e| e.message.contains(text)) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no event `{text}` in {env} within {timeout:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// `cachedeck` pointed at this sandbox.
     pub fn cachedeck(&self) -> assert_cmd::Command {
         cachedeck(self.home())
