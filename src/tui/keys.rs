@@ -30,6 +30,19 @@ pub const HELP: &[(&str, &str)] = &[
     ("q Ctrl-c", "quit (cancels a running run first)"),
 ];
 
+/// Whether `key` leaves the TUI while the environments are still loading (`q`, Esc,
+/// Ctrl-C): nothing else can be done yet.
+pub fn quits_while_loading(key: KeyEvent) -> bool {
+    if key.kind == KeyEventKind::Release {
+        return false;
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    matches!(
+        (key.code, ctrl),
+        (KeyCode::Char('c'), true) | (KeyCode::Char('q'), false) | (KeyCode::Esc, _)
+    )
+}
+
 /// The action for a key, given what the keyboard is typing into.
 pub fn action_for(key: KeyEvent, mode: &Mode) -> Option<Action> {
     if key.kind == KeyEventKind::Release {

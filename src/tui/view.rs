@@ -27,6 +27,39 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Paragraph};
 
+/// The first frame, while the environments load (the config, each environment's
+/// credentials and account): cachedeck's header and what it is waiting for.
+pub fn loading(theme: &Theme, frame: &mut Frame) {
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(" cachedeck ", theme.title),
+            Span::styled("│ ", theme.muted),
+            Span::styled("environments", theme.text),
+        ])),
+        header,
+    );
+    frame.render_widget(
+        Paragraph::new(Line::styled(
+            " loading environments: config, credentials, accounts …",
+            theme.muted,
+        ))
+        .block(
+            Block::default()
+                .borders(Borders::TOP)
+                .border_type(BorderType::Plain)
+                .border_style(theme.muted),
+        ),
+        body,
+    );
+    frame.render_widget(Paragraph::new(Line::styled(" q quit", theme.muted)), footer);
+}
+
 /// Draws the whole screen.
 pub fn view(app: &App, theme: &Theme, frame: &mut Frame) {
     let [header, body, footer] = Layout::vertical([
