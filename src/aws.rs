@@ -4,6 +4,7 @@
 
 mod auth;
 pub mod cloudmap;
+mod consumers;
 mod discover;
 mod ecs;
 mod elasticache;
@@ -309,6 +310,19 @@ impl ControlPlane for AwsControlPlane {
     }
 
     // ---- ECS Exec ----
+
+    async fn ecs_service_definitions(
+        &self,
+    ) -> Result<Vec<crate::controlplane::EcsServiceDefinition>, ControlPlaneError> {
+        self.service_definitions().await
+    }
+
+    fn configured_consumers(
+        &self,
+        cache: &crate::domain::Cache,
+    ) -> Vec<crate::controlplane::ConsumerService> {
+        self.config_consumers(cache)
+    }
 
     async fn exec_tasks(
         &self,

@@ -240,6 +240,27 @@ pub enum SandboxAction {
         #[arg(long)]
         task: String,
     },
+    /// Make a consumer service's tasks fail one layer of the connectivity check on purpose
+    /// (the service's task is replaced): `port-blocked` (its network drops the cache's
+    /// ports), `wrong-ca` (it trusts another CA), `stale-password` (it holds an old secret),
+    /// or `none`. With no arguments, lists the consumers and their faults.
+    Fault {
+        /// A consumer service: orders-sidekiq, paperwurks-celery, storefront-web.
+        service: Option<String>,
+        /// none, port-blocked, wrong-ca, stale-password.
+        fault: Option<String>,
+        #[arg(long, default_value = "sandbox-dev")]
+        env: String,
+    },
+    /// Run ARGV with the given loopback ports black-holed (under `unshare -rn`; used by the
+    /// `port-blocked` fault).
+    #[command(hide = true)]
+    Isolate {
+        #[arg(long)]
+        block: Vec<u16>,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
 }
 
 /// Exit codes of `cachedeck run` and `cachedeck runs resume` (see docs/runbooks.md).

@@ -86,6 +86,22 @@ pub struct EnvConfig {
     /// Caches known only by URL.
     #[serde(default)]
     pub caches: Vec<StaticCache>,
+    /// ECS services that use a cache, named by hand (besides those found from task
+    /// definitions).
+    #[serde(default)]
+    pub consumers: Vec<ConsumerConfig>,
+}
+
+/// An ECS service that uses a cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// The cache it uses (as `cachedeck caches` names it).
+    pub cache: String,
+    pub cluster: String,
+    pub service: String,
+    /// The container to exec into; the only one when absent.
+    pub container: Option<String>,
 }
 
 /// Which discovered caches an environment keeps.
@@ -363,6 +379,7 @@ impl EnvConfig {
             ssm: Vec::new(),
             ecs: Vec::new(),
             caches: Vec::new(),
+            consumers: Vec::new(),
         }
     }
 

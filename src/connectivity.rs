@@ -6,6 +6,8 @@
 //! same check can later run inside an ECS task through ECS Exec and be read back as JSON.
 //! A failure names the layer and the likely cause; nothing in the report holds a secret.
 
+pub mod remote;
+
 use crate::domain::Endpoint;
 use crate::escape::escape_capped;
 use crate::valkey::connect::{ConnectError, Connector, Layer, Step};
@@ -120,13 +122,17 @@ impl ConnectivityReport {
         });
     }
 
-    fn fail(mut self, e: &ConnectError) -> Self {
-        let layer = layer_of(e).to_string();
-        let mut likely_cause = e.likely_cause.clone();
-        if likely_cause.is_none() && !self.tls && matches!(layer.as_str(), "auth" | "ping") {
-            likely_cause =
-                Some("plain redis:// against a TLS-only endpoint? use rediss:// (tls on)".into());
+    /// Records the failure; `connecting` while logging in, whose stage (AUTH proved by the
+    /// first PING) is `auth` whatever broke in it.
+    fn fail(mut self, e: &ConnectError, connecting: bool) -> Self {
+        let layer = match layer_of(e) {
+            "ping" if connecting => "auth",
+            other => other,
         }
+        .to_string();
+        // The connector names the cause where the wire shows one (a TLS endpoint answers
+        // plain text with a TLS alert; a reply cut short is not a TLS mismatch).
+        let likely_cause = e.likely_cause.clone();
         self.stages.push(Stage {
             layer: layer.clone(),
             ok: false,
@@ -161,7 +167,7 @@ pub async fn check(connector: &Connector, endpoint: &Endpoint, pings: u32) -> Co
     }
     let mut conn = match connected {
         Ok(c) => c,
-        Err(e) => return report.fail(&e),
+        Err(e) => return report.fail(&e, true),
     };
     if let Ok(user) = conn
         .query::<String>(&redis::cmd("ACL").arg("WHOAMI").to_owned())
@@ -172,7 +178,7 @@ pub async fn check(connector: &Connector, endpoint: &Endpoint, pings: u32) -> Co
     let t = Instant::now();
     match conn.query::<String>(&redis::cmd("PING")).await {
         Ok(_) => report.stage("ping", Some(t.elapsed()), "PONG"),
-        Err(e) => return report.fail(&e),
+        Err(e) => return report.fail(&e, false),
     }
 
     let mut samples = Vec::with_capacity(pings as usize);
@@ -180,7 +186,7 @@ pub async fn check(connector: &Connector, endpoint: &Endpoint, pings: u32) -> Co
         let t = Instant::now();
         match conn.query::<String>(&redis::cmd("PING")).await {
             Ok(_) => samples.push(ms(t.elapsed())),
-            Err(e) => return report.fail(&e),
+            Err(e) => return report.fail(&e, false),
         }
     }
     samples.sort_by(f64::total_cmp);

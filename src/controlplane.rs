@@ -442,6 +442,57 @@ pub struct ConsumerService {
     pub service: String,
     /// Container variables naming the cache (`SIDEKIQ_REDIS_URL`, `REDIS_PASSWORD`, …).
     pub variables: Vec<String>,
+    /// The container whose variables name the cache (the one to exec into).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Running tasks (DescribeServices `runningCount`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<i32>,
+    /// `task-definition` (found by its variables) or `config` (named in the config file).
+    pub found_by: String,
+}
+
+/// An ECS service with its task definition's containers (DescribeServices +
+/// DescribeTaskDefinition), as consumer discovery reads it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EcsServiceDefinition {
+    pub cluster: String,
+    pub service: String,
+    pub task_definition: String,
+    pub running: i32,
+    pub containers: Vec<ContainerDefinition>,
+}
+
+/// One container definition: `environment` (name, value) and `secrets` (name, valueFrom).
+/// Values may hold credentials (a URL with a password): `Debug` prints names only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ContainerDefinition {
+    pub name: String,
+    pub environment: Vec<(String, String)>,
+    pub secrets: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ContainerDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        f.debug_struct("ContainerDefinition")
+            .field("name", &self.name)
+            .field("environment", &names(&self.environment))
+            .field("secrets", &names(&self.secrets))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for EcsServiceDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EcsServiceDefinition")
+            .field("cluster", &self.cluster)
+            .field("service", &self.service)
+            .field("task_definition", &self.task_definition)
+            .field("running", &self.running)
+            .field("containers", &self.containers)
+            .finish()
+    }
 }
 
 /// What DescribeUsers says about one RBAC user.
@@ -636,15 +687,31 @@ pub trait ControlPlane: Send + Sync {
     }
 
     /// The ECS services whose task definitions read this cache's secret or name its
-    /// endpoint (the applications to roll after a new secret is published).
+    /// endpoint, and those the config names (the applications to roll after a new secret
+    /// is published; where `exec --cache` goes). One implementation for every plane:
+    /// [`crate::consumers::discover`] over [`ControlPlane::ecs_service_definitions`].
     async fn consumer_services(
         &self,
         cache: &Cache,
     ) -> Result<Vec<ConsumerService>, ControlPlaneError> {
-        Err(unsupported_target(
+        crate::consumers::discover(self, cache).await
+    }
+
+    /// Every ECS service of the environment with its task definition's containers
+    /// (ListClusters, ListServices, DescribeServices, DescribeTaskDefinition).
+    async fn ecs_service_definitions(
+        &self,
+    ) -> Result<Vec<EcsServiceDefinition>, ControlPlaneError> {
+        Err(unsupported(
             "ListServices/DescribeTaskDefinition",
-            &cache.name,
+            self.environment(),
         ))
+    }
+
+    /// Consumers of `cache` named in the config (`[[environments.E.consumers]]`).
+    fn configured_consumers(&self, cache: &Cache) -> Vec<ConsumerService> {
+        let _ = cache;
+        Vec::new()
     }
 
     /// One RBAC user (DescribeUsers with its id).

@@ -6,4 +6,5 @@
 pub mod client;
 pub mod crypto;
 pub mod frame;
+pub mod target;
 pub mod wrap;

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod connectivity;
+pub mod consumers;
 pub mod controlplane;
 pub mod domain;
 pub mod ecsexec;

@@ -15,6 +15,7 @@ pub mod events;
 pub mod exec;
 pub mod exec_agent;
 pub mod failover;
+pub mod faults;
 pub mod layout;
 pub mod nodes;
 pub mod params;

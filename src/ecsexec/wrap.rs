@@ -12,6 +12,9 @@ pub struct Wrapped {
     /// What ExecuteCommand is given.
     pub command: String,
     marker: Vec<u8>,
+    /// Printed once the terminal is set up (echo off), before the command runs: input may
+    /// be sent only after it (a pty echoes what arrives before `stty -echo`).
+    ready: Option<Vec<u8>>,
 }
 
 /// Quotes one word for a POSIX shell.
@@ -30,6 +33,16 @@ pub fn sh_quote(word: &str) -> String {
 /// `stty -onlcr -echo` keeps the pseudo-terminal from turning `\n` into `\r\n`, so the output
 /// arrives byte for byte as the command wrote it (where `stty` exists).
 pub fn wrap(argv: &[String]) -> Wrapped {
+    wrap_inner(argv, false)
+}
+
+/// As [`wrap`], for a command that reads input: a ready line (cut from the output) says
+/// when the terminal no longer echoes, so input is sent only then.
+pub fn wrap_with_input(argv: &[String]) -> Wrapped {
+    wrap_inner(argv, true)
+}
+
+fn wrap_inner(argv: &[String], with_input: bool) -> Wrapped {
     let mut bytes = [0u8; 16];
     // SystemRandom only fails when the OS has no randomness; a time-based marker is then
     // still unique to this run.
@@ -44,12 +57,18 @@ pub fn wrap(argv: &[String]) -> Wrapped {
         .map(|w| sh_quote(w))
         .collect::<Vec<_>>()
         .join(" ");
+    let ready = if with_input {
+        format!("printf '%s%s\\n' CDR{a} {b}R; ")
+    } else {
+        String::new()
+    };
     let script = format!(
-        "stty -onlcr -echo 2>/dev/null; {user}\n__cd_rc=$?; printf '%s%s:%d\\n' CDX{a} {b}X \"$__cd_rc\""
+        "stty -onlcr -echo 2>/dev/null; {ready}{user}\n__cd_rc=$?; printf '%s%s:%d\\n' CDX{a} {b}X \"$__cd_rc\""
     );
     Wrapped {
         command: format!("sh -c {}", sh_quote(&script)),
         marker: format!("CDX{a}{b}X:").into_bytes(),
+        ready: with_input.then(|| format!("CDR{a}{b}R").into_bytes()),
     }
 }
 
@@ -61,6 +80,8 @@ impl Wrapped {
             tail: Vec::new(),
             code: None,
             done: false,
+            ready: self.ready.clone(),
+            held: Vec::new(),
         }
     }
 }
@@ -73,7 +94,13 @@ pub struct Scanner {
     tail: Vec<u8>,
     code: Option<i32>,
     done: bool,
+    /// The ready line still awaited, and the output held until it comes.
+    ready: Option<Vec<u8>>,
+    held: Vec<u8>,
 }
+
+/// Output held while waiting for the ready line, at most; beyond, it is let through.
+const MAX_HELD_BEFORE_READY: usize = 64 * 1024;
 
 /// Longest marker line: marker + "-2147483648\r\n".
 const MAX_CODE: usize = 13;
@@ -81,6 +108,20 @@ const MAX_CODE: usize = 13;
 impl Scanner {
     /// Feeds output; returns what can be printed now.
     pub fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        if let Some(ready) = &self.ready {
+            self.held.extend_from_slice(data);
+            let data = match find(&self.held, ready) {
+                Some(at) => match self.held[at..].iter().position(|b| *b == b'\n') {
+                    Some(nl) => self.held.split_off(at + nl + 1),
+                    None => return Vec::new(),
+                },
+                None if self.held.len() > MAX_HELD_BEFORE_READY => std::mem::take(&mut self.held),
+                None => return Vec::new(),
+            };
+            self.ready = None;
+            self.held.clear();
+            return self.push(&data);
+        }
         if self.done {
             return Vec::new();
         }
@@ -117,11 +158,22 @@ impl Scanner {
 
     /// The end of the stream: what is left to print, and the exit code if the marker came.
     pub fn finish(&mut self) -> (Vec<u8>, Option<i32>) {
+        if self.ready.take().is_some() {
+            let held = std::mem::take(&mut self.held);
+            let mut out = self.push(&held);
+            out.extend(std::mem::take(&mut self.tail));
+            return (out, self.code);
+        }
         (std::mem::take(&mut self.tail), self.code)
     }
 
     pub fn code(&self) -> Option<i32> {
         self.code
+    }
+
+    /// Whether the terminal is ready for input (always, without a ready line).
+    pub fn is_ready(&self) -> bool {
+        self.ready.is_none()
     }
 }
 
@@ -194,6 +246,22 @@ mod tests {
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
         assert_eq!(sh_quote("plain-word"), "plain-word");
         assert_eq!(sh_quote(""), "''");
+    }
+
+    #[test]
+    fn the_ready_line_is_cut_and_gates_input() {
+        let w = wrap_with_input(&["cat".into()]);
+        let ready = String::from_utf8(w.ready.clone().unwrap()).unwrap();
+        assert!(!w.command.contains(&ready));
+        let marker = String::from_utf8(w.marker.clone()).unwrap();
+        let mut s = w.scanner();
+        assert!(!s.is_ready());
+        assert!(s.push(&ready.as_bytes()[..5]).is_empty());
+        assert!(!s.is_ready());
+        let rest = format!("{}\nhello\n{marker}0\n", &ready[5..]);
+        assert_eq!(s.push(rest.as_bytes()), b"hello\n");
+        assert!(s.is_ready());
+        assert_eq!(s.finish(), (Vec::new(), Some(0)));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! data-channel protocol itself (no session-manager-plugin), and exiting with the remote
 //! command's exit code.
 
-use crate::controlplane::{ControlPlane, ExecCommand, ExecTask};
+use crate::controlplane::ExecCommand;
 use crate::domain::ProviderKind;
 use crate::ecsexec::client::{self, ClientOptions, Input, Stream};
 use crate::ecsexec::wrap;
@@ -50,26 +50,50 @@ pub async fn run(estate: &Estate, args: ExecArgs) -> u8 {
     }
 }
 
-/// The task to exec into, chosen and checked.
-pub struct Target {
-    pub plane: Arc<dyn ControlPlane>,
-    pub cluster: String,
-    pub service: String,
-    pub task: ExecTask,
-    pub container: String,
-}
+pub use crate::ecsexec::target::{Target, preflight};
 
 /// Finds the service and task, and checks what ECS Exec needs, with reasons to act on.
+/// `--cache C` goes to a consumer of C (a service whose task definition names it, or one
+/// the config names); a cache that runs on ECS itself and has no consumer goes to its own
+/// service.
 pub async fn resolve(estate: &Estate, args: &ExecArgs) -> anyhow::Result<Target> {
     let (plane, cluster, service, default_container) = match (&args.cache, &args.service) {
         (Some(cache), None) => {
             let (plane, c) = estate.find_cache(&args.env, cache).await?;
-            match c.ecs {
-                Some(ecs) => (plane, ecs.cluster, ecs.service, ecs.container),
-                None => anyhow::bail!(
-                    "no ECS service found for cache `{}`: name the app's service with --service S (and --cluster)",
-                    crate::escape::escape(cache)
-                ),
+            let consumers = crate::consumers::discover(plane.as_ref(), &c).await;
+            let has_consumers = consumers.as_ref().is_ok_and(|l| !l.is_empty());
+            match (has_consumers, c.ecs.clone()) {
+                (false, Some(ecs)) => (plane, ecs.cluster, ecs.service, ecs.container),
+                _ => {
+                    if let Err(e) = &consumers {
+                        tracing::info!(error = %e, "consumer discovery failed");
+                    }
+                    let target = crate::ecsexec::target::consumer(
+                        plane,
+                        &c,
+                        None,
+                        args.task.as_deref(),
+                        args.container.as_deref(),
+                    )
+                    .await
+                    .map_err(|e| match consumers {
+                        Err(d) => anyhow::anyhow!("{e} (consumer discovery: {d})"),
+                        Ok(_) => e,
+                    })?;
+                    if std::io::IsTerminal::is_terminal(&std::io::stderr())
+                        && let Some(via) = &target.consumer
+                    {
+                        eprintln!(
+                            "exec into {} (task {}, container {}): uses {} through {}",
+                            crate::escape::escape(&target.service),
+                            target.task.task_id,
+                            crate::escape::escape(&target.container),
+                            crate::escape::escape(cache),
+                            crate::escape::escape(via.variables.join(", "))
+                        );
+                    }
+                    return Ok(target);
+                }
             }
         }
         (None, Some(service)) => {
@@ -85,42 +109,13 @@ pub async fn resolve(estate: &Estate, args: &ExecArgs) -> anyhow::Result<Target>
         _ => anyhow::bail!("give exactly one of --cache C or --service S"),
     };
     let tasks = plane.exec_tasks(&cluster, &service).await?;
-    let task = match &args.task {
-        Some(id) => tasks
-            .iter()
-            .find(|t| &t.task_id == id || &t.task_arn == id)
-            .cloned()
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "task {} is not a running task of service {service} (running: {})",
-                    crate::escape::escape(id),
-                    list(&tasks)
-                )
-            })?,
-        None => tasks
-            .iter()
-            .find(|t| t.last_status == "RUNNING" && t.enable_execute_command)
-            .or_else(|| tasks.first())
-            .cloned()
-            .ok_or_else(|| {
-                anyhow::anyhow!("service {service} in cluster {cluster} has no running task")
-            })?,
-    };
-    let container = args
-        .container
-        .clone()
-        .or(default_container)
-        .or_else(|| (task.containers.len() == 1).then(|| task.containers[0].name.clone()))
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "the task has several containers; choose one with --container ({})",
-                task.containers
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
+    let task =
+        crate::ecsexec::target::choose_task(&tasks, args.task.as_deref(), &cluster, &service)?;
+    let container = crate::ecsexec::target::choose_container(
+        &task,
+        args.container.as_deref(),
+        default_container.as_deref(),
+    )?;
     preflight(&task, &container, &service)?;
     Ok(Target {
         plane,
@@ -128,67 +123,8 @@ pub async fn resolve(estate: &Estate, args: &ExecArgs) -> anyhow::Result<Target>
         service,
         task,
         container,
+        consumer: None,
     })
-}
-
-fn list(tasks: &[ExecTask]) -> String {
-    if tasks.is_empty() {
-        return "none".into();
-    }
-    tasks
-        .iter()
-        .map(|t| t.task_id.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// What ECS Exec needs of a task, each missing piece as one line with what to do.
-pub fn preflight(task: &ExecTask, container: &str, service: &str) -> anyhow::Result<()> {
-    if !task.enable_execute_command {
-        anyhow::bail!(
-            "task {} was started without enableExecuteCommand; turn it on with `aws ecs update-service --service {service} --enable-execute-command --force-new-deployment` and exec into a new task",
-            task.task_id
-        );
-    }
-    let Some(c) = task.containers.iter().find(|c| c.name == container) else {
-        anyhow::bail!(
-            "task {} has no container {} (it has: {})",
-            task.task_id,
-            crate::escape::escape(container),
-            task.containers
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    };
-    match c.exec_agent.as_deref() {
-        Some("RUNNING") => {}
-        other => anyhow::bail!(
-            "the ExecuteCommandAgent of container {container} is {}, not RUNNING; the task role needs ssmmessages:* and the task a route to ssmmessages; start a new task once fixed",
-            other.unwrap_or("absent")
-        ),
-    }
-    if task.launch_type.as_deref() == Some("FARGATE")
-        && let Some(v) = &task.platform_version
-        && v != "LATEST"
-        && version_below(v, (1, 4, 0))
-    {
-        anyhow::bail!(
-            "Fargate platform {v} has no ECS Exec; it needs 1.4.0 or later (update the service's platformVersion)"
-        );
-    }
-    Ok(())
-}
-
-fn version_below(v: &str, min: (u32, u32, u32)) -> bool {
-    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let got = (
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-    );
-    got < min
 }
 
 async fn run_inner(estate: &Estate, args: ExecArgs) -> anyhow::Result<u8> {
@@ -197,7 +133,15 @@ async fn run_inner(estate: &Estate, args: ExecArgs) -> anyhow::Result<u8> {
     if interactive && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         anyhow::bail!("no command given and stdin is not a terminal: give a command after `--`");
     }
-    let wrapped = (!interactive).then(|| wrap::wrap(&args.command));
+    // A command with piped stdin gets it as terminal input, once the terminal stops echoing.
+    let piped = !interactive && !std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let wrapped = (!interactive).then(|| {
+        if piped {
+            wrap::wrap_with_input(&args.command)
+        } else {
+            wrap::wrap(&args.command)
+        }
+    });
     let command = wrapped
         .as_ref()
         .map_or_else(|| "sh".to_string(), |w| w.command.clone());
@@ -228,6 +172,7 @@ async fn run_inner(estate: &Estate, args: ExecArgs) -> anyhow::Result<u8> {
     let client = tokio::spawn(async move { client::run(&session, &opts, in_rx, out_tx).await });
     let mut scanner = wrapped.as_ref().map(|w| w.scanner());
     let mut stdout = std::io::stdout();
+    let mut stdin_ready = piped.then(|| forward_stdin(in_tx.clone()));
     while let Some((stream, bytes)) = out_rx.recv().await {
         match stream {
             Stream::Stdout => {
@@ -235,6 +180,11 @@ async fn run_inner(estate: &Estate, args: ExecArgs) -> anyhow::Result<u8> {
                     Some(s) => s.push(&bytes),
                     None => bytes,
                 };
+                if scanner.as_ref().is_some_and(|s| s.is_ready())
+                    && let Some(go) = stdin_ready.take()
+                {
+                    let _ = go.send(());
+                }
                 let _ = stdout.write_all(&shown).and_then(|_| stdout.flush());
             }
             Stream::Stderr => {
@@ -272,6 +222,44 @@ async fn run_inner(estate: &Estate, args: ExecArgs) -> anyhow::Result<u8> {
             Ok(exit::UNKNOWN)
         }
     }
+}
+
+/// Sends this process's stdin to the remote terminal once the returned trigger fires (the
+/// terminal is ready), then Ctrl-D for end of input (twice after a partial line, as a
+/// terminal needs). Stdin reaches the command as terminal input: canonical lines of at most
+/// 4095 bytes, as with the session-manager-plugin.
+fn forward_stdin(input: mpsc::Sender<Input>) -> tokio::sync::oneshot::Sender<()> {
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin();
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || tx.blocking_send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        if go_rx.await.is_err() {
+            return;
+        }
+        let mut last = b'\n';
+        while let Some(chunk) = rx.recv().await {
+            last = chunk.last().copied().unwrap_or(last);
+            if input.send(Input::Bytes(chunk)).await.is_err() {
+                return;
+            }
+        }
+        let eof = if last == b'\n' {
+            &b"\x04"[..]
+        } else {
+            &b"\x04\x04"[..]
+        };
+        let _ = input.send(Input::Bytes(eof.to_vec())).await;
+    });
+    go_tx
 }
 
 /// Raw mode for an interactive shell: keys (Ctrl-C included) go to the remote terminal,
@@ -327,7 +315,7 @@ impl Drop for RawTerminal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controlplane::ExecContainer;
+    use crate::controlplane::{ExecContainer, ExecTask};
 
     fn task() -> ExecTask {
         ExecTask {

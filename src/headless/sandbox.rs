@@ -82,6 +82,48 @@ pub async fn run(action: SandboxAction) -> anyhow::Result<ExitCode> {
                 .context("run the sandbox consumer task")?;
             Ok(ExitCode::from(super::exit::OK))
         }
+        SandboxAction::Fault {
+            service,
+            fault,
+            env,
+        } => {
+            let Some(service) = service else {
+                let state = State::load(&dir)
+                    .context("read the sandbox state")?
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("the sandbox is down; start it with `cachedeck sandbox up`")
+                    })?;
+                let mut t = super::Table::new(["ENV", "SERVICE", "CACHE", "TASK", "FAULT"]);
+                for c in &state.consumers {
+                    t.row([
+                        c.env.clone(),
+                        c.service.clone(),
+                        c.cache.clone(),
+                        c.task.clone(),
+                        c.fault.map_or("none", |f| f.as_str()).to_string(),
+                    ]);
+                }
+                print!("{}", t.render());
+                return Ok(ExitCode::from(super::exit::OK));
+            };
+            let Some(fault) = fault else {
+                anyhow::bail!("name the fault: none, port-blocked, wrong-ca or stale-password");
+            };
+            let fault =
+                sandbox::faults::ConsumerFault::parse(&fault).map_err(anyhow::Error::msg)?;
+            let task = sandbox::faults::set(&dir, &env, &service, fault)
+                .await
+                .context("set the fault")?;
+            println!(
+                "{service}: fault {}; new task {task}",
+                fault.map_or("none", |f| f.as_str())
+            );
+            Ok(ExitCode::from(super::exit::OK))
+        }
+        SandboxAction::Isolate { block, argv } => {
+            let code = sandbox::faults::isolate(&block, &argv).map_err(anyhow::Error::msg)?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
         SandboxAction::Serve => {
             sandbox::proxy::serve(&dir)
                 .await

@@ -113,6 +113,7 @@ fn consumer(service: &str, cache: &str, vars: Vec<TaskVar>) -> ConsumerState {
         pid: 0,
         log: PathBuf::new(),
         generation: 0,
+        fault: None,
     }
 }
 
@@ -151,20 +152,46 @@ pub fn start_task(
         "--task",
         &c.task,
     ])
+    // A container's environment: its image's basics and its task definition's variables.
+    .env_clear()
+    .env(
+        "PATH",
+        std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+    )
+    .env("LANG", "C.UTF-8")
+    .env("HOME", &task_dir)
     .env(super::DIR_ENV, dir)
-    .env("CACHEDECK_CONSUMER_CA", dir.join("tls").join("ca.pem"))
     .stdin(std::process::Stdio::null())
     .stdout(log)
     .stderr(err);
+    // The CA bundle the container trusts, where OpenSSL-based clients look for it.
+    let mut env = vec![(
+        "SSL_CERT_FILE".to_string(),
+        dir.join("tls").join("ca.pem").display().to_string(),
+    )];
+    let mut secret_vars = Vec::new();
     for v in &c.vars {
         let value = match &v.source {
             VarSource::Plain(s) => s.clone(),
-            VarSource::Parameter(p) => params
-                .get(p)?
-                .map(|p| p.value.expose().to_string())
-                .ok_or_else(|| fail(OP, format!("secret {p} of {} does not exist", c.service)))?,
+            VarSource::Parameter(p) => {
+                secret_vars.push(v.name.clone());
+                params
+                    .get(p)?
+                    .map(|p| p.value.expose().to_string())
+                    .ok_or_else(|| {
+                        fail(OP, format!("secret {p} of {} does not exist", c.service))
+                    })?
+            }
         };
-        cmd.env(&v.name, value);
+        env.push((v.name.clone(), value));
+    }
+    super::faults::apply(dir, c.fault, &mut env, &secret_vars)?;
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    // Where cachedeck itself logs (not part of the container's environment as exec shows it).
+    if let Some(v) = std::env::var_os("CACHEDECK_STATE_DIR") {
+        cmd.env("CACHEDECK_STATE_DIR", v);
     }
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
@@ -260,7 +287,7 @@ pub async fn run(service: &str, task: &str) -> Result<(), String> {
     let user = user_var
         .and_then(var)
         .or_else(|| Some(url.username().to_string()).filter(|u| !u.is_empty()));
-    let ca = var("CACHEDECK_CONSUMER_CA");
+    let ca = var("SSL_CERT_FILE");
     let connector = Connector::new(
         Auth::new(user, password),
         tls,

@@ -461,10 +461,16 @@ impl ParamStore {
     /// Rewrites a parameter's file atomically (temp file + rename).
     fn replace(&self, op: &str, path: &Path, stored: &Stored) -> Result<(), ControlPlaneError> {
         let text = serde_json::to_string(stored).map_err(|e| failed(op, path, e))?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
+        let tmp = path.with_extension(format!(
+            "tmp{}-{}",
+            std::process::id(),
+            OffsetDateTime::now_utc().unix_timestamp_nanos()
+        ));
         write_new(&tmp, &text).map_err(|e| failed(op, &tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| failed(op, path, e))
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            failed(op, path, e)
+        })
     }
 
     /// DeleteParameter; `NotFound` when absent.

@@ -403,21 +403,10 @@ impl ControlPlane for SandboxControlPlane {
 
     // ---- Auth rotation (sandbox::auth) ----
 
-    async fn consumer_services(
+    async fn ecs_service_definitions(
         &self,
-        cache: &crate::domain::Cache,
-    ) -> Result<Vec<crate::controlplane::ConsumerService>, ControlPlaneError> {
-        let state = self.state()?;
-        Ok(state
-            .consumers
-            .iter()
-            .filter(|c| c.env == self.env.name && c.cache == cache.name)
-            .map(|c| crate::controlplane::ConsumerService {
-                cluster: c.env.clone(),
-                service: c.service.clone(),
-                variables: c.vars.iter().map(|v| v.name.clone()).collect(),
-            })
-            .collect())
+    ) -> Result<Vec<crate::controlplane::EcsServiceDefinition>, ControlPlaneError> {
+        self.sandbox_service_definitions()
     }
 
     async fn replication_group_auth(

@@ -66,6 +66,9 @@ pub struct ConsumerState {
     pub log: PathBuf,
     /// Tasks started so far (task ids count up).
     pub generation: u32,
+    /// A fault its tasks start with (`cachedeck sandbox fault`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<super::faults::ConsumerFault>,
 }
 
 /// An environment of the sandbox.

@@ -11,6 +11,7 @@ mod error;
 mod secrets;
 mod tls;
 mod transport;
+mod wire;
 
 pub use error::{ConnectError, Layer};
 pub use secrets::{Auth, resolve as resolve_auth};
@@ -158,7 +159,7 @@ impl Connector {
             ConnectError::new(
                 Layer::Timeout,
                 target.clone(),
-                format!("no answer within {deadline:?} during {stage}"),
+                format!("no answer within {} during {stage}", wire::human(deadline)),
                 None,
             )
         };
@@ -203,6 +204,8 @@ impl Connector {
             .unwrap_or_else(|_| target.clone());
         done(Layer::Tcp, format!("connected to {peer}"), &mut mark);
 
+        // What comes back until the first PONG, to explain a failure and cap a huge reply.
+        let seen = Arc::new(wire::Seen::default());
         let mut conn = if endpoint.tls {
             let tls_config = match &self.tls {
                 Some(c) => c.clone(),
@@ -237,10 +240,11 @@ impl Connector {
                 tls_step_detail(&version, &endpoint.host),
                 &mut mark,
             );
-            self.login(stream, endpoint, left()).await?
+            self.login(stream, endpoint, left(), &seen).await
         } else {
-            self.login(tcp, endpoint, left()).await?
-        };
+            self.login(tcp, endpoint, left(), &seen).await
+        }
+        .map_err(|e| seen.explain(e, endpoint.tls))?;
         // A plain server with no password says nothing until asked: PING proves the link.
         let pong: String = tokio::time::timeout(left(), conn.query(&redis::cmd("PING")))
             .await
@@ -251,7 +255,10 @@ impl Connector {
                 } else {
                     err.with_cause("the endpoint may require TLS: use rediss:// (tls on)")
                 }
-            })??;
+            })
+            .and_then(|r| r)
+            .map_err(|e| seen.explain(e, endpoint.tls))?;
+        seen.setup_done();
         if pong != "PONG" {
             return Err(ConnectError::new(
                 Layer::Protocol,
@@ -290,10 +297,12 @@ impl Connector {
         stream: S,
         endpoint: &Endpoint,
         left: Duration,
+        seen: &Arc<wire::Seen>,
     ) -> Result<NodeConnection, ConnectError>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let stream = wire::Watched::new(stream, Arc::clone(seen));
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(self.options.command_timeout))
             .set_connection_timeout(Some(left));
@@ -306,7 +315,7 @@ impl Connector {
             let err = ConnectError::new(
                 Layer::Timeout,
                 endpoint.address(),
-                format!("no answer within {left:?} during login"),
+                format!("no answer within {} during login", wire::human(left)),
                 None,
             );
             if endpoint.tls {
@@ -315,7 +324,7 @@ impl Connector {
                 err.with_cause("the endpoint may require TLS: use rediss:// (tls on)")
             }
         })?;
-        let (conn, driver) = made.map_err(|e| classify(&e, endpoint, self.auth.secret(), true))?;
+        let (conn, driver) = made.map_err(|e| classify(&e, endpoint, self.auth.secret()))?;
         tokio::spawn(driver);
         Ok(NodeConnection {
             conn,
@@ -358,11 +367,11 @@ impl NodeConnection {
         let secret = self.secret.as_ref().map(|s| s.expose_secret().to_string());
         match tokio::time::timeout(self.command_timeout, cmd.query_async(&mut self.conn)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(classify(&e, &self.endpoint, secret.as_deref(), false)),
+            Ok(Err(e)) => Err(classify(&e, &self.endpoint, secret.as_deref())),
             Err(_) => Err(ConnectError::new(
                 Layer::Timeout,
                 self.endpoint.address(),
-                format!("no reply within {:?}", self.command_timeout),
+                format!("no reply within {}", wire::human(self.command_timeout)),
                 None,
             )
             .with_cause("the server is overloaded or blocked by a slow command (see SLOWLOG)")),

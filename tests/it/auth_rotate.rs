@@ -235,6 +235,26 @@ async fn auth_rotate_moves_cache_secret_and_nodes_together() {
     }
     assert!(secret(&sandbox, "/cachedeck/rotation/orders/pending").is_none());
     assert!(secret(&sandbox, "/cachedeck/rotation/orders/previous").is_none());
+    // The published version is labelled current and with the run; the one it replaced,
+    // previous.
+    let run_id = report["run_id"].as_str().expect("run id");
+    let history = sandbox
+        .plane("sandbox-dev")
+        .get_parameter_history(token_param)
+        .await
+        .expect("history");
+    let newest = history.last().expect("versions");
+    assert!(newest.version >= 2, "{history:?}");
+    assert!(
+        newest.labels.contains(&"cachedeck-current".to_string())
+            && newest.labels.contains(&format!("run-{run_id}")),
+        "{history:?}"
+    );
+    assert_eq!(
+        history[history.len() - 2].labels,
+        ["cachedeck-previous".to_string()],
+        "{history:?}"
+    );
     let auth = sandbox
         .plane("sandbox-dev")
         .replication_group_auth("orders")
@@ -282,6 +302,13 @@ async fn auth_rotate_moves_cache_secret_and_nodes_together() {
         .find(|s| s["id"] == "roll")
         .expect("roll step")["outputs"]["rolled"];
     assert_eq!(rolled, &serde_json::json!(["sandbox-dev/orders-sidekiq"]));
+    let listed = &report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == "preflight")
+        .expect("preflight step")["outputs"]["consumers"];
+    assert_eq!(listed, rolled, "the preflight lists the consumers it rolls");
 
     let mut places = vec![
         ("consumer log".to_string(), log.clone()),
@@ -381,6 +408,13 @@ async fn auth_rotate_moves_cache_secret_and_nodes_together() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    // The token was staged, and labelled with the run, before ModifyReplicationGroup.
+    let staged = plane
+        .get_parameter_history("/cachedeck/rotation/orders/pending")
+        .await
+        .expect("staging history");
+    assert_eq!(staged.len(), 1);
+    assert_eq!(staged[0].labels, [format!("run-{run_id}")]);
     let out = sandbox
         .cachedeck()
         .env("CACHEDECK_SANDBOX_MODIFY_MS", MODIFY_MS)

@@ -50,7 +50,12 @@ services = ["ghost-valkey"]
 "#,
         endpoint = moto.endpoint
     );
-    let config = Config::parse(Path::new("moto.toml"), &text).expect("test config parses");
+    plane_with(moto, &text)
+}
+
+/// A plane for the environment `dev` of config `text`, every client pointed at moto.
+fn plane_with(moto: &Moto, text: &str) -> AwsControlPlane {
+    let config = Config::parse(Path::new("moto.toml"), text).expect("test config parses");
     let cfg = config.environments["dev"].clone();
     let settings = Settings {
         call_timeout: Duration::from_secs(15),
@@ -84,6 +89,16 @@ services = ["ghost-valkey"]
             .credentials_provider(creds)
             .build(),
     );
+    let servicediscovery = aws_sdk_servicediscovery::Client::from_conf(
+        aws_sdk_servicediscovery::Config::builder()
+            .behavior_version(aws_sdk_servicediscovery::config::BehaviorVersion::latest())
+            .region(aws_sdk_servicediscovery::config::Region::new("eu-west-1"))
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(aws_sdk_servicediscovery::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .build(),
+    );
     AwsControlPlane::from_clients(
         cfg.environment("dev", "moto.toml"),
         cfg,
@@ -92,6 +107,7 @@ services = ["ghost-valkey"]
         ecs,
         ssm,
     )
+    .with_service_discovery(servicediscovery)
 }
 
 fn put(name: &str, kind: ParameterType, value: ParameterValue) -> PutParameter {
@@ -927,51 +943,7 @@ container = "valkey"
 "#,
         endpoint = moto.endpoint
     );
-    let config = Config::parse(Path::new("moto.toml"), &text).expect("test config parses");
-    let cfg = config.environments["dev"].clone();
-    let region = aws_sdk_ecs::config::Region::new("eu-west-1");
-    let creds = aws_sdk_ecs::config::Credentials::new("testing", "testing", None, None, "moto");
-    let behavior = aws_sdk_ecs::config::BehaviorVersion::latest();
-    let ecs = aws_sdk_ecs::Client::from_conf(
-        aws_sdk_ecs::Config::builder()
-            .behavior_version(behavior)
-            .region(region.clone())
-            .endpoint_url(&moto.endpoint)
-            .credentials_provider(creds.clone())
-            .build(),
-    );
-    let servicediscovery = aws_sdk_servicediscovery::Client::from_conf(
-        aws_sdk_servicediscovery::Config::builder()
-            .behavior_version(aws_sdk_servicediscovery::config::BehaviorVersion::latest())
-            .region(aws_sdk_servicediscovery::config::Region::new("eu-west-1"))
-            .endpoint_url(&moto.endpoint)
-            .credentials_provider(aws_sdk_servicediscovery::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .build(),
-    );
-    let unused = aws_sdk_elasticache::Client::from_conf(
-        aws_sdk_elasticache::Config::builder()
-            .behavior_version(behavior)
-            .build(),
-    );
-    let ssm = aws_sdk_ssm::Client::from_conf(
-        aws_sdk_ssm::Config::builder()
-            .behavior_version(behavior)
-            .build(),
-    );
-    let plane = AwsControlPlane::from_clients(
-        cfg.environment("dev", "moto.toml"),
-        cfg,
-        Settings {
-            call_timeout: Duration::from_secs(15),
-            ..Settings::default()
-        },
-        unused,
-        ecs,
-        ssm,
-    )
-    .with_service_discovery(servicediscovery);
+    let plane = plane_with(&moto, &text);
 
     let found = plane
         .discover()

@@ -69,6 +69,73 @@ pub fn previous_name(cache: &Cache) -> String {
     format!("/cachedeck/rotation/{}/previous", cache.name)
 }
 
+/// The label on the version of the applications' secret that holds the newest token.
+pub const CURRENT_LABEL: &str = "cachedeck-current";
+/// The label on the version it replaced (what a rollback puts back).
+pub const PREVIOUS_LABEL: &str = "cachedeck-previous";
+
+/// The label naming the run on every parameter version it writes (labels may not start
+/// with a digit, as run ids do).
+pub fn run_label(ctx: &ActionContext) -> String {
+    format!("run-{}", ctx.run_id)
+}
+
+/// Attaches `labels` to `version` of `name`. A label that cannot be attached (a control
+/// plane without labels, the 10-per-version limit, a missing permission) is said as a
+/// warning and never fails the step: the secret is what the rotation is about. Returns the
+/// labels attached.
+pub async fn label_version(
+    ctx: &ActionContext,
+    name: &str,
+    version: i64,
+    labels: &[String],
+) -> Vec<String> {
+    match ctx
+        .plane
+        .label_parameter_version(name, Some(version), labels)
+        .await
+    {
+        Ok(out) => {
+            if !out.invalid_labels.is_empty() {
+                ctx.output(format!(
+                    "warning: {name} version {version}: labels refused as invalid: {}",
+                    crate::escape::escape(out.invalid_labels.join(", "))
+                ));
+            }
+            labels
+                .iter()
+                .filter(|l| !out.invalid_labels.contains(l))
+                .cloned()
+                .collect()
+        }
+        Err(e) => {
+            ctx.output(format!(
+                "warning: {name} version {version} not labelled {}: {e}",
+                labels.join(", ")
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// Whether `version` of `name` carries every one of `labels`; `true` when the control
+/// plane keeps no labels (nothing to wait for there).
+pub async fn has_labels(
+    ctx: &ActionContext,
+    name: &str,
+    version: i64,
+    labels: &[String],
+) -> Result<bool, ActionError> {
+    match ctx.plane.get_parameter_history(name).await {
+        Ok(history) => Ok(history
+            .iter()
+            .find(|v| v.version == version)
+            .is_some_and(|v| labels.iter().all(|l| v.labels.contains(l)))),
+        Err(crate::controlplane::ControlPlaneError::Unsupported { .. }) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A short SHA-256 fingerprint of a secret: enough to tell two tokens apart in a journal,
 /// useless for guessing one.
 pub fn fingerprint(secret: &str) -> String {

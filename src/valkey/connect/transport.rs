@@ -50,14 +50,10 @@ pub(super) async fn connect_tcp(
     })
 }
 
-/// Sorts a redis-crate error into a layer. `during_setup` is true while logging in, when a
-/// dropped link or garbage reply most often means a TLS/plain mismatch.
-pub(super) fn classify(
-    e: &RedisError,
-    endpoint: &Endpoint,
-    secret: Option<&str>,
-    during_setup: bool,
-) -> ConnectError {
+/// Sorts a redis-crate error into a layer. A link that drops or a reply that is not RESP
+/// while logging in is explained further from the bytes that came (`wire::Seen::explain`):
+/// the error alone cannot tell a TLS-only endpoint from a reply cut short.
+pub(super) fn classify(e: &RedisError, endpoint: &Endpoint, secret: Option<&str>) -> ConnectError {
     let target = endpoint.address();
     let text = e.to_string();
     let code = e.code().unwrap_or_default();
@@ -79,12 +75,14 @@ pub(super) fn classify(
     if e.is_timeout() {
         return new(Layer::Timeout);
     }
-    let dropped = e.is_connection_dropped() || e.is_io_error() || e.kind() == ErrorKind::Parse;
-    if dropped {
+    if e.kind() == ErrorKind::Parse {
+        return new(Layer::Protocol).with_cause(
+            "the reply was not RESP: something other than Valkey/Redis answers on that port, or a proxy in between alters the stream",
+        );
+    }
+    if e.is_connection_dropped() || e.is_io_error() {
         let err = new(Layer::Protocol);
-        return if !endpoint.tls && (during_setup || e.kind() == ErrorKind::Parse) {
-            err.with_cause("plain redis:// against a TLS-only endpoint? use rediss:// (tls on)")
-        } else if e.is_connection_refusal() {
+        return if e.is_connection_refusal() {
             err.with_cause("the node went away")
         } else {
             err

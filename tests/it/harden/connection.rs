@@ -1,14 +1,17 @@
 //! The connection matrix: each way a connection goes wrong gives a distinct one-line error
-//! naming its layer, within the configured deadlines, and nothing hangs. Real valkey-server
-//! processes for the protocol cases (NOAUTH, WRONGPASS, TLS to a plain port), a tiny
-//! loopback fake server for what no real server does: accept and never answer, reset the
-//! connection in the middle of a reply, answer with a 1 GB bulk string.
+//! naming its layer and its cause, within the configured deadlines, and nothing hangs. Real
+//! valkey-server processes for the protocol cases (NOAUTH, WRONGPASS, TLS to a plain port), a
+//! TLS front (rustls, a certificate for 127.0.0.1 and localhost from a local CA) relaying to a
+//! real server for plain-to-TLS, the wrong CA and the wrong host name, and a tiny loopback fake
+//! server for what no real server does: accept and never answer, reset the connection in the
+//! middle of a reply, answer with a 1 GB bulk string.
 //! (An unknown host name is not tried: resolving it would send a query beyond loopback. A
-//! TLS handshake nobody answers reads as TLS to a plain port: a plain server stays silent.)
+//! TLS handshake nobody answers reads as TLS to a plain port: a plain server stays silent.
+//! The 1 GB reply is refused after 1 MiB: the replies to a login and a PING are a few bytes.)
 
 use super::summary;
 use crate::harness::valkey::{ServerSpec, server, start};
-use cachedeck::connectivity::{self, ConnectivityReport};
+use cachedeck::connectivity;
 use cachedeck::domain::Endpoint;
 use cachedeck::valkey::connect::{Auth, ConnectOptions, Connector};
 use secrecy::SecretString;
@@ -19,11 +22,15 @@ use tokio::net::TcpListener;
 const DEADLINE: Duration = Duration::from_millis(1500);
 
 fn connector(password: Option<&str>, tls: bool) -> Connector {
+    connector_ca(password, tls, None)
+}
+
+fn connector_ca(password: Option<&str>, tls: bool, ca: Option<&str>) -> Connector {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     Connector::new(
         Auth::new(None, password.map(|p| SecretString::from(p.to_string()))),
         tls,
-        None,
+        ca,
         ConnectOptions {
             connect_timeout: DEADLINE,
             command_timeout: DEADLINE,
@@ -93,16 +100,30 @@ async fn fake(kind: Fake) -> u16 {
     port
 }
 
-/// One case: the check's report and how long it took.
-async fn check(connector: &Connector, port: u16, tls: bool) -> (ConnectivityReport, Duration) {
-    let start = Instant::now();
-    let report = tokio::time::timeout(
-        Duration::from_secs(30),
-        connectivity::check(connector, &Endpoint::new("127.0.0.1", port, tls), 3),
-    )
-    .await
-    .expect("the check hung for 30 s");
-    (report, start.elapsed())
+/// A TLS front on `host` (a loopback address) relaying to the plain server on `backend`, with
+/// a certificate for 127.0.0.1 and localhost from a CA made in `dir`. Returns the port and
+/// the CA file.
+async fn tls_front(dir: &std::path::Path, host: &str, backend: u16) -> (u16, String) {
+    let ca = cachedeck::sandbox::tls::generate(dir).expect("certificates");
+    let acceptor = cachedeck::sandbox::tls::acceptor(dir).expect("acceptor");
+    let listener = TcpListener::bind((host, 0)).await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (port, ca.display().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,77 +137,150 @@ async fn every_connection_failure_is_one_line_naming_its_layer_in_time() {
     let silent = fake(Fake::Silent).await;
     let reset = fake(Fake::ResetMidReply).await;
     let huge = fake(Fake::GigabyteBulk).await;
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (tls_port, ca) = tls_front(&certs.path().join("a"), "127.0.0.1", plain.port()).await;
+    // The same certificate served on another loopback address it does not name.
+    let (other_port, other_ca) =
+        tls_front(&certs.path().join("b"), "127.0.0.2", plain.port()).await;
 
-    // (case, connector, port, tls, the layer it must name)
-    let cases: Vec<(&str, Connector, u16, bool, &[&str])> = vec![
+    // The TLS front works for a client that trusts its CA, so its failures below are real.
+    let fine = connectivity::check(
+        &connector_ca(None, true, Some(&ca)),
+        &Endpoint::new("127.0.0.1", tls_port, true),
+        1,
+    )
+    .await;
+    assert!(fine.ok, "{fine:?}");
+
+    // (case, connector, host, port, tls, the layer, what its line must say)
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(&str, Connector, &str, u16, bool, &str, &[&str])> = vec![
         (
             "port nobody listens on",
             connector(None, false),
+            "127.0.0.1",
             closed,
             false,
-            &["tcp"],
+            "tcp",
+            &["Connection refused", "nothing listens on that port"],
         ),
         (
             "TLS to a plain port",
             connector(None, true),
+            "127.0.0.1",
             plain.port(),
             true,
-            &["tls"],
+            "tls",
+            &[
+                "no answer within 1.5 s during the tls handshake",
+                "does not speak TLS",
+            ],
+        ),
+        (
+            "plain to a TLS port",
+            connector(None, false),
+            "127.0.0.1",
+            tls_port,
+            false,
+            "auth",
+            &["the endpoint answered with TLS: use rediss://"],
+        ),
+        (
+            "a CA cachedeck does not trust",
+            connector(None, true),
+            "127.0.0.1",
+            tls_port,
+            true,
+            "tls",
+            &["UnknownIssuer", "set credentials.ca_file"],
+        ),
+        (
+            "a certificate for another host",
+            connector_ca(None, true, Some(&other_ca)),
+            "127.0.0.2",
+            other_port,
+            true,
+            "tls",
+            &["certificate not valid for name", "does not name this host"],
         ),
         (
             "NOAUTH",
             connector(None, false),
+            "127.0.0.1",
             locked.port(),
             false,
-            &["auth"],
+            "auth",
+            &["NOAUTH", "the server requires AUTH"],
         ),
         (
             "WRONGPASS",
             connector(Some("matrix-wrong-pw-2b8"), false),
+            "127.0.0.1",
             locked.port(),
             false,
-            &["auth"],
+            "auth",
+            &["wrong user or password"],
         ),
         (
             "accepts, never answers",
             connector(None, false),
+            "127.0.0.1",
             silent,
             false,
-            &["auth", "ping"],
+            "auth",
+            &["no answer within 1.5 s during login", "sent nothing"],
         ),
         (
             "reset mid-reply",
             connector(None, false),
+            "127.0.0.1",
             reset,
             false,
-            &["auth", "ping"],
+            "auth",
+            &[
+                "reset by peer (os error 104) after 17 bytes of a reply",
+                "dropped the connection in the middle of a reply",
+            ],
         ),
         (
             "a 1 GB bulk reply",
             connector(None, false),
+            "127.0.0.1",
             huge,
             false,
-            &["auth", "ping"],
+            "auth",
+            &[
+                "more than 1 MiB came back in answer to the login and PING",
+                "something other than Valkey/Redis",
+            ],
         ),
     ];
     let mut seen: Vec<(String, String)> = Vec::new();
-    for (case, connector, port, tls, layers) in &cases {
-        let (report, took) = check(connector, *port, *tls).await;
+    for (case, connector, host, port, tls, layer, says) in &cases {
+        let start = Instant::now();
+        let report = tokio::time::timeout(
+            Duration::from_secs(30),
+            connectivity::check(connector, &Endpoint::new(*host, *port, *tls), 3),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{case}: the check hung for 30 s"));
+        let took = start.elapsed();
         assert!(!report.ok, "{case}: {report:?}");
         let failure = report.failure.as_ref().expect("a failure");
         let line = failure.to_string();
-        assert!(
-            layers.contains(&failure.layer.as_str()),
-            "{case}: layer {} not one of {layers:?}: {line}",
-            failure.layer
-        );
+        assert_eq!(failure.layer, *layer, "{case}: {line}");
+        for said in *says {
+            assert!(line.contains(said), "{case}: {said:?} not in {line}");
+        }
+        if *case != "plain to a TLS port" {
+            assert!(
+                !line.contains("rediss://") || *case == "accepts, never answers",
+                "{case}: no TLS mismatch here: {line}"
+            );
+        }
         assert!(
             !line.contains('\n') && !line.trim().is_empty(),
             "{case}: {line:?}"
-        );
-        assert!(
-            failure.likely_cause.is_some() || !failure.detail.is_empty(),
-            "{case}: no cause: {line}"
         );
         assert!(
             !line.contains("matrix-wrong-pw") && !line.contains("matrix-right-pw"),

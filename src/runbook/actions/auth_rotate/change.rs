@@ -41,6 +41,12 @@ const INPUTS: &[InputSpec] = &[
         Some("\"\""),
         "RBAC user id (default: the cache's user name)",
     ),
+    InputSpec::optional(
+        "persist",
+        ValueKind::Bool,
+        Some("false"),
+        "self-managed: write the change into each node's ACL file (ACL SAVE) or config file (CONFIG REWRITE)",
+    ),
 ];
 const OUTPUTS: &[OutputSpec] = &[
     OutputSpec {
@@ -167,6 +173,108 @@ async fn acl_everywhere(
     Ok(())
 }
 
+/// Where a self-managed node reads its users from when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartupSource {
+    /// `aclfile`: users come from this ACL file (ACL SAVE writes it).
+    AclFile(String),
+    /// Users in the config file the server was started with (CONFIG REWRITE writes it).
+    ConfigFile(String),
+    /// No file: its command line (an ECS task definition) decides.
+    CommandLine,
+}
+
+/// A node's start-up source from its `INFO server` `config_file` and `CONFIG GET aclfile`.
+pub fn startup_source(info_server: &str, aclfile: &str) -> StartupSource {
+    let config_file = info_server
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("config_file:"))
+        .unwrap_or_default()
+        .trim();
+    if !aclfile.trim().is_empty() {
+        StartupSource::AclFile(aclfile.trim().to_string())
+    } else if !config_file.is_empty() {
+        StartupSource::ConfigFile(config_file.to_string())
+    } else {
+        StartupSource::CommandLine
+    }
+}
+
+/// What the plan says about the start-up files of self-managed nodes.
+fn persist_plan(inputs: &Inputs) -> &'static str {
+    if inputs.bool("persist").unwrap_or(false) {
+        "ACL SAVE (ACL file) or CONFIG REWRITE (config file)"
+    } else {
+        "INFO server + CONFIG GET aclfile: warn where a restart would bring the old password back"
+    }
+}
+
+/// After `ACL SETUSER` on a self-managed cache: where each node would take the user from on
+/// restart. With `persist`, the change is written there (ACL SAVE / CONFIG REWRITE);
+/// otherwise — or where that fails, or where only the command line decides — a warning
+/// says that a restart brings the old password back. Returns the warnings.
+async fn restart_check(
+    ctx: &ActionContext,
+    login: &SecretString,
+    user: &str,
+    persist: bool,
+) -> Result<Vec<String>, ActionError> {
+    let connector = super::connector_for(ctx, Some(user), Some(login))?;
+    let mut warnings = Vec::new();
+    for (id, ep) in node_endpoints(&ctx.cache) {
+        let mut conn = connector.connect(&ep).await?;
+        let info: String = conn
+            .query(redis::cmd("INFO").arg("server"))
+            .await
+            .map_err(|e| ActionError::failed(format!("INFO server on {id}: {e}")))?;
+        let aclfile = match conn
+            .query::<Vec<String>>(redis::cmd("CONFIG").arg("GET").arg("aclfile"))
+            .await
+        {
+            Ok(pair) => pair.get(1).cloned().unwrap_or_default(),
+            Err(e) => {
+                warnings.push(format!(
+                    "node {id}: cannot tell where it reads its users at start-up (CONFIG GET: {e}); make sure a restart does not bring the old password back"
+                ));
+                continue;
+            }
+        };
+        let source = startup_source(&info, &aclfile);
+        let (file, command) = match &source {
+            StartupSource::AclFile(f) => (f.clone(), ["ACL", "SAVE"]),
+            StartupSource::ConfigFile(f) => (f.clone(), ["CONFIG", "REWRITE"]),
+            StartupSource::CommandLine => {
+                warnings.push(format!(
+                    "node {id}: started without a config or ACL file, so a restart takes user {user} from its command line (task definition), which still has the old password unless it reads the published secret"
+                ));
+                continue;
+            }
+        };
+        let file = crate::escape::escape(&file);
+        if !persist {
+            warnings.push(format!(
+                "node {id}: a restart reloads user {user} from {file}, which still has the old password: run {} there (or pass --param persist=true)",
+                command.join(" ")
+            ));
+            continue;
+        }
+        match conn
+            .query::<redis::Value>(redis::cmd(command[0]).arg(command[1]))
+            .await
+        {
+            Ok(_) => ctx.output(format!("node {id}: {} wrote {file}", command.join(" "))),
+            Err(e) => warnings.push(format!(
+                "node {id}: {} failed ({e}): a restart reloads user {user} from {file} with the old password",
+                command.join(" ")
+            )),
+        }
+    }
+    for w in &warnings {
+        ctx.output(format!("warning: {w}"));
+    }
+    Ok(warnings)
+}
+
 pub struct AuthRotate;
 
 #[async_trait]
@@ -186,7 +294,7 @@ impl Action for AuthRotate {
     fn dangerous(&self) -> bool {
         true
     }
-    fn plan(&self, ctx: &PlanContext<'_>, _inputs: &Inputs) -> Vec<PlannedCall> {
+    fn plan(&self, ctx: &PlanContext<'_>, inputs: &Inputs) -> Vec<PlannedCall> {
         let staged = pending_name(ctx.cache);
         match Mechanism::of(ctx.cache) {
             Mechanism::Token => vec![PlannedCall::control_plane(
@@ -213,12 +321,13 @@ impl Action for AuthRotate {
                     PlannedCall::valkey(
                         ep.address(),
                         format!(
-                            "ACL SETUSER {} >[{staged}]",
+                            "ACL SETUSER {} >[{staged}]; {}",
                             ctx.cache
                                 .credentials
                                 .username
                                 .as_deref()
-                                .unwrap_or("default")
+                                .unwrap_or("default"),
+                            persist_plan(inputs)
                         ),
                         true,
                     )
@@ -318,10 +427,9 @@ impl Action for AuthRotate {
                     let rule = format!(">{}", token.expose_secret());
                     acl_everywhere(ctx, &old, &name, &rule).await?;
                     sent = true;
-                    ctx.output(
-                        "warning: ACL SETUSER changes the running servers only; unless their ACL file or config is updated too, a restart brings the old password back",
-                    );
                 }
+                let name = user.clone().unwrap_or_else(|| "default".into());
+                restart_check(ctx, &token, &name, inputs.bool("persist")?).await?;
             }
         }
         expect_login(ctx, user.as_deref(), Some(&token), "the new token", true).await?;
@@ -387,7 +495,7 @@ impl Action for AuthFinalize {
     fn dangerous(&self) -> bool {
         true
     }
-    fn plan(&self, ctx: &PlanContext<'_>, _inputs: &Inputs) -> Vec<PlannedCall> {
+    fn plan(&self, ctx: &PlanContext<'_>, inputs: &Inputs) -> Vec<PlannedCall> {
         let staged = pending_name(ctx.cache);
         let mut calls = match Mechanism::of(ctx.cache) {
             Mechanism::Token => vec![PlannedCall::control_plane(
@@ -414,12 +522,13 @@ impl Action for AuthFinalize {
                     PlannedCall::valkey(
                         ep.address(),
                         format!(
-                            "ACL SETUSER {} <[previous]",
+                            "ACL SETUSER {} <[previous]; {}",
                             ctx.cache
                                 .credentials
                                 .username
                                 .as_deref()
-                                .unwrap_or("default")
+                                .unwrap_or("default"),
+                            persist_plan(inputs)
                         ),
                         true,
                     )
@@ -534,6 +643,8 @@ impl Action for AuthFinalize {
                     acl_everywhere(ctx, &token, &name, &format!("<{}", o.expose_secret())).await?;
                     sent = true;
                 }
+                let name = user.clone().unwrap_or_else(|| "default".into());
+                restart_check(ctx, &token, &name, inputs.bool("persist")?).await?;
             }
         }
         expect_login(ctx, user.as_deref(), Some(&token), "the new token", true).await?;
@@ -620,5 +731,27 @@ async fn send_token(
             Ok(false)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_source_prefers_the_acl_file() {
+        let info = "# Server\r\nvalkey_version:8.0.1\r\nconfig_file:/data/valkey.conf\r\n";
+        assert_eq!(
+            startup_source(info, "/data/users.acl"),
+            StartupSource::AclFile("/data/users.acl".into())
+        );
+        assert_eq!(
+            startup_source(info, ""),
+            StartupSource::ConfigFile("/data/valkey.conf".into())
+        );
+        assert_eq!(
+            startup_source("# Server\r\nconfig_file:\r\n", ""),
+            StartupSource::CommandLine
+        );
     }
 }

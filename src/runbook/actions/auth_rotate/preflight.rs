@@ -61,6 +61,11 @@ const OUTPUTS: &[OutputSpec] = &[
         kind: ValueKind::Bool,
         doc: "a token staged by an earlier, unfinished rotation will be reused",
     },
+    OutputSpec {
+        name: "consumers",
+        kind: ValueKind::List,
+        doc: "the ECS services found reading the cache's secret (`cluster/service`)",
+    },
 ];
 
 /// Whether an engine version supports AUTH token rotation (Valkey 7.2+, Redis 5.0.6+).
@@ -108,7 +113,7 @@ impl Action for AuthPreflight {
             ));
         }
         calls.push(PlannedCall::local(
-            "AUTH with the current secret on every node; GetParameter of each secret parameter",
+            "AUTH with the current secret on every node; GetParameter of each secret parameter; list the consumer services reading the secret",
         ));
         calls.push(PlannedCall::local(
             "rollback is possible until finalize (both tokens work); after finalize it is not",
@@ -254,6 +259,33 @@ impl Action for AuthPreflight {
             true,
         )
         .await?;
+        let consumers = match ctx.plane.consumer_services(cache).await {
+            Ok(list) => {
+                for c in &list {
+                    ctx.output(format!(
+                        "consumer {}/{} ({})",
+                        c.cluster,
+                        c.service,
+                        if c.variables.is_empty() {
+                            "named".to_string()
+                        } else {
+                            c.variables.join(", ")
+                        }
+                    ));
+                }
+                if list.is_empty() {
+                    ctx.output("no consumer service found reading the secret; the drain check still catches any client left");
+                }
+                list.iter()
+                    .map(|c| format!("{}/{}", c.cluster, c.service))
+                    .collect::<Vec<_>>()
+            }
+            Err(crate::controlplane::ControlPlaneError::Unsupported { .. }) => {
+                ctx.output("this control plane cannot list the cache's consumers; name them with --param services=cluster/service,…");
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
         ctx.output("rollback: safe until finalize (both tokens work: re-publish the previous version and roll the consumers); after finalize the old token is gone");
         Ok(Values::new()
             .with("mechanism", Value::str(mechanism.as_str()))
@@ -264,7 +296,8 @@ impl Action for AuthPreflight {
                 )),
             )
             .with("nodes", Value::int(nodes as i64))
-            .with("resuming", Value::bool(resuming)))
+            .with("resuming", Value::bool(resuming))
+            .with("consumers", Value::Json(serde_json::Value::from(consumers))))
     }
 }
 

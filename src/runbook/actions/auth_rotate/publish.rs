@@ -3,9 +3,14 @@
 //! parameter that already holds the new value is left alone, so its version and time —
 //! the publish time the drain check measures client ages against — stay those of the first
 //! write.
+//!
+//! Labels: the new version carries `cachedeck-current` and `run-<run id>`, the version it
+//! replaced `cachedeck-previous` (the labels move there from older versions), so a rollback
+//! knows which version to put back. A label that cannot be attached is a warning.
 
 use super::{
-    Published, fingerprint, password_in, published, put_secret, read_secret, staged, with_password,
+    CURRENT_LABEL, PREVIOUS_LABEL, Published, fingerprint, has_labels, label_version, password_in,
+    published, put_secret, read_secret, run_label, staged, with_password,
 };
 use crate::runbook::action::{
     Action, ActionContext, ActionError, InputSpec, Inputs, Observation, OutputSpec, PlanContext,
@@ -39,7 +44,33 @@ const OUTPUTS: &[OutputSpec] = &[
         kind: ValueKind::String,
         doc: "fingerprint of the published token",
     },
+    OutputSpec {
+        name: "labels",
+        kind: ValueKind::List,
+        doc: "the labels on the published versions",
+    },
 ];
+
+/// The labels of the version that holds the new token.
+fn new_labels(ctx: &ActionContext) -> Vec<String> {
+    vec![CURRENT_LABEL.to_string(), run_label(ctx)]
+}
+
+/// Labels the published version `version` and the one it replaced; returns the labels
+/// now on the published version.
+async fn label_published(ctx: &ActionContext, name: &str, version: i64) -> Vec<String> {
+    let attached = label_version(ctx, name, version, &new_labels(ctx)).await;
+    if version > 1 {
+        label_version(ctx, name, version - 1, &[PREVIOUS_LABEL.to_string()]).await;
+    }
+    if !attached.is_empty() {
+        ctx.output(format!(
+            "{name}: version {version} labelled {}",
+            attached.join(", ")
+        ));
+    }
+    attached
+}
 
 /// Whether parameter `p` already carries `token`; with its version and time.
 async fn state_of(
@@ -64,8 +95,10 @@ fn values(
     versions: serde_json::Map<String, serde_json::Value>,
     at: OffsetDateTime,
     token: &SecretString,
+    labels: Vec<String>,
 ) -> Values {
     Values::new()
+        .with("labels", Value::Json(serde_json::Value::from(labels)))
         .with(
             "parameters",
             Value::Json(serde_json::Value::from(
@@ -121,6 +154,17 @@ impl Action for AuthPublish {
                         true,
                     )
                 })
+                .flat_map(|p| {
+                    [
+                        p,
+                        PlannedCall::control_plane(
+                            format!(
+                                "LabelParameterVersion new version: {CURRENT_LABEL}, run-<run id>; replaced version: {PREVIOUS_LABEL}"
+                            ),
+                            true,
+                        ),
+                    ]
+                })
                 .collect(),
             Err(e) => vec![PlannedCall::local(format!("refused: {e}"))],
         }
@@ -137,10 +181,17 @@ impl Action for AuthPublish {
         };
         let mut versions = serde_json::Map::new();
         let mut at = None::<OffsetDateTime>;
+        let labels = new_labels(ctx);
         for p in &params {
             let (holds, version, modified, _) = state_of(ctx, p, &token).await?;
             if !holds {
                 return Ok(Observation::NotDone);
+            }
+            if !has_labels(ctx, &p.name, version, &labels).await? {
+                return Ok(Observation::Partial(format!(
+                    "{} holds the new token (version {version}) but is not labelled yet",
+                    p.name
+                )));
             }
             versions.insert(p.name.clone(), version.into());
             at = at.max(modified);
@@ -150,6 +201,7 @@ impl Action for AuthPublish {
             versions,
             at.unwrap_or_else(OffsetDateTime::now_utc),
             &token,
+            labels,
         )))
     }
     async fn run(&self, ctx: &ActionContext, _inputs: &Inputs) -> Result<Values, ActionError> {
@@ -163,6 +215,7 @@ impl Action for AuthPublish {
         let token = staged(ctx).await?;
         let mut versions = serde_json::Map::new();
         let mut at = None::<OffsetDateTime>;
+        let mut labels: Vec<String> = Vec::new();
         for p in &params {
             let (holds, version, modified, current) = state_of(ctx, p, &token).await?;
             if holds {
@@ -172,6 +225,11 @@ impl Action for AuthPublish {
                 ));
                 versions.insert(p.name.clone(), version.into());
                 at = at.max(modified);
+                for l in label_published(ctx, &p.name, version).await {
+                    if !labels.contains(&l) {
+                        labels.push(l);
+                    }
+                }
                 continue;
             }
             let current = current.unwrap_or_else(|| SecretString::from(String::new()));
@@ -193,12 +251,18 @@ impl Action for AuthPublish {
             ctx.output(format!("{}: version {version} holds the new token", p.name));
             versions.insert(p.name.clone(), version.into());
             at = at.max(Some(written));
+            for l in label_published(ctx, &p.name, version).await {
+                if !labels.contains(&l) {
+                    labels.push(l);
+                }
+            }
         }
         Ok(values(
             &params,
             versions,
             at.unwrap_or_else(OffsetDateTime::now_utc),
             &token,
+            labels,
         ))
     }
 }

@@ -50,6 +50,9 @@ async fn services(
                     cluster: cluster.into(),
                     service: service.into(),
                     variables: Vec::new(),
+                    container: None,
+                    running: None,
+                    found_by: "input".into(),
                 })
             })
             .collect();

@@ -2,10 +2,12 @@
 //! SecureString before anything touches the cache; the token it replaces is staged beside it.
 //! A token already staged by an earlier, unfinished rotation is reused, never replaced: the
 //! cache may already accept it, and a second ROTATE with another token would push out the
-//! one the applications still use.
+//! one the applications still use. Both staging parameters' versions carry the label
+//! `run-<run id>` of the run that staged (or reused) them.
 
 use super::{
-    Mechanism, current_password, fingerprint, pending_name, previous_name, put_secret, read_secret,
+    Mechanism, current_password, fingerprint, has_labels, label_version, pending_name,
+    previous_name, put_secret, read_secret, run_label,
 };
 use crate::runbook::action::{
     Action, ActionContext, ActionError, InputSpec, Inputs, Observation, OutputSpec, PlanContext,
@@ -127,6 +129,27 @@ pub fn generate(length: usize, alphabet: &[u8]) -> Result<SecretString, ActionEr
     Ok(SecretString::from(out))
 }
 
+/// Labels the newest version of a staging parameter with the run's label (unless it has
+/// it already).
+async fn label_staging(ctx: &ActionContext, name: &str) -> Result<(), ActionError> {
+    if let Some(p) = ctx.plane.get_parameter(name).await? {
+        let label = run_label(ctx);
+        if !has_labels(ctx, name, p.version, std::slice::from_ref(&label)).await? {
+            label_version(ctx, name, p.version, &[label]).await;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the staged token's version carries this run's label.
+async fn staging_labelled(ctx: &ActionContext) -> Result<bool, ActionError> {
+    let name = pending_name(&ctx.cache);
+    Ok(match ctx.plane.get_parameter(&name).await? {
+        Some(p) => has_labels(ctx, &name, p.version, &[run_label(ctx)]).await?,
+        None => false,
+    })
+}
+
 async fn outputs(ctx: &ActionContext, reused: bool) -> Result<Option<Values>, ActionError> {
     let Some(pending) = read_secret(ctx, &pending_name(&ctx.cache)).await? else {
         return Ok(None);
@@ -190,6 +213,10 @@ impl Action for AuthGenerate {
                 ),
                 true,
             ),
+            PlannedCall::control_plane(
+                "LabelParameterVersion of both staging parameters: run-<run id>",
+                true,
+            ),
         ]
     }
     async fn observe(
@@ -198,6 +225,9 @@ impl Action for AuthGenerate {
         _inputs: &Inputs,
     ) -> Result<Observation, ActionError> {
         Ok(match outputs(ctx, true).await? {
+            Some(_) if !staging_labelled(ctx).await? => {
+                Observation::Partial("the token is staged but not labelled with this run".into())
+            }
             Some(v) => Observation::Done(v),
             None => Observation::NotDone,
         })
@@ -206,6 +236,7 @@ impl Action for AuthGenerate {
         let mechanism = Mechanism::of(&ctx.cache);
         let (length, alphabet) = token_spec(mechanism, inputs)?;
         if let Some(values) = outputs(ctx, true).await? {
+            label_staging(ctx, &pending_name(&ctx.cache)).await?;
             ctx.output(format!(
                 "reusing the token staged by an earlier rotation ({}: fingerprint {})",
                 pending_name(&ctx.cache),
@@ -252,6 +283,8 @@ impl Action for AuthGenerate {
             Err(e) => return Err(e),
         }
         drop(token);
+        label_staging(ctx, &previous_name(&ctx.cache)).await?;
+        label_staging(ctx, &pending_name(&ctx.cache)).await?;
         let values = outputs(ctx, false).await?.ok_or_else(|| {
             ActionError::failed("read back the staged token: it is not there after writing it")
         })?;

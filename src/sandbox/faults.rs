@@ -1,0 +1,229 @@
+//! Faults of the sandbox's consumer tasks, so every layer of the connectivity check from a
+//! consumer can be seen failing once (`cachedeck sandbox fault SERVICE FAULT`):
+//!
+//! - `port-blocked`: the task's network drops the cache's ports — ECS Exec sessions into
+//!   the task run in a network namespace of their own (`unshare -rn`) where a listener that
+//!   never accepts fills each of the cache's ports, so SYNs go unanswered as a security group
+//!   drops them: a TCP timeout from the task, while this host connects.
+//! - `wrong-ca`: the task trusts another CA (`SSL_CERT_FILE` is an unrelated CA's file).
+//! - `stale-password`: the task's secret is an old one (the cache's token was rotated, the
+//!   task still holds the previous value).
+//!
+//! Setting a fault replaces the service's task (stop, start with the fault), as a deployment
+//! with a broken task definition or network would.
+
+use super::state::State;
+use crate::controlplane::ControlPlaneError;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A fault of one consumer service's tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsumerFault {
+    PortBlocked,
+    WrongCa,
+    StalePassword,
+}
+
+impl ConsumerFault {
+    pub const ALL: [ConsumerFault; 3] = [
+        ConsumerFault::PortBlocked,
+        ConsumerFault::WrongCa,
+        ConsumerFault::StalePassword,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsumerFault::PortBlocked => "port-blocked",
+            ConsumerFault::WrongCa => "wrong-ca",
+            ConsumerFault::StalePassword => "stale-password",
+        }
+    }
+
+    /// `none` clears; anything else must be a known fault.
+    pub fn parse(s: &str) -> Result<Option<ConsumerFault>, String> {
+        if s == "none" {
+            return Ok(None);
+        }
+        ConsumerFault::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .map(Some)
+            .ok_or_else(|| {
+                format!("unknown fault `{s}` (known: none, port-blocked, wrong-ca, stale-password)")
+            })
+    }
+}
+
+fn fail(op: &str, e: impl std::fmt::Display) -> ControlPlaneError {
+    ControlPlaneError::Service {
+        operation: op.into(),
+        detail: e.to_string(),
+    }
+}
+
+/// The CA file of a CA nobody signed the sandbox's endpoints with.
+pub fn wrong_ca(dir: &Path) -> Result<PathBuf, ControlPlaneError> {
+    let tls = dir.join("tls-wrong");
+    let ca = tls.join("ca.pem");
+    if ca.exists() {
+        return Ok(ca);
+    }
+    super::tls::generate(&tls).map_err(|e| fail("RunTask", e))
+}
+
+/// The task's environment with `fault` applied (at task start).
+pub fn apply(
+    dir: &Path,
+    fault: Option<ConsumerFault>,
+    env: &mut [(String, String)],
+    secret_vars: &[String],
+) -> Result<(), ControlPlaneError> {
+    match fault {
+        Some(ConsumerFault::WrongCa) => {
+            let ca = wrong_ca(dir)?.display().to_string();
+            for (k, v) in env.iter_mut() {
+                if k == "SSL_CERT_FILE" {
+                    *v = ca.clone();
+                }
+            }
+        }
+        Some(ConsumerFault::StalePassword) => {
+            let stale = format!("stale-{}", super::exec::random_hex(12));
+            for (k, v) in env.iter_mut() {
+                if !secret_vars.contains(k) {
+                    continue;
+                }
+                match url::Url::parse(v) {
+                    Ok(mut u) if u.password().is_some() => {
+                        let _ = u.set_password(Some(&stale));
+                        *v = u.to_string();
+                    }
+                    _ => *v = stale.clone(),
+                }
+            }
+        }
+        Some(ConsumerFault::PortBlocked) | None => {}
+    }
+    Ok(())
+}
+
+/// Sets (or clears) a consumer service's fault and replaces its task; returns the new task.
+pub async fn set(
+    dir: &Path,
+    env: &str,
+    service: &str,
+    fault: Option<ConsumerFault>,
+) -> Result<String, ControlPlaneError> {
+    const OP: &str = "UpdateService";
+    {
+        let _lock = super::setup::lock(dir).await.map_err(|e| fail(OP, e))?;
+        let mut state = State::load(dir)
+            .map_err(|e| fail(OP, e))?
+            .ok_or_else(|| fail(OP, "the sandbox is down"))?;
+        let Some(c) = state
+            .consumers
+            .iter_mut()
+            .find(|c| c.env == env && c.service == service)
+        else {
+            let known: Vec<_> = state.consumers.iter().map(|c| c.service.clone()).collect();
+            return Err(ControlPlaneError::NotFound {
+                what: format!(
+                    "consumer service {service} in {env} (known: {})",
+                    known.join(", ")
+                ),
+            });
+        };
+        c.fault = fault;
+        state.save(dir).map_err(|e| fail(OP, e))?;
+    }
+    let (_, new) = super::consumer::replace(dir, env, service, super::ecs::STOP_TIMEOUT).await?;
+    Ok(new.into_iter().next().unwrap_or_default())
+}
+
+/// `cachedeck sandbox isolate --block PORT… -- ARGV…` (run under `unshare -rn`): brings the
+/// namespace's loopback up, fills a never-accepting listener on each blocked port so SYNs
+/// are dropped, then runs ARGV and returns its exit code.
+pub fn isolate(block: &[u16], argv: &[String]) -> Result<i32, String> {
+    use socket2::{Domain, Socket, Type};
+    let up = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .map_err(|e| format!("ip link set lo up: {e}"))?;
+    if !up.success() {
+        return Err("ip link set lo up failed".into());
+    }
+    let mut keep = Vec::new();
+    for &port in block {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let l = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| e.to_string())?;
+        l.bind(&addr.into())
+            .map_err(|e| format!("bind {port}: {e}"))?;
+        l.listen(0).map_err(|e| e.to_string())?;
+        // Fill the accept queue: later SYNs are dropped, as a security group drops them.
+        for _ in 0..3 {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| e.to_string())?;
+            s.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let _ = s.connect(&addr.into());
+            keep.push(s);
+        }
+        keep.push(l);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (program, args) = argv.split_first().ok_or("no command")?;
+    let status = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .map_err(|e| format!("{program}: {e}"))?;
+    drop(keep);
+    Ok(status.code().unwrap_or(128 + 9))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_unknown_ones_are_listed() {
+        for f in ConsumerFault::ALL {
+            assert_eq!(ConsumerFault::parse(f.as_str()), Ok(Some(f)));
+        }
+        assert_eq!(ConsumerFault::parse("none"), Ok(None));
+        assert!(
+            ConsumerFault::parse("slow")
+                .unwrap_err()
+                .contains("port-blocked")
+        );
+    }
+
+    #[test]
+    fn a_stale_password_replaces_only_the_secret_variables() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut env = vec![
+            (
+                "REDIS_URL".to_string(),
+                "rediss://127.0.0.1:1/0".to_string(),
+            ),
+            ("REDIS_PASSWORD".to_string(), "current".to_string()),
+            (
+                "CELERY_BROKER_URL".to_string(),
+                "rediss://:current@127.0.0.1:2/0".to_string(),
+            ),
+        ];
+        let secrets = vec![
+            "REDIS_PASSWORD".to_string(),
+            "CELERY_BROKER_URL".to_string(),
+        ];
+        apply(
+            dir.path(),
+            Some(ConsumerFault::StalePassword),
+            &mut env,
+            &secrets,
+        )
+        .expect("apply");
+        assert_eq!(env[0].1, "rediss://127.0.0.1:1/0");
+        assert!(env[1].1.starts_with("stale-"));
+        assert!(env[2].1.starts_with("rediss://:stale-") && env[2].1.ends_with("@127.0.0.1:2/0"));
+    }
+}
