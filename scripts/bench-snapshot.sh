@@ -156,14 +156,22 @@ ECS_PW=$(info valkey-ecs password)
 ECS_PORT=$(info valkey-ecs primary)
 echo "loading $KEYS keys into valkey-ecs…" >&2
 load "$ECS_PORT" "$ECS_PW" "$KEYS" bench
-echo "valkey-cli --rdb…" >&2
-d0=$(now)
-vcli "$ECS_PW" -p "$ECS_PORT" --rdb "$WORK/cli.rdb" >/dev/null 2>&1
-d1=$(now)
+# Best of three each, alternating, so one busy moment of a shared machine does not decide.
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+d_best=
+for i in $(seq 1 "$BENCH_ROUNDS"); do
+  echo "valkey-cli --rdb ($i)…" >&2
+  a=$(now)
+  vcli "$ECS_PW" -p "$ECS_PORT" --rdb "$WORK/cli.rdb" >/dev/null 2>&1
+  b=$(now)
+  d_best=$(python3 -c 'import sys; a,b,best=float(sys.argv[1]),float(sys.argv[2]),sys.argv[3]; d=b-a; print(min(d,float(best)) if best else d)' "$a" "$b" "$d_best")
+  echo "cachedeck download ($i)…" >&2
+  run snapshot --env sandbox-dev --cache valkey-ecs --param name=bench-ecs-$i --param sample=0 \
+    --param download="$WORK/cd-$i.rdb" --param poll=100ms >"$WORK/ecs-$i.json"
+done
+d0=0
+d1=$d_best
 CLI_BYTES=$(stat -c %s "$WORK/cli.rdb")
-echo "cachedeck download…" >&2
-run snapshot --env sandbox-dev --cache valkey-ecs --param name=bench-ecs --param sample=0 \
-  --param download="$WORK/cd.rdb" --param poll=100ms >"$WORK/ecs.json"
 
 py "$WORK" "$t0" "$t1" "$t2" "$f0" "$f1" "$f2" "$f3" "$d0" "$d1" "$CLI_BYTES" "$KEYS" "$VERIFIED" "$RESTORED" <<'EOF'
 import json, sys
@@ -183,10 +191,13 @@ ns, ws = step("nosample.json", "snapshot"), step("sample.json", "snapshot")
 a, b = ns["elapsed_ms"], ws["elapsed_ms"]
 print(f"3. snapshot step: sample=0 {a} ms, sample=2000 {b} ms (sample read {ws['outputs'].get('sample_ms')} ms, concurrent with the BGSAVE)")
 print(f"   added share: {(b-a)/a*100:+.1f} % (goal <= 5 %)")
-dl = step("ecs.json", "snapshot")["outputs"]["download"]
+import glob
+dl = min((json.load(open(f)) for f in glob.glob(f"{w}/ecs-*.json")),
+         key=lambda r: next(s for s in r["steps"] if s["id"] == "snapshot")["outputs"]["download"]["ms"])
+dl = next(s for s in dl["steps"] if s["id"] == "snapshot")["outputs"]["download"]
 cli_rate = cli_bytes / (d1 - d0)
 cd_rate = dl["bytes"] / (dl["ms"] / 1000)
-print(f"2. valkey-cli --rdb: {cli_bytes} bytes in {d1-d0:.2f} s = {cli_rate/1e6:.1f} MB/s (process start and the fork included)")
-print(f"   cachedeck download: {dl['bytes']} bytes in {dl['ms']} ms = {cd_rate/1e6:.1f} MB/s ({dl.get('form')} form, CRC-64 checked)")
+print(f"2. valkey-cli --rdb (best of the rounds): {cli_bytes} bytes in {d1-d0:.2f} s = {cli_rate/1e6:.1f} MB/s (process start and the fork included)")
+print(f"   cachedeck download (best of the rounds): {dl['bytes']} bytes in {dl['ms']} ms = {cd_rate/1e6:.1f} MB/s ({dl.get('form')} form, CRC-64 checked)")
 print(f"   ratio: {cd_rate/cli_rate:.2f}x (goal >= 0.9x)")
 EOF
