@@ -280,9 +280,12 @@ pub async fn restore(
             match server {
                 Ok(server) => {
                     replica_ports.push(server.port);
-                    cache.shards[s]
-                        .nodes
-                        .push(node_state(&rid, &server, NodeRole::Replica, s + r + 1));
+                    cache.shards[s].nodes.push(node_state(
+                        &rid,
+                        &server,
+                        NodeRole::Replica,
+                        s + r + 1,
+                    ));
                 }
                 Err(e) => failed = Some(e),
             }
