@@ -17,7 +17,7 @@ mod publish;
 mod roll;
 mod stage;
 
-pub use change::{AuthFinalize, AuthRotate, AuthVerifyBoth};
+pub use change::{AuthFinalize, AuthRotate, AuthVerifyBoth, StartupSource, read_startup_source};
 pub use drain::AuthDrainCheck;
 pub use preflight::AuthPreflight;
 pub use publish::AuthPublish;

@@ -200,6 +200,24 @@ pub fn startup_source(info_server: &str, aclfile: &str) -> StartupSource {
     }
 }
 
+/// Asks a node where it reads its users at start-up (`INFO server`, `CONFIG GET aclfile`).
+pub async fn read_startup_source(
+    conn: &mut crate::valkey::connect::NodeConnection,
+) -> Result<StartupSource, String> {
+    let info: String = conn
+        .query(redis::cmd("INFO").arg("server"))
+        .await
+        .map_err(|e| format!("INFO server: {e}"))?;
+    let aclfile = conn
+        .query::<Vec<String>>(redis::cmd("CONFIG").arg("GET").arg("aclfile"))
+        .await
+        .map_err(|e| format!("CONFIG GET aclfile: {e}"))?
+        .get(1)
+        .cloned()
+        .unwrap_or_default();
+    Ok(startup_source(&info, &aclfile))
+}
+
 /// What the plan says about the start-up files of self-managed nodes.
 fn persist_plan(inputs: &Inputs) -> &'static str {
     if inputs.bool("persist").unwrap_or(false) {
@@ -223,23 +241,15 @@ async fn restart_check(
     let mut warnings = Vec::new();
     for (id, ep) in node_endpoints(&ctx.cache) {
         let mut conn = connector.connect(&ep).await?;
-        let info: String = conn
-            .query(redis::cmd("INFO").arg("server"))
-            .await
-            .map_err(|e| ActionError::failed(format!("INFO server on {id}: {e}")))?;
-        let aclfile = match conn
-            .query::<Vec<String>>(redis::cmd("CONFIG").arg("GET").arg("aclfile"))
-            .await
-        {
-            Ok(pair) => pair.get(1).cloned().unwrap_or_default(),
+        let source = match read_startup_source(&mut conn).await {
+            Ok(source) => source,
             Err(e) => {
                 warnings.push(format!(
-                    "node {id}: cannot tell where it reads its users at start-up (CONFIG GET: {e}); make sure a restart does not bring the old password back"
+                    "node {id}: cannot tell where it reads its users at start-up ({e}); make sure a restart does not bring the old password back"
                 ));
                 continue;
             }
         };
-        let source = startup_source(&info, &aclfile);
         let (file, command) = match &source {
             StartupSource::AclFile(f) => (f.clone(), ["ACL", "SAVE"]),
             StartupSource::ConfigFile(f) => (f.clone(), ["CONFIG", "REWRITE"]),

@@ -4,7 +4,9 @@
 //! and the plan, said in words (what happens, where rollback stops being possible).
 
 use super::stage::token_spec;
-use super::{Mechanism, app_user, current_password, expect_login, pending_name, published};
+use super::{
+    Mechanism, StartupSource, app_user, current_password, expect_login, pending_name, published,
+};
 use crate::controlplane::ParameterType;
 use crate::runbook::action::{
     Action, ActionContext, ActionError, InputSpec, Inputs, OutputSpec, PlanContext, PlannedCall,
@@ -38,6 +40,12 @@ const INPUTS: &[InputSpec] = &[
         ValueKind::String,
         Some("\"\""),
         "RBAC user id (default: the cache's user name)",
+    ),
+    InputSpec::optional(
+        "persist",
+        ValueKind::Bool,
+        Some("false"),
+        "self-managed: the change will be written into each node's ACL or config file",
     ),
 ];
 const OUTPUTS: &[OutputSpec] = &[
@@ -208,9 +216,7 @@ impl Action for AuthPreflight {
                     u.authentication_type, u.password_count
                 ));
             }
-            Mechanism::Acl => ctx.output(
-                "self-managed: the change is made on the running servers; make sure their start-up config or ACL file does not bring the old password back on restart",
-            ),
+            Mechanism::Acl => {}
         }
         let params = published(cache)?;
         if params.is_empty() {
@@ -286,6 +292,9 @@ impl Action for AuthPreflight {
             }
             Err(e) => return Err(e.into()),
         };
+        if mechanism == Mechanism::Acl {
+            startup_report(ctx, current.as_ref(), inputs.bool("persist")?).await?;
+        }
         ctx.output("rollback: safe until finalize (both tokens work: re-publish the previous version and roll the consumers); after finalize the old token is gone");
         Ok(Values::new()
             .with("mechanism", Value::str(mechanism.as_str()))
@@ -299,6 +308,44 @@ impl Action for AuthPreflight {
             .with("resuming", Value::bool(resuming))
             .with("consumers", Value::Json(serde_json::Value::from(consumers))))
     }
+}
+
+/// Self-managed: where each node reads its users at start-up, said before anything
+/// changes (the change is made in memory; see `persist`).
+async fn startup_report(
+    ctx: &ActionContext,
+    current: Option<&secrecy::SecretString>,
+    persist: bool,
+) -> Result<(), ActionError> {
+    let user = app_user(&ctx.cache).unwrap_or_else(|| "default".into());
+    let connector = super::connector_for(ctx, Some(&user), current)?;
+    for (id, ep) in super::node_endpoints(&ctx.cache) {
+        let mut conn = connector.connect(&ep).await?;
+        let said = match super::read_startup_source(&mut conn).await {
+            Ok(StartupSource::AclFile(f)) => format!(
+                "users from the ACL file {}; {}",
+                crate::escape::escape(&f),
+                if persist {
+                    "ACL SAVE will write the change there"
+                } else {
+                    "a restart would bring the old password back unless it is saved (--param persist=true runs ACL SAVE)"
+                }
+            ),
+            Ok(StartupSource::ConfigFile(f)) => format!(
+                "users from the config file {}; {}",
+                crate::escape::escape(&f),
+                if persist {
+                    "CONFIG REWRITE will write the change there"
+                } else {
+                    "a restart would bring the old password back unless it is rewritten (--param persist=true runs CONFIG REWRITE)"
+                }
+            ),
+            Ok(StartupSource::CommandLine) => "no config or ACL file: a restart takes the user from the command line (task definition), which must read the published secret or the old password comes back".to_string(),
+            Err(e) => format!("cannot tell where it reads its users at start-up ({e})"),
+        };
+        ctx.output(format!("node {id}: {said}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
