@@ -20,6 +20,7 @@ use super::action::Route;
 use super::app::{App, Mode};
 use super::theme::Theme;
 use crate::domain::Protection;
+use crate::escape::escape_capped;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -52,20 +53,26 @@ pub fn view(app: &App, theme: &Theme, frame: &mut Frame) {
 
 fn draw_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let mut left = vec![Span::styled(" cachedeck ", theme.title)];
-    let crumbs: Vec<&str> = match &app.route {
-        Route::Envs => vec!["environments"],
-        Route::Caches { env } => vec![env.as_str()],
-        Route::Cache { env, cache } => vec![env.as_str(), cache.as_str()],
+    // Environment and cache names come from AWS and config files: untrusted text.
+    let crumbs: Vec<String> = match &app.route {
+        Route::Envs => vec!["environments".into()],
+        Route::Caches { env } => vec![escape_capped(env, 100)],
+        Route::Cache { env, cache } => vec![escape_capped(env, 100), escape_capped(cache, 200)],
     };
-    for (i, crumb) in crumbs.iter().enumerate() {
+    for (i, crumb) in crumbs.into_iter().enumerate() {
         left.push(Span::styled(if i == 0 { "│ " } else { " › " }, theme.muted));
-        left.push(Span::styled(*crumb, theme.text));
+        left.push(Span::styled(crumb, theme.text));
     }
     let mut right = Vec::new();
     // Runs keep going when their view is left: say so on every screen.
     for run in app.active_runs() {
         right.push(Span::styled(
-            format!("▶ {} on {}: {} ", run.runbook, run.cache, run.status()),
+            format!(
+                "▶ {} on {}: {} ",
+                escape_capped(&run.runbook, 60),
+                escape_capped(&run.cache, 100),
+                run.status()
+            ),
             theme.warn,
         ));
     }
