@@ -26,10 +26,17 @@ pub enum Tab {
     Keyspace,
     Slowlog,
     Events,
+    Snapshots,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 4] = [Tab::Stats, Tab::Keyspace, Tab::Slowlog, Tab::Events];
+    pub const ALL: [Tab; 5] = [
+        Tab::Stats,
+        Tab::Keyspace,
+        Tab::Slowlog,
+        Tab::Events,
+        Tab::Snapshots,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -37,6 +44,7 @@ impl Tab {
             Tab::Keyspace => "keyspace",
             Tab::Slowlog => "slowlog",
             Tab::Events => "events",
+            Tab::Snapshots => "snapshots",
         }
     }
 
@@ -57,6 +65,7 @@ impl Action {
                 | Action::Stats { .. }
                 | Action::Slowlog { .. }
                 | Action::Events { .. }
+                | Action::Snapshots { .. }
                 | Action::QueueCache { .. }
                 | Action::WatchFailed { .. }
                 | Action::Runbooks { .. }
@@ -140,6 +149,11 @@ pub enum Action {
     Events {
         watch: u64,
         result: Result<Vec<CacheEvent>, String>,
+    },
+    /// The snapshots of the watched cache.
+    Snapshots {
+        watch: u64,
+        result: Result<Vec<crate::controlplane::Snapshot>, String>,
     },
     /// Whether a cache holds job queues (Sidekiq, Celery), so eviction would lose jobs.
     QueueCache {

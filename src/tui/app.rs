@@ -126,6 +126,8 @@ pub struct App {
     pub book: StatsBook,
     pub slowlog: BTreeMap<String, Load<Vec<SlowlogEntry>>>,
     pub events: Load<Vec<CacheEvent>>,
+    /// The watched cache's snapshots (replication groups and serverless caches).
+    pub snapshots: Load<Vec<crate::controlplane::Snapshot>>,
     /// Caches found to hold job queues (Sidekiq, Celery): eviction there loses jobs.
     pub queue_caches: BTreeMap<String, bool>,
     /// Caches whose stats could not be polled at all, with the reason.
@@ -168,6 +170,7 @@ impl App {
             book: StatsBook::default(),
             slowlog: BTreeMap::new(),
             events: Load::Loading,
+            snapshots: Load::Loading,
             queue_caches: BTreeMap::new(),
             watch_errors: BTreeMap::new(),
             message: None,
@@ -346,6 +349,18 @@ impl App {
                 if self.detail_is(watch) {
                     self.events = match result {
                         Ok(events) => Load::Ready(events),
+                        Err(e) => Load::Failed(e),
+                    };
+                }
+            }
+            Action::Snapshots { watch, result } => {
+                if self.detail_is(watch) {
+                    self.snapshots = match result {
+                        Ok(mut list) => {
+                            // Newest first, as the console lists them.
+                            list.sort_by_key(|s| std::cmp::Reverse(s.created));
+                            Load::Ready(list)
+                        }
                         Err(e) => Load::Failed(e),
                     };
                 }

@@ -15,7 +15,7 @@ pub const HELP: &[(&str, &str)] = &[
     (":", "command (see below)"),
     ("/", "filter the list (Enter keeps, Esc clears)"),
     ("Tab / Shift-Tab", "next / previous panel of a cache"),
-    ("1 2 3 4", "stats / keyspace / slowlog / events panel"),
+    ("1 2 3 4 5", "stats/keyspace/slowlog/events/snapshots"),
     ("r", "refresh now"),
     (
         "x  :run [NAME]",
@@ -96,7 +96,7 @@ pub fn action_for(key: KeyEvent, mode: &Mode) -> Option<Action> {
         KeyCode::Char('S') => Action::ReverseSort,
         KeyCode::Tab => Action::NextTab,
         KeyCode::BackTab => Action::PrevTab,
-        KeyCode::Char(c @ '1'..='4') => {
+        KeyCode::Char(c @ '1'..='5') => {
             let i = usize::from(c as u8 - b'1');
             Action::SelectTab(Tab::ALL.get(i).copied().unwrap_or_default())
         }

@@ -95,6 +95,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Tab::Keyspace => panels::keyspace(app, theme, frame, body, selected),
         Tab::Slowlog => panels::slowlog(app, theme, frame, body),
         Tab::Events => panels::events(app, theme, frame, body),
+        Tab::Snapshots => panels::snapshots(app, theme, frame, body),
     }
 }
 
