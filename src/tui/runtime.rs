@@ -64,16 +64,20 @@ where
     // Installs a panic hook that restores the terminal before the panic is printed.
     let mut terminal = ratatui::try_init()?;
     let _guard = TerminalGuard;
-    let Some(estate) = loading(&mut terminal, &theme, load).await? else {
+    // One input stream for the whole session: crossterm's reader is process-wide, and a
+    // stream dropped while its reader thread waits would race the next one.
+    let mut input = EventStream::new();
+    let Some(estate) = loading(&mut terminal, &theme, &mut input, load).await? else {
         return Ok(());
     };
-    event_loop(&mut terminal, Arc::new(estate), &theme).await
+    event_loop(&mut terminal, &mut input, Arc::new(estate), &theme).await
 }
 
 /// Shows that environments are loading until `load` is done; `None` when the user left.
 async fn loading<F>(
     terminal: &mut DefaultTerminal,
     theme: &Theme,
+    input: &mut EventStream,
     load: F,
 ) -> Result<Option<Estate>, TuiError>
 where
@@ -81,7 +85,6 @@ where
 {
     terminal.draw(|f| super::view::loading(theme, f))?;
     tracing::info!("first frame drawn");
-    let mut input = EventStream::new();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
     tokio::pin!(load);
@@ -105,6 +108,7 @@ where
 
 async fn event_loop(
     terminal: &mut DefaultTerminal,
+    input: &mut EventStream,
     estate: Arc<Estate>,
     theme: &Theme,
 ) -> Result<(), TuiError> {
@@ -123,7 +127,6 @@ async fn event_loop(
         workers.run(effect);
     }
 
-    let mut input = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut control_plane = tokio::time::interval_at(
