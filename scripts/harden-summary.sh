@@ -18,6 +18,8 @@ awk '
         printf "  canary flows / outputs scanned  %d / %d\n", sum["canary.flows"], sum["canary.outputs_scanned"]
         printf "  canary hits                     %d\n", sum["canary.hits"]
         printf "  hostile inputs tried            %d\n", sum["hostile.inputs"] + sum["hostile.keys_through_cli_outputs"]
+        printf "  hostile TUI estates (7 screens) %d\n", sum["hostile.tui_screens"]
+        printf "  ECS Exec frames / AWS answers   %d / %d\n", sum["parsers.frames"], sum["parsers.aws_answers"]
         printf "  connection cases                %d\n", sum["connection.cases"]
         printf "  two-operator cases              %d\n", sum["operators.cases"]
         printf "  terminal restore cases          %d\n", sum["terminal.cases"]

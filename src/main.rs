@@ -161,8 +161,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(headless::exit::OK))
         }
         None => {
-            let estate = load(cli.config).await?;
-            cachedeck::tui::run(estate).await?;
+            cachedeck::tui::run(Estate::load(cli.config)).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -13,7 +13,7 @@
 mod detail;
 mod stats;
 
-pub use detail::{DetailConfig, detail};
+pub use detail::{DetailConfig, detail, snapshot_query};
 pub use stats::{QUEUE_MARKERS, StatsConfig, has_queue_markers, stats};
 
 use crate::controlplane::CacheEvent;
@@ -41,6 +41,9 @@ pub enum Update {
     },
     /// Recent control-plane events of the watched cache.
     Events(Result<Vec<CacheEvent>, String>),
+    /// The snapshots of the watched cache (DescribeSnapshots / DescribeServerlessCacheSnapshots);
+    /// only for replication groups and serverless caches.
+    Snapshots(Result<Vec<crate::controlplane::Snapshot>, String>),
 }
 
 /// Where a watch sends its updates: a channel of the consumer's own type and the function

@@ -117,6 +117,8 @@ pub fn classify_code(
     status: u16,
 ) -> ControlPlaneError {
     let message = one_line(message);
+    // The code is text from the response too: kept on one line like the message.
+    let shown_code = one_line(code);
     match code {
         "ExpiredToken" | "ExpiredTokenException" | "RequestExpired" | "TokenRefreshRequired" => {
             ControlPlaneError::Credentials {
@@ -141,7 +143,7 @@ pub fn classify_code(
         | "AuthorizationError" => ControlPlaneError::AccessDenied {
             operation: operation.to_string(),
             detail: if message.is_empty() {
-                code.to_string()
+                shown_code
             } else {
                 message
             },
@@ -162,9 +164,9 @@ pub fn classify_code(
         _ => ControlPlaneError::Service {
             operation: operation.to_string(),
             detail: if message.is_empty() {
-                format!("{code} (HTTP {status})")
+                format!("{shown_code} (HTTP {status})")
             } else {
-                format!("{code}: {message}")
+                format!("{shown_code}: {message}")
             },
         },
     }

@@ -91,7 +91,7 @@ pub enum FrameError {
     PayloadLength { declared: u32, actual: usize },
     #[error("frame payload of {0} bytes is over the {MAX_PAYLOAD}-byte limit")]
     TooLarge(usize),
-    #[error("frame message type is not ASCII text")]
+    #[error("frame message type is not printable ASCII text")]
     MessageType,
     #[error("payload digest mismatch on {kind} seq {seq}: the frame was corrupted in transit")]
     Digest { kind: String, seq: i64 },
@@ -176,7 +176,12 @@ impl Frame {
             return Err(FrameError::PayloadLength { declared, actual });
         }
         let raw_type = &bytes[4..4 + TYPE_LEN];
-        if !raw_type.is_ascii() {
+        // Printable ASCII padded with spaces (or NULs): a control byte here is no message
+        // type, and would reach error lines and logs.
+        if !raw_type
+            .iter()
+            .all(|b| b.is_ascii_graphic() || *b == b' ' || *b == 0)
+        {
             return Err(FrameError::MessageType);
         }
         let message_type = String::from_utf8_lossy(raw_type)

@@ -108,7 +108,7 @@ pub async fn unlock(estate: &crate::estate::Estate, env: &str, cache: &str, yes:
     };
     println!("lock {name}");
     println!("held by {}", holder.describe());
-    if !holder.is_stale(time::OffsetDateTime::now_utc()) {
+    if holder.looks_dead(time::OffsetDateTime::now_utc()).is_none() {
         println!(
             "warning: its heartbeat is recent: the run looks alive; breaking it lets a second run start on this cache"
         );

@@ -78,6 +78,26 @@ impl LockHolder {
         now - self.last_seen() > STALE_AFTER
     }
 
+    /// Whether the holding process is known to be gone: it ran on this host and its pid no
+    /// longer runs (a holder killed with SIGKILL, before its heartbeat has aged). A pid reused
+    /// since reads as alive, so this never calls a live holder dead.
+    pub fn process_gone(&self) -> bool {
+        self.pid != 0
+            && self.host == current_host()
+            && !crate::valkey::server::pid_alive(self.pid as i32)
+    }
+
+    /// Why the holder looks dead, if it does: its process is gone, or its heartbeat is old.
+    pub fn looks_dead(&self, now: OffsetDateTime) -> Option<&'static str> {
+        if self.process_gone() {
+            Some("stale: its process is gone from this host")
+        } else if self.is_stale(now) {
+            Some("stale: the holder looks dead")
+        } else {
+            None
+        }
+    }
+
     /// One line naming the holder (escaped: the record is text from the store).
     pub fn describe(&self) -> String {
         let fmt = |t: OffsetDateTime| {
@@ -94,11 +114,9 @@ impl LockHolder {
                 self.run_id,
                 self.runbook,
                 fmt(self.since),
-                if self.is_stale(OffsetDateTime::now_utc()) {
-                    ", stale: the holder looks dead"
-                } else {
-                    ""
-                }
+                self.looks_dead(OffsetDateTime::now_utc())
+                    .map(|why| format!(", {why}"))
+                    .unwrap_or_default()
             ),
             400,
         )
@@ -355,12 +373,10 @@ pub async fn acquire(
             return Ok(());
         }
         match force_unlock {
+            // The same check-and-break as `runs unlock`; a lock that changed hands
+            // meanwhile is looked at again on the next pass.
             Some(id) if id == current.run_id => {
-                tracing::warn!(lock = name, run = id, "breaking lock on request");
-                match plane.delete_parameter(name).await {
-                    Ok(()) | Err(ControlPlaneError::NotFound { .. }) => {}
-                    Err(e) => return Err(cp(e)),
-                }
+                unlock(plane, name, id).await?;
             }
             Some(id) => {
                 return Err(LockError::WrongId {

@@ -247,23 +247,52 @@ pub async fn restore(
         record(&mut state, &cache)?;
         let mut replica_ports = Vec::new();
         let replica_count = if request.serverless { 0 } else { replicas };
+        let mut rspecs = Vec::new();
         for r in 0..replica_count {
             let rid = node_id(r + 1);
-            let mut rspec = spec(cache_dir.join(&rid));
+            let rdir = cache_dir.join(&rid);
+            let mut rspec = spec(rdir.clone());
             if meta.cluster_mode {
                 rspec = rspec.cluster();
             } else {
+                // A replica starts from the same RDB as its primary: with the replication id
+                // and offset the RDB carries (it was saved on a replica), it continues with a
+                // partial resync instead of a second BGSAVE and a full transfer. Without them
+                // it falls back to a full sync.
+                std::fs::create_dir_all(&rdir).map_err(|e| broken(op, e))?;
+                std::fs::copy(rdb, rdir.join("dump.rdb")).map_err(|e| broken(op, e))?;
                 rspec = rspec.args([
                     "--replicaof".to_string(),
                     format!("{HOST} {}", primary.port),
                 ]);
             }
-            let server = spawn(rspec).await.map_err(|e| broken(op, e))?;
-            replica_ports.push(server.port);
-            cache.shards[s]
-                .nodes
-                .push(node_state(&rid, &server, NodeRole::Replica, s + r + 1));
-            record(&mut state, &cache)?;
+            rspecs.push((r, rid, rspec));
+        }
+        // The replicas load at the same time.
+        let started = futures::future::join_all(
+            rspecs
+                .into_iter()
+                .map(|(r, rid, rspec)| async move { (r, rid, spawn(rspec).await) }),
+        )
+        .await;
+        let mut failed = None;
+        for (r, rid, server) in started {
+            match server {
+                Ok(server) => {
+                    replica_ports.push(server.port);
+                    cache.shards[s].nodes.push(node_state(
+                        &rid,
+                        &server,
+                        NodeRole::Replica,
+                        s + r + 1,
+                    ));
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        record(&mut state, &cache)?;
+        if let Some(e) = failed {
+            return Err(broken(op, e));
         }
         plans.push(ShardPlan {
             primary: primary.port,

@@ -26,16 +26,18 @@ pub enum Tab {
     Keyspace,
     Slowlog,
     Events,
+    Snapshots,
     /// The ECS services that use the cache; `e` opens a shell in one.
     Consumers,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [
+    pub const ALL: [Tab; 6] = [
         Tab::Stats,
         Tab::Keyspace,
         Tab::Slowlog,
         Tab::Events,
+        Tab::Snapshots,
         Tab::Consumers,
     ];
 
@@ -45,6 +47,7 @@ impl Tab {
             Tab::Keyspace => "keyspace",
             Tab::Slowlog => "slowlog",
             Tab::Events => "events",
+            Tab::Snapshots => "snapshots",
             Tab::Consumers => "consumers",
         }
     }
@@ -66,6 +69,7 @@ impl Action {
                 | Action::Stats { .. }
                 | Action::Slowlog { .. }
                 | Action::Events { .. }
+                | Action::Snapshots { .. }
                 | Action::Consumers { .. }
                 | Action::ExecEnded { .. }
                 | Action::QueueCache { .. }
@@ -151,6 +155,11 @@ pub enum Action {
     Events {
         watch: u64,
         result: Result<Vec<CacheEvent>, String>,
+    },
+    /// The snapshots of the watched cache.
+    Snapshots {
+        watch: u64,
+        result: Result<Vec<crate::controlplane::Snapshot>, String>,
     },
     /// The consumers of the watched cache (ECS services whose task definitions name it).
     Consumers {

@@ -140,6 +140,8 @@ pub struct App {
     pub book: StatsBook,
     pub slowlog: BTreeMap<String, Load<Vec<SlowlogEntry>>>,
     pub events: Load<Vec<CacheEvent>>,
+    /// The watched cache's snapshots (replication groups and serverless caches).
+    pub snapshots: Load<Vec<crate::controlplane::Snapshot>>,
     /// The consumers of the cache on screen.
     pub consumers: Load<Vec<crate::controlplane::ConsumerService>>,
     /// Caches found to hold job queues (Sidekiq, Celery): eviction there loses jobs.
@@ -184,6 +186,7 @@ impl App {
             book: StatsBook::default(),
             slowlog: BTreeMap::new(),
             events: Load::Loading,
+            snapshots: Load::Loading,
             consumers: Load::Loading,
             queue_caches: BTreeMap::new(),
             watch_errors: BTreeMap::new(),
@@ -367,6 +370,18 @@ impl App {
                     };
                 }
             }
+            Action::Snapshots { watch, result } => {
+                if self.detail_is(watch) {
+                    self.snapshots = match result {
+                        Ok(mut list) => {
+                            // Newest first, as the console lists them.
+                            list.sort_by_key(|s| std::cmp::Reverse(s.created));
+                            Load::Ready(list)
+                        }
+                        Err(e) => Load::Failed(e),
+                    };
+                }
+            }
             Action::Consumers { watch, result } => {
                 if self.detail_is(watch) {
                     self.consumers = match result {
@@ -445,7 +460,7 @@ impl App {
         let env = env.clone();
         if self.tab != Tab::Consumers {
             self.say(
-                "e opens a shell in a consumer: choose one on the consumers panel (5)",
+                "e opens a shell in a consumer: choose one on the consumers panel (6)",
                 false,
             );
             return Vec::new();

@@ -15,7 +15,7 @@ pub const HELP: &[(&str, &str)] = &[
     (":", "command (see below)"),
     ("/", "filter the list (Enter keeps, Esc clears)"),
     ("Tab / Shift-Tab", "next / previous panel of a cache"),
-    ("1 2 3 4 5", "stats/keyspace/slowlog/events/consumers"),
+    ("1 … 6", "stats/keyspace/slowlog/events/snapshots/consumers"),
     ("e", "shell in a consumer's task (ECS Exec)"),
     ("r", "refresh now"),
     (
@@ -30,6 +30,19 @@ pub const HELP: &[(&str, &str)] = &[
     ("?", "this help"),
     ("q Ctrl-c", "quit (cancels a running run first)"),
 ];
+
+/// Whether `key` leaves the TUI while the environments are still loading (`q`, Esc,
+/// Ctrl-C): nothing else can be done yet.
+pub fn quits_while_loading(key: KeyEvent) -> bool {
+    if key.kind == KeyEventKind::Release {
+        return false;
+    }
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    matches!(
+        (key.code, ctrl),
+        (KeyCode::Char('c'), true) | (KeyCode::Char('q'), false) | (KeyCode::Esc, _)
+    )
+}
 
 /// The action for a key, given what the keyboard is typing into.
 pub fn action_for(key: KeyEvent, mode: &Mode) -> Option<Action> {
@@ -85,7 +98,7 @@ pub fn action_for(key: KeyEvent, mode: &Mode) -> Option<Action> {
         KeyCode::Char('S') => Action::ReverseSort,
         KeyCode::Tab => Action::NextTab,
         KeyCode::BackTab => Action::PrevTab,
-        KeyCode::Char(c @ '1'..='5') => {
+        KeyCode::Char(c @ '1'..='6') => {
             let i = usize::from(c as u8 - b'1');
             Action::SelectTab(Tab::ALL.get(i).copied().unwrap_or_default())
         }

@@ -33,6 +33,8 @@ pub enum TuiError {
     NotATerminal,
     #[error("drive the terminal: {0}")]
     Terminal(#[from] io::Error),
+    #[error(transparent)]
+    Estate(#[from] crate::estate::EstateError),
 }
 
 /// Restores the terminal when dropped, however the loop ends.
@@ -44,8 +46,13 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// Runs the TUI until the user quits or a signal asks it to stop.
-pub async fn run(estate: Estate) -> Result<(), TuiError> {
+/// Runs the TUI until the user quits or a signal asks it to stop. The first frame is drawn
+/// before `load` (the config, each environment's credentials and account) finishes, and
+/// `q`, Ctrl-C, SIGTERM and SIGHUP are answered while it runs.
+pub async fn run<F>(load: F) -> Result<(), TuiError>
+where
+    F: std::future::Future<Output = Result<Estate, crate::estate::EstateError>>,
+{
     use std::io::IsTerminal;
     if !io::stdout().is_terminal() {
         return Err(TuiError::NotATerminal);
@@ -57,11 +64,51 @@ pub async fn run(estate: Estate) -> Result<(), TuiError> {
     // Installs a panic hook that restores the terminal before the panic is printed.
     let mut terminal = ratatui::try_init()?;
     let _guard = TerminalGuard;
-    event_loop(&mut terminal, Arc::new(estate), &theme).await
+    // One input stream for the whole session: crossterm's reader is process-wide, and a
+    // stream dropped while its reader thread waits would race the next one.
+    let mut input = EventStream::new();
+    let Some(estate) = loading(&mut terminal, &theme, &mut input, load).await? else {
+        return Ok(());
+    };
+    event_loop(&mut terminal, &mut input, Arc::new(estate), &theme).await
+}
+
+/// Shows that environments are loading until `load` is done; `None` when the user left.
+async fn loading<F>(
+    terminal: &mut DefaultTerminal,
+    theme: &Theme,
+    input: &mut EventStream,
+    load: F,
+) -> Result<Option<Estate>, TuiError>
+where
+    F: std::future::Future<Output = Result<Estate, crate::estate::EstateError>>,
+{
+    terminal.draw(|f| super::view::loading(theme, f))?;
+    tracing::info!("first frame drawn");
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    tokio::pin!(load);
+    loop {
+        tokio::select! {
+            estate = &mut load => return Ok(Some(estate?)),
+            event = input.next() => match event {
+                Some(Ok(Event::Key(key))) if keys::quits_while_loading(key) => return Ok(None),
+                Some(Ok(Event::Resize(..))) => {
+                    terminal.draw(|f| super::view::loading(theme, f))?;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(None),
+            },
+            _ = sigterm.recv() => return Ok(None),
+            _ = sighup.recv() => return Ok(None),
+        }
+    }
 }
 
 async fn event_loop(
     terminal: &mut DefaultTerminal,
+    input: &mut EventStream,
     estate: Arc<Estate>,
     theme: &Theme,
 ) -> Result<(), TuiError> {
@@ -74,14 +121,12 @@ async fn event_loop(
     app.size = (size.width, size.height);
     let cp_interval = estate.settings.control_plane_interval;
     let mut workers = Workers::new(estate.clone(), tx);
-    // First frame before any network work starts: the user sees cachedeck at once.
+    // The environments at once, before any discovery starts.
     terminal.draw(|f| view(&app, theme, f))?;
-    tracing::info!("first frame drawn");
     for effect in app.start() {
         workers.run(effect);
     }
 
-    let mut input = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut control_plane = tokio::time::interval_at(
@@ -146,7 +191,8 @@ async fn event_loop(
         {
             // The shell gets the terminal: no key reader, normal screen, cooked mode; the
             // TUI's screen comes back after.
-            drop(input);
+            // A fresh, unpolled stream: the old one (and its reader thread) goes now.
+            *input = EventStream::new();
             ratatui::restore();
             println!(
                 "cachedeck: shell in a task of {} (exit the shell to come back)",
@@ -165,7 +211,6 @@ async fn event_loop(
             // A new terminal: raw mode, the alternate screen, and empty buffers so the
             // next frame is drawn whole.
             *terminal = ratatui::try_init()?;
-            input = EventStream::new();
             for effect in app.update(Action::ExecEnded { service, result }) {
                 workers.run(effect);
             }

@@ -20,11 +20,45 @@ use super::action::Route;
 use super::app::{App, Mode};
 use super::theme::Theme;
 use crate::domain::Protection;
+use crate::escape::escape_capped;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Paragraph};
+
+/// The first frame, while the environments load (the config, each environment's
+/// credentials and account): cachedeck's header and what it is waiting for.
+pub fn loading(theme: &Theme, frame: &mut Frame) {
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(" cachedeck ", theme.title),
+            Span::styled("│ ", theme.muted),
+            Span::styled("environments", theme.text),
+        ])),
+        header,
+    );
+    frame.render_widget(
+        Paragraph::new(Line::styled(
+            " loading environments: config, credentials, accounts …",
+            theme.muted,
+        ))
+        .block(
+            Block::default()
+                .borders(Borders::TOP)
+                .border_type(BorderType::Plain)
+                .border_style(theme.muted),
+        ),
+        body,
+    );
+    frame.render_widget(Paragraph::new(Line::styled(" q quit", theme.muted)), footer);
+}
 
 /// Draws the whole screen.
 pub fn view(app: &App, theme: &Theme, frame: &mut Frame) {
@@ -52,20 +86,26 @@ pub fn view(app: &App, theme: &Theme, frame: &mut Frame) {
 
 fn draw_header(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let mut left = vec![Span::styled(" cachedeck ", theme.title)];
-    let crumbs: Vec<&str> = match &app.route {
-        Route::Envs => vec!["environments"],
-        Route::Caches { env } => vec![env.as_str()],
-        Route::Cache { env, cache } => vec![env.as_str(), cache.as_str()],
+    // Environment and cache names come from AWS and config files: untrusted text.
+    let crumbs: Vec<String> = match &app.route {
+        Route::Envs => vec!["environments".into()],
+        Route::Caches { env } => vec![escape_capped(env, 100)],
+        Route::Cache { env, cache } => vec![escape_capped(env, 100), escape_capped(cache, 200)],
     };
-    for (i, crumb) in crumbs.iter().enumerate() {
+    for (i, crumb) in crumbs.into_iter().enumerate() {
         left.push(Span::styled(if i == 0 { "│ " } else { " › " }, theme.muted));
-        left.push(Span::styled(*crumb, theme.text));
+        left.push(Span::styled(crumb, theme.text));
     }
     let mut right = Vec::new();
     // Runs keep going when their view is left: say so on every screen.
     for run in app.active_runs() {
         right.push(Span::styled(
-            format!("▶ {} on {}: {} ", run.runbook, run.cache, run.status()),
+            format!(
+                "▶ {} on {}: {} ",
+                escape_capped(&run.runbook, 60),
+                escape_capped(&run.cache, 100),
+                run.status()
+            ),
             theme.warn,
         ));
     }

@@ -57,6 +57,7 @@ fn action(watch: u64, update: Update) -> Action {
             result,
         },
         Update::Events(result) => Action::Events { watch, result },
+        Update::Snapshots(result) => Action::Snapshots { watch, result },
     }
 }
 

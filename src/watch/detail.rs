@@ -1,5 +1,6 @@
 //! The detail watch of one cache: SLOWLOG of every node every few seconds (one connection
-//! per node, made again after a failure) and the control plane's events of the cache.
+//! per node, made again after a failure), and the control plane's events and snapshots of
+//! the cache.
 
 use super::{Sink, Update, Watch};
 use crate::controlplane::ControlPlane;
@@ -82,6 +83,15 @@ async fn run<T: Send + 'static>(
             if !sink.send(Update::Events(result)).await {
                 return;
             }
+            if let Some(query) = snapshot_query(&cache) {
+                let result = plane
+                    .describe_snapshots(query)
+                    .await
+                    .map_err(|e| e.to_string());
+                if !sink.send(Update::Snapshots(result)).await {
+                    return;
+                }
+            }
         }
         match &connector {
             Ok(connector) => {
@@ -113,6 +123,22 @@ async fn run<T: Send + 'static>(
             _ = poke.notified() => events_due = tokio::time::Instant::now(),
         }
     }
+}
+
+/// Which snapshots belong to `cache`: AWS keeps them for replication groups and serverless
+/// caches only.
+pub fn snapshot_query(cache: &Cache) -> Option<crate::controlplane::SnapshotQuery> {
+    use crate::domain::CacheKind;
+    let serverless = match cache.kind {
+        CacheKind::ReplicationGroup => false,
+        CacheKind::Serverless => true,
+        _ => return None,
+    };
+    Some(crate::controlplane::SnapshotQuery {
+        cache: Some(cache.name.clone()),
+        name: None,
+        serverless,
+    })
 }
 
 async fn slowlog_of(

@@ -427,7 +427,7 @@ fn an_interactive_shell_in_tmux_from_the_cli_and_from_the_tui() {
     tmux.wait_for("the orders cache", wait, |s| {
         s.contains("sandbox-dev › orders")
     });
-    tmux.keys(&["5"]);
+    tmux.keys(&["6"]);
     tmux.wait_for("the consumers panel", wait, |s| {
         s.contains("orders-sidekiq") && s.contains("SIDEKIQ_REDIS_URL, REDIS_PASSWORD")
     });

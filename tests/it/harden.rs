@@ -19,6 +19,8 @@ pub mod hostile;
 pub mod kill;
 pub mod nodes;
 pub mod operators;
+pub mod parsers;
+pub mod screen;
 pub mod summary;
 pub mod terminal;
 

@@ -210,6 +210,16 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
         .cache("sandbox-dev", "orders-restored")
         .expect("restored group in the sandbox state");
     assert_eq!(restored.shards[0].nodes.len(), orders.shards[0].nodes.len());
+    // The replicas loaded the snapshot's RDB themselves and caught up by a partial resync
+    // (the RDB, saved on a replica, carries the replication id and offset).
+    for n in restored.shards[0].nodes.iter().skip(1) {
+        let log = std::fs::read_to_string(n.dir.join("valkey.log")).unwrap_or_default();
+        assert!(
+            log.contains("Successful partial resynchronization"),
+            "replica {} did a full sync:\n{log}",
+            n.id
+        );
+    }
     for n in &restored.shards[0].nodes {
         let mut conn = node(&sandbox, n.port, None, Some(new_token)).await;
         let v: Option<String> = conn.get("snaptest:49").await.expect("GET");

@@ -559,6 +559,106 @@ fn tui_events_panel_lists_control_plane_events() {
 }
 
 #[test]
+fn tui_snapshots_panel_lists_the_caches_snapshots_escaped() {
+    use cachedeck::controlplane::Snapshot;
+    let mut app = app();
+    open(
+        &mut app,
+        Route::Cache {
+            env: "sandbox-dev".into(),
+            cache: "paperwurks".into(),
+        },
+    );
+    let watch = app.detail_watch_id().expect("detail watch");
+    let snap = |name: &str, status: &str, source: &str, hours: i64, size: Option<u64>| Snapshot {
+        name: name.into(),
+        status: status.into(),
+        source: source.into(),
+        cache: Some("paperwurks".into()),
+        cache_cluster_id: None,
+        serverless: false,
+        created: Some(NOW - time::Duration::hours(hours)),
+        size_bytes: size,
+        shard_count: Some(3),
+        engine: Some("valkey".into()),
+        engine_version: Some("8.0".into()),
+        node_type: None,
+        arn: None,
+    };
+    app.update(Action::SelectTab(Tab::Snapshots));
+    assert!(render(&app, 100, 24).contains("fetching snapshots"));
+    app.update(Action::Snapshots {
+        watch,
+        result: Ok(vec![
+            snap(
+                "automatic.paperwurks-2026-11-30",
+                "available",
+                "automated",
+                30,
+                Some(48 << 20),
+            ),
+            snap("before-deploy", "creating", "manual", 1, None),
+            snap("evil\x1b[2J\u{202e}name", "failed", "manual", 5, None),
+        ]),
+    });
+    // A result for a watch that has been replaced is dropped.
+    app.update(Action::Snapshots {
+        watch: watch + 100,
+        result: Ok(vec![]),
+    });
+    let screen = render(&app, 100, 24);
+    assert!(!screen.contains('\x1b'), "raw ESC reached the screen");
+    assert!(
+        !screen.contains('\u{202e}'),
+        "raw bidi override reached the screen"
+    );
+    for want in [
+        "before-deploy",
+        "automatic.paperwurks-2026-11-30",
+        "automated",
+        "48M",
+        "creating",
+        "\\x1b[2J",
+    ] {
+        assert!(screen.contains(want), "{want} missing:\n{screen}");
+    }
+    // Newest first.
+    let at = |s: &str| screen.find(s).expect("listed");
+    assert!(at("before-deploy") < at("evil") && at("evil") < at("automatic.paperwurks"));
+    snap!("cache_snapshots", screen);
+
+    // A cache AWS keeps no snapshots of says so instead of waiting.
+    open(
+        &mut app,
+        Route::Cache {
+            env: "sandbox-dev".into(),
+            cache: "valkey-ecs".into(),
+        },
+    );
+    app.update(Action::SelectTab(Tab::Snapshots));
+    let screen = render(&app, 100, 24);
+    assert!(screen.contains("AWS keeps snapshots of"), "{screen}");
+
+    // A failure is shown, escaped, instead of the table.
+    open(
+        &mut app,
+        Route::Cache {
+            env: "sandbox-dev".into(),
+            cache: "storefront".into(),
+        },
+    );
+    let watch = app.detail_watch_id().expect("detail watch");
+    app.update(Action::SelectTab(Tab::Snapshots));
+    app.update(Action::Snapshots {
+        watch,
+        result: Err("failed to DescribeServerlessCacheSnapshots: access denied \x1b]0;x".into()),
+    });
+    let screen = render(&app, 100, 24);
+    assert!(screen.contains("snapshots unavailable"), "{screen}");
+    assert!(!screen.contains('\x1b'));
+}
+
+#[test]
 fn tui_help_overlay_lists_every_key() {
     let mut app = app();
     app.update(Action::ToggleHelp);

@@ -396,3 +396,64 @@ fn tui_e2e_navigates_sees_load_and_a_replica_going_down() {
     });
     assert!(!screen.contains("orders"), "{screen}");
 }
+
+/// An environment whose AWS endpoint never answers (a black-holed VPC endpoint, a dead
+/// proxy): the TUI draws its first frame at once, says what it waits for, and `q` leaves
+/// without waiting out the call deadline; the terminal is given back.
+#[test]
+fn tui_draws_at_once_and_quits_while_an_environment_hangs() {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_cachedeck"));
+    let home = tempfile::tempdir().expect("temp dir");
+    // Accepts connections and never answers.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let config = home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[settings]\ncall_timeout = \"60s\"\n\n[environments.slow]\nprovider = \"aws\"\nregion = \"eu-west-1\"\nendpoint_url = \"http://127.0.0.1:{}\"\n",
+            hung.local_addr().expect("addr").port()
+        ),
+    )
+    .expect("write config");
+    let report = home.path().join("report");
+    let dir = home.path().display().to_string();
+    let cfg = config.display().to_string();
+    let tmux = Tmux::start(
+        &bin,
+        &[
+            ("CACHEDECK_CONFIG", cfg.as_str()),
+            ("CACHEDECK_STATE_DIR", dir.as_str()),
+            ("CACHEDECK_SANDBOX_DIR", dir.as_str()),
+            ("AWS_ACCESS_KEY_ID", "AKIDLOADING"),
+            ("AWS_SECRET_ACCESS_KEY", "not-a-secret"),
+        ],
+        100,
+        30,
+        &report,
+    );
+    let (_, took) = tmux.wait_for("the loading frame", Duration::from_secs(10), |s| {
+        s.contains("cachedeck") && s.contains("loading environments")
+    });
+    eprintln!("loading frame after {took:?}");
+    let asked = Instant::now();
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !report.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "q did not leave while loading; the screen is:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let text = std::fs::read_to_string(&report).expect("report");
+    assert!(text.starts_with("exit=0"), "{text}");
+    assert!(text.contains(" icanon") && text.contains(" echo"), "{text}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "left after {:?}, not at once",
+        asked.elapsed()
+    );
+    drop(hung);
+}

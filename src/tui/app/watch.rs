@@ -68,6 +68,7 @@ impl App {
                     let id = self.next_id();
                     self.slowlog.clear();
                     self.events = Load::Loading;
+                    self.snapshots = Load::Loading;
                     self.detail_watch = Some((id, env.clone(), name));
                     self.consumers = Load::Loading;
                     effects.push(Effect::LoadConsumers {

@@ -5,7 +5,7 @@ use super::caches::kind_label;
 use super::columns::{self, Col};
 use super::{fmt, notice, panels};
 use crate::domain::NodeRole;
-use crate::escape::escape;
+use crate::escape::{escape, escape_capped};
 use crate::tui::action::{Route, Tab};
 use crate::tui::app::{App, Load, NodeRow};
 use crate::tui::theme::Theme;
@@ -22,7 +22,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         let text = match app.env_entry(env).map(|e| &e.discovery) {
             Some(Load::Loading) => "discovering…".to_string(),
             Some(Load::Failed(e)) => format!("discovery failed: {}", escape(e)),
-            _ => format!("no cache `{}` in {env}", escape(name)),
+            _ => format!("no cache `{}` in {}", escape(name), escape(env)),
         };
         notice(frame, area, &text, theme.muted);
         return;
@@ -51,12 +51,12 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Span::styled(
             format!(
                 "{} {} · {} · {}/{} · {}",
-                cache.engine,
+                escape_capped(&cache.engine, 40),
                 super::caches::engine_version(app, cache),
                 escape(&cache.status),
                 if cache.tls { "tls" } else { "tcp" },
                 cache.auth,
-                endpoint
+                escape_capped(endpoint, 200)
             ),
             theme.text,
         ),
@@ -95,6 +95,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Tab::Keyspace => panels::keyspace(app, theme, frame, body, selected),
         Tab::Slowlog => panels::slowlog(app, theme, frame, body),
         Tab::Events => panels::events(app, theme, frame, body),
+        Tab::Snapshots => panels::snapshots(app, theme, frame, body),
         Tab::Consumers => panels::consumers(app, theme, frame, body),
     }
 }
@@ -166,8 +167,8 @@ fn draw_nodes(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, rows: &[N
             Cell::from(
                 r.node
                     .availability_zone
-                    .clone()
-                    .unwrap_or_else(|| "-".into()),
+                    .as_deref()
+                    .map_or_else(|| "-".into(), |az| escape_capped(az, 40)),
             ),
             Cell::from(columns::cut_middle(&endpoints[i], widths[4])),
             Cell::from(state).style(state_style),

@@ -136,7 +136,7 @@ pub fn draw(app: &App, theme: &Theme, frame: &mut Frame, area: Rect, env: &str) 
 /// The version discovery found, else the one the nodes report in INFO.
 pub fn engine_version(app: &App, c: &crate::domain::Cache) -> String {
     if !c.engine_version.is_empty() {
-        return c.engine_version.clone();
+        return escape(&c.engine_version);
     }
     app.book
         .cache_nodes(&c.env, &c.name)

@@ -71,6 +71,19 @@ pub fn clock(t: time::OffsetDateTime) -> String {
     format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
 }
 
+/// A UTC date and time to the minute, `2026-12-01 17:40`.
+pub fn date_time(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

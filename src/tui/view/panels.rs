@@ -399,6 +399,105 @@ pub fn events(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     frame.render_widget(table, area);
 }
 
+/// The cache's snapshots, newest first: name, status, source (manual/automated), created,
+/// size where AWS says it, shard count. Names and statuses come from AWS: escaped.
+pub fn snapshots(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let block = panel(
+        Line::styled(" snapshots (newest first) ", theme.title),
+        theme,
+    );
+    let inner = block.inner(area);
+    let applies = app
+        .current_cache()
+        .is_some_and(|c| crate::watch::snapshot_query(c).is_some());
+    let list = match &app.snapshots {
+        _ if !applies => {
+            frame.render_widget(block, area);
+            notice(
+                frame,
+                inner,
+                "AWS keeps snapshots of replication groups and serverless caches; for Valkey on ECS run the `snapshot` runbook (BGSAVE, `download`)",
+                theme.muted,
+            );
+            return;
+        }
+        Load::Loading => {
+            frame.render_widget(block, area);
+            notice(frame, inner, "fetching snapshots…", theme.muted);
+            return;
+        }
+        Load::Failed(e) => {
+            frame.render_widget(block, area);
+            notice(
+                frame,
+                inner,
+                &format!("snapshots unavailable: {}", escape(e)),
+                theme.warn,
+            );
+            return;
+        }
+        Load::Ready(list) if list.is_empty() => {
+            frame.render_widget(block, area);
+            notice(
+                frame,
+                inner,
+                "no snapshots; `x` → snapshot takes one with a manifest",
+                theme.muted,
+            );
+            return;
+        }
+        Load::Ready(list) => list,
+    };
+    let rows = list
+        .iter()
+        .filter(|s| app.matches(&s.name))
+        .skip(app.scroll)
+        .map(|s| {
+            let status_style = match s.status.as_str() {
+                "available" => theme.good,
+                "failed" => theme.bad,
+                _ => theme.warn,
+            };
+            Row::new(vec![
+                Cell::from(escape_capped(&s.name, 60)),
+                Cell::from(escape_capped(&s.status, 12)).style(status_style),
+                Cell::from(escape_capped(&s.source, 10)),
+                Cell::from(s.created.map(fmt::date_time).unwrap_or_else(|| "—".into())),
+                // AWS gives a size for some snapshots only (serverless, node-level).
+                Cell::from(s.size_bytes.map(fmt::bytes).unwrap_or_else(|| "—".into())),
+                Cell::from(
+                    s.shard_count
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "—".into()),
+                ),
+            ])
+        });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Fill(1),
+            Constraint::Length(10),
+            Constraint::Length(10),
+            Constraint::Length(17),
+            Constraint::Length(9),
+            Constraint::Length(6),
+        ],
+    )
+    .header(
+        Row::new([
+            "NAME",
+            "STATUS",
+            "SOURCE",
+            "CREATED (UTC)",
+            "SIZE",
+            "SHARDS",
+        ])
+        .style(theme.header),
+    )
+    .block(block);
+    frame.render_widget(table, area);
+}
+
 /// The ECS services that use the cache: service, running tasks, the container and the
 /// variables that point at the cache; the selected one is where `e` opens a shell.
 pub fn consumers(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {

@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use std::path::Path;
 
 /// Fragments that do something to a terminal, or hide, or reorder.
-const NASTY: &[&[u8]] = &[
+pub const NASTY: &[&[u8]] = &[
     b"\x1b[2J",
     b"\x1b[31m",
     b"\x1b]52;c;Y2FjaGVkZWNr\x07",
