@@ -15,7 +15,7 @@ pub const HELP: &[(&str, &str)] = &[
     (":", "command (see below)"),
     ("/", "filter the list (Enter keeps, Esc clears)"),
     ("Tab / Shift-Tab", "next / previous panel of a cache"),
-    ("1 … 6", "stats/keyspace/slowlog/events/snapshots/consumers"),
+    ("1 … 6", "panels: stats … snapshots, consumers"),
     ("e", "shell in a consumer's task (ECS Exec)"),
     ("r", "refresh now"),
     (
