@@ -433,7 +433,18 @@ async fn advance(plane: &SandboxControlPlane, mut meta: SnapshotMeta) -> Snapsho
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let running = info_field(&info, "rdb_bgsave_in_progress").as_deref() == Some("1");
-        if running || saves <= part.saves_before {
+        if running {
+            continue;
+        }
+        if saves <= part.saves_before {
+            // Accepted but no save yet: the caller may have died between recording the
+            // request and sending BGSAVE. ElastiCache finishes a snapshot it accepted, so
+            // the save is asked for (again); a second one only costs a save.
+            let _ = async {
+                let mut conn = client::connect(part.port, &auth, STEP).await?;
+                client::command(&mut conn, redis::cmd("BGSAVE").arg("SCHEDULE"), STEP).await
+            }
+            .await;
             continue;
         }
         if info_field(&info, "rdb_last_bgsave_status").as_deref() != Some("ok") {
