@@ -61,19 +61,7 @@ impl AwsControlPlane {
         .await?;
         let mut services = Vec::new();
         for cluster in &clusters {
-            const LIST: &str = "ListServices";
-            let arns: Vec<String> = with_timeout(LIST, self.timeout(), async {
-                self.ecs
-                    .list_services()
-                    .cluster(cluster)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-                    .await
-                    .map_err(|e| self.fail(LIST, &e))
-            })
-            .await?;
+            let arns = self.list_services(cluster).await?;
             for chunk in arns.chunks(SERVICES_PER_CALL) {
                 const OP: &str = "DescribeServices";
                 let out = with_timeout(OP, self.timeout(), async {

@@ -100,9 +100,13 @@ impl AwsControlPlane {
         Ok(caches)
     }
 
-    async fn list_valkey_services(&self, cluster: &str) -> Result<Vec<String>, ControlPlaneError> {
+    /// Every service ARN of one ECS cluster (ListServices, all pages).
+    pub(super) async fn list_services(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<String>, ControlPlaneError> {
         const OP: &str = "ListServices";
-        let arns: Vec<String> = with_timeout(OP, self.timeout(), async {
+        with_timeout(OP, self.timeout(), async {
             self.ecs
                 .list_services()
                 .cluster(cluster)
@@ -113,7 +117,11 @@ impl AwsControlPlane {
                 .await
                 .map_err(|e| self.fail(OP, &e))
         })
-        .await?;
+        .await
+    }
+
+    async fn list_valkey_services(&self, cluster: &str) -> Result<Vec<String>, ControlPlaneError> {
+        let arns = self.list_services(cluster).await?;
         Ok(arns
             .iter()
             .map(|a| last_segment(a).to_string())

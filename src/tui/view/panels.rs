@@ -399,6 +399,21 @@ pub fn events(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     frame.render_widget(table, area);
 }
 
+/// A panel's list, or what to say instead: `[loading, what, empty]` words for a list still
+/// loading, one that failed ("<what> unavailable: …", escaped) and an empty one.
+fn not_listed<'a, T>(
+    load: &'a Load<Vec<T>>,
+    [loading, what, empty]: [&str; 3],
+    theme: &Theme,
+) -> Result<&'a Vec<T>, (String, ratatui::style::Style)> {
+    match load {
+        Load::Loading => Err((loading.to_string(), theme.muted)),
+        Load::Failed(e) => Err((format!("{what} unavailable: {}", escape(e)), theme.warn)),
+        Load::Ready(list) if list.is_empty() => Err((empty.to_string(), theme.muted)),
+        Load::Ready(list) => Ok(list),
+    }
+}
+
 /// The cache's snapshots, newest first: name, status, source (manual/automated), created,
 /// size where AWS says it, shard count. Names and statuses come from AWS: escaped.
 pub fn snapshots(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
@@ -421,32 +436,22 @@ pub fn snapshots(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             );
             return;
         }
-        Load::Loading => {
-            frame.render_widget(block, area);
-            notice(frame, inner, "fetching snapshots…", theme.muted);
-            return;
-        }
-        Load::Failed(e) => {
-            frame.render_widget(block, area);
-            notice(
-                frame,
-                inner,
-                &format!("snapshots unavailable: {}", escape(e)),
-                theme.warn,
-            );
-            return;
-        }
-        Load::Ready(list) if list.is_empty() => {
-            frame.render_widget(block, area);
-            notice(
-                frame,
-                inner,
+        load => match not_listed(
+            load,
+            [
+                "fetching snapshots…",
+                "snapshots",
                 "no snapshots; `x` → snapshot takes one with a manifest",
-                theme.muted,
-            );
-            return;
-        }
-        Load::Ready(list) => list,
+            ],
+            theme,
+        ) {
+            Ok(list) => list,
+            Err((text, style)) => {
+                frame.render_widget(block, area);
+                notice(frame, inner, &text, style);
+                return;
+            }
+        },
     };
     let rows = list
         .iter()
@@ -506,33 +511,21 @@ pub fn consumers(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         theme,
     );
     let inner = block.inner(area);
-    let list = match &app.consumers {
-        Load::Loading => {
+    let list = match not_listed(
+        &app.consumers,
+        [
+            "reading task definitions…",
+            "consumers",
+            "no ECS task definition names this cache (name consumers in the config)",
+        ],
+        theme,
+    ) {
+        Ok(list) => list,
+        Err((text, style)) => {
             frame.render_widget(block, area);
-            notice(frame, inner, "reading task definitions…", theme.muted);
+            notice(frame, inner, &text, style);
             return;
         }
-        Load::Failed(e) => {
-            frame.render_widget(block, area);
-            notice(
-                frame,
-                inner,
-                &format!("consumers unavailable: {}", escape(e)),
-                theme.warn,
-            );
-            return;
-        }
-        Load::Ready(list) if list.is_empty() => {
-            frame.render_widget(block, area);
-            notice(
-                frame,
-                inner,
-                "no ECS task definition names this cache (name consumers in the config)",
-                theme.muted,
-            );
-            return;
-        }
-        Load::Ready(list) => list,
     };
     let selected = app.scroll.min(list.len().saturating_sub(1));
     let rows = list.iter().enumerate().map(|(i, c)| {
