@@ -49,7 +49,11 @@ fn source_args(source: Option<&CacheState>) -> Vec<String> {
         }
         if matches!(
             arg.as_str(),
-            "--replicaof" | "--cluster-enabled" | "--cluster-node-timeout" | "--dbfilename"
+            "--replicaof"
+                | "--cluster-enabled"
+                | "--cluster-node-timeout"
+                | "--cluster-announce-client-ipv4"
+                | "--dbfilename"
         ) {
             skip = true;
             continue;
@@ -237,6 +241,9 @@ pub async fn restore(
         let mut primary_spec = spec(primary_dir);
         if meta.cluster_mode {
             primary_spec = primary_spec.cluster();
+            if request.tls {
+                primary_spec = primary_spec.args(super::tls::cluster_front_args());
+            }
         }
         let primary = spawn(primary_spec).await.map_err(|e| broken(op, e))?;
         cache.shards.push(ShardState {
@@ -254,6 +261,9 @@ pub async fn restore(
             let mut rspec = spec(rdir.clone());
             if meta.cluster_mode {
                 rspec = rspec.cluster();
+                if request.tls {
+                    rspec = rspec.args(super::tls::cluster_front_args());
+                }
             } else {
                 // A replica starts from the same RDB as its primary: with the replication id
                 // and offset the RDB carries (it was saved on a replica), it continues with a
