@@ -110,6 +110,14 @@ pub fn sweep(full: bool) {
             continue;
         };
         let name = format!("{} on {}", rb.name, hook.cache);
+        // CACHEDECK_SWEEP=runbook@cache,… sweeps only those (a soak of one runbook).
+        if let Ok(only) = std::env::var("CACHEDECK_SWEEP")
+            && !only
+                .split(',')
+                .any(|o| o.trim() == format!("{}@{}", rb.name, hook.cache))
+        {
+            continue;
+        }
         let hook_started = Instant::now();
         swept += 1;
         gaps.extend(m.gaps.iter().map(|(at, why)| format!("{name} {at}: {why}")));
