@@ -291,27 +291,64 @@ async fn wait_available(
     deadline: Duration,
 ) -> Result<Cache, ActionError> {
     let started = Instant::now();
+    let last_status = std::sync::Mutex::new(String::new());
     ctx.poll(
         &format!("see cache {target} become available"),
         every,
         deadline,
         || async {
             let found = find_target(ctx, target).await?;
-            ctx.progress(
-                started.elapsed().as_secs(),
-                None,
-                format!(
-                    "{target}: {}",
-                    found
-                        .as_ref()
-                        .map(|c| c.status.as_str())
-                        .unwrap_or("not visible yet")
-                ),
-            );
-            Ok(found.filter(|c| c.status == "available" && c.nodes().all(|n| n.health.is_up())))
+            let status = match &found {
+                Some(c) => {
+                    let nodes = c.nodes().count();
+                    let up = c.nodes().filter(|n| n.health.is_up()).count();
+                    format!("{target}: {} ({up} of {nodes} nodes available)", c.status)
+                }
+                None => format!("{target}: not visible yet"),
+            };
+            if let Ok(mut last) = last_status.lock()
+                && *last != status
+            {
+                ctx.output(status.clone());
+                *last = status.clone();
+            }
+            ctx.progress(started.elapsed().as_secs(), None, status);
+            match found {
+                Some(c) if FAILED.contains(&c.status.as_str()) => Ok(Some(Err(format!(
+                    "restore: {target} is {}: {}",
+                    c.status,
+                    event_text(ctx, target).await
+                )))),
+                Some(c) if c.status == "available" && c.nodes().all(|n| n.health.is_up()) => {
+                    Ok(Some(Ok(c)))
+                }
+                _ => Ok(None),
+            }
         },
     )
-    .await
+    .await?
+    .map_err(ActionError::Failed)
+}
+
+/// Statuses a cache being created does not come back from.
+const FAILED: &[&str] = &["create-failed", "restore-failed", "incompatible-parameters"];
+
+/// The newest event that names the new cache, escaped (or a note that there is none).
+async fn event_text(ctx: &ActionContext, target: &str) -> String {
+    let since = ctx.first_started_at - time::Duration::minutes(5);
+    match ctx
+        .plane
+        .describe_events(crate::controlplane::EventQuery::all(since))
+        .await
+    {
+        Ok(events) => events
+            .iter()
+            .rev()
+            .find(|e| e.source == target || e.message.contains(target))
+            .map(|e| crate::escape::escape_capped(&e.message, 300))
+            .unwrap_or_else(|| "no event names it".into()),
+        Err(e) => format!("events unreadable: {e}"),
+    }
 }
 
 #[async_trait]
