@@ -87,7 +87,10 @@ pub async fn serve(dir: &Path) -> Result<(), ServeError> {
     // Restores (CreateReplicationGroup from a snapshot) are built here too, for the same
     // reason; a restore that is built says so, and its endpoints are served at once.
     let built = std::sync::Arc::new(tokio::sync::Notify::new());
-    tokio::spawn(super::restore::serve_queue(dir.to_path_buf(), built.clone()));
+    tokio::spawn(super::restore::serve_queue(
+        dir.to_path_buf(),
+        built.clone(),
+    ));
     // Leave when the sandbox is taken down, even if nobody signalled us.
     let state_file = dir.join(super::state::STATE_FILE);
     let mut serving: Vec<String> = state.proxies.iter().map(|p| p.name.clone()).collect();

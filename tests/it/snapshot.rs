@@ -246,6 +246,63 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
     assert_eq!(cache.status, "available");
     assert!(cache.endpoint.as_ref().is_some_and(|e| e.tls), "{cache:?}");
 
+    // CreateReplicationGroup answers at once, as AWS does: the group is `creating` (and
+    // discoverable) until the endpoint daemon has started its nodes, then `available`.
+    let plane = sandbox.plane("sandbox-dev");
+    plane
+        .restore_snapshot(cachedeck::controlplane::RestoreRequest {
+            new_id: "orders-accepted".into(),
+            source: "orders".into(),
+            snapshot: "before-deploy".into(),
+            snapshot_arn: None,
+            serverless: false,
+            description: "accepted at once".into(),
+            engine: None,
+            engine_version: None,
+            node_type: None,
+            shards: Some(1),
+            replicas_per_shard: Some(1),
+            tls: true,
+            auth_token: Some("accepted-token-0123456789abcdef".to_string().into()),
+        })
+        .await
+        .expect("CreateReplicationGroup");
+    let status_of = |found: &cachedeck::controlplane::Discovery| {
+        found
+            .caches
+            .iter()
+            .find(|c| c.name == "orders-accepted")
+            .map(|c| c.status.clone())
+    };
+    let first = plane.discover().await.expect("discover");
+    assert_eq!(status_of(&first).as_deref(), Some("creating"));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let found = plane.discover().await.expect("discover");
+        match status_of(&found).as_deref() {
+            Some("available") => break,
+            Some("creating") if std::time::Instant::now() < until => {}
+            other => panic!("orders-accepted: {other:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let accepted = sandbox.state();
+    let accepted = accepted
+        .cache("sandbox-dev", "orders-accepted")
+        .expect("recorded");
+    assert_eq!(accepted.shards[0].nodes.len(), 2);
+    for n in &accepted.shards[0].nodes {
+        let mut c = node(
+            &sandbox,
+            n.port,
+            None,
+            accepted.password_parameter.as_deref(),
+        )
+        .await;
+        let got: Option<String> = c.get("snaptest:7").await.expect("GET");
+        assert_eq!(got.as_deref(), Some("value-7"), "node {}", n.id);
+    }
+
     // A second restore into the same id is refused before any create.
     let (code, report) = run(
         &sandbox,

@@ -232,6 +232,11 @@ const CREATE_OUTPUTS: &[OutputSpec] = &[
         ValueKind::Int,
         "the create call to available, ms",
     ),
+    out(
+        "call_ms",
+        ValueKind::Int,
+        "the create call until it answered, ms (0 when a resumed run follows an earlier call)",
+    ),
 ];
 
 /// The new group's AUTH token: read from the parameter, or generated and stored there.
@@ -435,6 +440,7 @@ impl Action for RestoreCreate {
         let every = inputs.duration("poll")?;
         let deadline = inputs.duration("timeout")?;
         let started = Instant::now();
+        let mut call_took = Duration::ZERO;
         match find_target(ctx, target).await? {
             Some(_) if ctx.intent_at.is_some() || ctx.attempt > 1 => {
                 ctx.output(format!(
@@ -469,7 +475,9 @@ impl Action for RestoreCreate {
                     auth_token: token,
                 };
                 ctx.output(format!("creating {}", summary(&ctx.cache, &snap, target)));
+                let call = Instant::now();
                 ctx.plane.restore_snapshot(request).await?;
+                call_took = call.elapsed();
             }
         }
         let cache = wait_available(ctx, target, every, deadline).await?;
@@ -488,7 +496,8 @@ impl Action for RestoreCreate {
             .with("target", Value::str(target))
             .with("endpoint", Value::str(endpoint))
             .with("nodes", Value::int(cache.nodes().count() as i64))
-            .with("restore_ms", Value::int(took.as_millis() as i64)))
+            .with("restore_ms", Value::int(took.as_millis() as i64))
+            .with("call_ms", Value::int(call_took.as_millis() as i64)))
     }
 }
 
