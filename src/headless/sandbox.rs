@@ -3,8 +3,9 @@
 
 use super::Format;
 use crate::cli::SandboxAction;
+use crate::controlplane::param_store::ParamStore;
 use crate::sandbox::status::ProcessRow;
-use crate::sandbox::{self, UpOptions, params::ParamStore, state::State};
+use crate::sandbox::{self, UpOptions, state::State};
 use anyhow::Context;
 use std::process::ExitCode;
 
