@@ -3,6 +3,7 @@
 //! `sandbox::SandboxControlPlane`. Valkey data-plane traffic never goes through here.
 
 pub mod names;
+pub mod param_store;
 
 use crate::domain::{Account, Cache, Environment};
 use async_trait::async_trait;

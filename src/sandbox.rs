@@ -18,7 +18,8 @@ pub mod failover;
 pub mod faults;
 pub mod layout;
 pub mod nodes;
-pub mod params;
+/// The sandbox keeps its parameters in the file-backed store of the control-plane layer.
+pub use crate::controlplane::param_store as params;
 pub mod plane;
 pub mod proxy;
 pub mod repair;

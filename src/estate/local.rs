@@ -5,11 +5,11 @@
 //! two runs started here, not from another host.
 
 use crate::config::{EnvConfig, Settings};
+use crate::controlplane::param_store::ParamStore;
 use crate::controlplane::{
     CacheEvent, ControlPlane, ControlPlaneError, Discovery, EventQuery, Parameter, PutParameter,
 };
 use crate::domain::Environment;
-use crate::sandbox::params::ParamStore;
 use async_trait::async_trait;
 
 /// A control plane without AWS.
@@ -81,6 +81,14 @@ impl ControlPlane for LocalControlPlane {
         self.params.label(name, version, labels)
     }
 
+    async fn get_parameter_at(
+        &self,
+        name: &str,
+        at: &crate::controlplane::ParameterSelector,
+    ) -> Result<Option<Parameter>, ControlPlaneError> {
+        self.params.get_at(name, at)
+    }
+
     async fn get_parameter_history(
         &self,
         name: &str,
@@ -94,5 +102,75 @@ impl ControlPlane for LocalControlPlane {
 
     async fn test_failover(&self, _: &str, _: &str) -> Result<(), ControlPlaneError> {
         Err(self.unsupported("TestFailover"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controlplane::{ParameterSelector, ParameterType, ParameterValue};
+
+    fn plane(dir: &std::path::Path) -> LocalControlPlane {
+        let cfg: EnvConfig =
+            toml::from_str("provider = \"static\"\n").expect("a static environment parses");
+        LocalControlPlane::at(dir, "lab", &cfg)
+    }
+
+    fn put(name: &str, value: &str) -> PutParameter {
+        PutParameter {
+            name: name.into(),
+            kind: ParameterType::String,
+            value: ParameterValue::Plain(value.into()),
+            overwrite: true,
+            description: None,
+        }
+    }
+
+    /// What cutover and rollback read back on an environment without AWS: an earlier
+    /// version by number and by label, from the store under the state directory.
+    #[tokio::test]
+    async fn reads_an_earlier_version_by_number_and_by_label() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plane = plane(dir.path());
+        let name = "/lab/orders/endpoint";
+        assert_eq!(
+            plane
+                .put_parameter(put(name, "old.example:6379"))
+                .await
+                .unwrap(),
+            1
+        );
+        plane
+            .label_parameter_version(name, Some(1), &["cachedeck-before-x".into()])
+            .await
+            .expect("label version 1");
+        assert_eq!(
+            plane
+                .put_parameter(put(name, "new.example:6379"))
+                .await
+                .unwrap(),
+            2
+        );
+
+        let by_label = plane
+            .get_parameter_at(name, &ParameterSelector::Label("cachedeck-before-x".into()))
+            .await
+            .unwrap()
+            .expect("the labelled version");
+        assert_eq!(
+            (by_label.version, by_label.value.expose()),
+            (1, "old.example:6379")
+        );
+        let by_number = plane
+            .get_parameter_at(name, &ParameterSelector::Version(2))
+            .await
+            .unwrap()
+            .expect("version 2");
+        assert_eq!(by_number.value.expose(), "new.example:6379");
+        let unknown = plane
+            .get_parameter_at(name, &ParameterSelector::Label("cachedeck-nothing".into()))
+            .await
+            .unwrap();
+        assert!(unknown.is_none(), "an unknown label reads as absent");
     }
 }

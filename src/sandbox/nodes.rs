@@ -112,6 +112,7 @@ pub(super) async fn start_cache(
         shards: Vec::new(),
         notes: Vec::new(),
         ecs: None,
+        status: None,
     };
     let fail = |detail: String| SandboxError::Setup {
         cache: format!("{}/{}", plan.env, plan.name),

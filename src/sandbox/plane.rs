@@ -126,6 +126,8 @@ impl SandboxControlPlane {
                     let status = match (alive, c.kind) {
                         (true, CacheKind::EcsService) => "RUNNING",
                         (false, CacheKind::EcsService) => "STOPPED",
+                        // Nodes of a cache being created are `creating` until it is built.
+                        (_, _) if c.status.is_some() => "creating",
                         (true, _) => "available",
                         (false, _) => "rebooting cache cluster nodes",
                     };
@@ -181,7 +183,11 @@ impl SandboxControlPlane {
             ),
             None => true,
         };
-        let status = if served { "available" } else { "creating" };
+        let status = match c.status.as_deref() {
+            Some(status) => status,
+            None if served => "available",
+            None => "creating",
+        };
         let mut notes = c.notes.clone();
         if c.kind == CacheKind::Serverless {
             // DescribeServerlessCaches names no nodes: the cache is its endpoint, as the
@@ -460,8 +466,9 @@ impl ControlPlane for SandboxControlPlane {
     }
 
     async fn restore_snapshot(&self, request: RestoreRequest) -> Result<(), ControlPlaneError> {
-        // Loading a large RDB takes a while: the sandbox does in the call what AWS does
-        // while the group is `creating`.
+        // The call answers once the cache is `creating` (the endpoint daemon builds it); only
+        // without a live daemon is it built within the call, and loading a large RDB takes
+        // a while.
         with_timeout(
             "CreateReplicationGroup",
             self.settings.call_timeout.max(Duration::from_secs(300)),

@@ -89,12 +89,22 @@ pub async fn serve(dir: &Path) -> Result<(), ServeError> {
     // TestFailovers the control plane accepted are carried out here, as ElastiCache does,
     // so they finish even when the caller is killed right after its call.
     tokio::spawn(super::failover::serve_queue(dir.to_path_buf()));
+    // Restores (CreateReplicationGroup from a snapshot) are built here too, for the same
+    // reason; a restore that is built says so, and its endpoints are served at once.
+    let built = std::sync::Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(super::restore::serve_queue(
+        dir.to_path_buf(),
+        built.clone(),
+    ));
     // Leave when the sandbox is taken down, even if nobody signalled us.
     let state_file = dir.join(super::state::STATE_FILE);
     let mut serving: Vec<String> = state.proxies.iter().map(|p| p.name.clone()).collect();
     let mut latest = state;
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = built.notified() => {}
+        }
         // Keep the newest pids (`up` may have restarted nodes since we started).
         if let Ok(Some(current)) = State::load(dir) {
             latest = current;

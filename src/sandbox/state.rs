@@ -110,6 +110,11 @@ pub struct CacheState {
     pub shards: Vec<ShardState>,
     pub notes: Vec<String>,
     pub ecs: Option<EcsRef>,
+    /// `creating` while a restore's processes start (CreateReplicationGroup answers at once
+    /// and the endpoint daemon builds the cache), `create-failed` when they could not; absent
+    /// once the cache is built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 /// A node group.

@@ -15,6 +15,8 @@ use time::OffsetDateTime;
 pub const MAX_ELEMENTS: i64 = 10_000;
 pub const MAX_BYTES: i64 = 4 * 1024 * 1024;
 const BATCH: usize = 200;
+/// Keys asked per SCAN call while choosing the sample: fewer round trips, each still short.
+pub const SCAN_COUNT: usize = 5_000;
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Key counts of one shard.
@@ -162,7 +164,7 @@ pub async fn pick(
     let mut chosen = Vec::new();
     loop {
         let (next, keys): (u64, Vec<Vec<u8>>) = conn
-            .query(redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000))
+            .query(redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(SCAN_COUNT))
             .await
             .map_err(|e| e.to_string())?;
         on_batch(keys.len());
@@ -186,6 +188,71 @@ async fn select(conn: &mut NodeConnection, db: u32) -> Result<(), String> {
     conn.query::<()>(redis::cmd("SELECT").arg(db))
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Where a node's save and replication stood at one moment (`INFO persistence` and
+/// `INFO replication`): whether a save has begun since an earlier mark, and whether any
+/// write reached the node since (its replication offset moved).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SaveMark {
+    pub in_progress: bool,
+    pub saves: Option<u64>,
+    pub last_save: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+impl SaveMark {
+    fn parse(persistence: &str, replication: &str) -> SaveMark {
+        let field = |text: &str, name: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+                .map(|v| v.trim().to_string())
+        };
+        SaveMark {
+            in_progress: field(persistence, "rdb_bgsave_in_progress").as_deref() == Some("1"),
+            saves: field(persistence, "rdb_saves").and_then(|v| v.parse().ok()),
+            last_save: field(persistence, "rdb_last_save_time").and_then(|v| v.parse().ok()),
+            offset: field(replication, "master_repl_offset").and_then(|v| v.parse().ok()),
+        }
+    }
+
+    /// Whether a read made before `self` was taken holds the value the snapshot begun after
+    /// `start` saved. It does when no save had begun yet by `self` (the read comes before the
+    /// save's fork, and the read after the snapshot tells whether the key changed across
+    /// it), or when no write reached the node between `start` and `self` (whatever the
+    /// fork's moment, the value is the same). Otherwise a write between the fork and the read
+    /// may have touched the key: it cannot be checked.
+    pub fn holds_since(&self, start: &SaveMark) -> bool {
+        let begun = self.in_progress
+            || self.saves != start.saves
+            || self.last_save != start.last_save
+            || (self.saves.is_none() && self.last_save.is_none());
+        let quiet = self.offset.is_some() && self.offset == start.offset;
+        !begun || quiet
+    }
+}
+
+fn text_of(v: &RValue) -> String {
+    match v {
+        RValue::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        RValue::SimpleString(s) => s.clone(),
+        RValue::VerbatimString { text, .. } => text.clone(),
+        _ => String::new(),
+    }
+}
+
+/// The node's [`SaveMark`] now.
+pub async fn save_mark(conn: &mut NodeConnection) -> Result<SaveMark, String> {
+    let mut p = redis::pipe();
+    p.cmd("INFO")
+        .arg("persistence")
+        .cmd("INFO")
+        .arg("replication");
+    let v = pipe(conn, &p).await?;
+    Ok(SaveMark::parse(
+        &v.first().map(text_of).unwrap_or_default(),
+        &v.get(1).map(text_of).unwrap_or_default(),
+    ))
 }
 
 /// One key as read: type, TTL and digest; `None` when it does not exist.
@@ -284,6 +351,21 @@ pub async fn read_keys(
     db: u32,
     keys: &[Vec<u8>],
 ) -> Result<Vec<Option<KeyRead>>, String> {
+    Ok(read_keys_marked(conn, db, keys, false)
+        .await?
+        .into_iter()
+        .map(|(read, _)| read)
+        .collect())
+}
+
+/// [`read_keys`], each key with the node's [`SaveMark`] taken just after its batch was read
+/// (when `marked`; the default mark otherwise).
+pub async fn read_keys_marked(
+    conn: &mut NodeConnection,
+    db: u32,
+    keys: &[Vec<u8>],
+    marked: bool,
+) -> Result<Vec<(Option<KeyRead>, SaveMark)>, String> {
     select(conn, db).await?;
     let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     let mut out = Vec::with_capacity(keys.len());
@@ -338,14 +420,27 @@ pub async fn read_keys(
                 read_idx.push(None);
             }
         }
-        let values = if read_idx.iter().any(Option::is_some) {
+        if marked {
+            p.cmd("INFO")
+                .arg("persistence")
+                .cmd("INFO")
+                .arg("replication");
+        }
+        let mut values = if marked || read_idx.iter().any(Option::is_some) {
             pipe(conn, &p).await?
         } else {
             Vec::new()
         };
+        let mark = if marked {
+            let replication = values.pop().map(|v| text_of(&v)).unwrap_or_default();
+            let persistence = values.pop().map(|v| text_of(&v)).unwrap_or_default();
+            SaveMark::parse(&persistence, &replication)
+        } else {
+            SaveMark::default()
+        };
         for (i, (kind, pttl)) in kinds.into_iter().enumerate() {
             if kind == "none" || pttl == -2 {
-                out.push(None);
+                out.push((None, mark.clone()));
                 continue;
             }
             let ttl = if pttl >= 0 {
@@ -365,7 +460,7 @@ pub async fn read_keys(
                     }
                 ),
             };
-            out.push(Some(KeyRead { kind, ttl, digest }));
+            out.push((Some(KeyRead { kind, ttl, digest }), mark.clone()));
         }
     }
     Ok(out)
@@ -413,6 +508,45 @@ mod tests {
             RValue::BulkString(b"1".to_vec()),
         ]);
         assert_eq!(digest("hash", &h1), digest("hash", &h2));
+    }
+
+    #[test]
+    fn a_read_holds_before_the_save_begins_or_while_nothing_is_written() {
+        let at = |saves: u64, in_progress: bool, offset: i64| SaveMark {
+            in_progress,
+            saves: Some(saves),
+            last_save: Some(1_000 + saves as i64),
+            offset: Some(offset),
+        };
+        let start = at(4, false, 500);
+        // No save yet: the read precedes the fork, whatever was written.
+        assert!(at(4, false, 900).holds_since(&start));
+        // The save began (running or done) and writes arrived: a write may sit between the
+        // fork and the read.
+        assert!(!at(4, true, 900).holds_since(&start));
+        assert!(!at(5, false, 900).holds_since(&start));
+        // The save began but nothing was written since the start: the value is the saved one.
+        assert!(at(5, false, 500).holds_since(&start));
+        assert!(at(4, true, 500).holds_since(&start));
+        // A node that says nothing about its saves is taken as saving.
+        let silent = SaveMark {
+            offset: Some(900),
+            ..SaveMark::default()
+        };
+        assert!(!silent.holds_since(&SaveMark::default()));
+        let parsed = SaveMark::parse(
+            "# Persistence\r\nrdb_bgsave_in_progress:1\r\nrdb_saves:7\r\nrdb_last_save_time:1700\r\n",
+            "# Replication\r\nrole:slave\r\nmaster_repl_offset:4242\r\n",
+        );
+        assert_eq!(
+            parsed,
+            SaveMark {
+                in_progress: true,
+                saves: Some(7),
+                last_save: Some(1700),
+                offset: Some(4242)
+            }
+        );
     }
 
     #[test]

@@ -246,6 +246,128 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
     assert_eq!(cache.status, "available");
     assert!(cache.endpoint.as_ref().is_some_and(|e| e.tls), "{cache:?}");
 
+    // CreateReplicationGroup answers at once, as AWS does: the group is `creating` (and
+    // discoverable) until the endpoint daemon has started its nodes, then `available`.
+    let plane = sandbox.plane("sandbox-dev");
+    plane
+        .restore_snapshot(cachedeck::controlplane::RestoreRequest {
+            new_id: "orders-accepted".into(),
+            source: "orders".into(),
+            snapshot: "before-deploy".into(),
+            snapshot_arn: None,
+            serverless: false,
+            description: "accepted at once".into(),
+            engine: None,
+            engine_version: None,
+            node_type: None,
+            shards: Some(1),
+            replicas_per_shard: Some(1),
+            tls: true,
+            auth_token: Some("accepted-token-0123456789abcdef".to_string().into()),
+        })
+        .await
+        .expect("CreateReplicationGroup");
+    let status_of = |found: &cachedeck::controlplane::Discovery| {
+        found
+            .caches
+            .iter()
+            .find(|c| c.name == "orders-accepted")
+            .map(|c| c.status.clone())
+    };
+    let first = plane.discover().await.expect("discover");
+    assert_eq!(status_of(&first).as_deref(), Some("creating"));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let found = plane.discover().await.expect("discover");
+        match status_of(&found).as_deref() {
+            Some("available") => break,
+            Some("creating") if std::time::Instant::now() < until => {}
+            other => panic!("orders-accepted: {other:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let accepted = sandbox.state();
+    let accepted = accepted
+        .cache("sandbox-dev", "orders-accepted")
+        .expect("recorded");
+    assert_eq!(accepted.shards[0].nodes.len(), 2);
+    for n in &accepted.shards[0].nodes {
+        let mut c = node(
+            &sandbox,
+            n.port,
+            None,
+            accepted.password_parameter.as_deref(),
+        )
+        .await;
+        let got: Option<String> = c.get("snaptest:7").await.expect("GET");
+        assert_eq!(got.as_deref(), Some("value-7"), "node {}", n.id);
+    }
+
+    // Writes while the snapshot is taken: a key rewritten between the save's fork and its
+    // read is reported as changed during the snapshot, never as a mismatch on restore.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut busy = node(&sandbox, primary, None, Some(&token_param)).await;
+    let writer = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut round = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for i in 0..100 {
+                    let _: () = busy.set(format!("busy:{i}"), round).await.expect("SET");
+                }
+                round += 1;
+            }
+            round
+        }
+    });
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "snapshot",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "orders",
+            "--param",
+            "name=while-busy",
+            "--param",
+            "poll=200ms",
+        ],
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = writer.await.expect("writer");
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        rounds > 2,
+        "the writes ran through the snapshot ({rounds} rounds)"
+    );
+    let changed = step(&report, "snapshot")["outputs"]["changed_during_snapshot"]
+        .as_i64()
+        .expect("changed");
+    assert!(changed > 0, "{report}");
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "restore",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "orders",
+            "--param",
+            "snapshot=while-busy",
+            "--param",
+            "target=orders-busy",
+            "--param",
+            "auth_token_parameter=/orders/dev/busy/auth-token",
+            "--param",
+            "poll=200ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "verified despite the writes: {report}");
+    let verify = &step(&report, "verify")["outputs"];
+    assert_eq!(verify["different"].as_i64(), Some(0), "{verify}");
+    assert_eq!(verify["changed_during_snapshot"].as_i64(), Some(changed));
+
     // A second restore into the same id is refused before any create.
     let (code, report) = run(
         &sandbox,
@@ -659,7 +781,8 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
         [
             ("before-deploy", "available"),
             ("cluster-one", "available"),
-            ("sf-one", "available")
+            ("sf-one", "available"),
+            ("while-busy", "available"),
         ]
     );
     let out = sandbox

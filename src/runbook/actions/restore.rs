@@ -232,6 +232,11 @@ const CREATE_OUTPUTS: &[OutputSpec] = &[
         ValueKind::Int,
         "the create call to available, ms",
     ),
+    out(
+        "call_ms",
+        ValueKind::Int,
+        "the create call until it answered, ms (0 when a resumed run follows an earlier call)",
+    ),
 ];
 
 /// The new group's AUTH token: read from the parameter, or generated and stored there.
@@ -291,27 +296,64 @@ async fn wait_available(
     deadline: Duration,
 ) -> Result<Cache, ActionError> {
     let started = Instant::now();
+    let last_status = std::sync::Mutex::new(String::new());
     ctx.poll(
         &format!("see cache {target} become available"),
         every,
         deadline,
         || async {
             let found = find_target(ctx, target).await?;
-            ctx.progress(
-                started.elapsed().as_secs(),
-                None,
-                format!(
-                    "{target}: {}",
-                    found
-                        .as_ref()
-                        .map(|c| c.status.as_str())
-                        .unwrap_or("not visible yet")
-                ),
-            );
-            Ok(found.filter(|c| c.status == "available" && c.nodes().all(|n| n.health.is_up())))
+            let status = match &found {
+                Some(c) => {
+                    let nodes = c.nodes().count();
+                    let up = c.nodes().filter(|n| n.health.is_up()).count();
+                    format!("{target}: {} ({up} of {nodes} nodes available)", c.status)
+                }
+                None => format!("{target}: not visible yet"),
+            };
+            if let Ok(mut last) = last_status.lock()
+                && *last != status
+            {
+                ctx.output(status.clone());
+                *last = status.clone();
+            }
+            ctx.progress(started.elapsed().as_secs(), None, status);
+            match found {
+                Some(c) if FAILED.contains(&c.status.as_str()) => Ok(Some(Err(format!(
+                    "restore: {target} is {}: {}",
+                    c.status,
+                    event_text(ctx, target).await
+                )))),
+                Some(c) if c.status == "available" && c.nodes().all(|n| n.health.is_up()) => {
+                    Ok(Some(Ok(c)))
+                }
+                _ => Ok(None),
+            }
         },
     )
-    .await
+    .await?
+    .map_err(ActionError::Failed)
+}
+
+/// Statuses a cache being created does not come back from.
+const FAILED: &[&str] = &["create-failed", "restore-failed", "incompatible-parameters"];
+
+/// The newest event that names the new cache, escaped (or a note that there is none).
+async fn event_text(ctx: &ActionContext, target: &str) -> String {
+    let since = ctx.first_started_at - time::Duration::minutes(5);
+    match ctx
+        .plane
+        .describe_events(crate::controlplane::EventQuery::all(since))
+        .await
+    {
+        Ok(events) => events
+            .iter()
+            .rev()
+            .find(|e| e.source == target || e.message.contains(target))
+            .map(|e| crate::escape::escape_capped(&e.message, 300))
+            .unwrap_or_else(|| "no event names it".into()),
+        Err(e) => format!("events unreadable: {e}"),
+    }
 }
 
 #[async_trait]
@@ -398,6 +440,7 @@ impl Action for RestoreCreate {
         let every = inputs.duration("poll")?;
         let deadline = inputs.duration("timeout")?;
         let started = Instant::now();
+        let mut call_took = Duration::ZERO;
         match find_target(ctx, target).await? {
             Some(_) if ctx.intent_at.is_some() || ctx.attempt > 1 => {
                 ctx.output(format!(
@@ -432,7 +475,9 @@ impl Action for RestoreCreate {
                     auth_token: token,
                 };
                 ctx.output(format!("creating {}", summary(&ctx.cache, &snap, target)));
+                let call = Instant::now();
                 ctx.plane.restore_snapshot(request).await?;
+                call_took = call.elapsed();
             }
         }
         let cache = wait_available(ctx, target, every, deadline).await?;
@@ -451,7 +496,8 @@ impl Action for RestoreCreate {
             .with("target", Value::str(target))
             .with("endpoint", Value::str(endpoint))
             .with("nodes", Value::int(cache.nodes().count() as i64))
-            .with("restore_ms", Value::int(took.as_millis() as i64)))
+            .with("restore_ms", Value::int(took.as_millis() as i64))
+            .with("call_ms", Value::int(call_took.as_millis() as i64)))
     }
 }
 

@@ -455,17 +455,38 @@ async fn counts(ctx: &ActionContext, targets: &[ReadTarget]) -> Result<Vec<Count
     Ok(out)
 }
 
-/// Picks and reads the sample on every target.
+/// Each target's [`manifest::SaveMark`] before the snapshot is asked for.
+async fn save_marks(
+    ctx: &ActionContext,
+    targets: &[ReadTarget],
+) -> Result<Vec<manifest::SaveMark>, ActionError> {
+    let mut out = Vec::new();
+    for t in targets {
+        let mut conn = connect(ctx, t).await?;
+        out.push(
+            manifest::save_mark(&mut conn)
+                .await
+                .map_err(|e| ActionError::failed(format!("read {}: {e}", t.label)))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Picks and reads the sample on every target, while the snapshot is taken. A key read once
+/// the save may have begun, with writes reaching the node since `start` (its mark before the
+/// snapshot was asked for), is marked changed: a write between the fork and the read may
+/// have touched it (see [`manifest::SaveMark::holds_since`]).
 async fn read_sample(
     ctx: &ActionContext,
     targets: &[ReadTarget],
     keyspaces: &[std::collections::BTreeMap<u32, u64>],
     cutoff: u64,
+    start: &[manifest::SaveMark],
 ) -> Result<Vec<SampleKey>, ActionError> {
     let mut sample = Vec::new();
     let total: u64 = keyspaces.iter().flat_map(|k| k.values()).sum();
     let mut walked = 0u64;
-    for (t, keys) in targets.iter().zip(keyspaces) {
+    for ((t, keys), start) in targets.iter().zip(keyspaces).zip(start) {
         let mut conn = connect(ctx, t).await?;
         for &db in keys.keys() {
             let mut on_batch = |n: usize| {
@@ -475,10 +496,10 @@ async fn read_sample(
             let chosen = manifest::pick(&mut conn, db, cutoff, &mut on_batch)
                 .await
                 .map_err(|e| ActionError::failed(format!("scan {}: {e}", t.label)))?;
-            let reads = manifest::read_keys(&mut conn, db, &chosen)
+            let reads = manifest::read_keys_marked(&mut conn, db, &chosen, true)
                 .await
                 .map_err(|e| ActionError::failed(format!("read {}: {e}", t.label)))?;
-            for (key, read) in chosen.into_iter().zip(reads) {
+            for (key, (read, mark)) in chosen.into_iter().zip(reads) {
                 let Some(read) = read else {
                     continue;
                 };
@@ -489,7 +510,7 @@ async fn read_sample(
                     kind: read.kind,
                     ttl: read.ttl,
                     digest: read.digest,
-                    changed: false,
+                    changed: !mark.holds_since(start),
                 });
             }
         }
@@ -497,7 +518,8 @@ async fn read_sample(
     Ok(sample)
 }
 
-/// Reads the sample again after the snapshot and flags keys that changed in between.
+/// Reads the sample again after the snapshot and flags keys that changed since their first
+/// read (which, when it preceded the save's fork, brackets it).
 async fn mark_changed(
     ctx: &ActionContext,
     targets: &[ReadTarget],
@@ -520,7 +542,7 @@ async fn mark_changed(
                 let same = read
                     .as_ref()
                     .is_some_and(|r| r.kind == sample[i].kind && r.digest == sample[i].digest);
-                sample[i].changed = !same;
+                sample[i].changed |= !same;
             }
         }
     }
@@ -667,6 +689,8 @@ impl Action for SnapshotCreate {
         } else {
             manifest::cutoff(sample_target, total)
         };
+        // Before the snapshot is asked for: the reference the sample's reads are held to.
+        let start = save_marks(ctx, &targets).await?;
         let started = Instant::now();
         let existing = find(ctx, &name).await?;
         let create = async {
@@ -696,7 +720,7 @@ impl Action for SnapshotCreate {
             let s = if sample_target == 0 {
                 Vec::new()
             } else {
-                read_sample(ctx, &targets, &keyspaces, cutoff).await?
+                read_sample(ctx, &targets, &keyspaces, cutoff, &start).await?
             };
             Ok::<_, ActionError>((s, t.elapsed()))
         };
@@ -767,19 +791,28 @@ async fn self_managed(
     let before = counts(ctx, &targets).await?;
     let total: u64 = before.iter().flat_map(|(k, _)| k.values()).sum();
     let cutoff = manifest::cutoff(sample_target, total);
+    let start = save_marks(ctx, &targets).await?;
     let started = Instant::now();
     let mut conn = connect(ctx, &targets[0]).await?;
-    let saved_at =
-        super::survives_restart::bgsave(ctx, &mut conn, Duration::from_secs(3600)).await?;
-    let snapshot_took = started.elapsed();
     let keyspaces: Vec<_> = before.iter().map(|(k, _)| k.clone()).collect();
-    let t = Instant::now();
-    let mut sample = if sample_target == 0 {
-        Vec::new()
-    } else {
-        read_sample(ctx, &targets, &keyspaces, cutoff).await?
+    // The sample is read while the BGSAVE runs.
+    let save = async {
+        let saved_at =
+            super::survives_restart::bgsave(ctx, &mut conn, Duration::from_secs(3600)).await?;
+        Ok::<_, ActionError>((saved_at, started.elapsed()))
     };
-    let sample_took = t.elapsed();
+    let sample_read = async {
+        let t = Instant::now();
+        let s = if sample_target == 0 {
+            Vec::new()
+        } else {
+            read_sample(ctx, &targets, &keyspaces, cutoff, &start).await?
+        };
+        Ok::<_, ActionError>((s, t.elapsed()))
+    };
+    let (saved, sampled) = tokio::join!(save, sample_read);
+    let (saved_at, snapshot_took) = saved?;
+    let (mut sample, sample_took) = sampled?;
     let after = counts(ctx, &targets).await?;
     mark_changed(ctx, &targets, &mut sample).await?;
     let shards = shard_counts(&targets, &before, &after);

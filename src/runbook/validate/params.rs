@@ -97,18 +97,70 @@ pub fn bind_params(runbook: &Runbook, given: &[(String, String)]) -> Result<Valu
             .map_err(|e| format!("--param {name}: {e}"))?;
         values.insert(name.clone(), v);
     }
+    let mut missing = Vec::new();
     for p in &runbook.params {
         if values.get(&p.name).is_none() {
             match &p.default {
                 Some(d) => values.insert(p.name.clone(), d.clone()),
-                None => {
-                    return Err(format!(
-                        "runbook `{}` needs --param {}=... ({})",
-                        runbook.name, p.name, p.description
-                    ));
-                }
+                None => missing.push(p),
             }
         }
     }
+    match missing.as_slice() {
+        [] => {}
+        [p] => {
+            return Err(format!(
+                "runbook `{}` needs --param {}=... ({})",
+                runbook.name, p.name, p.description
+            ));
+        }
+        several => {
+            // Every missing one at once, so a person fixes the command line in one go.
+            let list = several
+                .iter()
+                .map(|p| format!("--param {}=... ({})", p.name, p.description))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(format!(
+                "runbook `{}` needs {} parameters: {list}",
+                runbook.name,
+                several.len()
+            ));
+        }
+    }
     Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::{actions, catalog};
+
+    fn restore() -> Runbook {
+        catalog::find("restore", &actions::builtin()).expect("the built-in restore runbook")
+    }
+
+    #[test]
+    fn names_every_missing_parameter_at_once() {
+        let err = bind_params(&restore(), &[]).expect_err("snapshot and target are required");
+        assert!(err.contains("needs 2 parameters"), "{err}");
+        assert!(err.contains("--param snapshot=..."), "{err}");
+        assert!(err.contains("--param target=..."), "{err}");
+    }
+
+    #[test]
+    fn names_the_one_missing_parameter() {
+        let given = [("snapshot".to_string(), "snap-1".to_string())];
+        let err = bind_params(&restore(), &given).expect_err("target is required");
+        assert!(
+            err.starts_with("runbook `restore` needs --param target=..."),
+            "{err}"
+        );
+        let given = [
+            ("snapshot".to_string(), "snap-1".to_string()),
+            ("target".to_string(), "orders-restored".to_string()),
+        ];
+        let values = bind_params(&restore(), &given).expect("both given");
+        assert!(values.get("target").is_some());
+    }
 }

@@ -265,7 +265,9 @@ pub fn all() -> Vec<Hook> {
                         .filter(|c| c.name == format!("{prefix}{round}"))
                         .count() as u64
                 },
-                inside: &[],
+                // CreateReplicationGroup answered: the new cache is recorded (`creating`) and the
+                // endpoint daemon builds it whether or not the caller lives on.
+                inside: &[("CreateReplicationGroup answered", restore_accepted)],
                 gaps: &[],
                 resume_may_fail_with: &[],
             }),
@@ -632,6 +634,11 @@ const KEEP_TTL_S: u64 = 100_000;
 
 fn half_the_ttls_set(sb: &Sandbox, base: &Baseline) -> bool {
     ecs_calls(sb, "expire") - base["expires"].as_u64().unwrap_or(0) >= REMEDIATE_BARE / 2
+}
+
+fn restore_accepted(sb: &Sandbox, base: &Baseline) -> bool {
+    let target = format!("harden-r{}", base["round"]);
+    sb.state().cache("sandbox-dev", &target).is_some()
 }
 
 fn failover_accepted(sb: &Sandbox, base: &Baseline) -> bool {

@@ -1,5 +1,6 @@
-//! The sandbox's SSM-like parameter store: one file per parameter under `params/`, mirroring
-//! the parameter's path, mode 0600. Every write goes to a whole temp file first; `overwrite =
+//! A file-backed, SSM-like parameter store: one file per parameter under `params/`, mirroring
+//! the parameter's path, mode 0600. The sandbox's control plane keeps its parameters here, and
+//! so does the local control plane of an environment without AWS (its run locks). Every write goes to a whole temp file first; `overwrite =
 //! false` then links it into place (link(2) fails when the name exists), so it is an atomic
 //! cross-process lock primitive, as PutParameter Overwrite=false is on AWS, and no reader
 //! ever sees a half-written parameter.
@@ -96,10 +97,10 @@ fn failed(operation: &str, path: &Path, e: impl std::fmt::Display) -> ControlPla
 }
 
 impl ParamStore {
-    /// The store of the sandbox in `sandbox_dir`.
-    pub fn new(sandbox_dir: &Path) -> Self {
+    /// The store kept under `dir` (in `dir/params`).
+    pub fn new(dir: &Path) -> Self {
         ParamStore {
-            root: sandbox_dir.join("params"),
+            root: dir.join("params"),
         }
     }
 
@@ -167,7 +168,7 @@ impl ParamStore {
         }))
     }
 
-    /// The sandbox directory this store belongs to.
+    /// The directory this store belongs to (the sandbox's, for the sandbox's store).
     pub fn sandbox_dir(&self) -> &Path {
         self.root.parent().unwrap_or(&self.root)
     }
