@@ -22,6 +22,7 @@ pub mod nodes;
 pub use crate::controlplane::param_store as params;
 pub mod plane;
 pub mod proxy;
+pub mod queue;
 pub mod repair;
 pub mod restore;
 pub mod seed;
