@@ -41,6 +41,12 @@ if ! command -v tmux >/dev/null && command -v apt-get >/dev/null; then
 fi
 command -v tmux >/dev/null ||
   echo "setup-tools: tmux not found; the TUI end-to-end test needs it (apt-get install tmux)" >&2
+# The connectivity check's ruby probe is tested in a consumer task whose image has only ruby.
+if ! command -v ruby >/dev/null && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ruby >/dev/null) || true
+fi
+command -v ruby >/dev/null ||
+  echo "setup-tools: ruby not found; the ruby probe's test is skipped (apt-get install ruby)" >&2
 "$VENV/bin/python" -c 'import moto.server' 2>/dev/null || {
   echo "setup-tools: moto[server] did not install; AWS wire tests need it" >&2
   exit 1

@@ -243,11 +243,14 @@ pub enum SandboxAction {
     /// Make a consumer service's tasks fail one layer of the connectivity check on purpose
     /// (the service's task is replaced): `port-blocked` (its network drops the cache's
     /// ports), `wrong-ca` (it trusts another CA), `stale-password` (it holds an old secret),
-    /// or `none`. With no arguments, lists the consumers and their faults.
+    /// `only-valkey-cli`/`only-python3`/`only-ruby`/`only-openssl`/`only-shell` (a thin image
+    /// with that one client), or `none`. With no arguments, lists the consumers and their
+    /// faults.
     Fault {
         /// A consumer service: orders-sidekiq, paperwurks-celery, storefront-web.
         service: Option<String>,
-        /// none, port-blocked, wrong-ca, stale-password.
+        /// none, port-blocked, wrong-ca, stale-password, only-valkey-cli, only-python3,
+        /// only-ruby, only-openssl, only-shell.
         fault: Option<String>,
         #[arg(long, default_value = "sandbox-dev")]
         env: String,

@@ -1,7 +1,9 @@
 //! The connectivity check run inside a consumer's task through ECS Exec: a probe script
-//! that uses what the container has — `valkey-cli`/`redis-cli`, else `python3`, else a
-//! shell's `/dev/tcp` (TCP only) — and reports each layer as `CDK|…` lines, read back into a
+//! that uses what the container has — `valkey-cli`/`redis-cli` (when it speaks TLS or the
+//! app's URL is plain), else `python3`, else `ruby`, else `openssl s_client`, else a shell's
+//! `/dev/tcp` (TCP only) — and reports each layer as `CDK|…` lines, read back into a
 //! [`ConnectivityReport`]; and the side-by-side diagnosis against the same check from here.
+//! A probe that cannot check a layer says so in its lines.
 //!
 //! The probe reads the address and the secret from the app's own variables (their names
 //! are in the command line, their values never): ExecuteCommand command lines are recorded.
@@ -16,6 +18,8 @@ pub enum Probe {
     Auto,
     ValkeyCli,
     Python3,
+    Ruby,
+    OpensslSClient,
     DevTcp,
 }
 
@@ -25,6 +29,8 @@ impl Probe {
             "auto" | "" => Probe::Auto,
             "valkey-cli" | "redis-cli" => Probe::ValkeyCli,
             "python3" => Probe::Python3,
+            "ruby" => Probe::Ruby,
+            "openssl" | "s_client" | "openssl-s-client" => Probe::OpensslSClient,
             "dev-tcp" | "/dev/tcp" => Probe::DevTcp,
             _ => return None,
         })
@@ -34,6 +40,8 @@ impl Probe {
             Probe::Auto => "auto",
             Probe::ValkeyCli => "cli",
             Probe::Python3 => "python3",
+            Probe::Ruby => "ruby",
+            Probe::OpensslSClient => "openssl",
             Probe::DevTcp => "devtcp",
         }
     }
@@ -118,38 +126,168 @@ except socket.timeout: stage("ping",False,None,"no answer within %gs"%to)
 except Exception as e: stage("ping",False,None,"%s"%e)
 "#;
 
-/// The shell part: picks the tool, or runs the TCP-only `/dev/tcp` check.
+/// The Ruby probe, the same layers as the Python one (no single quote inside).
+const RUBY: &str = r##"
+require "socket";require "openssl";require "uri";require "timeout"
+def out(*a)
+  $stdout.write("CDK|"+a.map{|x| x.to_s.gsub("|","/").gsub(/[\r\n]/," ")}.join("|")+"\n");$stdout.flush
+end
+def unq(s) s.gsub(/%([0-9a-fA-F]{2})/){$1.hex.chr} end
+names,host,port,tls,n,to=ARGV[0].split(","),ARGV[1],ARGV[2].to_i,ARGV[3]=="1",ARGV[4].to_i,ARGV[5].to_f
+user=pw=nil;src=[]
+names.each do |k|
+  v=ENV[k].to_s
+  next if v.empty?
+  if v =~ /\A(redis|rediss|valkey|valkeys):\/\//
+    u=URI.parse(v);host=u.host||host;port=u.port||6379;tls=%w[rediss valkeys].include?(u.scheme);src<<k
+    pw=unq(u.password) if u.password
+    user=unq(u.user) if u.user && !u.user.empty?
+  elsif %w[PASSWORD AUTH TOKEN SECRET].any?{|w| k.include?(w)} then pw=v;src<<k
+  elsif k.include?("USER") then user=v;src<<k
+  elsif k.include?("PORT") && v =~ /\A\d+\z/ then port=v.to_i;src<<k
+  elsif k.include?("HOST") then host=v;src<<k
+  end
+end
+out("tool","ruby");out("target",host,port,tls ? 1 : 0,src.join(","))
+def now() Process.clock_gettime(Process::CLOCK_MONOTONIC) end
+def ms(t) ((now-t)*1000).round(3) end
+def stage(l,ok,t,d)
+  out("stage",l,ok ? 1 : 0,t.nil? ? "-" : ms(t),d)
+  exit 0 unless ok
+end
+t=now
+begin
+  addrs=Addrinfo.getaddrinfo(host,port,nil,:STREAM).map(&:ip_address).uniq.sort
+rescue => e
+  stage("dns",false,nil,"cannot resolve #{host}: #{e.message}")
+end
+stage("dns",true,t,addrs.join(", "))
+t=now
+begin
+  s=Socket.tcp(addrs[0],port,connect_timeout: to)
+rescue Errno::ETIMEDOUT
+  stage("tcp",false,nil,"connect to #{addrs[0]}:#{port} timed out after #{to}s")
+rescue Errno::ECONNREFUSED
+  stage("tcp",false,nil,"connection refused by #{addrs[0]}:#{port}")
+rescue SystemCallError, IOError => e
+  stage("tcp",false,nil,"connect to #{addrs[0]}:#{port}: #{e.message}")
+end
+stage("tcp",true,t,"#{addrs[0]}:#{port}")
+io=s
+if tls
+  t=now
+  ca=ENV["SSL_CERT_FILE"].to_s
+  begin
+    store=OpenSSL::X509::Store.new
+    ca.empty? ? store.set_default_paths : store.add_file(ca)
+    ctx=OpenSSL::SSL::SSLContext.new
+    ctx.verify_mode=OpenSSL::SSL::VERIFY_PEER;ctx.verify_hostname=true;ctx.cert_store=store
+    io=OpenSSL::SSL::SSLSocket.new(s,ctx);io.hostname=host;io.sync_close=true
+    Timeout.timeout(to){io.connect}
+  rescue Timeout::Error
+    stage("tls",false,nil,"no answer within #{to}s during the tls handshake")
+  rescue OpenSSL::SSL::SSLError => e
+    m=e.message
+    if m.include?("certificate verify failed") then stage("tls",false,nil,"certificate not trusted: #{m[/certificate verify failed.*/]}")
+    else stage("tls",false,nil,"handshake failed: #{m}") end
+  rescue => e
+    stage("tls",false,nil,"handshake failed: #{e.message}")
+  end
+  stage("tls",true,t,"#{io.ssl_version}, certificate verified for #{host} (CA: #{ca.empty? ? "the system store" : ca})")
+end
+def rd(io)
+  l=io.gets("\r\n")
+  raise EOFError,"connection closed" unless l
+  c,r=l[0],l[1..-3]
+  case c
+  when "$" then (n=r.to_i) < 0 ? nil : io.read(n+2)[0,n].force_encoding("UTF-8")
+  when "*" then (0...[r.to_i,0].max).map{rd(io)}
+  when "-" then RuntimeError.new(r)
+  else r end
+end
+cmd=lambda do |*a|
+  b="*#{a.size}\r\n".b
+  a.each{|x| x=x.to_s.b;b<<"$#{x.bytesize}\r\n".b<<x<<"\r\n".b}
+  Timeout.timeout(to){io.write(b);rd(io)}
+end
+begin
+  t=now
+  unless pw.nil?
+    r=cmd.(*(user ? ["AUTH",user,pw] : ["AUTH",pw]))
+    stage("auth",false,nil,r.message[0,200]) if r.is_a?(Exception)
+    stage("auth",true,t,"as #{user||"default"}, with the password from the app\x27s variables")
+  end
+  w=cmd.("ACL","WHOAMI")
+  out("user",w) if w.is_a?(String)
+  t=now;r=cmd.("PING")
+  stage(r.message.include?("NOAUTH") ? "auth" : "ping",false,nil,r.message[0,200]) if r.is_a?(Exception)
+  stage("ping",true,t,"PONG")
+  xs=[]
+  [n,1].max.times{t=now;cmd.("PING");xs<<ms(t)}
+  xs.sort!
+  rank=->(p){xs[[1,[xs.size,(xs.size*p+99)/100].min].max-1]}
+  out("latency",xs.size,rank.(50),rank.(99),xs[-1])
+  r=cmd.("ROLE")
+  out("role",{"master"=>"primary","slave"=>"replica"}.fetch(r[0],r[0])) if r.is_a?(Array) && !r.empty?
+rescue Timeout::Error
+  stage("ping",false,nil,"no answer within #{to}s")
+rescue => e
+  stage("ping",false,nil,e.message)
+end
+"##;
+
+/// The shell part: reads the app's variables, picks the tool, and runs the valkey-cli,
+/// `openssl s_client` or `/dev/tcp` check itself (python3 and ruby run their own script).
 const SHELL: &str = r#"
 tool=$1 names=$2 host=$3 port=$4 tls=$5 n=$6 to=$7
 say() { printf 'CDK|%s\n' "$*"; }
+has() { command -v "$1" >/dev/null 2>&1; }
+tmo() { if has timeout; then timeout "$to" "$@"; else "$@"; fi; }
+pw= user=
+for k in $(printf %s "$names" | tr , ' '); do
+  eval "v=\${$k:-}"
+  case $v in
+  redis://*|rediss://*|valkey://*|valkeys://*)
+    case $v in rediss://*|valkeys://*) tls=1;; *) tls=0;; esac
+    rest=${v#*://}; rest=${rest%%/*}
+    case $rest in *@*) cred=${rest%@*}; rest=${rest##*@}; pw=${cred#*:}; u=${cred%%:*}; [ -n "$u" ] && [ "$u" != "$cred" ] && user=$u;; esac
+    host=${rest%:*}; [ "$rest" != "$host" ] && port=${rest##*:};;
+  *) case $k in *PASSWORD*|*AUTH*|*TOKEN*|*SECRET*) pw=$v;; *USER*) user=$v;; *PORT*) port=$v;; *HOST*) host=$v;; esac;;
+  esac
+done
+cli=$(command -v valkey-cli || command -v redis-cli)
+cli_ok() { [ -n "$cli" ] && { [ "$tls" != 1 ] || "$cli" --help 2>&1 | grep -q -e --tls; }; }
 if [ "$tool" = auto ]; then
-  if command -v valkey-cli >/dev/null 2>&1 || command -v redis-cli >/dev/null 2>&1; then tool=cli
-  elif command -v python3 >/dev/null 2>&1; then tool=python3
+  if cli_ok; then tool=cli
+  elif has python3; then tool=python3
+  elif has ruby; then tool=ruby
+  elif has openssl; then tool=openssl
   else tool=devtcp; fi
 fi
-case $tool in
-python3) exec python3 -c "$CDK_PY" "$names" "$host" "$port" "$tls" "$n" "$to" ;;
-cli)
-  cli=$(command -v valkey-cli || command -v redis-cli)
-  say "tool|$(basename "$cli")"
-  pw= user=
-  for k in $(printf %s "$names" | tr , ' '); do
-    eval "v=\${$k:-}"
-    case $v in
-    redis://*|rediss://*)
-      case $v in rediss://*) tls=1;; *) tls=0;; esac
-      rest=${v#*://}; rest=${rest%%/*}
-      case $rest in *@*) cred=${rest%@*}; rest=${rest##*@}; pw=${cred#*:}; u=${cred%%:*}; [ -n "$u" ] && [ "$u" != "$cred" ] && user=$u;; esac
-      host=${rest%:*}; [ "$rest" != "$host" ] && port=${rest##*:};;
-    *) case $k in *PASSWORD*|*AUTH*|*TOKEN*|*SECRET*) pw=$v;; *USER*) user=$v;; *PORT*) port=$v;; *HOST*) host=$v;; esac;;
-    esac
-  done
-  say "target|$host|$port|$tls|$names"
-  if command -v getent >/dev/null 2>&1; then
+dns() {
+  if has getent; then
     a=$(getent hosts "$host" | awk '{print $1}' | tr '\n' ' ')
     if [ -z "$a" ]; then say "stage|dns|0|-|cannot resolve $host"; exit 0; fi
     say "stage|dns|1|-|$a"
   fi
+}
+devtcp() {
+  if has bash && tmo bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null; then
+    say "stage|tcp|1|-|$host:$port (bash /dev/tcp; $1)"
+  elif has bash; then
+    say "stage|tcp|0|-|cannot connect to $host:$port within ${to}s (bash /dev/tcp)"
+  else
+    say "stage|tcp|0|-|no client and no bash in the container: nothing could be checked"
+  fi
+}
+case $tool in
+python3) exec python3 -c "$CDK_PY" "$names" "$host" "$port" "$tls" "$n" "$to" ;;
+ruby) exec ruby -e "$CDK_RB" "$names" "$host" "$port" "$tls" "$n" "$to" ;;
+cli)
+  say "tool|$(basename "${cli:-valkey-cli}")"
+  say "target|$host|$port|$tls|$names"
+  if ! cli_ok; then say "stage|probe|0|-|$(basename "${cli:-valkey-cli}") in the container cannot speak TLS (or is missing) and the app's URL needs TLS"; exit 0; fi
+  dns
   set -- -h "$host" -p "$port" -t "$to"
   [ "$tls" = 1 ] && set -- "$@" --tls ${SSL_CERT_FILE:+--cacert "$SSL_CERT_FILE"}
   [ -n "$user" ] && set -- "$@" --user "$user"
@@ -167,14 +305,74 @@ cli)
   role=$("$cli" "$@" --no-auth-warning ROLE 2>/dev/null | head -n 1)
   case $role in master) say "role|primary";; slave) say "role|replica";; esac
   ;;
+openssl)
+  say "tool|openssl s_client"
+  say "target|$host|$port|$tls|$names"
+  dns
+  if [ "$tls" != 1 ]; then
+    devtcp "openssl s_client speaks TLS only and the app's URL is plain: AUTH and PING not checked"
+    exit 0
+  fi
+  LC_ALL=C; export LC_ALL
+  ca=${SSL_CERT_FILE:-the system store}
+  set -- s_client -connect "$host:$port" -verify_return_error
+  case $host in
+  *:*) set -- "$@" -verify_ip "$host";;
+  *[!0-9.]*) set -- "$@" -servername "$host" -verify_hostname "$host";;
+  *) set -- "$@" -verify_ip "$host";;
+  esac
+  [ -n "${SSL_CERT_FILE:-}" ] && set -- "$@" -CAfile "$SSL_CERT_FILE"
+  h=$(printf '' | tmo openssl "$@" 2>&1); rc=$?
+  first_error() { printf '%s\n' "$h" | grep -i -m 1 -e error -e errno | cut -c 1-200; }
+  case $h in
+  *CONNECTED\(*) say "stage|tcp|1|-|$host:$port";;
+  *errno=111*|*refused*) say "stage|tcp|0|-|connection refused by $host:$port"; exit 0;;
+  *) if [ "$rc" = 124 ]; then say "stage|tcp|0|-|connect to $host:$port timed out after ${to}s"
+     else say "stage|tcp|0|-|connect to $host:$port: $(first_error)"; fi; exit 0;;
+  esac
+  case $h in
+  *"Verify return code: 0 (ok)"*)
+    proto=$(printf '%s\n' "$h" | sed -n -e 's/^ *Protocol *: *//p' -e 's/^New, \(TLSv[0-9.]*\),.*/\1/p' | head -n 1)
+    say "stage|tls|1|-|${proto:-TLS}, certificate verified for $host (CA: $ca)";;
+  *"verify error"*)
+    say "stage|tls|0|-|certificate not trusted: $(printf '%s\n' "$h" | sed -n 's/.*verify error:num=[0-9]*://p' | head -n 1)"; exit 0;;
+  *) if [ "$rc" = 124 ]; then say "stage|tls|0|-|no answer within ${to}s during the tls handshake"
+     else say "stage|tls|0|-|handshake failed: $(first_error)"; fi; exit 0;;
+  esac
+  resp() { awk '
+    function rd(  l, c, n, i, s, f) {
+      if ((getline l) <= 0) return "-EOF: the connection closed"
+      c = substr(l, 1, 1)
+      if (c == "$") { n = substr(l, 2) + 0; if (n < 0) return "(nil)"; getline s; return s }
+      if (c == "*") { n = substr(l, 2) + 0; f = ""; for (i = 0; i < n; i++) { s = rd(); if (i == 0) f = s }; return f }
+      return l
+    }
+    BEGIN { while (1) { r = rd(); print r; if (r ~ /^-EOF/) exit } }'; }
+  r=$( {
+    if [ -n "$pw" ] && [ -n "$user" ]; then printf '*3\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n' "${#user}" "$user" "${#pw}" "$pw"
+    elif [ -n "$pw" ]; then printf '*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n' "${#pw}" "$pw"; fi
+    printf '*2\r\n$3\r\nACL\r\n$6\r\nWHOAMI\r\n*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nROLE\r\n*1\r\n$4\r\nQUIT\r\n'
+  } | tmo openssl "$@" -quiet -ign_eof 2>/dev/null | tr -d '\r' | resp)
+  set -f; IFS='
+'; set -- $r; IFS=' '
+  if [ -n "$pw" ]; then
+    case $1 in +OK) say "stage|auth|1|-|as ${user:-default}, with the password from the app's variables";; *) say "stage|auth|0|-|${1#-}"; exit 0;; esac
+    shift
+  fi
+  case $1 in -*) ;; *) say "user|$1";; esac
+  case $2 in
+  +PONG) say "stage|ping|1|-|PONG (one PING through openssl s_client: latency p50/p99 not measured)";;
+  *NOAUTH*) say "stage|auth|0|-|${2#-}"; exit 0;;
+  *) say "stage|ping|0|-|${2#-}"; exit 0;;
+  esac
+  case $3 in master) say "role|primary";; slave) say "role|replica";; esac
+  ;;
 *)
   say "tool|/dev/tcp"
-  say "target|$host|$port|$tls|"
-  if command -v bash >/dev/null 2>&1 && bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null; then
-    say "stage|tcp|1|-|$host:$port (bash /dev/tcp; TLS, AUTH and PING not checked: no client in the container)"
-  else
-    say "stage|tcp|0|-|cannot connect to $host:$port (bash /dev/tcp)"
-  fi
+  say "target|$host|$port|$tls|$names"
+  dns
+  if [ -n "$cli" ]; then devtcp "TLS, AUTH and PING not checked: $(basename "$cli") here has no TLS and there is no other client"
+  else devtcp "TLS, AUTH and PING not checked: no client in the container"; fi
   ;;
 esac
 "#;
@@ -189,8 +387,9 @@ pub fn command(
     timeout_secs: f64,
 ) -> Vec<String> {
     let script = format!(
-        "CDK_PY='{}'\nexport CDK_PY\n{}",
+        "CDK_PY='{}'\nCDK_RB='{}'\nexport CDK_PY CDK_RB\n{}",
         PYTHON.trim(),
+        RUBY.trim(),
         SHELL.trim()
     );
     let names: Vec<&str> = variables
@@ -388,7 +587,7 @@ mod tests {
 
     #[test]
     fn the_script_never_carries_a_value_and_python_has_no_single_quote() {
-        assert!(!PYTHON.contains('\''));
+        assert!(!PYTHON.contains('\'') && !RUBY.contains('\''));
         let argv = command(
             Probe::Auto,
             &["REDIS_URL".into(), "BAD;NAME".into()],

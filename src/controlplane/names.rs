@@ -42,3 +42,40 @@ pub fn check_cache_id(id: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// AWS's AUTH token rules (the stricter of the two it documents): 16–128 characters, letters,
+/// digits and only the symbols `!&#$^<>-`. The error names the rule, never the token.
+pub fn check_auth_token(token: &str) -> Result<(), String> {
+    let len = token.chars().count();
+    if !(16..=128).contains(&len) {
+        return Err(format!(
+            "the AUTH token must be 16 to 128 characters long (it has {len})"
+        ));
+    }
+    if !token
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "!&#$^<>-".contains(c))
+    {
+        return Err("the AUTH token may hold only letters, digits and the symbols !&#$^<>-".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_auth_token;
+
+    #[test]
+    fn auth_tokens_follow_the_stricter_rule_and_errors_never_quote_them() {
+        assert!(check_auth_token("Abcdefgh12345678").is_ok());
+        assert!(check_auth_token("a-b!c&d#e$f^g<h>i").is_ok());
+        let short = check_auth_token("short").unwrap_err();
+        assert!(
+            short.contains("16 to 128") && !short.contains("short"),
+            "{short}"
+        );
+        let bad = check_auth_token("sixteen-chars-with@sign").unwrap_err();
+        assert!(bad.contains("!&#$^<>-") && !bad.contains("@sign"), "{bad}");
+        assert!(check_auth_token(&"x".repeat(129)).is_err());
+    }
+}

@@ -108,7 +108,11 @@ pub async fn run(action: SandboxAction) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(super::exit::OK));
             };
             let Some(fault) = fault else {
-                anyhow::bail!("name the fault: none, port-blocked, wrong-ca or stale-password");
+                let known: Vec<&str> = sandbox::faults::ConsumerFault::ALL
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect();
+                anyhow::bail!("name the fault: none, {}", known.join(", "));
             };
             let fault =
                 sandbox::faults::ConsumerFault::parse(&fault).map_err(anyhow::Error::msg)?;

@@ -349,6 +349,17 @@ impl ActionContext {
         });
     }
 
+    /// Reports a wait with no measure of its own (AWS status polls, rollouts, drains): the
+    /// message with the time waited so far, and no count, so no front end shows the seconds
+    /// as if they were items done.
+    pub fn waiting(&self, started: std::time::Instant, message: impl std::fmt::Display) {
+        self.progress(
+            0,
+            None,
+            format!("{message} · {}", waited(started.elapsed())),
+        );
+    }
+
     /// A line of live output (already escaped if it came from a cache: it is untrusted).
     pub fn output(&self, line: impl Into<String>) {
         self.events.send(Event::StepOutput {
@@ -511,5 +522,29 @@ impl Registry {
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Action>> {
         self.actions.values()
+    }
+}
+
+/// A time waited, as a person reads it: `850 ms`, `15 s`, `2 min 5 s`.
+pub fn waited(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{} ms", d.as_millis()),
+        1..=59 => format!("{secs} s"),
+        _ if secs.is_multiple_of(60) => format!("{} min", secs / 60),
+        _ => format!("{} min {} s", secs / 60, secs % 60),
+    }
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use std::time::Duration;
+
+    #[test]
+    fn waits_read_as_time() {
+        assert_eq!(super::waited(Duration::from_millis(850)), "850 ms");
+        assert_eq!(super::waited(Duration::from_secs(15)), "15 s");
+        assert_eq!(super::waited(Duration::from_secs(120)), "2 min");
+        assert_eq!(super::waited(Duration::from_secs(125)), "2 min 5 s");
     }
 }

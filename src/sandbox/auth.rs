@@ -141,23 +141,7 @@ fn invalid_param(operation: &str, detail: impl Into<String>) -> ControlPlaneErro
 
 /// AWS's AUTH token rules: 16–128 printable ASCII characters, symbols only `!&#$^<>-`.
 pub fn check_token(operation: &str, token: &str) -> Result<(), ControlPlaneError> {
-    let len = token.chars().count();
-    if !(16..=128).contains(&len) {
-        return Err(invalid_param(
-            operation,
-            format!("the AUTH token must be 16 to 128 characters long (it has {len})"),
-        ));
-    }
-    if !token
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "!&#$^<>-".contains(c))
-    {
-        return Err(invalid_param(
-            operation,
-            "the AUTH token may hold only letters, digits and the symbols !&#$^<>-",
-        ));
-    }
-    Ok(())
+    crate::controlplane::names::check_auth_token(token).map_err(|why| invalid_param(operation, why))
 }
 
 /// RBAC passwords: 16–128 printable ASCII characters, none of `,"/@` and no space.

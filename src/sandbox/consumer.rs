@@ -313,6 +313,23 @@ pub async fn run(service: &str, task: &str) -> Result<(), String> {
     ));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
+    // A cluster client learns the primaries from CLUSTER SLOTS (the addresses the nodes
+    // announce) and spreads its connections over them.
+    let targets = match cluster_primaries(&connector, &endpoint).await {
+        Some(primaries) if !primaries.is_empty() => {
+            log(format!(
+                "cluster: connections spread over {} primaries: {}",
+                primaries.len(),
+                primaries
+                    .iter()
+                    .map(Endpoint::address)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            primaries
+        }
+        _ => vec![endpoint.clone()],
+    };
     let mut pool: Vec<Option<crate::valkey::connect::NodeConnection>> =
         (0..POOL).map(|_| None).collect();
     loop {
@@ -322,7 +339,7 @@ pub async fn run(service: &str, task: &str) -> Result<(), String> {
         }
         for (i, slot) in pool.iter_mut().enumerate() {
             if slot.is_none() {
-                match connector.connect(&endpoint).await {
+                match connector.connect(&targets[i % targets.len()]).await {
                     Ok(mut conn) => {
                         let _ = conn
                             .query::<redis::Value>(redis::cmd("CLIENT").arg("SETNAME").arg(task))
@@ -350,5 +367,89 @@ pub async fn run(service: &str, task: &str) -> Result<(), String> {
             }
             _ = tokio::time::sleep(TICK) => {}
         }
+    }
+}
+
+/// The primaries of a cluster as CLUSTER SLOTS names them (same TLS as `endpoint`); `None`
+/// when the endpoint is no cluster node or does not answer.
+async fn cluster_primaries(connector: &Connector, endpoint: &Endpoint) -> Option<Vec<Endpoint>> {
+    let mut conn = connector.connect(endpoint).await.ok()?;
+    let reply: redis::Value = conn.query(redis::cmd("CLUSTER").arg("SLOTS")).await.ok()?;
+    Some(primaries_of(&reply, endpoint))
+}
+
+/// The distinct primaries of a CLUSTER SLOTS reply, in slot order; an empty host means the
+/// address the client used.
+fn primaries_of(reply: &redis::Value, endpoint: &Endpoint) -> Vec<Endpoint> {
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let mut out: Vec<Endpoint> = Vec::new();
+    let redis::Value::Array(ranges) = reply else {
+        return out;
+    };
+    for range in ranges {
+        let redis::Value::Array(fields) = range else {
+            continue;
+        };
+        let Some(redis::Value::Array(primary)) = fields.get(2) else {
+            continue;
+        };
+        let (Some(host), Some(redis::Value::Int(port))) =
+            (primary.first().and_then(text), primary.get(1))
+        else {
+            continue;
+        };
+        let host = if host.is_empty() || host == "?" {
+            endpoint.host.clone()
+        } else {
+            host
+        };
+        let Ok(port) = u16::try_from(*port) else {
+            continue;
+        };
+        let ep = Endpoint::new(host, port, endpoint.tls);
+        if !out.contains(&ep) {
+            out.push(ep);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value as V;
+
+    fn bulk(s: &str) -> V {
+        V::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn primaries_come_from_cluster_slots_in_slot_order() {
+        let range = |a: i64, b: i64, host: &str, port: i64| {
+            V::Array(vec![
+                V::Int(a),
+                V::Int(b),
+                V::Array(vec![bulk(host), V::Int(port), bulk("id")]),
+                V::Array(vec![bulk(host), V::Int(port + 1), bulk("id2")]),
+            ])
+        };
+        let reply = V::Array(vec![
+            range(0, 5460, "127.0.1.1", 7000),
+            range(5461, 10922, "", 7002),
+            range(10923, 16383, "127.0.1.1", 7000),
+        ]);
+        let from = Endpoint::new("127.0.1.9", 7000, true);
+        assert_eq!(
+            primaries_of(&reply, &from),
+            vec![
+                Endpoint::new("127.0.1.1", 7000, true),
+                Endpoint::new("127.0.1.9", 7002, true),
+            ]
+        );
+        assert!(primaries_of(&V::Nil, &from).is_empty());
     }
 }

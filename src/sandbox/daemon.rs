@@ -4,6 +4,7 @@
 use super::cluster;
 use super::setup::{SandboxError, UpOptions};
 use super::state::{DaemonState, ProxyMode, ProxyState, State};
+use super::tls::CLUSTER_FRONT_HOST;
 use crate::domain::{EcsRef, Endpoint};
 use crate::valkey::server::{self as srv, HOST};
 use std::time::{Duration, Instant};
@@ -47,6 +48,7 @@ pub fn assign_cache(
             .map(|n| n.port);
         let proxy = |name: &str, port: u16, mode: ProxyMode, backends: Vec<u16>| ProxyState {
             name: format!("{}/{}/{name}", cache.env, cache.name),
+            host: None,
             port,
             mode,
             backends,
@@ -54,7 +56,20 @@ pub fn assign_cache(
             password_parameter: cache.password_parameter.clone(),
         };
         match (cache.cluster_mode, cache.kind, cache.tls) {
-            (true, _, _) => {
+            (true, _, true) => {
+                // In-transit encryption in cluster mode: a TLS front per node, on the address
+                // the node announces to clients, with the node's own port. The first node's
+                // front stands in for the configuration endpoint.
+                for node in cache.shards.iter().flat_map(|s| &s.nodes) {
+                    let mut front = proxy(&node.id, node.port, ProxyMode::Single, vec![node.port]);
+                    front.host = Some(CLUSTER_FRONT_HOST.into());
+                    proxies.push(front);
+                }
+                let ep = first.map(|p| Endpoint::new(CLUSTER_FRONT_HOST, p, true));
+                cache.endpoints.configuration = ep.clone();
+                cache.endpoint = ep;
+            }
+            (true, _, false) => {
                 // A node address stands in for the configuration endpoint.
                 let ep = first.map(|p| Endpoint::new(HOST, p, false));
                 cache.endpoints.configuration = ep.clone();

@@ -180,13 +180,20 @@ async fn serve(listener: TcpListener, spec: AgentSpec) -> Result<AgentReport, St
     .await
     .map_err(|_| "WebSocket handshake timed out".to_string())?
     .map_err(|e| e.to_string())?;
-    // The opening frame: a JSON text with the token.
-    let first = tokio::time::timeout(spec.accept_timeout, ws.next())
-        .await
-        .map_err(|_| "no opening frame".to_string())?;
-    let Some(Ok(Message::Text(open))) = first else {
-        return Err("the first frame was not the opening text frame".into());
-    };
+    // The opening frame: a JSON text with the token. WebSocket pings may come first (the
+    // plugin starts its keep-alive pings as soon as the socket is open, racing its opening
+    // frame): they are control frames, not messages, and are skipped.
+    let open = tokio::time::timeout(spec.accept_timeout, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Text(open))) => return Ok(open),
+                _ => return Err("the first message was not the opening text frame".to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| "no opening frame".to_string())??;
     let open: serde_json::Value = serde_json::from_str(open.as_str()).map_err(|e| e.to_string())?;
     let token = open
         .get("TokenValue")

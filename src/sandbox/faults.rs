@@ -8,6 +8,10 @@
 //! - `wrong-ca`: the task trusts another CA (`SSL_CERT_FILE` is an unrelated CA's file).
 //! - `stale-password`: the task's secret is an old one (the cache's token was rotated, the
 //!   task still holds the previous value).
+//! - `only-valkey-cli`, `only-python3`, `only-ruby`, `only-openssl`, `only-shell`: a thin
+//!   image — the task's `PATH` is a directory holding `sh`, `bash` and the basic tools
+//!   (`stty`, `tr`, `awk`, `sed`, `grep`, `getent`, `timeout`, …) plus only that client, so the
+//!   check from the consumer takes that probe (the client must exist on this host).
 //!
 //! Setting a fault replaces the service's task (stop, start with the fault), as a deployment
 //! with a broken task definition or network would.
@@ -24,13 +28,23 @@ pub enum ConsumerFault {
     PortBlocked,
     WrongCa,
     StalePassword,
+    OnlyValkeyCli,
+    OnlyPython3,
+    OnlyRuby,
+    OnlyOpenssl,
+    OnlyShell,
 }
 
 impl ConsumerFault {
-    pub const ALL: [ConsumerFault; 3] = [
+    pub const ALL: [ConsumerFault; 8] = [
         ConsumerFault::PortBlocked,
         ConsumerFault::WrongCa,
         ConsumerFault::StalePassword,
+        ConsumerFault::OnlyValkeyCli,
+        ConsumerFault::OnlyPython3,
+        ConsumerFault::OnlyRuby,
+        ConsumerFault::OnlyOpenssl,
+        ConsumerFault::OnlyShell,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +52,11 @@ impl ConsumerFault {
             ConsumerFault::PortBlocked => "port-blocked",
             ConsumerFault::WrongCa => "wrong-ca",
             ConsumerFault::StalePassword => "stale-password",
+            ConsumerFault::OnlyValkeyCli => "only-valkey-cli",
+            ConsumerFault::OnlyPython3 => "only-python3",
+            ConsumerFault::OnlyRuby => "only-ruby",
+            ConsumerFault::OnlyOpenssl => "only-openssl",
+            ConsumerFault::OnlyShell => "only-shell",
         }
     }
 
@@ -51,7 +70,8 @@ impl ConsumerFault {
             .find(|f| f.as_str() == s)
             .map(Some)
             .ok_or_else(|| {
-                format!("unknown fault `{s}` (known: none, port-blocked, wrong-ca, stale-password)")
+                let known: Vec<&str> = ConsumerFault::ALL.iter().map(|f| f.as_str()).collect();
+                format!("unknown fault `{s}` (known: none, {})", known.join(", "))
             })
     }
 }
@@ -73,11 +93,90 @@ pub fn wrong_ca(dir: &Path) -> Result<PathBuf, ControlPlaneError> {
     super::tls::generate(&tls).map_err(|e| fail("RunTask", e))
 }
 
+/// The basic tools of a thin image (what the probes' shell part uses).
+const BASE_TOOLS: &[&str] = &[
+    "sh", "bash", "stty", "tr", "head", "awk", "sed", "grep", "cut", "getent", "basename", "cat",
+    "timeout", "env", "sleep", "date",
+];
+
+/// The first `name` on this host's `PATH`.
+fn on_host_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The client a thin image holds: (name in the image, where it is on this host).
+fn image_client(fault: ConsumerFault) -> Result<Option<(&'static str, PathBuf)>, String> {
+    let missing = |what: &str, hint: &str| format!("{what} is not on this host ({hint})");
+    Ok(Some(match fault {
+        ConsumerFault::OnlyValkeyCli => {
+            let found = on_host_path("valkey-cli")
+                .map(|p| ("valkey-cli", p))
+                .or_else(|| on_host_path("redis-cli").map(|p| ("redis-cli", p)))
+                .or_else(|| {
+                    // Beside the valkey-server the sandbox runs.
+                    let server = crate::valkey::binary::locate().ok()?;
+                    let dir = server.parent()?;
+                    [
+                        ("valkey-cli", dir.join("valkey-cli")),
+                        ("redis-cli", dir.join("redis-cli")),
+                    ]
+                    .into_iter()
+                    .find(|(_, p)| p.is_file())
+                });
+            found.ok_or_else(|| missing("valkey-cli", "it comes with valkey-server"))?
+        }
+        ConsumerFault::OnlyPython3 => {
+            // The interpreter itself (a version manager's shim needs the manager).
+            let out = std::process::Command::new("python3")
+                .args(["-c", "import sys; print(sys.executable)"])
+                .output()
+                .map_err(|_| missing("python3", "apt-get install python3"))?;
+            let exe = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !out.status.success() || exe.is_empty() {
+                return Err(missing("python3", "apt-get install python3"));
+            }
+            ("python3", PathBuf::from(exe))
+        }
+        ConsumerFault::OnlyRuby => (
+            "ruby",
+            on_host_path("ruby").ok_or_else(|| missing("ruby", "apt-get install ruby"))?,
+        ),
+        ConsumerFault::OnlyOpenssl => (
+            "openssl",
+            on_host_path("openssl").ok_or_else(|| missing("openssl", "apt-get install openssl"))?,
+        ),
+        ConsumerFault::OnlyShell => return Ok(None),
+        ConsumerFault::PortBlocked | ConsumerFault::WrongCa | ConsumerFault::StalePassword => {
+            return Ok(None);
+        }
+    }))
+}
+
+/// Builds the thin image's `bin` directory (symbolic links to this host's tools); returns it.
+pub fn image(dir: &Path, fault: ConsumerFault) -> Result<PathBuf, ControlPlaneError> {
+    let client = image_client(fault).map_err(|e| fail("RunTask", e))?;
+    let bin = dir.join("images").join(fault.as_str()).join("bin");
+    if bin.exists() {
+        std::fs::remove_dir_all(&bin).map_err(|e| fail("RunTask", e))?;
+    }
+    std::fs::create_dir_all(&bin).map_err(|e| fail("RunTask", e))?;
+    let base = BASE_TOOLS
+        .iter()
+        .filter_map(|t| on_host_path(t).map(|p| (*t, p)));
+    for (name, target) in base.chain(client) {
+        std::os::unix::fs::symlink(&target, bin.join(name)).map_err(|e| fail("RunTask", e))?;
+    }
+    Ok(bin)
+}
+
 /// The task's environment with `fault` applied (at task start).
 pub fn apply(
     dir: &Path,
     fault: Option<ConsumerFault>,
-    env: &mut [(String, String)],
+    env: &mut Vec<(String, String)>,
     secret_vars: &[String],
 ) -> Result<(), ControlPlaneError> {
     match fault {
@@ -103,6 +202,16 @@ pub fn apply(
                     _ => *v = stale.clone(),
                 }
             }
+        }
+        Some(
+            f @ (ConsumerFault::OnlyValkeyCli
+            | ConsumerFault::OnlyPython3
+            | ConsumerFault::OnlyRuby
+            | ConsumerFault::OnlyOpenssl
+            | ConsumerFault::OnlyShell),
+        ) => {
+            let bin = image(dir, f)?;
+            env.push(("PATH".into(), bin.display().to_string()));
         }
         Some(ConsumerFault::PortBlocked) | None => {}
     }

@@ -22,7 +22,7 @@ pub struct CachePlan {
     pub kind: CacheKind,
     pub shape: Shape,
     pub auth: AuthMode,
-    /// Served through a TLS endpoint of the daemon.
+    /// Served through TLS endpoints of the daemon (cluster mode: a TLS front per node).
     pub tls: bool,
     pub profile: Profile,
     /// Share of the seeded keys, in percent.
@@ -64,7 +64,7 @@ pub fn caches() -> Vec<CachePlan> {
                 replicas: 1,
             },
             auth: AuthMode::Token,
-            tls: false,
+            tls: true,
             profile: Profile::Celery,
             weight: 30,
             description: "Celery broker and Django cache, cluster mode on (seed 002)",

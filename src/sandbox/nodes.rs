@@ -172,7 +172,11 @@ pub(super) async fn start_cache(
                 let mut nodes = Vec::new();
                 for n in 0..=replicas {
                     let id = format!("{}-{group}-{:03}", plan.name, n + 1);
-                    let server = spawn(base(cache_dir.join(&id)).cluster()).await?;
+                    let mut spec = base(cache_dir.join(&id)).cluster();
+                    if plan.tls {
+                        spec = spec.args(super::tls::cluster_front_args());
+                    }
+                    let server = spawn(spec).await?;
                     let role = if n == 0 {
                         NodeRole::Primary
                     } else {

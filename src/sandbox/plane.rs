@@ -104,6 +104,12 @@ impl SandboxControlPlane {
     /// STOPPED, and the group stays `available`. Liveness is the watch service's to find.
     async fn cache(&self, state: &State, c: &CacheState) -> Cache {
         let auth = NodeAuth::of(c, &self.params);
+        // TLS is terminated by the sandbox's daemon, as the bundled valkey-server has none.
+        // A cluster-mode group with in-transit encryption is reached node by node through
+        // each node's TLS front (the address its nodes announce), as DescribeCacheClusters
+        // gives a TLS group's node endpoints; other groups' nodes are plain (their TLS is
+        // at the primary/reader endpoints).
+        let fronted = c.cluster_mode && c.tls;
         let mut shards = Vec::new();
         for s in &c.shards {
             let probes = s.nodes.iter().map(|n| {
@@ -145,14 +151,16 @@ impl SandboxControlPlane {
                         id: n.id.clone(),
                         role,
                         role_source,
-                        host: crate::valkey::server::HOST.into(),
+                        host: if fronted {
+                            super::tls::CLUSTER_FRONT_HOST.into()
+                        } else {
+                            crate::valkey::server::HOST.into()
+                        },
                         port: n.port,
                         availability_zone: Some(n.availability_zone.clone()),
                         status: status.into(),
                         health,
-                        // TLS is terminated by the sandbox's endpoint proxies, as the
-                        // bundled valkey-server has none: the nodes themselves are plain.
-                        tls: false,
+                        tls: fronted,
                     }
                 })
                 .collect();
@@ -168,7 +176,7 @@ impl SandboxControlPlane {
             Some(ep) => matches!(
                 tokio::time::timeout(
                     PROBE_TIMEOUT,
-                    tokio::net::TcpStream::connect((crate::valkey::server::HOST, ep.port)),
+                    tokio::net::TcpStream::connect((ep.host.as_str(), ep.port)),
                 )
                 .await,
                 Ok(Ok(_))

@@ -1,6 +1,9 @@
 //! The endpoint daemon (`cachedeck sandbox serve`): TLS endpoints in front of the sandbox's
 //! plain nodes, as ElastiCache's endpoints stand in front of its nodes.
 //!
+//! A cluster-mode group with in-transit encryption gets a TLS front per node instead (see
+//! [`super::tls::CLUSTER_FRONT_HOST`]), each always to its one node.
+//!
 //! A primary endpoint asks every member ROLE each ~50 ms, sends new connections to the
 //! current primary and closes connections to a node once it is demoted — what a client sees
 //! when ElastiCache's DNS name moves. A reader endpoint spreads connections over replicas.
@@ -46,8 +49,9 @@ pub enum ServeError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("listen on 127.0.0.1:{port} for {name}: {source}")]
+    #[error("listen on {host}:{port} for {name}: {source}")]
     Bind {
+        host: String,
         name: String,
         port: u16,
         source: std::io::Error,
@@ -60,9 +64,10 @@ pub async fn serve(dir: &Path) -> Result<(), ServeError> {
     let acceptor = super::tls::acceptor(&dir.join("tls"))?;
     let params = ParamStore::new(dir);
     for proxy in &state.proxies {
-        let listener = TcpListener::bind((crate::valkey::server::HOST, proxy.port))
+        let listener = TcpListener::bind((proxy.listen_host(), proxy.port))
             .await
             .map_err(|source| ServeError::Bind {
+                host: proxy.listen_host().to_string(),
                 name: proxy.name.clone(),
                 port: proxy.port,
                 source,
@@ -110,7 +115,7 @@ pub async fn serve(dir: &Path) -> Result<(), ServeError> {
                 continue;
             }
             serving.push(proxy.name.clone());
-            match TcpListener::bind((crate::valkey::server::HOST, proxy.port)).await {
+            match TcpListener::bind((proxy.listen_host(), proxy.port)).await {
                 Ok(listener) => {
                     let roles = watch_roles(proxy.clone(), params.clone());
                     tokio::spawn(accept_loop(

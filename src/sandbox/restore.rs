@@ -52,7 +52,11 @@ fn source_args(source: Option<&CacheState>) -> Vec<String> {
         }
         if matches!(
             arg.as_str(),
-            "--replicaof" | "--cluster-enabled" | "--cluster-node-timeout" | "--dbfilename"
+            "--replicaof"
+                | "--cluster-enabled"
+                | "--cluster-node-timeout"
+                | "--cluster-announce-client-ipv4"
+                | "--dbfilename"
         ) {
             skip = true;
             continue;
@@ -425,6 +429,10 @@ async fn build(
             let mut nspec = spec(ndir.clone());
             if meta.cluster_mode {
                 nspec = nspec.cluster();
+                if accepted.cache.tls {
+                    // A TLS cluster's nodes announce their TLS fronts to clients.
+                    nspec = nspec.args(super::tls::cluster_front_args());
+                }
             }
             if n == 0 {
                 std::fs::copy(rdb, ndir.join("dump.rdb")).map_err(|e| broken(op, e))?;

@@ -159,14 +159,26 @@ pub enum ProxyMode {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyState {
-    /// `<env>/<cache>/<primary|reader|endpoint>`.
+    /// `<env>/<cache>/<primary|reader|endpoint>`, or `<env>/<cache>/<node id>` for a
+    /// cluster node's TLS front.
     pub name: String,
+    /// The address it listens on; `None` is 127.0.0.1 (a cluster node's front listens on
+    /// [`super::tls::CLUSTER_FRONT_HOST`] with the node's own port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub port: u16,
     pub mode: ProxyMode,
     pub backends: Vec<u16>,
     /// How the daemon logs in to ask ROLE (a parameter name, never the secret).
     pub username: Option<String>,
     pub password_parameter: Option<String>,
+}
+
+impl ProxyState {
+    /// The address the proxy listens on.
+    pub fn listen_host(&self) -> &str {
+        self.host.as_deref().unwrap_or(crate::valkey::server::HOST)
+    }
 }
 
 impl State {

@@ -1,6 +1,7 @@
-//! The sandbox's local CA and the endpoint certificate (SANs localhost and 127.0.0.1), and
-//! the TLS acceptor of the endpoint daemon. TLS ends in the daemon, as ElastiCache ends it in
-//! front of the nodes; the CA's PEM is what clients are told to trust (`credentials.ca_file`).
+//! The sandbox's local CA and the endpoint certificate (SANs localhost, 127.0.0.1 and
+//! [`CLUSTER_FRONT_HOST`]), and the TLS acceptor of the endpoint daemon. TLS ends in the
+//! daemon, as ElastiCache ends it in front of the nodes; the CA's PEM is what clients are
+//! told to trust (`credentials.ca_file`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,6 +9,18 @@ use std::sync::Arc;
 pub const CA_FILE: &str = "ca.pem";
 const CERT_FILE: &str = "endpoint.pem";
 const KEY_FILE: &str = "endpoint-key.pem";
+/// The loopback address of the per-node TLS fronts of a cluster-mode group with in-transit
+/// encryption: each node listens plain on 127.0.0.1:P, its front on this address with the same
+/// port, and the node announces this address to clients (`cluster-announce-client-ipv4`),
+/// so CLUSTER SLOTS/SHARDS/NODES and MOVED/ASK name the TLS address, as on ElastiCache.
+/// Replication and the cluster bus stay on 127.0.0.1. Any 127.0.0.0/8 address is local on
+/// Linux without setup.
+pub const CLUSTER_FRONT_HOST: &str = "127.0.1.1";
+
+/// Server arguments of a cluster node whose clients reach it through its TLS front.
+pub fn cluster_front_args() -> [&'static str; 2] {
+    ["--cluster-announce-client-ipv4", CLUSTER_FRONT_HOST]
+}
 
 /// Why the certificates could not be made or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +49,11 @@ pub fn generate(tls_dir: &Path) -> Result<PathBuf, TlsError> {
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    let mut leaf = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        CLUSTER_FRONT_HOST.to_string(),
+    ])?;
     leaf.distinguished_name
         .push(DnType::CommonName, "cachedeck sandbox endpoint");
     let leaf_key = KeyPair::generate()?;

@@ -1,12 +1,16 @@
 //! `auth-rotate` end to end through the binary on one isolated sandbox: the replication
 //! group's AUTH token (ROTATE → publish → SET on every real node), the serverless cache's
-//! RBAC user, the refusal of a group without TLS, the dry run, a SIGKILL in the middle of
-//! the ROTATE wait followed by `runs resume` (no second ROTATE), and the canary: the whole
-//! rotation at trace level, then every output, log and journal searched for the old and the
-//! new token.
+//! RBAC user, the 3-shard cluster with a TLS front per node (every node of every shard, the
+//! URL parameter, the Celery-like consumer reconnecting to every primary), the dry run, a
+//! SIGKILL in the middle of the ROTATE wait followed by `runs resume` (no second ROTATE),
+//! and the canary: the whole rotation at trace level, then every output, log and journal
+//! searched for the old and the new token.
 
 use crate::harness::sandbox::Sandbox;
 use cachedeck::controlplane::{ControlPlane, EventQuery};
+use cachedeck::domain::Endpoint;
+use cachedeck::valkey::connect::{Auth, ConnectOptions, Connector};
+use secrecy::SecretString;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -80,6 +84,47 @@ async fn login(port: u16, user: Option<&str>, password: &str) -> Result<(), Stri
         .map_err(|e| e.to_string())
 }
 
+/// Logs in through a TLS endpoint trusting only the sandbox CA; `Ok` when accepted.
+async fn login_tls(ca: &str, endpoint: &Endpoint, password: &str) -> Result<(), String> {
+    let connector = Connector::new(
+        Auth::new(None, Some(SecretString::from(password.to_string()))),
+        true,
+        Some(ca),
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(3),
+            command_timeout: Duration::from_secs(3),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let mut conn = connector
+        .connect(endpoint)
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.query::<redis::Value>(&redis::cmd("PING"))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The node endpoints discovery gives for a cluster-mode TLS group: each node's TLS front.
+async fn cluster_fronts(sandbox: &Sandbox, cache: &str) -> Vec<Endpoint> {
+    let dev = sandbox
+        .plane("sandbox-dev")
+        .discover()
+        .await
+        .expect("discover");
+    let c = dev.caches.iter().find(|c| c.name == cache).expect("cache");
+    assert!(c.cluster_mode && c.tls);
+    let fronts: Vec<Endpoint> = c.nodes().map(|n| n.endpoint()).collect();
+    assert!(
+        fronts
+            .iter()
+            .all(|e| e.tls && e.host == cachedeck::sandbox::tls::CLUSTER_FRONT_HOST),
+        "{fronts:?}"
+    );
+    fronts
+}
+
 fn ports(sandbox: &Sandbox, cache: &str) -> Vec<u16> {
     sandbox
         .state()
@@ -115,10 +160,14 @@ fn files_under(dir: &Path) -> Vec<(String, String)> {
 }
 
 async fn rotations(sandbox: &Sandbox, since: OffsetDateTime) -> usize {
+    rotations_of(sandbox, "orders", since).await
+}
+
+async fn rotations_of(sandbox: &Sandbox, cache: &str, since: OffsetDateTime) -> usize {
     sandbox
         .plane("sandbox-dev")
         .describe_events(EventQuery {
-            source: Some("orders".into()),
+            source: Some(cache.into()),
             source_type: None,
             since,
         })
@@ -371,20 +420,79 @@ async fn auth_rotate_moves_cache_secret_and_nodes_together() {
     );
     assert!(!log.contains("error:"), "{log}");
 
-    // A group without in-transit encryption is refused, and says why.
+    // The 3-shard cluster with in-transit encryption (TLS per node through the fronts its
+    // nodes announce): ROTATE then SET on every node of every shard; the URL parameter keeps
+    // everything but the password; the Celery-like consumer reconnects to every primary.
+    let url_param = "/paperwurks/dev/redis/url";
+    let paper_token_param = "/paperwurks/dev/redis/auth-token";
+    let old_url = secret(&sandbox, url_param).expect("url");
+    let old_token = secret(&sandbox, paper_token_param).expect("token");
+    let since = OffsetDateTime::now_utc();
     let out = sandbox
         .cachedeck()
+        .env("CACHEDECK_SANDBOX_MODIFY_MS", MODIFY_MS)
         .args(args("paperwurks"))
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(1));
     let report = json(&out);
-    assert!(
-        report["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("in-transit encryption")),
-        "{report}"
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let new_token = secret(&sandbox, paper_token_param).expect("token");
+    assert_ne!(new_token, old_token);
+    let new_url = secret(&sandbox, url_param).expect("url");
+    assert_eq!(
+        new_url,
+        old_url.replace(&old_token, &new_token),
+        "only the password of the URL changes"
     );
+    assert!(new_url.starts_with("rediss://:"), "the URL names TLS");
+    let ca = sandbox.state().ca_file.display().to_string();
+    let fronts = cluster_fronts(&sandbox, "paperwurks").await;
+    assert_eq!(fronts.len(), 6);
+    for port in ports(&sandbox, "paperwurks") {
+        assert_eq!(login(port, None, &new_token).await, Ok(()), "node {port}");
+        assert!(login(port, None, &old_token).await.is_err(), "node {port}");
+    }
+    for front in &fronts {
+        assert_eq!(
+            login_tls(&ca, front, &new_token).await,
+            Ok(()),
+            "{front:?}: the new token over TLS"
+        );
+        let refused = login_tls(&ca, front, &old_token)
+            .await
+            .expect_err("old token refused over TLS");
+        assert!(
+            refused.contains("WRONGPASS") || refused.contains("AuthenticationFailed"),
+            "{front:?}: {refused}"
+        );
+    }
+    assert_eq!(rotations_of(&sandbox, "paperwurks", since).await, 1);
+    assert!(secret(&sandbox, "/cachedeck/rotation/paperwurks/pending").is_none());
+    let log = std::fs::read_to_string(
+        sandbox
+            .dir()
+            .join("consumers/sandbox-dev/paperwurks-celery/consumer.log"),
+    )
+    .expect("consumer log");
+    assert!(log.contains("paperwurks-celery-001 SIGTERM"), "{log}");
+    let spread = log
+        .lines()
+        .find(|l| l.contains("paperwurks-celery-002 cluster: connections spread over 3 primaries"))
+        .unwrap_or_else(|| panic!("the new task learned no primaries: {log}"));
+    assert!(
+        spread
+            .matches(cachedeck::sandbox::tls::CLUSTER_FRONT_HOST)
+            .count()
+            == 3,
+        "the primaries are named by their TLS fronts: {spread}"
+    );
+    for i in 0..3 {
+        assert!(
+            log.contains(&format!("paperwurks-celery-002 connection {i} opened")),
+            "{log}"
+        );
+    }
+    assert!(!log.contains("error:"), "{log}");
 
     // SIGKILL in the middle of the ROTATE wait, then `runs resume`: one ROTATE only, and
     // the published token works on every node.

@@ -531,3 +531,161 @@ fn fifty_megabytes_in_order_in_bounded_memory(sandbox: &Sandbox) {
         "peak RSS {hwm_kb} kB is not below the {bytes} bytes streamed"
     );
 }
+
+/// Sets a consumer service's fault (here: a thin image) and runs the check from it.
+fn check_with(
+    sandbox: &Sandbox,
+    service: &str,
+    fault: &str,
+    cache: &str,
+    extra: &[&str],
+) -> (i32, String) {
+    let out = sandbox
+        .cachedeck()
+        .args(["sandbox", "fault", service, fault])
+        .output()
+        .expect("sandbox fault");
+    assert!(out.status.success(), "{fault}: {out:?}");
+    check_from_consumer(sandbox, cache, extra)
+}
+
+fn on_path(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_probe_runs_in_a_task_whose_image_has_only_its_client() {
+    let sandbox = Sandbox::up(20);
+    let state = sandbox.state();
+    let tls_of = |cache: &str| {
+        state
+            .cache("sandbox-dev", cache)
+            .and_then(|c| c.endpoint.clone())
+            .expect("endpoint")
+            .tls
+    };
+    // orders: TLS, a password; every layer of every probe that speaks TLS.
+    assert!(tls_of("orders"));
+    let full = |text: &str| {
+        ["dns", "tcp", "tls", "auth", "ping", "role"]
+            .iter()
+            .all(|l| text.contains(&format!("check: {l:<7} task: ok")))
+    };
+    let (code, text) = check_with(&sandbox, "orders-sidekiq", "only-python3", "orders", &[]);
+    assert!(
+        code == 0 && text.contains("(python3; reads ") && full(&text),
+        "{text}"
+    );
+    assert!(text.contains("latency task: ok 5 PINGs: p50"), "{text}");
+
+    if on_path("ruby") {
+        let (code, text) = check_with(&sandbox, "orders-sidekiq", "only-ruby", "orders", &[]);
+        assert!(
+            code == 0 && text.contains("(ruby; reads ") && full(&text),
+            "{text}"
+        );
+        assert!(text.contains("latency task: ok 5 PINGs: p50"), "{text}");
+    } else {
+        eprintln!("the ruby probe not checked: no ruby on this host (apt-get install ruby)");
+    }
+
+    let (code, text) = check_with(&sandbox, "orders-sidekiq", "only-openssl", "orders", &[]);
+    assert!(
+        code == 0 && text.contains("(openssl s_client; reads ") && full(&text),
+        "{text}"
+    );
+    // What s_client cannot measure, it says.
+    assert!(
+        text.contains("latency p50/p99 not measured") && text.contains("latency task: -"),
+        "{text}"
+    );
+
+    // valkey-cli: every layer where it can speak to the cache; where the app needs TLS and
+    // this valkey-cli has none, the probe falls back to /dev/tcp and says why.
+    let (code, text) = check_with(&sandbox, "orders-sidekiq", "only-valkey-cli", "orders", &[]);
+    if text.contains("(valkey-cli;") || text.contains("(redis-cli;") {
+        assert!(code == 0 && full(&text), "{text}");
+    } else {
+        assert!(
+            text.contains("(/dev/tcp;")
+                && text.contains("here has no TLS and there is no other client"),
+            "{text}"
+        );
+    }
+    let plain = ["paperwurks", "storefront"]
+        .into_iter()
+        .find(|c| !tls_of(c));
+    if let Some(cache) = plain {
+        let service = if cache == "paperwurks" {
+            "paperwurks-celery"
+        } else {
+            "storefront-web"
+        };
+        let (code, text) = check_with(&sandbox, service, "only-valkey-cli", cache, &[]);
+        assert!(
+            code == 0
+                && (text.contains("(valkey-cli; reads ") || text.contains("(redis-cli; reads ")),
+            "{text}"
+        );
+        for l in ["dns", "tcp", "auth", "ping", "role"] {
+            assert!(
+                text.contains(&format!("check: {l:<7} task: ok")),
+                "{l}: {text}"
+            );
+        }
+        assert!(text.contains("(valkey-cli --latency)"), "{text}");
+        // s_client speaks TLS only: TCP through /dev/tcp, and it says what it left out.
+        let (_, text) = check_with(&sandbox, service, "only-openssl", cache, &[]);
+        assert!(
+            text.contains("openssl s_client speaks TLS only and the app's URL is plain: AUTH and PING not checked"),
+            "{text}"
+        );
+    } else {
+        eprintln!(
+            "the valkey-cli probe on a plain cache not checked: every consumer's cache uses TLS"
+        );
+    }
+
+    let (code, text) = check_with(&sandbox, "orders-sidekiq", "only-shell", "orders", &[]);
+    assert!(
+        code == 0 && text.contains("(/dev/tcp;") && text.contains("no client in the container"),
+        "{text}"
+    );
+
+    // The ruby and s_client probes fail at the right layer with the right cause.
+    let mut probes = vec!["openssl"];
+    if on_path("ruby") {
+        probes.push("ruby");
+    }
+    for (fault, layer, cause) in [
+        (
+            "wrong-ca",
+            "tls layer: certificate not trusted",
+            "certificate not trusted from the task but not from here",
+        ),
+        (
+            "stale-password",
+            "auth layer: WRONGPASS",
+            "AUTH refused from the task but not from here",
+        ),
+    ] {
+        let out = sandbox
+            .cachedeck()
+            .args(["sandbox", "fault", "orders-sidekiq", fault])
+            .output()
+            .expect("sandbox fault");
+        assert!(out.status.success(), "{out:?}");
+        for probe in &probes {
+            let (code, text) =
+                check_from_consumer(&sandbox, "orders", &[&format!("probe={probe}")]);
+            assert_eq!(code, 1, "{fault} {probe}: {text}");
+            assert!(
+                text.contains(layer) && text.contains(cause),
+                "{fault} {probe}: {text}"
+            );
+        }
+    }
+}

@@ -332,20 +332,75 @@ async fn a_silent_agent_hits_the_read_deadline() {
     server.abort();
 }
 
-/// The real session-manager-plugin, where the project's shared tools are.
-fn plugin() -> Option<std::path::PathBuf> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/tools/session-manager-plugin");
-    let p = if p.exists() {
-        p
-    } else {
-        std::path::PathBuf::from("/work/shared/tools/session-manager-plugin")
-    };
-    p.exists().then_some(p)
+#[tokio::test]
+async fn websocket_pings_before_the_opening_frame_are_skipped() {
+    // The plugin starts its keep-alive pings as soon as the socket is open, so a ping can
+    // come before the opening frame; the agent must still open the channel.
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let s = spec("printf opened", Faults::default());
+    let open = serde_json::json!({
+        "MessageSchemaVersion": "1.0",
+        "RequestId": uuid::Uuid::new_v4().to_string(),
+        "TokenValue": "token-of-this-test",
+        "ClientId": uuid::Uuid::new_v4().to_string(),
+        "ClientVersion": "1.2.0.0",
+    });
+    let (url, agent) = exec_agent::start(s).await.expect("agent starts");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect");
+    ws.send(Message::Ping(b"keepalive".to_vec().into()))
+        .await
+        .expect("ping");
+    ws.send(Message::text(open.to_string()))
+        .await
+        .expect("opening frame");
+    let mut output = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            let Message::Binary(b) = msg else { continue };
+            let f = cachedeck::ecsexec::frame::Frame::decode(&b).expect("a valid frame");
+            match f.message_type.as_str() {
+                "output_stream_data" => {
+                    ws.send(Message::binary(
+                        cachedeck::ecsexec::frame::ack_for(&f).encode(),
+                    ))
+                    .await
+                    .expect("ack");
+                    output.extend(f.payload);
+                }
+                "channel_closed" => return true,
+                _ => {}
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(read, Ok(true), "the channel was not closed in time");
+    assert_eq!(String::from_utf8_lossy(&output), "opened");
+    let report = agent.await.expect("agent task");
+    assert_eq!(report.error, None);
 }
 
-/// Runs the real plugin as the AWS CLI does against an agent serving `spec`; returns stdout.
-async fn run_plugin(plugin: &std::path::Path, spec: AgentSpec) -> (String, AgentReport) {
+/// The real session-manager-plugin: `CACHEDECK_SESSION_MANAGER_PLUGIN`, else the project's
+/// shared tools beside the checkout (`../shared/tools/`), else `/work/shared/tools/`.
+fn plugin() -> Option<std::path::PathBuf> {
+    let candidates = [
+        std::env::var_os("CACHEDECK_SESSION_MANAGER_PLUGIN").map(std::path::PathBuf::from),
+        Some(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/tools/session-manager-plugin"),
+        ),
+        Some("/work/shared/tools/session-manager-plugin".into()),
+    ];
+    candidates.into_iter().flatten().find(|p| p.is_file())
+}
+
+/// Runs the real plugin as the AWS CLI does against an agent serving `spec`, with its stdin
+/// open (it quits at EOF on stdin) and a 60-second limit; returns its stdout, whether it
+/// finished in time, and the agent's report.
+async fn run_plugin(plugin: &std::path::Path, spec: AgentSpec) -> (String, bool, AgentReport) {
     let session_id = spec.session_id.clone();
     let token = "token-of-this-test";
     let (url, agent) = exec_agent::start(spec).await.expect("agent starts");
@@ -372,7 +427,6 @@ async fn run_plugin(plugin: &std::path::Path, spec: AgentSpec) -> (String, Agent
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("plugin starts");
-        // Its stdin stays open (a closed stdin makes it quit) until it exits.
         let _stdin = child.stdin.take();
         let mut stdout = child.stdout.take().expect("stdout");
         let reader = std::thread::spawn(move || {
@@ -381,46 +435,55 @@ async fn run_plugin(plugin: &std::path::Path, spec: AgentSpec) -> (String, Agent
             all
         });
         let until = std::time::Instant::now() + Duration::from_secs(60);
-        let status = loop {
+        let finished = loop {
             if let Some(st) = child.try_wait().expect("wait") {
-                break st;
+                assert!(st.success(), "plugin exit status {st:?}");
+                break true;
             }
             if std::time::Instant::now() > until {
                 let _ = child.kill();
-                panic!("the plugin did not finish in 60 s");
+                let _ = child.wait();
+                break false;
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        (status, reader.join().expect("reader"))
+        (finished, reader.join().expect("reader"))
     });
-    let (status, stdout) = run.await.expect("plugin run");
+    let (finished, stdout) = run.await.expect("plugin run");
     let report = agent.await.expect("agent");
-    assert!(status.success(), "plugin exit status {status:?}");
-    (String::from_utf8_lossy(&stdout).into_owned(), report)
+    (
+        String::from_utf8_lossy(&stdout).into_owned(),
+        finished,
+        report,
+    )
 }
 
-// Passes when run alone (`cargo test --test it exec::the_real_plugin -- --ignored`); beside
-// the other tests of this binary the plugin's session stalls, cause not yet found.
+fn plugin_stdout(id: &str, payload: &str) -> String {
+    format!(
+        "\nStarting session with SessionId: {id}\n{payload}\n\nExiting session with sessionId: {id}.\n\n"
+    )
+}
+
 #[tokio::test]
-#[ignore = "run alone: stalls beside other tests of this binary"]
 async fn the_real_plugin_prints_what_the_sandbox_agent_sends() {
     let Some(plugin) = plugin() else {
         eprintln!(
-            "SKIPPED: session-manager-plugin is absent (../shared/tools/session-manager-plugin)"
+            "SKIPPED: session-manager-plugin is absent (set CACHEDECK_SESSION_MANAGER_PLUGIN or put it in ../shared/tools/)"
         );
         return;
     };
     let command = "sh -c 'stty -onlcr; seq 1 400; printf done'";
-    let expected_payload: String = (1..=400).map(|i| format!("{i}\n")).collect::<String>() + "done";
+    let expected: String = (1..=400).map(|i| format!("{i}\n")).collect::<String>() + "done";
     let cases = [
         Faults::default(),
-        // Everything but sequence 1 before 0 (which the plugin itself gets wrong).
+        // Tiny messages, pairs swapped from sequence 1 on, every message twice.
         Faults {
             split: Some(3),
             reorder: Some(1),
             duplicate: true,
             ..Faults::default()
         },
+        // Every third acknowledgement lost: the agent resends.
         Faults {
             split: Some(16),
             drop_acks: Some(3),
@@ -430,17 +493,53 @@ async fn the_real_plugin_prints_what_the_sandbox_agent_sends() {
     for faults in cases {
         let s = spec(command, faults.clone());
         let id = s.session_id.clone();
-        let (stdout, report) = run_plugin(&plugin, s).await;
-        assert_eq!(
-            stdout,
-            format!(
-                "\nStarting session with SessionId: {id}\n{expected_payload}\n\nExiting session with sessionId: {id}.\n\n"
-            ),
-            "faults {faults:?}"
+        let (stdout, finished, report) = run_plugin(&plugin, s).await;
+        assert!(
+            finished,
+            "faults {faults:?}: the plugin did not finish in 60 s; it printed {} bytes; agent: {report:?}",
+            stdout.len()
         );
+        assert_eq!(stdout, plugin_stdout(&id, &expected), "faults {faults:?}");
         assert_eq!(report.error, None, "faults {faults:?}");
+        assert_eq!(report.exit_status, Some(0), "faults {faults:?}");
         if faults.drop_acks.is_some() {
-            assert!(report.resent > 0);
+            assert!(report.resent > 0, "faults {faults:?}: nothing resent");
         }
     }
+
+    // Sequence 1 before 0 in a session without handshake: the plugin takes the first
+    // message in sequence to learn the session type, then handles what it held (sequence 1)
+    // before its shell handler is registered, and drops it: "b" is lost (unless its main
+    // goroutine wins that race). cachedeck's client, given the same session, loses nothing.
+    let command = "sh -c 'stty -onlcr; printf ab; seq 1 20'";
+    let expected: String =
+        "ab".to_string() + &(1..=20).map(|i| format!("{i}\n")).collect::<String>();
+    let faults = Faults {
+        split: Some(1),
+        reorder: Some(0),
+        ..Faults::default()
+    };
+    let s = spec(command, faults.clone());
+    let id = s.session_id.clone();
+    let (stdout, finished, report) = run_plugin(&plugin, s).await;
+    assert!(
+        finished,
+        "seq 1 before 0: the plugin did not finish; agent: {report:?}"
+    );
+    let lost = plugin_stdout(&id, &expected.replacen('b', "", 1));
+    assert!(
+        stdout == lost || stdout == plugin_stdout(&id, &expected),
+        "seq 1 before 0: the plugin printed {stdout:?}"
+    );
+    eprintln!(
+        "session-manager-plugin with sequence 1 before 0: {}",
+        if stdout == lost {
+            "lost \"b\" (its known loss)"
+        } else {
+            "lost nothing this time"
+        }
+    );
+    let o = session(spec(command, faults), ClientOptions::default(), vec![]).await;
+    assert_eq!(String::from_utf8_lossy(&o.stdout), expected);
+    o.ended.expect("clean end");
 }

@@ -24,6 +24,108 @@ fn find<'a>(caches: &'a [Cache], name: &str) -> &'a Cache {
     })
 }
 
+/// The TLS cluster as DescribeReplicationGroups/DescribeCacheClusters give a cluster-mode
+/// group with in-transit encryption: a TLS configuration endpoint and TLS node endpoints;
+/// through them, CLUSTER SLOTS and MOVED name only those TLS addresses, and following a
+/// MOVED over TLS reaches the key.
+async fn cluster_speaks_tls_through_announced_fronts(sandbox: &Sandbox, paperwurks: &Cache) {
+    use cachedeck::domain::Endpoint;
+    use cachedeck::sandbox::tls::CLUSTER_FRONT_HOST;
+    use cachedeck::valkey::connect::{Auth, ConnectOptions, Connector};
+    assert!(paperwurks.tls && paperwurks.cluster_mode);
+    let config = paperwurks
+        .endpoints
+        .configuration
+        .clone()
+        .expect("configuration endpoint");
+    assert_eq!(paperwurks.endpoint.as_ref(), Some(&config));
+    assert!(
+        config.tls && config.host == CLUSTER_FRONT_HOST,
+        "{config:?}"
+    );
+    let fronts: Vec<Endpoint> = paperwurks.nodes().map(|n| n.endpoint()).collect();
+    assert_eq!(fronts.len(), 6);
+    assert!(
+        fronts.iter().all(|e| e.tls && e.host == CLUSTER_FRONT_HOST),
+        "{fronts:?}"
+    );
+    let token = secret(sandbox, "/paperwurks/dev/redis/auth-token");
+    assert_eq!(
+        secret(sandbox, "/paperwurks/dev/redis/url"),
+        format!("rediss://:{token}@{CLUSTER_FRONT_HOST}:{}/0", config.port)
+    );
+    let ca = paperwurks.credentials.ca_file.clone().expect("ca_file");
+    let connector = Connector::new(
+        Auth::new(None, Some(secrecy::SecretString::from(token))),
+        true,
+        Some(&ca),
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(3),
+            command_timeout: Duration::from_secs(3),
+        },
+    )
+    .expect("connector");
+    let mut conn = connector
+        .connect(&config)
+        .await
+        .expect("TLS to the configuration endpoint");
+    let slots: Vec<(u16, u16, String, u16)> = conn
+        .query::<Vec<redis::Value>>(redis::cmd("CLUSTER").arg("SLOTS"))
+        .await
+        .expect("CLUSTER SLOTS")
+        .into_iter()
+        .map(|range| {
+            let redis::Value::Array(f) = range else {
+                panic!("CLUSTER SLOTS entry {range:?}")
+            };
+            let int = |v: &redis::Value| match v {
+                redis::Value::Int(i) => *i as u16,
+                other => panic!("{other:?}"),
+            };
+            let redis::Value::Array(primary) = &f[2] else {
+                panic!("{f:?}")
+            };
+            let host = match &primary[0] {
+                redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                other => panic!("{other:?}"),
+            };
+            (int(&f[0]), int(&f[1]), host, int(&primary[1]))
+        })
+        .collect();
+    assert_eq!(slots.len(), 3, "{slots:?}");
+    for (_, _, host, port) in &slots {
+        assert_eq!(host, CLUSTER_FRONT_HOST);
+        assert!(fronts.iter().any(|e| e.port == *port), "{port} is no node");
+    }
+    // A key of a slot the configuration endpoint's node does not own: MOVED to a TLS front.
+    let (start, end, _, owner) = slots
+        .iter()
+        .find(|(_, _, _, p)| *p != config.port)
+        .cloned()
+        .expect("another shard");
+    let key = (0..10_000)
+        .map(|i| format!("tls-moved-{i}"))
+        .find(|k| (start..=end).contains(&cachedeck::valkey::slot::key_slot(k)))
+        .expect("a key of that shard");
+    let moved = conn
+        .query::<redis::Value>(redis::cmd("SET").arg(&key).arg("1"))
+        .await
+        .expect_err("MOVED")
+        .to_string();
+    assert!(
+        moved.contains(&format!("{CLUSTER_FRONT_HOST}:{owner}")),
+        "the redirect names the TLS front: {moved}"
+    );
+    let mut there = connector
+        .connect(&Endpoint::new(CLUSTER_FRONT_HOST, owner, true))
+        .await
+        .expect("TLS to the MOVED target");
+    let () = there
+        .query(redis::cmd("SET").arg(&key).arg("1").arg("PX").arg(60_000))
+        .await
+        .expect("SET where MOVED pointed");
+}
+
 fn roles(cache: &Cache) -> Vec<Vec<NodeRole>> {
     cache
         .shards
@@ -153,6 +255,7 @@ async fn up_builds_the_seed_estates_and_down_leaves_nothing() {
     assert!(learned.nodes().all(|n| n.role_source == RoleSource::Node));
     assert_eq!(paperwurks.shards[2].slots.as_deref(), Some("10922-16383"));
     assert!(find(&dev.caches, "valkey-ecs").ecs.is_some());
+    cluster_speaks_tls_through_announced_fronts(&sandbox, paperwurks).await;
     // Every node of every cache answers, on the port the state recorded for that process;
     // a serverless cache names no nodes, as DescribeServerlessCaches: its one "node" is
     // its TLS endpoint.

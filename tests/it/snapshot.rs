@@ -177,6 +177,53 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
         "{report}"
     );
 
+    // A token source restored without a token parameter, or with one that is not a
+    // SecureString, is refused in the preflight, before the confirmation and any call.
+    let plain = "/orders/dev/plain/auth-token";
+    sandbox
+        .plane("sandbox-dev")
+        .put_parameter(cachedeck::controlplane::PutParameter {
+            name: plain.into(),
+            kind: cachedeck::controlplane::ParameterType::String,
+            value: cachedeck::controlplane::ParameterValue::Plain("Abcdefgh12345678".into()),
+            overwrite: true,
+            description: None,
+        })
+        .await
+        .expect("put a String parameter");
+    for (extra, says) in [
+        (None, "needs one: pass --param auth_token_parameter="),
+        (Some(plain), "is not a SecureString"),
+    ] {
+        let mut args = vec![
+            "restore",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "orders",
+            "--param",
+            "snapshot=before-deploy",
+            "--param",
+            "target=orders-refused",
+        ];
+        let given = extra.map(|p| format!("auth_token_parameter={p}"));
+        if let Some(g) = &given {
+            args.extend(["--param", g.as_str()]);
+        }
+        let (code, report) = run(&sandbox, &args);
+        assert_eq!(code, Some(1), "{report}");
+        assert_eq!(step(&report, "preflight")["state"], "failed", "{report}");
+        assert!(
+            report["error"].as_str().is_some_and(|e| e.contains(says)),
+            "{report}"
+        );
+        let steps = report["steps"].as_array().expect("steps");
+        assert!(
+            steps.iter().all(|s| s["id"] == "preflight"),
+            "no step after the preflight ran: {report}"
+        );
+    }
+
     // Restore into a new group with its own token, then verify.
     let new_token = "/orders/dev/restored/auth-token";
     let (code, report) = run(

@@ -46,7 +46,13 @@ impl ProgressView {
                 Some(t) if t > 0 => {
                     bar.set_length(t.max(done));
                 }
-                _ => bar.unset_length(),
+                _ => {
+                    bar.unset_length();
+                    if done == 0 {
+                        // A wait: no bar and no count, only what it waits for and how long.
+                        bar.set_style(wait_style());
+                    }
+                }
             }
             bar.set_position(done);
             bar.set_message(message);
@@ -109,6 +115,11 @@ fn new_bar(step: &str) -> ProgressBar {
     bar
 }
 
+fn wait_style() -> ProgressStyle {
+    ProgressStyle::with_template("  {prefix} {spinner} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
 /// The plain (non-terminal) line of one progress event.
 pub fn plain(step: &str, done: u64, total: Option<u64>, message: &str) -> String {
     match total {
@@ -116,6 +127,8 @@ pub fn plain(step: &str, done: u64, total: Option<u64>, message: &str) -> String
             "  {step}: {}% ({done}/{t}) {message}",
             done.saturating_mul(100) / t
         ),
+        // A wait (`ActionContext::waiting`) has no count: its message says the time.
+        _ if done == 0 => format!("  {step}: {message}"),
         _ => format!("  {step}: {done} {message}"),
     }
 }
@@ -131,6 +144,11 @@ mod tests {
             "  audit: 25% (250/1000) keys scanned"
         );
         assert_eq!(plain("wait", 3, None, "polls"), "  wait: 3 polls");
+        // A wait carries no count: only its message, which says the time.
+        assert_eq!(
+            plain("roll", 0, None, "orders-sidekiq: COMPLETED · 15 s"),
+            "  roll: orders-sidekiq: COMPLETED · 15 s"
+        );
         assert_eq!(
             plain("audit", 5, Some(0), "keys scanned"),
             "  audit: 5 keys scanned"

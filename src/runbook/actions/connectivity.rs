@@ -44,7 +44,7 @@ const INPUTS: &[InputSpec] = &[
         "probe",
         ValueKind::String,
         Some("\"auto\""),
-        "the client used inside the task: auto, valkey-cli, python3 or dev-tcp",
+        "the client used inside the task: auto, valkey-cli, python3, ruby, openssl or dev-tcp",
     ),
 ];
 const OUTPUTS: &[OutputSpec] = &[
@@ -126,7 +126,7 @@ impl Action for ConnectivityCheck {
             let probe =
                 remote::Probe::parse(inputs.str("probe")?).ok_or_else(|| ActionError::Input {
                     name: "probe".into(),
-                    problem: "not one of auto, valkey-cli, python3, dev-tcp".into(),
+                    problem: "not one of auto, valkey-cli, python3, ruby, openssl, dev-tcp".into(),
                 })?;
             let inside = from_consumer(ctx, service, probe, &t.endpoint, pings, timeout).await?;
             let (service, task, remote) = &inside;

@@ -115,6 +115,12 @@ pub struct RestorePreflight;
 const PRE_INPUTS: &[InputSpec] = &[
     InputSpec::required("snapshot", ValueKind::String, SNAPSHOT_DOC),
     InputSpec::required("target", ValueKind::String, TARGET_DOC),
+    InputSpec::optional(
+        "auth_token_parameter",
+        ValueKind::String,
+        Some("\"\""),
+        TOKEN_DOC,
+    ),
 ];
 const PRE_OUTPUTS: &[OutputSpec] = &[
     out("summary", ValueKind::String, "what will be created"),
@@ -170,6 +176,11 @@ impl Action for RestorePreflight {
             ));
         }
         let snap = snapshot_of(ctx, inputs.str("snapshot")?).await?;
+        // The new group's token is settled here, before the confirmation, not found missing
+        // after it.
+        if let Some(note) = check_token_parameter(ctx, inputs.str("auth_token_parameter")?).await? {
+            ctx.output(note);
+        }
         if find_target(ctx, target).await?.is_some() {
             return Err(ActionError::failed(format!(
                 "restore: a cache named `{target}` already exists; choose a new id"
@@ -239,6 +250,44 @@ const CREATE_OUTPUTS: &[OutputSpec] = &[
     ),
 ];
 
+/// The message when a token source is restored without a token parameter.
+fn token_needed(cache: &str) -> ActionError {
+    ActionError::failed(format!(
+        "restore: `{cache}` uses an AUTH token, so the new group needs one: pass --param auth_token_parameter=/path/in/ssm (an existing SecureString, or one cachedeck creates with a generated token)"
+    ))
+}
+
+/// Preflight of the new group's token: a token source needs the parameter; one that exists
+/// must be a SecureString holding a token AWS accepts. Returns what the restore will do.
+async fn check_token_parameter(
+    ctx: &ActionContext,
+    parameter: &str,
+) -> Result<Option<String>, ActionError> {
+    if ctx.cache.auth != AuthMode::Token {
+        return Ok(None);
+    }
+    if parameter.is_empty() {
+        return Err(token_needed(&ctx.cache.name));
+    }
+    let shown = crate::escape::escape_capped(parameter, 120);
+    let Some(p) = ctx.plane.get_parameter(parameter).await? else {
+        return Ok(Some(format!(
+            "the new group's AUTH token: generated and stored in {shown} (SecureString)"
+        )));
+    };
+    if p.kind != ParameterType::SecureString {
+        return Err(ActionError::failed(format!(
+            "restore: {shown} is not a SecureString; an AUTH token belongs in one (name a new parameter and cachedeck creates it)"
+        )));
+    }
+    crate::controlplane::names::check_auth_token(p.value.expose())
+        .map_err(|why| ActionError::failed(format!("restore: {shown}: {why}")))?;
+    Ok(Some(format!(
+        "the new group's AUTH token: the one in {shown} (version {})",
+        p.version
+    )))
+}
+
 /// The new group's AUTH token: read from the parameter, or generated and stored there.
 async fn auth_token(
     ctx: &ActionContext,
@@ -248,10 +297,7 @@ async fn auth_token(
         return Ok(None);
     }
     if parameter.is_empty() {
-        return Err(ActionError::failed(format!(
-            "restore: `{}` uses an AUTH token, so the new group needs one: pass --param auth_token_parameter=/path/in/ssm (an existing SecureString, or one cachedeck creates with a generated token)",
-            ctx.cache.name
-        )));
+        return Err(token_needed(&ctx.cache.name));
     }
     if let Some(p) = ctx.plane.get_parameter(parameter).await? {
         return Ok(Some(SecretString::from(p.value.expose().to_string())));
@@ -317,7 +363,7 @@ async fn wait_available(
                 ctx.output(status.clone());
                 *last = status.clone();
             }
-            ctx.progress(started.elapsed().as_secs(), None, status);
+            ctx.waiting(started, status);
             match found {
                 Some(c) if FAILED.contains(&c.status.as_str()) => Ok(Some(Err(format!(
                     "restore: {target} is {}: {}",

@@ -631,11 +631,7 @@ async fn wait_available(
                             ctx.output(format!("snapshot {name}: {}", s.status));
                             *last = s.status.clone();
                         }
-                        ctx.progress(
-                            started.elapsed().as_secs(),
-                            None,
-                            format!("snapshot {}", s.status),
-                        );
+                        ctx.waiting(started, format!("snapshot {}", s.status));
                         Ok(None)
                     }
                     None => Ok(Some(Err(format!(

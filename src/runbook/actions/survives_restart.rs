@@ -99,11 +99,7 @@ pub async fn bgsave(
                 after: deadline,
             });
         }
-        ctx.progress(
-            started.elapsed().as_secs(),
-            None,
-            "waiting for a BGSAVE already running",
-        );
+        ctx.waiting(started, "waiting for a BGSAVE already running");
         ctx.sleep(Duration::from_millis(50)).await?;
     };
     loop {
@@ -128,7 +124,7 @@ pub async fn bgsave(
                 after: deadline,
             });
         }
-        ctx.progress(started.elapsed().as_secs(), None, "BGSAVE in progress");
+        ctx.waiting(started, "BGSAVE in progress");
         ctx.sleep(Duration::from_millis(50)).await?;
     }
 }

@@ -77,6 +77,7 @@ pub fn draw(run: &RunView, theme: &Theme, frame: &mut Frame, area: Rect) {
             .unwrap_or(0.0);
         let label = match total {
             Some(t) => format!("{done}/{t} {}", step.progress_message),
+            None if done == 0 => step.progress_message.clone(),
             None => format!("{done} {}", step.progress_message),
         };
         frame.render_widget(

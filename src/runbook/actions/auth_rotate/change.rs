@@ -98,9 +98,8 @@ async fn wait_group(ctx: &ActionContext, inputs: &Inputs) -> Result<(), ActionEr
         inputs.duration("timeout")?,
         || async {
             let auth = ctx.plane.replication_group_auth(&id).await?;
-            ctx.progress(
-                started.elapsed().as_secs(),
-                None,
+            ctx.waiting(
+                started,
                 format!(
                     "{id}: {}{}",
                     auth.status,
@@ -125,9 +124,8 @@ async fn wait_user(ctx: &ActionContext, inputs: &Inputs, user: &str) -> Result<(
         inputs.duration("timeout")?,
         || async {
             let u = ctx.plane.describe_user(user).await?;
-            ctx.progress(
-                started.elapsed().as_secs(),
-                None,
+            ctx.waiting(
+                started,
                 format!(
                     "user {user}: {} ({} password(s))",
                     u.status, u.password_count

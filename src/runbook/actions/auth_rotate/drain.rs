@@ -172,9 +172,8 @@ impl Action for AuthDrainCheck {
                                 }
                             }
                         }
-                        ctx.progress(
-                            started.elapsed().as_secs(),
-                            None,
+                        ctx.waiting(
+                            started,
                             format!(
                                 "{} connection(s) older than the publish ({}s ago)",
                                 stragglers.len(),

@@ -95,6 +95,17 @@ pub fn engine_supports_rotation(engine: &str, version: &str) -> bool {
     }
 }
 
+/// Refuses a cache without in-transit encryption, and says why.
+pub fn refuse_without_tls(cache: &crate::domain::Cache) -> Result<(), ActionError> {
+    if cache.tls {
+        return Ok(());
+    }
+    Err(ActionError::failed(format!(
+        "rotate the password of `{}`: in-transit encryption (TLS) is off; the token would cross the network in clear, and ElastiCache changes AUTH tokens only on encrypted groups",
+        cache.name
+    )))
+}
+
 #[async_trait]
 impl Action for AuthPreflight {
     fn name(&self) -> &'static str {
@@ -143,12 +154,7 @@ impl Action for AuthPreflight {
             },
             mechanism.as_str()
         ));
-        if !cache.tls {
-            return Err(ActionError::failed(format!(
-                "rotate the password of `{}`: in-transit encryption (TLS) is off; the token would cross the network in clear, and ElastiCache changes AUTH tokens only on encrypted groups",
-                cache.name
-            )));
-        }
+        refuse_without_tls(cache)?;
         match mechanism {
             Mechanism::Token => {
                 if !engine_supports_rotation(&cache.engine, &cache.engine_version) {
@@ -351,6 +357,21 @@ async fn startup_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cache_without_tls_is_refused_with_why() {
+        let mut cache: crate::domain::Cache = serde_json::from_value(serde_json::json!({
+            "name": "paperwurks", "env": "dev", "kind": "replication-group", "engine": "redis",
+            "engine_version": "7.1", "status": "available", "cluster_mode": true,
+            "auth": "token", "tls": false, "endpoint": null, "endpoints": {}, "shards": []
+        }))
+        .expect("cache json");
+        let refused = refuse_without_tls(&cache).expect_err("refused").to_string();
+        assert!(refused.contains("in-transit encryption"), "{refused}");
+        assert!(refused.contains("`paperwurks`"), "{refused}");
+        cache.tls = true;
+        assert!(refuse_without_tls(&cache).is_ok());
+    }
 
     #[test]
     fn engine_versions_follow_aws() {

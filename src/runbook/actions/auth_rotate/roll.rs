@@ -151,10 +151,9 @@ impl Action for AuthRoll {
                         .primary()
                         .and_then(|d| d.rollout_state.clone())
                         .unwrap_or_default();
-                    ctx.progress(
-                        started.elapsed().as_secs(),
-                        None,
-                        format!("{}: {rollout}", s.service),
+                    ctx.waiting(
+                started,
+                format!("{}: {rollout}", s.service),
                     );
                     match rollout.as_str() {
                         "COMPLETED" => Ok(Some(())),
