@@ -210,7 +210,7 @@ for log in glob.glob(f"{w}/state/logs/cachedeck.log.*"):  # the daemon's log, am
         if "restore built" in line and "bench-copy" in line:
             built = {k: int(v) for k, v in re.findall(r"(\w+_ms)=(\d+)", line)}
 print(f"     create step: CreateReplicationGroup answered in {cr.get('call_ms')} ms, available after {cr.get('restore_ms')} ms"
-      + (f"; the daemon: nodes started and loaded {built.get('nodes_loaded_ms')} ms, replication {built.get('replication_ms')} ms, endpoints {built.get('endpoints_ms')} ms" if built else ""))
+      + (f"; the daemon: processes started {built.get('nodes_started_ms')} ms, then RDB loaded and replicas attached {built.get('loaded_and_attached_ms')} ms, endpoints {built.get('endpoints_ms')} ms" if built else ""))
 ns = [step(f"nosample-{i}.json", "snapshot") for i in range(1, 100) if os.path.exists(f"{w}/nosample-{i}.json")]
 ws = [step(f"sample-{i}.json", "snapshot") for i in range(1, 100) if os.path.exists(f"{w}/sample-{i}.json")]
 a = statistics.median(s["elapsed_ms"] for s in ns)
