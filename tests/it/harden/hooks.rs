@@ -340,6 +340,88 @@ pub fn all() -> Vec<Hook> {
             }),
         },
         Hook {
+            runbook: "auth-rotate",
+            env: "sandbox-dev",
+            cache: "paperwurks",
+            params: |_| vec!["poll=200ms".into(), "drain_timeout=30s".into()],
+            state: Kind::Mutating(Mutating {
+                rounds_per_sandbox: u32::MAX,
+                prepare: |sb, _| {
+                    let cache = nodes::cache(sb, "sandbox-dev", "paperwurks");
+                    json!({
+                        "since": now_ns(),
+                        "token": nodes::password(sb, &cache),
+                        "url": param(sb, PAPER_URL),
+                        "consumer_errors": paper_consumer_errors(sb),
+                    })
+                },
+                state: |sb, base, _| {
+                    let cache = nodes::cache(sb, "sandbox-dev", "paperwurks");
+                    let token = nodes::password(sb, &cache).unwrap_or_default();
+                    let old = base["token"].as_str().unwrap_or_default();
+                    let ports = nodes::ports(&cache);
+                    let staging = sb
+                        .params()
+                        .by_path("/cachedeck/rotation")
+                        .expect("read parameters")
+                        .len();
+                    let url = param(sb, PAPER_URL);
+                    let want_url = base["url"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .replace(old, &token);
+                    json!({
+                        "token_changed": token != old,
+                        "nodes": ports.len(),
+                        "new_accepted_everywhere": ports.iter().all(|&p| nodes::auth_ok(p, &token)),
+                        "old_refused_everywhere": ports.iter().all(|&p| !nodes::auth_ok(p, old)),
+                        "url_holds_only_the_new_token": url == want_url,
+                        "staging_left": staging,
+                        "consumer_on_every_primary_with_the_new_token": paper_consumer_connected(sb),
+                        "consumer_errors": paper_consumer_errors(sb)
+                            - base["consumer_errors"].as_u64().unwrap_or(0),
+                    })
+                },
+                mutations: |sb, base| {
+                    dev_events(
+                        sb,
+                        base,
+                        "Auth token rotated for replication group paperwurks",
+                        "",
+                    ) + dev_events(
+                        sb,
+                        base,
+                        "Auth token set for replication group paperwurks",
+                        "",
+                    )
+                },
+                // Once ModifyReplicationGroup has landed (the group reads `modifying` and
+                // the call's event is written) and before the group is `available` again.
+                inside: &[
+                    ("the ROTATE wait (group modifying)", |sb, base| {
+                        paper_pending(sb).as_deref() == Some("ROTATING")
+                            && dev_events(
+                                sb,
+                                base,
+                                "Auth token rotated for replication group paperwurks",
+                                "",
+                            ) > 0
+                    }),
+                    ("the SET wait (group modifying)", |sb, base| {
+                        paper_pending(sb).as_deref() == Some("SETTING")
+                            && dev_events(
+                                sb,
+                                base,
+                                "Auth token set for replication group paperwurks",
+                                "",
+                            ) > 0
+                    }),
+                ],
+                gaps: &[],
+                resume_may_fail_with: &[],
+            }),
+        },
+        Hook {
             runbook: "cutover",
             env: "sandbox-dev",
             cache: "storefront",
@@ -677,7 +759,73 @@ fn source_snapshot(sb: &Sandbox, cache: &str, name: &str) {
     );
 }
 
-/// The hook of `runbook`.
-pub fn find(runbook: &str) -> Option<Hook> {
-    all().into_iter().find(|h| h.runbook == runbook)
+/// The hooks of `runbook` (one per cache it is swept on).
+pub fn of(runbook: &str) -> Vec<Hook> {
+    all().into_iter().filter(|h| h.runbook == runbook).collect()
+}
+
+const PAPER_URL: &str = "/paperwurks/dev/redis/url";
+
+fn param(sb: &Sandbox, name: &str) -> String {
+    sb.params()
+        .get(name)
+        .expect("read parameter")
+        .map(|p| p.value.expose().to_string())
+        .unwrap_or_default()
+}
+
+/// The change `paperwurks` is in the middle of (the sandbox's record of its tokens).
+fn paper_pending(sb: &Sandbox) -> Option<String> {
+    cachedeck::sandbox::auth::load(&sb.dir(), "sandbox-dev", "paperwurks")?
+        .pending_at(OffsetDateTime::now_utc())
+        .map(str::to_string)
+}
+
+fn paper_consumer_log(sb: &Sandbox) -> String {
+    std::fs::read_to_string(
+        sb.dir()
+            .join("consumers/sandbox-dev/paperwurks-celery/consumer.log"),
+    )
+    .unwrap_or_default()
+}
+
+/// Client errors the Celery-like consumer has logged (a refused secret would be one).
+fn paper_consumer_errors(sb: &Sandbox) -> u64 {
+    paper_consumer_log(sb)
+        .lines()
+        .filter(|l| l.contains(" error: "))
+        .count() as u64
+}
+
+/// Whether the consumer's current task (started with the secret as it is now) has opened
+/// its connections on every primary, through the TLS fronts CLUSTER SLOTS names; waits a
+/// little for a task started just now.
+fn paper_consumer_connected(sb: &Sandbox) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let task = sb
+            .state()
+            .consumers
+            .iter()
+            .find(|c| c.service == "paperwurks-celery")
+            .map(|c| c.task.clone())
+            .unwrap_or_default();
+        let log = paper_consumer_log(sb);
+        let spread = log.lines().any(|l| {
+            l.contains(&format!(
+                "{task} cluster: connections spread over 3 primaries"
+            )) && l
+                .matches(cachedeck::sandbox::tls::CLUSTER_FRONT_HOST)
+                .count()
+                == 3
+        });
+        let opened = (0..3).all(|i| log.contains(&format!("{task} connection {i} opened")));
+        if !task.is_empty() && spread && opened {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
