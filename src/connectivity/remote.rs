@@ -265,6 +265,10 @@ if [ "$tool" = auto ]; then
   else tool=devtcp; fi
 fi
 dns() {
+  case $host in
+  *:*|*[!0-9.]*) ;;
+  *) say "stage|dns|1|-|$host"; return;;
+  esac
   if has getent; then
     a=$(getent hosts "$host" | awk '{print $1}' | tr '\n' ' ')
     if [ -z "$a" ]; then say "stage|dns|0|-|cannot resolve $host"; exit 0; fi
@@ -288,18 +292,31 @@ cli)
   say "target|$host|$port|$tls|$names"
   if ! cli_ok; then say "stage|probe|0|-|$(basename "${cli:-valkey-cli}") in the container cannot speak TLS (or is missing) and the app's URL needs TLS"; exit 0; fi
   dns
-  set -- -h "$host" -p "$port" -t "$to"
+  set -- -h "$host" -p "$port"
+  "$cli" --help 2>&1 | grep -q -e "-t <timeout>" && set -- "$@" -t "$to"
   [ "$tls" = 1 ] && set -- "$@" --tls ${SSL_CERT_FILE:+--cacert "$SSL_CERT_FILE"}
   [ -n "$user" ] && set -- "$@" --user "$user"
   [ -n "$pw" ] && export REDISCLI_AUTH="$pw"
-  r=$("$cli" "$@" --no-auth-warning PING 2>&1 | tr '\n' ' ')
+  r=$(tmo "$cli" "$@" --no-auth-warning PING 2>&1); rc=$?
+  r=$(printf %s "$r" | tr '\n' ' ')
+  [ "$rc" = 124 ] && [ -z "$r" ] && r="timed out"
   case $r in
-  *PONG*) say "stage|tcp|1|-|$host:$port"; [ "$tls" = 1 ] && say "stage|tls|1|-|verified"; [ -n "$pw" ] && say "stage|auth|1|-|with the password from the app's variables"; say "stage|ping|1|-|PONG";;
-  *refused*|*timed\ out*|*"No route"*|*unreachable*|*"Connection reset"*) say "stage|tcp|0|-|$r"; exit 0;;
-  *SSL*|*TLS*|*certificate*) say "stage|tcp|1|-|$host:$port"; say "stage|tls|0|-|$r"; exit 0;;
-  *WRONGPASS*|*NOAUTH*|*AUTH*|*password*) say "stage|tcp|1|-|$host:$port"; say "stage|auth|0|-|$r"; exit 0;;
+  *PONG*) say "stage|tcp|1|-|$host:$port"
+    [ "$tls" = 1 ] && say "stage|tls|1|-|certificate verified for $host (CA: ${SSL_CERT_FILE:-the system store})"
+    [ -n "$pw" ] && say "stage|auth|1|-|as ${user:-default}, with the password from the app's variables"
+    say "stage|ping|1|-|PONG";;
+  *refused*) say "stage|tcp|0|-|connection refused by $host:$port"; exit 0;;
+  *timed\ out*) say "stage|tcp|0|-|connect to $host:$port timed out after ${to}s"; exit 0;;
+  *"No route"*|*unreachable*|*"Connection reset"*) say "stage|tcp|0|-|connect to $host:$port: $r"; exit 0;;
+  *certificate*|*verify*) say "stage|tcp|1|-|$host:$port"; say "stage|tls|0|-|certificate not trusted: $r"; exit 0;;
+  *SSL*|*TLS*) say "stage|tcp|1|-|$host:$port"; say "stage|tls|0|-|handshake failed: $r"; exit 0;;
+  *WRONGPASS*) say "stage|tcp|1|-|$host:$port"; say "stage|auth|0|-|WRONGPASS${r#*WRONGPASS}"; exit 0;;
+  *NOAUTH*) say "stage|tcp|1|-|$host:$port"; say "stage|auth|0|-|NOAUTH${r#*NOAUTH}"; exit 0;;
+  *AUTH*|*password*) say "stage|tcp|1|-|$host:$port"; say "stage|auth|0|-|$r"; exit 0;;
   *) say "stage|ping|0|-|$r"; exit 0;;
   esac
+  w=$("$cli" "$@" --no-auth-warning ACL WHOAMI 2>/dev/null | head -n 1)
+  case $w in ""|*ERR*|*NOPERM*) ;; *) say "user|$w";; esac
   l=$("$cli" "$@" --no-auth-warning --latency -i 1 --raw 2>/dev/null)
   [ -n "$l" ] && say "stage|latency|1|-|min/max/avg/samples ms: $l (valkey-cli --latency)"
   role=$("$cli" "$@" --no-auth-warning ROLE 2>/dev/null | head -n 1)

@@ -88,7 +88,7 @@ pub enum Stream {
 }
 
 /// How a session ended (without error).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ended {
     /// `channel_closed` was received (false: the socket ended first).
     pub channel_closed: bool,

@@ -210,6 +210,15 @@ async fn run_inner(estate: &Estate, args: ExecArgs) -> anyhow::Result<u8> {
     });
     let ended = match ended {
         Ok(e) => e,
+        // The exit marker is printed after the command ended and arrives in sequence after
+        // all its output: a channel that fails after it lost nothing of the command's.
+        Err(e) if matches!(code, Some(Some(_))) => {
+            eprintln!(
+                "note: session {}: {e} (after the command's exit status arrived: its output is complete)",
+                started.session.session_id
+            );
+            crate::ecsexec::client::Ended::default()
+        }
         Err(e) => {
             eprintln!("error: session {}: {e}", started.session.session_id);
             return Ok(exit::FAILED);

@@ -411,6 +411,13 @@ impl Agent {
         );
         let _ = ws.send(Message::binary(f.encode())).await;
         let _ = ws.close(None).await;
+        // A closing handshake, not a dropped socket: acknowledgements still on their way
+        // are read until the client answers the close (or a second passes), so the kernel
+        // never answers them with a reset that would discard what the client has not read.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
         Ok(())
     }
 

@@ -112,21 +112,48 @@ fn image_client(fault: ConsumerFault) -> Result<Option<(&'static str, PathBuf)>,
     let missing = |what: &str, hint: &str| format!("{what} is not on this host ({hint})");
     Ok(Some(match fault {
         ConsumerFault::OnlyValkeyCli => {
-            let found = on_host_path("valkey-cli")
-                .map(|p| ("valkey-cli", p))
-                .or_else(|| on_host_path("redis-cli").map(|p| ("redis-cli", p)))
-                .or_else(|| {
-                    // Beside the valkey-server the sandbox runs.
-                    let server = crate::valkey::binary::locate().ok()?;
-                    let dir = server.parent()?;
-                    [
-                        ("valkey-cli", dir.join("valkey-cli")),
-                        ("redis-cli", dir.join("redis-cli")),
-                    ]
-                    .into_iter()
-                    .find(|(_, p)| p.is_file())
-                });
-            found.ok_or_else(|| missing("valkey-cli", "it comes with valkey-server"))?
+            // On PATH, then beside the valkey-server the sandbox runs; one that speaks TLS
+            // first (the sandbox's caches use TLS).
+            let mut found: Vec<(&'static str, PathBuf)> = Vec::new();
+            for name in ["valkey-cli", "redis-cli"] {
+                found.extend(on_host_path(name).map(|p| (name, p)));
+            }
+            if let Some(dir) = crate::valkey::binary::locate()
+                .ok()
+                .and_then(|s| s.parent().map(Path::to_path_buf))
+            {
+                for name in ["valkey-cli", "redis-cli"] {
+                    let p = dir.join(name);
+                    if p.is_file() {
+                        found.push((name, p));
+                    }
+                }
+            }
+            let speaks_tls = |p: &Path| {
+                let mut cmd = std::process::Command::new(p);
+                if let Some(libs) = unpacked_libs(p) {
+                    cmd.env("LD_LIBRARY_PATH", libs);
+                }
+                cmd.arg("--help").output().is_ok_and(|o| {
+                    String::from_utf8_lossy(&o.stdout).contains("--tls")
+                        || String::from_utf8_lossy(&o.stderr).contains("--tls")
+                })
+            };
+            // Debian's redis-cli unpacked in the tools directory (scripts/setup-tools.sh).
+            for tools in crate::valkey::binary::tools_dirs() {
+                let p = tools.join("redis-tools/usr/bin/redis-cli");
+                if p.is_file() {
+                    found.push(("redis-cli", p));
+                }
+            }
+            let first_tls = found.iter().position(|(_, p)| speaks_tls(p)).unwrap_or(0);
+            if found.is_empty() {
+                return Err(missing(
+                    "valkey-cli",
+                    "it comes with valkey-server; apt-get install redis-tools",
+                ));
+            }
+            found.swap_remove(first_tls)
         }
         ConsumerFault::OnlyPython3 => {
             // The interpreter itself (a version manager's shim needs the manager).
@@ -167,9 +194,37 @@ pub fn image(dir: &Path, fault: ConsumerFault) -> Result<PathBuf, ControlPlaneEr
         .iter()
         .filter_map(|t| on_host_path(t).map(|p| (*t, p)));
     for (name, target) in base.chain(client) {
-        std::os::unix::fs::symlink(&target, bin.join(name)).map_err(|e| fail("RunTask", e))?;
+        if let Some(libs) = unpacked_libs(&target) {
+            // An unpacked package's binary finds its libraries through a wrapper.
+            let script = format!(
+                "#!/bin/sh\nLD_LIBRARY_PATH='{}' exec '{}' \"$@\"\n",
+                libs.display(),
+                target.display()
+            );
+            let path = bin.join(name);
+            std::fs::write(&path, script).map_err(|e| fail("RunTask", e))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| fail("RunTask", e))?;
+        } else {
+            std::os::unix::fs::symlink(&target, bin.join(name)).map_err(|e| fail("RunTask", e))?;
+        }
     }
     Ok(bin)
+}
+
+/// For a binary unpacked from a Debian package under `<root>/usr/bin/`: the directory of its
+/// unpacked libraries (`<root>/usr/lib/<triplet>`), if there is one.
+fn unpacked_libs(binary: &Path) -> Option<PathBuf> {
+    let root = binary.parent()?.parent()?.parent()?;
+    if !root.join("debs").is_dir() {
+        return None;
+    }
+    std::fs::read_dir(root.join("usr/lib"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && p.join("liblzf.so.1").exists())
 }
 
 /// The task's environment with `fault` applied (at task start).
