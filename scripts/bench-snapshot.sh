@@ -205,11 +205,12 @@ cr = step("restore.json", "restore")["outputs"]
 print(f"   restore run {(t2-t1)*1000:.0f} ms: " + ", ".join(f"{s['id']} {s['elapsed_ms']} ms" for s in rs)
       + f", process and discovery {(t2-t1)*1000 - sum(s['elapsed_ms'] for s in rs):.0f} ms")
 built = None
-for line in open(f"{w}/sandbox/daemon.log", errors="replace"):
-    if "restore built" in line and "bench-copy" in line:
-        built = {k: int(v) for k, v in re.findall(r"(\w+_ms)=(\d+)", line)}
+for log in glob.glob(f"{w}/state/logs/cachedeck.log.*"):  # the daemon's log, among others
+    for line in open(log, errors="replace"):
+        if "restore built" in line and "bench-copy" in line:
+            built = {k: int(v) for k, v in re.findall(r"(\w+_ms)=(\d+)", line)}
 print(f"     create step: CreateReplicationGroup answered in {cr.get('call_ms')} ms, available after {cr.get('restore_ms')} ms"
-      + (f"; the daemon: nodes started and loaded {built.get('nodes_loaded_ms')} ms, replication {built.get('replication_ms')} ms, endpoints {built.get('endpoints_ms')} ms" if built else ""))
+      + (f"; the daemon: processes started {built.get('nodes_started_ms')} ms, then RDB loaded and replicas attached {built.get('loaded_and_attached_ms')} ms, endpoints {built.get('endpoints_ms')} ms" if built else ""))
 ns = [step(f"nosample-{i}.json", "snapshot") for i in range(1, 100) if os.path.exists(f"{w}/nosample-{i}.json")]
 ws = [step(f"sample-{i}.json", "snapshot") for i in range(1, 100) if os.path.exists(f"{w}/sample-{i}.json")]
 a = statistics.median(s["elapsed_ms"] for s in ns)

@@ -9,6 +9,7 @@
 pub mod manifest;
 pub mod rdb;
 pub mod store;
+pub mod tracking;
 pub mod verify;
 
 pub use manifest::{Manifest, SampleKey, ShardCounts};

@@ -80,6 +80,9 @@ pub struct Connector {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Whether node endpoints speak TLS.
     options: ConnectOptions,
+    /// Set: connections speak RESP3 and hand push messages (client-tracking invalidations)
+    /// here.
+    pushes: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -126,6 +129,7 @@ impl Connector {
             auth,
             tls: tls_config,
             options,
+            pushes: None,
         })
     }
 
@@ -137,6 +141,18 @@ impl Connector {
     pub fn with_options(&self, options: ConnectOptions) -> Connector {
         Connector {
             options,
+            ..self.clone()
+        }
+    }
+
+    /// The same connector for RESP3 connections whose push messages (client-tracking
+    /// invalidations) go to `pushes`, in the order the server sent them among the replies.
+    pub fn with_pushes(
+        &self,
+        pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> Connector {
+        Connector {
+            pushes: Some(pushes),
             ..self.clone()
         }
     }
@@ -287,6 +303,9 @@ impl Connector {
         if let Some(password) = &self.auth.password {
             info = info.set_password(password.expose_secret());
         }
+        if self.pushes.is_some() {
+            info = info.set_protocol(redis::ProtocolVersion::RESP3);
+        }
         info
     }
 
@@ -303,9 +322,12 @@ impl Connector {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let stream = wire::Watched::new(stream, Arc::clone(seen));
-        let config = AsyncConnectionConfig::new()
+        let mut config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(self.options.command_timeout))
             .set_connection_timeout(Some(left));
+        if let Some(pushes) = &self.pushes {
+            config = config.set_push_sender(pushes.clone());
+        }
         let made = tokio::time::timeout(
             left,
             MultiplexedConnection::new_with_config(&self.redis_info(), stream, config),

@@ -366,3 +366,61 @@ async fn server_errors_carry_their_code_and_the_link_survives() {
     // A server error is an answer: the same connection keeps working.
     assert!(conn.info().await.is_ok());
 }
+
+/// Write tracking on a replica names the keys its replication stream writes (and only keys
+/// the sample can hold), once `written` has caught up with the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_tracking_on_a_replica_names_replicated_writes() {
+    use cachedeck::snapshot::manifest::key_hash;
+    use cachedeck::snapshot::tracking::Tracker;
+    let primary = server();
+    let replica =
+        start(ServerSpec::new().args(["--replicaof", "127.0.0.1", &primary.port().to_string()]));
+    let c = connector(None, None);
+    let mut p = c.connect(&local(primary.port())).await.expect("primary");
+    let _: () = p
+        .query(redis::cmd("SET").arg("before").arg("1"))
+        .await
+        .expect("SET");
+    // Only keys whose hash is at most the cut-off are kept: pick one of each side.
+    let keys: Vec<String> = (0..40).map(|i| format!("order:{i}:total")).collect();
+    let cutoff = u64::MAX / 2;
+    let kept: Vec<&String> = keys
+        .iter()
+        .filter(|k| key_hash(k.as_bytes()) <= cutoff)
+        .collect();
+    assert!(!kept.is_empty() && kept.len() < keys.len());
+    let mut tracker = Tracker::start(&c, &local(replica.port()), cutoff)
+        .await
+        .expect("tracking on the replica");
+    for k in &keys {
+        let _: () = p
+            .query(redis::cmd("SET").arg(k).arg("v"))
+            .await
+            .expect("SET");
+    }
+    let _: i64 = p
+        .query(redis::cmd("WAIT").arg(1).arg(5000))
+        .await
+        .expect("WAIT");
+    let written = tracker
+        .written()
+        .await
+        .expect("written")
+        .expect("known (no flush, no drop)");
+    let mut got: Vec<String> = written
+        .iter()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = kept.iter().map(|k| k.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want, "the kept keys written after tracking began");
+    // A flush: every key may have changed, which `written` says by knowing nothing.
+    let _: () = p.query(&redis::cmd("FLUSHALL")).await.expect("FLUSHALL");
+    let _: i64 = p
+        .query(redis::cmd("WAIT").arg(1).arg(5000))
+        .await
+        .expect("WAIT");
+    assert_eq!(tracker.written().await.expect("written"), None);
+}

@@ -14,6 +14,7 @@ use crate::runbook::action::{
 };
 use crate::runbook::value::{Value, ValueKind, Values};
 use crate::snapshot::manifest::{self, Manifest, SampleKey, ShardCounts};
+use crate::snapshot::tracking::Tracker;
 use async_trait::async_trait;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -455,6 +456,57 @@ async fn counts(ctx: &ActionContext, targets: &[ReadTarget]) -> Result<Vec<Count
     Ok(out)
 }
 
+/// Write tracking on every target (see [`crate::snapshot::tracking`]), started before the
+/// snapshot is asked for; `None` for a target where it cannot be had (the save marks decide
+/// there).
+async fn start_tracking(
+    ctx: &ActionContext,
+    targets: &[ReadTarget],
+    cutoff: u64,
+) -> Result<Vec<Option<Tracker>>, ActionError> {
+    let connector = ctx.connector().await?;
+    let mut out = Vec::new();
+    for t in targets {
+        match Tracker::start(connector, &t.endpoint, cutoff).await {
+            Ok(tracker) => out.push(Some(tracker)),
+            Err(e) => {
+                ctx.output(format!(
+                    "{}: no write tracking ({}); keys read after the save began are held to the save marks",
+                    t.label,
+                    crate::escape::escape_capped(e, 160)
+                ));
+                out.push(None);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Marks changed, after the second read: keys the node says were written since tracking
+/// began, or — where tracking is not known — keys the save marks do not hold.
+async fn settle_changed(
+    targets: &[ReadTarget],
+    trackers: &mut [Option<Tracker>],
+    sample: &mut [SampleKey],
+    held: &[bool],
+) {
+    for (t, tracker) in targets.iter().zip(trackers.iter_mut()) {
+        let written = match tracker {
+            Some(tracker) => tracker.written().await.ok().flatten(),
+            None => None,
+        };
+        for (k, held) in sample.iter_mut().zip(held) {
+            if k.shard != t.shard {
+                continue;
+            }
+            k.changed |= match &written {
+                Some(keys) => keys.contains(&k.key()),
+                None => !held,
+            };
+        }
+    }
+}
+
 /// Each target's [`manifest::SaveMark`] before the snapshot is asked for.
 async fn save_marks(
     ctx: &ActionContext,
@@ -472,18 +524,19 @@ async fn save_marks(
     Ok(out)
 }
 
-/// Picks and reads the sample on every target, while the snapshot is taken. A key read once
-/// the save may have begun, with writes reaching the node since `start` (its mark before the
-/// snapshot was asked for), is marked changed: a write between the fork and the read may
-/// have touched it (see [`manifest::SaveMark::holds_since`]).
+/// Picks and reads the sample on every target, while the snapshot is taken; with each key
+/// whether its read holds the saved value by the save marks alone (see
+/// [`manifest::SaveMark::holds_since`]; `start` is each target's mark before the snapshot
+/// was asked for) — what decides when the node's write tracking is not available.
 async fn read_sample(
     ctx: &ActionContext,
     targets: &[ReadTarget],
     keyspaces: &[std::collections::BTreeMap<u32, u64>],
     cutoff: u64,
     start: &[manifest::SaveMark],
-) -> Result<Vec<SampleKey>, ActionError> {
+) -> Result<(Vec<SampleKey>, Vec<bool>), ActionError> {
     let mut sample = Vec::new();
+    let mut held = Vec::new();
     let total: u64 = keyspaces.iter().flat_map(|k| k.values()).sum();
     let mut walked = 0u64;
     for ((t, keys), start) in targets.iter().zip(keyspaces).zip(start) {
@@ -510,12 +563,13 @@ async fn read_sample(
                     kind: read.kind,
                     ttl: read.ttl,
                     digest: read.digest,
-                    changed: !mark.holds_since(start),
+                    changed: false,
                 });
+                held.push(mark.holds_since(start));
             }
         }
     }
-    Ok(sample)
+    Ok((sample, held))
 }
 
 /// Reads the sample again after the snapshot and flags keys that changed since their first
@@ -685,7 +739,12 @@ impl Action for SnapshotCreate {
         } else {
             manifest::cutoff(sample_target, total)
         };
-        // Before the snapshot is asked for: the reference the sample's reads are held to.
+        // Before the snapshot is asked for: what the sample's reads are held to.
+        let mut trackers = if sample_target == 0 {
+            Vec::new()
+        } else {
+            start_tracking(ctx, &targets, cutoff).await?
+        };
         let start = save_marks(ctx, &targets).await?;
         let started = Instant::now();
         let existing = find(ctx, &name).await?;
@@ -714,7 +773,7 @@ impl Action for SnapshotCreate {
         let sample_read = async {
             let t = Instant::now();
             let s = if sample_target == 0 {
-                Vec::new()
+                Default::default()
             } else {
                 read_sample(ctx, &targets, &keyspaces, cutoff, &start).await?
             };
@@ -722,9 +781,10 @@ impl Action for SnapshotCreate {
         };
         let (created, sampled) = tokio::join!(create, sample_read);
         let (snap, snapshot_took) = created?;
-        let (mut sample, sample_took) = sampled?;
+        let ((mut sample, held), sample_took) = sampled?;
         let after = counts(ctx, &targets).await?;
         mark_changed(ctx, &targets, &mut sample).await?;
+        settle_changed(&targets, &mut trackers, &mut sample, &held).await;
         let shards = shard_counts(&targets, &before, &after);
         let manifest = Manifest {
             env: ctx.env.name.clone(),
@@ -787,6 +847,11 @@ async fn self_managed(
     let before = counts(ctx, &targets).await?;
     let total: u64 = before.iter().flat_map(|(k, _)| k.values()).sum();
     let cutoff = manifest::cutoff(sample_target, total);
+    let mut trackers = if sample_target == 0 {
+        Vec::new()
+    } else {
+        start_tracking(ctx, &targets, cutoff).await?
+    };
     let start = save_marks(ctx, &targets).await?;
     let started = Instant::now();
     let mut conn = connect(ctx, &targets[0]).await?;
@@ -800,7 +865,7 @@ async fn self_managed(
     let sample_read = async {
         let t = Instant::now();
         let s = if sample_target == 0 {
-            Vec::new()
+            Default::default()
         } else {
             read_sample(ctx, &targets, &keyspaces, cutoff, &start).await?
         };
@@ -808,9 +873,10 @@ async fn self_managed(
     };
     let (saved, sampled) = tokio::join!(save, sample_read);
     let (saved_at, snapshot_took) = saved?;
-    let (mut sample, sample_took) = sampled?;
+    let ((mut sample, held), sample_took) = sampled?;
     let after = counts(ctx, &targets).await?;
     mark_changed(ctx, &targets, &mut sample).await?;
+    settle_changed(&targets, &mut trackers, &mut sample, &held).await;
     let shards = shard_counts(&targets, &before, &after);
     let manifest = Manifest {
         env: ctx.env.name.clone(),
