@@ -96,14 +96,13 @@ pub(super) async fn test_failover(
             ),
         });
     };
-    plane.event(
-        replication_group,
-        "replication-group",
-        &events::test_failover_called(node_group),
-    )?;
+    // The "Test Failover API called" event is written by whoever carries the failover out,
+    // once it is queued: a caller killed between the two then leaves neither an event
+    // without a failover nor a failover without its event.
     let accepted = Accepted {
         env: plane.env.name.clone(),
         group: replication_group.to_string(),
+        node_group: node_group.to_string(),
         old,
         replicas,
     };
@@ -125,6 +124,8 @@ pub(super) async fn test_failover(
 pub(super) struct Accepted {
     env: String,
     group: String,
+    #[serde(default)]
+    node_group: String,
     old: NodeState,
     replicas: Vec<NodeState>,
 }
@@ -165,6 +166,11 @@ async fn carry_out(
     let event = |source: &str, source_type: &str, message: &str| {
         events::append(dir, &accepted.env, source, source_type, message).map(|_| ())
     };
+    event(
+        &accepted.group,
+        "replication-group",
+        &events::test_failover_called(&accepted.node_group),
+    )?;
     let state = super::plane::load_state(dir)?;
     let c = state
         .cache(&accepted.env, &accepted.group)

@@ -244,52 +244,17 @@ fn save_cache(
 }
 
 fn enqueue(dir: &std::path::Path, accepted: &Accepted) -> std::io::Result<()> {
-    let queue = dir.join(QUEUE);
-    std::fs::create_dir_all(&queue)?;
-    let name = format!(
-        "{}-{}.json",
-        time::OffsetDateTime::now_utc().unix_timestamp_nanos(),
-        std::process::id()
-    );
-    let tmp = queue.join(format!(".{name}.tmp"));
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec(accepted).map_err(std::io::Error::other)?,
-    )?;
-    // Renamed into place whole, so the daemon never reads half a request.
-    std::fs::rename(&tmp, queue.join(name))
+    super::queue::put(dir, QUEUE, accepted)
 }
 
 /// The endpoint daemon's part: builds every accepted restore, each once (a request is
 /// claimed by renaming it before the work starts); `built` is told when a cache's endpoints
 /// are in the state, so the daemon serves them at once.
 pub(super) async fn serve_queue(dir: PathBuf, built: std::sync::Arc<tokio::sync::Notify>) {
-    let queue = dir.join(QUEUE);
     let params = ParamStore::new(&dir);
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let Ok(entries) = std::fs::read_dir(&queue) else {
-            continue;
-        };
-        let mut names: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        names.sort();
-        for path in names {
-            let claimed = path.with_extension("taken");
-            if std::fs::rename(&path, &claimed).is_err() {
-                continue;
-            }
-            let request = std::fs::read(&claimed)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Accepted>(&b).ok());
-            let _ = std::fs::remove_file(&claimed);
-            let Some(request) = request else {
-                tracing::warn!(file = %path.display(), "unreadable restore request");
-                continue;
-            };
+        for request in super::queue::take_all::<Accepted>(&dir, QUEUE) {
             let dir = dir.clone();
             let params = params.clone();
             let built = built.clone();
