@@ -46,6 +46,97 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// Ends the process when the terminal is gone and the event loop cannot say so itself.
+///
+/// crossterm's reader treats a read of 0 bytes (what a hung-up terminal gives) as "nothing
+/// yet" and reads again at once, forever, on the thread polling the event stream — the
+/// thread the event loop runs on, which then never sees SIGHUP or anything else and spins.
+/// This watchdog runs on the runtime's worker threads: once the terminal hung up (SIGHUP,
+/// or the terminal's descriptor polls as hung up) it gives the event loop [`HANGUP_GRACE`]
+/// to end the usual way, then exits with 129 (128 + SIGHUP). There is no terminal left to
+/// restore, and a run in progress is resumable from its journal like any killed run.
+struct HangupWatchdog(tokio::task::JoinHandle<()>);
+
+/// How long the event loop has to end by itself after the terminal hung up.
+const HANGUP_GRACE: Duration = Duration::from_secs(2);
+
+impl HangupWatchdog {
+    fn start() -> HangupWatchdog {
+        // Chosen while the terminal is alive: a hung-up one no longer reads as a terminal.
+        let watched = TerminalFd::now();
+        HangupWatchdog(tokio::spawn(async move {
+            let mut sighup = signal(SignalKind::hangup()).ok();
+            let mut every = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                let hup = async {
+                    match sighup.as_mut() {
+                        Some(s) => {
+                            s.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = hup => break,
+                    _ = every.tick() => {
+                        if watched.is_some_and(TerminalFd::hung_up) {
+                            break;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(HANGUP_GRACE).await;
+            tracing::warn!("the terminal hung up and the event loop did not end; exiting");
+            std::process::exit(129);
+        }))
+    }
+}
+
+impl Drop for HangupWatchdog {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The standard stream the terminal is on: input, else output.
+#[derive(Debug, Clone, Copy)]
+enum TerminalFd {
+    Stdin,
+    Stdout,
+}
+
+impl TerminalFd {
+    fn now() -> Option<TerminalFd> {
+        use std::io::IsTerminal;
+        if io::stdin().is_terminal() {
+            Some(TerminalFd::Stdin)
+        } else if io::stdout().is_terminal() {
+            Some(TerminalFd::Stdout)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the terminal has hung up: its descriptor polls as hung up or invalid. Nothing
+    /// is read from it.
+    fn hung_up(self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let (stdin, stdout) = (io::stdin(), io::stdout());
+        let fd = match self {
+            TerminalFd::Stdin => stdin.as_fd(),
+            TerminalFd::Stdout => stdout.as_fd(),
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => fds[0].revents().is_some_and(|r| {
+                r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+            }),
+            Err(_) => false,
+        }
+    }
+}
+
 /// Runs the TUI until the user quits or a signal asks it to stop. The first frame is drawn
 /// before `load` (the config, each environment's credentials and account) finishes, and
 /// `q`, Ctrl-C, SIGTERM and SIGHUP are answered while it runs.
@@ -64,6 +155,7 @@ where
     // Installs a panic hook that restores the terminal before the panic is printed.
     let mut terminal = ratatui::try_init()?;
     let _guard = TerminalGuard;
+    let _watchdog = HangupWatchdog::start();
     // One input stream for the whole session: crossterm's reader is process-wide, and a
     // stream dropped while its reader thread waits would race the next one.
     let mut input = EventStream::new();
