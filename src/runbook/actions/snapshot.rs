@@ -572,6 +572,39 @@ async fn read_sample(
     Ok((sample, held))
 }
 
+/// The sample read beside the save (none when no sample is asked for), and how long it took.
+async fn read_sample_timed(
+    ctx: &ActionContext,
+    targets: &[ReadTarget],
+    before: &[Counts],
+    cutoff: u64,
+    start: &[manifest::SaveMark],
+    sample_target: u64,
+) -> Result<((Vec<SampleKey>, Vec<bool>), Duration), ActionError> {
+    let t = Instant::now();
+    if sample_target == 0 {
+        return Ok((Default::default(), t.elapsed()));
+    }
+    let keyspaces: Vec<_> = before.iter().map(|(k, _)| k.clone()).collect();
+    let sample = read_sample(ctx, targets, &keyspaces, cutoff, start).await?;
+    Ok((sample, t.elapsed()))
+}
+
+/// After the save: the key counts again, and the sampled keys that changed while it ran
+/// marked as such. Returns the counts.
+async fn settle_sample(
+    ctx: &ActionContext,
+    targets: &[ReadTarget],
+    trackers: &mut [Option<Tracker>],
+    sample: &mut [SampleKey],
+    held: &[bool],
+) -> Result<Vec<Counts>, ActionError> {
+    let after = counts(ctx, targets).await?;
+    mark_changed(ctx, targets, sample).await?;
+    settle_changed(targets, trackers, sample, held).await;
+    Ok(after)
+}
+
 /// Reads the sample again after the snapshot and flags keys that changed since their first
 /// read (which, when it preceded the save's fork, brackets it).
 async fn mark_changed(
@@ -769,22 +802,11 @@ impl Action for SnapshotCreate {
             let snap = wait_available(ctx, &name, every, deadline).await?;
             Ok((snap, started.elapsed()))
         };
-        let keyspaces: Vec<_> = before.iter().map(|(k, _)| k.clone()).collect();
-        let sample_read = async {
-            let t = Instant::now();
-            let s = if sample_target == 0 {
-                Default::default()
-            } else {
-                read_sample(ctx, &targets, &keyspaces, cutoff, &start).await?
-            };
-            Ok::<_, ActionError>((s, t.elapsed()))
-        };
+        let sample_read = read_sample_timed(ctx, &targets, &before, cutoff, &start, sample_target);
         let (created, sampled) = tokio::join!(create, sample_read);
         let (snap, snapshot_took) = created?;
         let ((mut sample, held), sample_took) = sampled?;
-        let after = counts(ctx, &targets).await?;
-        mark_changed(ctx, &targets, &mut sample).await?;
-        settle_changed(&targets, &mut trackers, &mut sample, &held).await;
+        let after = settle_sample(ctx, &targets, &mut trackers, &mut sample, &held).await?;
         let shards = shard_counts(&targets, &before, &after);
         let manifest = Manifest {
             env: ctx.env.name.clone(),
@@ -855,28 +877,17 @@ async fn self_managed(
     let start = save_marks(ctx, &targets).await?;
     let started = Instant::now();
     let mut conn = connect(ctx, &targets[0]).await?;
-    let keyspaces: Vec<_> = before.iter().map(|(k, _)| k.clone()).collect();
     // The sample is read while the BGSAVE runs.
     let save = async {
         let saved_at =
             super::survives_restart::bgsave(ctx, &mut conn, Duration::from_secs(3600)).await?;
         Ok::<_, ActionError>((saved_at, started.elapsed()))
     };
-    let sample_read = async {
-        let t = Instant::now();
-        let s = if sample_target == 0 {
-            Default::default()
-        } else {
-            read_sample(ctx, &targets, &keyspaces, cutoff, &start).await?
-        };
-        Ok::<_, ActionError>((s, t.elapsed()))
-    };
+    let sample_read = read_sample_timed(ctx, &targets, &before, cutoff, &start, sample_target);
     let (saved, sampled) = tokio::join!(save, sample_read);
     let (saved_at, snapshot_took) = saved?;
     let ((mut sample, held), sample_took) = sampled?;
-    let after = counts(ctx, &targets).await?;
-    mark_changed(ctx, &targets, &mut sample).await?;
-    settle_changed(&targets, &mut trackers, &mut sample, &held).await;
+    let after = settle_sample(ctx, &targets, &mut trackers, &mut sample, &held).await?;
     let shards = shard_counts(&targets, &before, &after);
     let manifest = Manifest {
         env: ctx.env.name.clone(),
