@@ -11,23 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ -z "${CACHEDECK_BIN:-}" ]]; then
-  cargo build --release --quiet
-  CACHEDECK_BIN="${CARGO_TARGET_DIR:-target}/release/cachedeck"
-fi
+source scripts/bench-common.sh
 mb="${BENCH_MB:-50}"
 runs="${BENCH_RUNS:-3}"
-work="$(mktemp -d)"
-cp "$CACHEDECK_BIN" "$work/cachedeck"
-bin="$work/cachedeck"
-export CACHEDECK_SANDBOX_DIR="$work/sandbox" CACHEDECK_STATE_DIR="$work/state"
-export CACHEDECK_CONFIG_DIR="$work/config" HOME="$work/home" AWS_CONFIG_FILE=/nonexistent
-mkdir -p "$CACHEDECK_SANDBOX_DIR" "$CACHEDECK_STATE_DIR" "$CACHEDECK_CONFIG_DIR" "$HOME"
-cleanup() {
-  "$bin" sandbox down >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_isolated_sandbox
 
 echo "starting the sandbox…" >&2
 "$bin" sandbox up --keys 200 >/dev/null

@@ -35,14 +35,8 @@ server="${CACHEDECK_VALKEY_SERVER:-$(ls "$tools"/venv/lib/python3*/site-packages
 [[ -x "$moto" && -x "$python" ]] || { echo "no moto_server at $moto: run scripts/setup-tools.sh" >&2; exit 2; }
 [[ -x "$server" ]] || { echo "no valkey-server: run scripts/setup-tools.sh or set CACHEDECK_VALKEY_SERVER" >&2; exit 2; }
 
-if [[ -z "${CACHEDECK_BIN:-}" ]]; then
-  cargo build --release --quiet
-  CACHEDECK_BIN="${CARGO_TARGET_DIR:-target}/release/cachedeck"
-fi
-# Work on a private copy: a shared target dir may be rebuilt under our feet.
-work="$(mktemp -d)"
-cp "$CACHEDECK_BIN" "$work/cachedeck"
-bin="$work/cachedeck"
+source scripts/bench-common.sh
+bench_binary
 case "$CACHEDECK_BIN" in
   *release*) build=release ;;
   *debug*) build=debug ;;

@@ -11,22 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ -z "${CACHEDECK_BIN:-}" ]]; then
-  cargo build --release --quiet
-  CACHEDECK_BIN="${CARGO_TARGET_DIR:-target}/release/cachedeck"
-fi
-# Work on a private copy: a shared target dir may be rebuilt under our feet.
-work="$(mktemp -d)"
-cp "$CACHEDECK_BIN" "$work/cachedeck"
-bin="$work/cachedeck"
-export CACHEDECK_SANDBOX_DIR="$work/sandbox" CACHEDECK_STATE_DIR="$work/state"
-export CACHEDECK_CONFIG_DIR="$work/config" HOME="$work/home" AWS_CONFIG_FILE=/nonexistent
-mkdir -p "$CACHEDECK_SANDBOX_DIR" "$CACHEDECK_STATE_DIR" "$CACHEDECK_CONFIG_DIR" "$HOME"
-cleanup() {
-  "$bin" sandbox down >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/bench-common.sh
+bench_isolated_sandbox
 
 echo "starting the sandbox…" >&2
 "$bin" sandbox up --keys 5000 >/dev/null
