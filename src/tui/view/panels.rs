@@ -9,7 +9,7 @@ use crate::valkey::stats::{HistoryPoint, NodeEntry};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Sparkline, Table};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Sparkline, Table};
 
 /// Which figure of a history point a chart plots.
 type Pick = fn(&HistoryPoint) -> Option<f64>;
@@ -399,19 +399,37 @@ pub fn events(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     frame.render_widget(table, area);
 }
 
-/// A panel's list, or what to say instead: `[loading, what, empty]` words for a list still
-/// loading, one that failed ("<what> unavailable: …", escaped) and an empty one.
-fn not_listed<'a, T>(
+/// A panel's list; when there is none to show, the panel is drawn with what to say instead
+/// (`[loading, what, empty]` words for a list still loading, one that failed ("<what>
+/// unavailable: …", escaped) and an empty one) and the answer is `None`.
+fn listed<'a, T>(
+    frame: &mut Frame,
+    block: &Block<'_>,
+    area: Rect,
     load: &'a Load<Vec<T>>,
     [loading, what, empty]: [&str; 3],
     theme: &Theme,
-) -> Result<&'a Vec<T>, (String, ratatui::style::Style)> {
-    match load {
-        Load::Loading => Err((loading.to_string(), theme.muted)),
-        Load::Failed(e) => Err((format!("{what} unavailable: {}", escape(e)), theme.warn)),
-        Load::Ready(list) if list.is_empty() => Err((empty.to_string(), theme.muted)),
-        Load::Ready(list) => Ok(list),
-    }
+) -> Option<&'a Vec<T>> {
+    let (text, style) = match load {
+        Load::Loading => (loading.to_string(), theme.muted),
+        Load::Failed(e) => (format!("{what} unavailable: {}", escape(e)), theme.warn),
+        Load::Ready(list) if list.is_empty() => (empty.to_string(), theme.muted),
+        Load::Ready(list) => return Some(list),
+    };
+    panel_notice(frame, block, area, &text, style);
+    None
+}
+
+/// A panel with only a notice in it.
+fn panel_notice(
+    frame: &mut Frame,
+    block: &Block<'_>,
+    area: Rect,
+    text: &str,
+    style: ratatui::style::Style,
+) {
+    frame.render_widget(block.clone(), area);
+    notice(frame, block.inner(area), text, style);
 }
 
 /// The cache's snapshots, newest first: name, status, source (manual/automated), created,
@@ -421,37 +439,32 @@ pub fn snapshots(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Line::styled(" snapshots (newest first) ", theme.title),
         theme,
     );
-    let inner = block.inner(area);
     let applies = app
         .current_cache()
         .is_some_and(|c| crate::watch::snapshot_query(c).is_some());
-    let list = match &app.snapshots {
-        _ if !applies => {
-            frame.render_widget(block, area);
-            notice(
-                frame,
-                inner,
-                "AWS keeps snapshots of replication groups and serverless caches; for Valkey on ECS run the `snapshot` runbook (BGSAVE, `download`)",
-                theme.muted,
-            );
-            return;
-        }
-        load => match not_listed(
-            load,
-            [
-                "fetching snapshots…",
-                "snapshots",
-                "no snapshots; `x` → snapshot takes one with a manifest",
-            ],
-            theme,
-        ) {
-            Ok(list) => list,
-            Err((text, style)) => {
-                frame.render_widget(block, area);
-                notice(frame, inner, &text, style);
-                return;
-            }
-        },
+    if !applies {
+        panel_notice(
+            frame,
+            &block,
+            area,
+            "AWS keeps snapshots of replication groups and serverless caches; for Valkey on ECS run the `snapshot` runbook (BGSAVE, `download`)",
+            theme.muted,
+        );
+        return;
+    }
+    let Some(list) = listed(
+        frame,
+        &block,
+        area,
+        &app.snapshots,
+        [
+            "fetching snapshots…",
+            "snapshots",
+            "no snapshots; `x` → snapshot takes one with a manifest",
+        ],
+        theme,
+    ) else {
+        return;
     };
     let rows = list
         .iter()
@@ -510,8 +523,10 @@ pub fn consumers(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Line::styled(" consumers (e: shell in a task) ", theme.title),
         theme,
     );
-    let inner = block.inner(area);
-    let list = match not_listed(
+    let Some(list) = listed(
+        frame,
+        &block,
+        area,
         &app.consumers,
         [
             "reading task definitions…",
@@ -519,13 +534,8 @@ pub fn consumers(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             "no ECS task definition names this cache (name consumers in the config)",
         ],
         theme,
-    ) {
-        Ok(list) => list,
-        Err((text, style)) => {
-            frame.render_widget(block, area);
-            notice(frame, inner, &text, style);
-            return;
-        }
+    ) else {
+        return;
     };
     let selected = app.scroll.min(list.len().saturating_sub(1));
     let rows = list.iter().enumerate().map(|(i, c)| {
