@@ -18,8 +18,8 @@ use crate::domain::{AuthMode, CacheKind, Endpoints, NodeRole};
 use crate::valkey::server::{self as srv, HOST, ServerSpec};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 fn service(op: &str, code: &str, message: String) -> ControlPlaneError {
     ControlPlaneError::Service {
@@ -318,7 +318,7 @@ async fn build(
     let op = op_of(cache.kind == CacheKind::Serverless);
     let env = cache.env.clone();
     let id = cache.name.clone();
-    let began = std::time::Instant::now();
+    let began = Instant::now();
     save_cache(dir, op, cache)?;
     let meta: SnapshotMeta = snapshots::load(dir, &env, &accepted.snapshot).ok_or_else(|| {
         ControlPlaneError::NotFound {
@@ -380,11 +380,16 @@ async fn build(
                 format!("snapshot {} has no RDB for {}", meta.name, part.shard),
             )
         })?;
-        // Every node of the shard starts at once. Outside cluster mode a replica starts from
-        // the same RDB as its primary: with the replication id and offset the RDB carries (it
-        // was saved on a replica) it continues with a partial resync instead of a second
-        // BGSAVE and a full transfer (without them, a full sync). In cluster mode replicas
-        // start empty and are attached when the cluster is formed.
+        // Every node of the shard starts at once. Outside cluster mode a replica loads the
+        // same RDB as its primary, as a replica: with the replication id and offset the RDB
+        // carries (it was saved on a replica) it continues with a partial resync instead of a
+        // second BGSAVE and a full transfer. A replica left to itself first connects at its
+        // next replication tick, up to a second after loading; so it starts replicating the
+        // primary under another spelling of the loopback address (`127.1`), and a REPLICAOF
+        // with the usual one, once every node has loaded, connects at once (it changes the
+        // primary's address, so it is not a no-op, and keeps the RDB's replication id; a node
+        // loaded as a primary would have a new one, and need a full sync). In cluster mode
+        // replicas start empty and are attached when the cluster is formed.
         let primary_port = srv::free_port(meta.cluster_mode).map_err(|e| broken(op, e))?;
         let mut specs = Vec::new();
         for n in 0..=accepted.replicas {
@@ -399,12 +404,13 @@ async fn build(
                     nspec = nspec.args(super::tls::cluster_front_args());
                 }
             }
+            if n == 0 || !meta.cluster_mode {
+                link_or_copy(rdb, &ndir.join("dump.rdb")).map_err(|e| broken(op, e))?;
+            }
             if n == 0 {
-                std::fs::copy(rdb, ndir.join("dump.rdb")).map_err(|e| broken(op, e))?;
                 nspec.port = Some(primary_port);
             } else if !meta.cluster_mode {
-                std::fs::copy(rdb, ndir.join("dump.rdb")).map_err(|e| broken(op, e))?;
-                nspec = nspec.args(["--replicaof".to_string(), format!("{HOST} {primary_port}")]);
+                nspec = nspec.args(["--replicaof".to_string(), format!("127.1 {primary_port}")]);
             }
             specs.push((n, nid, nspec));
         }
@@ -464,8 +470,7 @@ async fn build(
         };
         cluster::complete(&plans, &ranges, &node_auth, Duration::from_secs(60)).await
     } else {
-        let ports: Vec<u16> = plans.iter().flat_map(|p| p.replicas.clone()).collect();
-        wait_replicas_synced(&ports, &node_auth).await
+        attach_loaded_replicas(&plans, &node_auth).await
     };
     formed.map_err(|e| broken(op, format!("{e}; node logs under {}", cache_dir.display())))?;
     let synced = began.elapsed();
@@ -502,6 +507,54 @@ async fn build(
         "restore built"
     );
     Ok(())
+}
+
+/// A node's own copy of a snapshot's RDB: a hard link where the store and the node share a
+/// file system (a server never writes its RDB in place: a save writes a temporary file and
+/// renames it over), else a copy.
+pub(super) fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(to);
+    std::fs::hard_link(from, to).or_else(|_| std::fs::copy(from, to).map(|_| ()))
+}
+
+/// Outside cluster mode: once every node of a shard has loaded its RDB, REPLICAOF its primary
+/// (under its usual address) on each replica, then waits until every replica's link is up.
+async fn attach_loaded_replicas(plans: &[ShardPlan], auth: &NodeAuth) -> Result<(), String> {
+    let until = Instant::now() + Duration::from_secs(120);
+    for plan in plans {
+        let all: Vec<u16> = std::iter::once(plan.primary)
+            .chain(plan.replicas.iter().copied())
+            .collect();
+        cluster::wait(until, "the nodes to load the snapshot", || async {
+            for &port in &all {
+                let mut conn = super::client::connect(port, auth, Duration::from_secs(2)).await?;
+                let info = super::client::command(
+                    &mut conn,
+                    redis::cmd("INFO").arg("persistence"),
+                    Duration::from_secs(2),
+                )
+                .await?;
+                let text = super::client::text_of(&info);
+                // `async_loading:0` is a different field.
+                if !text.lines().any(|l| l.trim_end() == "loading:0") {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+        .await?;
+        for &port in &plan.replicas {
+            let mut conn = super::client::connect(port, auth, Duration::from_secs(2)).await?;
+            super::client::command(
+                &mut conn,
+                redis::cmd("REPLICAOF").arg(HOST).arg(plan.primary),
+                Duration::from_secs(2),
+            )
+            .await?;
+        }
+    }
+    let ports: Vec<u16> = plans.iter().flat_map(|p| p.replicas.clone()).collect();
+    wait_replicas_synced(&ports, auth).await
 }
 
 fn cache_word(serverless: bool) -> &'static str {

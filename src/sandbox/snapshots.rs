@@ -453,7 +453,9 @@ async fn advance(plane: &SandboxControlPlane, mut meta: SnapshotMeta) -> Snapsho
             return meta;
         }
         let target = folder.join(format!("{}.rdb", part.shard));
-        let copied = std::fs::copy(part.dir.join("dump.rdb"), &target);
+        // The node's RDB as it is now, kept apart from its later saves (each replaces the
+        // file by a rename, so a hard link stays this save's bytes).
+        let copied = super::restore::link_or_copy(&part.dir.join("dump.rdb"), &target);
         if let Err(e) = copied {
             let _ = fail(plane, meta.clone(), &format!("copy the RDB: {e}"));
             meta.status = "failed".into();

@@ -2,7 +2,7 @@
 //! type by type. A key is in the sample when a 64-bit hash of its name falls under a cut-off
 //! chosen from the key count, so reading the same keyspace again picks the same keys.
 
-use crate::valkey::connect::NodeConnection;
+use crate::valkey::connect::{NodeConnection, RawConnection};
 use redis::Value as RValue;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -152,23 +152,36 @@ pub async fn keyspace(
     Ok((keys, expires))
 }
 
-/// SCANs database `db` and returns the keys under `cutoff`.
+/// SCANs database `db` and returns the keys under `cutoff`. The walk reads each SCAN reply in
+/// place ([`RawConnection`]): a million key names are hashed without a value built for each,
+/// so choosing the sample costs the server's SCAN and little more.
 pub async fn pick(
-    conn: &mut NodeConnection,
+    conn: &mut RawConnection,
     db: u32,
     cutoff: u64,
     on_batch: &mut (dyn FnMut(usize) + Send),
 ) -> Result<Vec<Vec<u8>>, String> {
-    select(conn, db).await?;
+    let select = conn
+        .call(redis::cmd("SELECT").arg(db))
+        .await
+        .map_err(|e| e.to_string())?
+        .error();
+    // Cluster nodes accept only SELECT 0, and a fresh connection is on 0 already.
+    if let Some(e) = select.filter(|_| db != 0) {
+        return Err(crate::escape::escape_capped(e, 200));
+    }
     let mut cursor: u64 = 0;
     let mut chosen = Vec::new();
     loop {
-        let (next, keys): (u64, Vec<Vec<u8>>) = conn
-            .query(redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(SCAN_COUNT))
+        let (next, n) = conn
+            .scan_page(cursor, SCAN_COUNT, &mut |k| {
+                if key_hash(k) <= cutoff {
+                    chosen.push(k.to_vec());
+                }
+            })
             .await
             .map_err(|e| e.to_string())?;
-        on_batch(keys.len());
-        chosen.extend(keys.into_iter().filter(|k| key_hash(k) <= cutoff));
+        on_batch(n);
         cursor = next;
         if cursor == 0 {
             break;

@@ -8,12 +8,14 @@
 //! for different fixes, and the connectivity-check runbook reports exactly which one it is.
 
 mod error;
+mod raw;
 mod secrets;
 mod tls;
 mod transport;
 mod wire;
 
 pub use error::{ConnectError, Layer};
+pub use raw::RawConnection;
 pub use secrets::{Auth, resolve as resolve_auth};
 
 use transport::{classify, connect_tcp, resolve};
@@ -171,101 +173,29 @@ impl Connector {
     ) -> Result<NodeConnection, ConnectError> {
         let target = endpoint.address();
         let deadline = self.options.connect_timeout;
-        let timed_out = |stage: &str| {
-            ConnectError::new(
-                Layer::Timeout,
-                target.clone(),
-                format!("no answer within {} during {stage}", wire::human(deadline)),
-                None,
-            )
-        };
         let started = Instant::now();
         let left = || deadline.saturating_sub(started.elapsed());
-
         let mut mark = Instant::now();
-        let mut done = |layer: Layer, detail: String, mark: &mut Instant| {
+        let mut done = |layer: Layer, detail: String| {
             step(Step {
                 layer,
                 took: mark.elapsed(),
                 detail,
             });
-            *mark = Instant::now();
+            mark = Instant::now();
         };
-        let addrs = tokio::time::timeout(left(), resolve(endpoint))
-            .await
-            .map_err(|_| {
-                timed_out("dns lookup").with_cause("the DNS resolver does not answer")
-            })??;
-        let shown: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
-        done(
-            Layer::Dns,
-            format!(
-                "{} → {}",
-                escape_capped(&endpoint.host, 200),
-                shown.join(", ")
-            ),
-            &mut mark,
-        );
-        let tcp = tokio::time::timeout(left(), connect_tcp(&addrs, &target))
-            .await
-            .map_err(|_| {
-                timed_out("tcp connect").with_cause(
-                    "a security group or firewall drops the traffic, or the host is down; ElastiCache answers only inside its VPC",
-                )
-            })??;
-        let _ = tcp.set_nodelay(true);
-        let peer = tcp
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| target.clone());
-        done(Layer::Tcp, format!("connected to {peer}"), &mut mark);
-
         // What comes back until the first PONG, to explain a failure and cap a huge reply.
         let seen = Arc::new(wire::Seen::default());
-        let mut conn = if endpoint.tls {
-            let tls_config = match &self.tls {
-                Some(c) => c.clone(),
-                None => tls::client_config(None)?,
-            };
-            let name = tls::server_name(&endpoint.host)?;
-            let handshake = tokio_rustls::TlsConnector::from(tls_config).connect(name, tcp);
-            let stream = tokio::time::timeout(left(), handshake)
-                .await
-                .map_err(|_| {
-                    // A plain server reads the ClientHello as the start of an inline command
-                    // and waits for a newline that never comes.
-                    timed_out("the tls handshake").with_cause(
-                        "the endpoint does not speak TLS (a plain server stays silent); use redis:// (tls off) for it",
-                    )
-                })?
-                .map_err(|e| {
-                    let cause = tls::handshake_cause(&e);
-                    let err = ConnectError::new(Layer::Tls, target.clone(), e.to_string(), None);
-                    match cause {
-                        Some(c) => err.with_cause(c),
-                        None => err,
-                    }
-                })?;
-            let version = stream
-                .get_ref()
-                .1
-                .protocol_version()
-                .map_or_else(|| "TLS".to_string(), |v| format!("{v:?}"));
-            done(
-                Layer::Tls,
-                tls_step_detail(&version, &endpoint.host),
-                &mut mark,
-            );
-            self.login(stream, endpoint, left(), &seen).await
-        } else {
-            self.login(tcp, endpoint, left(), &seen).await
-        }
-        .map_err(|e| seen.explain(e, endpoint.tls))?;
+        let stream = self.transport(endpoint, &left, &mut done).await?;
+        let mut conn = self
+            .login(stream, endpoint, left(), &seen)
+            .await
+            .map_err(|e| seen.explain(e, endpoint.tls))?;
         // A plain server with no password says nothing until asked: PING proves the link.
         let pong: String = tokio::time::timeout(left(), conn.query(&redis::cmd("PING")))
             .await
             .map_err(|_| {
-                let err = timed_out("the first command");
+                let err = timed_out(&target, deadline, "the first command");
                 if endpoint.tls {
                     err
                 } else {
@@ -290,7 +220,99 @@ impl Connector {
             (None, Some(_)) => "AUTH accepted, PING answered".to_string(),
             _ => "no AUTH needed, PING answered".to_string(),
         };
-        done(Layer::Auth, who, &mut mark);
+        done(Layer::Auth, who);
+        Ok(conn)
+    }
+
+    /// DNS, TCP and (for a TLS endpoint) the TLS handshake, within what `left` says remains
+    /// of the connect deadline; each layer that succeeds is reported to `done`.
+    async fn transport(
+        &self,
+        endpoint: &Endpoint,
+        left: &(dyn Fn() -> Duration + Send + Sync),
+        done: &mut (dyn FnMut(Layer, String) + Send),
+    ) -> Result<Box<dyn wire::Stream>, ConnectError> {
+        let target = endpoint.address();
+        let deadline = self.options.connect_timeout;
+        let addrs = tokio::time::timeout(left(), resolve(endpoint))
+            .await
+            .map_err(|_| {
+                timed_out(&target, deadline, "dns lookup")
+                    .with_cause("the DNS resolver does not answer")
+            })??;
+        let shown: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+        done(
+            Layer::Dns,
+            format!(
+                "{} → {}",
+                escape_capped(&endpoint.host, 200),
+                shown.join(", ")
+            ),
+        );
+        let tcp = tokio::time::timeout(left(), connect_tcp(&addrs, &target))
+            .await
+            .map_err(|_| {
+                timed_out(&target, deadline, "tcp connect").with_cause(
+                    "a security group or firewall drops the traffic, or the host is down; ElastiCache answers only inside its VPC",
+                )
+            })??;
+        let _ = tcp.set_nodelay(true);
+        let peer = tcp
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| target.clone());
+        done(Layer::Tcp, format!("connected to {peer}"));
+        if !endpoint.tls {
+            return Ok(Box::new(tcp));
+        }
+        let tls_config = match &self.tls {
+            Some(c) => c.clone(),
+            None => tls::client_config(None)?,
+        };
+        let name = tls::server_name(&endpoint.host)?;
+        let handshake = tokio_rustls::TlsConnector::from(tls_config).connect(name, tcp);
+        let stream = tokio::time::timeout(left(), handshake)
+            .await
+            .map_err(|_| {
+                // A plain server reads the ClientHello as the start of an inline command and
+                // waits for a newline that never comes.
+                timed_out(&target, deadline, "the tls handshake").with_cause(
+                    "the endpoint does not speak TLS (a plain server stays silent); use redis:// (tls off) for it",
+                )
+            })?
+            .map_err(|e| {
+                let cause = tls::handshake_cause(&e);
+                let err = ConnectError::new(Layer::Tls, target.clone(), e.to_string(), None);
+                match cause {
+                    Some(c) => err.with_cause(c),
+                    None => err,
+                }
+            })?;
+        let version = stream
+            .get_ref()
+            .1
+            .protocol_version()
+            .map_or_else(|| "TLS".to_string(), |v| format!("{v:?}"));
+        done(Layer::Tls, tls_step_detail(&version, &endpoint.host));
+        Ok(Box::new(stream))
+    }
+
+    /// A [`RawConnection`] to `endpoint`: the same transport and login as
+    /// [`Connector::connect`], for reading replies in place (a keyspace walk).
+    pub async fn connect_raw(&self, endpoint: &Endpoint) -> Result<RawConnection, ConnectError> {
+        let deadline = self.options.connect_timeout;
+        let started = Instant::now();
+        let left = || deadline.saturating_sub(started.elapsed());
+        let stream = self.transport(endpoint, &left, &mut |_, _| {}).await?;
+        let mut conn = RawConnection::new(
+            stream,
+            endpoint.clone(),
+            self.auth.password.clone(),
+            self.options.command_timeout,
+        );
+        tokio::time::timeout(left(), conn.login(self.auth.username.as_deref()))
+            .await
+            .map_err(|_| timed_out(&endpoint.address(), deadline, "login"))??;
         Ok(conn)
     }
 
@@ -424,6 +446,15 @@ impl NodeConnection {
 
 /// What the connectivity check says of a TLS handshake that worked; the host (from a config
 /// file, AWS or SSM) is escaped like any text from outside.
+fn timed_out(target: &str, deadline: Duration, stage: &str) -> ConnectError {
+    ConnectError::new(
+        Layer::Timeout,
+        target,
+        format!("no answer within {} during {stage}", wire::human(deadline)),
+        None,
+    )
+}
+
 fn tls_step_detail(version: &str, host: &str) -> String {
     format!(
         "{version} handshake, certificate valid for {}",

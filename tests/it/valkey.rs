@@ -424,3 +424,117 @@ async fn write_tracking_on_a_replica_names_replicated_writes() {
         .expect("WAIT");
     assert_eq!(tracker.written().await.expect("written"), None);
 }
+
+/// The keyspace walk reads SCAN replies in place: through TLS and as an ACL user it returns
+/// exactly the keys under the cut-off (binary and CRLF names included, each once), a wrong
+/// password is an auth error without the password, and a peer that does not speak RESP is a
+/// protocol error, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyspace_walk_picks_exactly_the_keys_under_the_cutoff() {
+    use cachedeck::snapshot::manifest::{key_hash, pick};
+    let server = start(ServerSpec::new().config_line("requirepass admin-pw-1234"));
+    let mut adm = admin(&server, Some("admin-pw-1234")).await;
+    let _: () = adm
+        .query(
+            redis::cmd("ACL").arg(&["SETUSER", "app", "on", ">app-s3cret-pw", "~*", "+@all"][..]),
+        )
+        .await
+        .expect("acl setuser");
+    let mut keys: Vec<Vec<u8>> = (0..12_000)
+        .map(|i| format!("order:{i}:total").into_bytes())
+        .collect();
+    keys.push(b"crlf\r\n*2\r\n$4\r\nkey".to_vec());
+    keys.push(vec![0, 255, 13, 10, 36, 45, 49]);
+    for chunk in keys.chunks(1000) {
+        let mut p = redis::pipe();
+        for k in chunk {
+            p.cmd("SET").arg(k).arg("v").ignore();
+        }
+        let _: () = p.query_async(adm.raw()).await.expect("load the keys");
+    }
+    let _: () = adm
+        .query(redis::cmd("SELECT").arg(3))
+        .await
+        .expect("SELECT 3");
+    let _: () = adm
+        .query(redis::cmd("SET").arg("elsewhere").arg("v"))
+        .await
+        .expect("a key in db 3");
+
+    let proxy = TlsProxy::start(server.port()).await;
+    let ca = proxy.ca_file.to_str().expect("utf-8 path");
+    let auth = Auth::new(
+        Some("app".into()),
+        Some(SecretString::from("app-s3cret-pw".to_string())),
+    );
+    let tls = Connector::new(auth, true, Some(ca), options()).expect("connector");
+    let endpoint = Endpoint::new("localhost", proxy.port, true);
+    let mut walk = tls.connect_raw(&endpoint).await.expect("raw connection");
+    let mut seen = 0usize;
+    let mut all = pick(&mut walk, 0, u64::MAX, &mut |n| seen += n)
+        .await
+        .expect("walk everything");
+    keys.sort();
+    all.sort();
+    assert_eq!(all, keys, "every key once, byte for byte");
+    assert!(seen >= keys.len(), "progress counts every name: {seen}");
+    let cutoff = u64::MAX / 16;
+    let want: Vec<Vec<u8>> = keys
+        .iter()
+        .filter(|k| key_hash(k) <= cutoff)
+        .cloned()
+        .collect();
+    assert!(
+        want.len() > 100 && want.len() < keys.len() / 4,
+        "{}",
+        want.len()
+    );
+    let got = pick(&mut walk, 0, cutoff, &mut |_| {})
+        .await
+        .expect("walk with a cut-off");
+    assert_eq!(got, want, "the keys under the cut-off, sorted");
+    let other = pick(&mut walk, 3, u64::MAX, &mut |_| {})
+        .await
+        .expect("walk db 3");
+    assert_eq!(other, vec![b"elsewhere".to_vec()]);
+
+    let wrong = Auth::new(
+        Some("app".into()),
+        Some(SecretString::from("wrong-Pa55word-xyz".to_string())),
+    );
+    let err = Connector::new(wrong, true, Some(ca), options())
+        .expect("connector")
+        .connect_raw(&endpoint)
+        .await
+        .err()
+        .expect("a wrong password fails");
+    assert_eq!(err.layer, Layer::Auth, "{err}");
+    assert!(
+        !format!("{err} {err:?}").contains("wrong-Pa55word-xyz"),
+        "{err}"
+    );
+
+    // Something that answers every line with text that is not RESP.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    });
+    let started = Instant::now();
+    let err = connector(None, None)
+        .connect_raw(&local(port))
+        .await
+        .err()
+        .expect("not RESP");
+    assert!(
+        matches!(err.layer, Layer::Protocol | Layer::Timeout),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

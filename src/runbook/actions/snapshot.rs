@@ -419,6 +419,25 @@ async fn connect(
     Ok(conn)
 }
 
+/// [`connect`] for the keyspace walk, whose replies are read in place.
+async fn connect_raw(
+    ctx: &ActionContext,
+    t: &ReadTarget,
+) -> Result<crate::valkey::connect::RawConnection, ActionError> {
+    let mut conn = ctx.connector().await?.connect_raw(&t.endpoint).await?;
+    if t.readonly {
+        let refused = conn.call(&redis::cmd("READONLY")).await?.error();
+        if let Some(e) = refused {
+            return Err(ActionError::failed(format!(
+                "READONLY on {}: {}",
+                t.label,
+                crate::escape::escape_capped(e, 200)
+            )));
+        }
+    }
+    Ok(conn)
+}
+
 /// Per shard: the node read, and the key counts before the snapshot was requested and once
 /// it was available (with the expiring keys of the first reading).
 fn shard_counts(targets: &[ReadTarget], before: &[Counts], after: &[Counts]) -> Vec<ShardCounts> {
@@ -541,12 +560,13 @@ async fn read_sample(
     let mut walked = 0u64;
     for ((t, keys), start) in targets.iter().zip(keyspaces).zip(start) {
         let mut conn = connect(ctx, t).await?;
+        let mut walk = connect_raw(ctx, t).await?;
         for &db in keys.keys() {
             let mut on_batch = |n: usize| {
                 walked += n as u64;
                 ctx.progress(walked, Some(total.max(walked)), "choosing the sample");
             };
-            let chosen = manifest::pick(&mut conn, db, cutoff, &mut on_batch)
+            let chosen = manifest::pick(&mut walk, db, cutoff, &mut on_batch)
                 .await
                 .map_err(|e| ActionError::failed(format!("scan {}: {e}", t.label)))?;
             let reads = manifest::read_keys_marked(&mut conn, db, &chosen, true)

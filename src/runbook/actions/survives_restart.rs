@@ -233,8 +233,9 @@ impl Action for RestartPrepare {
         let total: u64 = keys.values().sum();
         let cutoff = manifest::cutoff(inputs.int("sample")?.max(0) as u64, total);
         let mut sample = Vec::new();
+        let mut walk = ctx.connector().await?.connect_raw(&endpoint).await?;
         for &db in keys.keys() {
-            let chosen = manifest::pick(&mut conn, db, cutoff, &mut |_| {})
+            let chosen = manifest::pick(&mut walk, db, cutoff, &mut |_| {})
                 .await
                 .map_err(ActionError::Failed)?;
             let reads = manifest::read_keys(&mut conn, db, &chosen)

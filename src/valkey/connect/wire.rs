@@ -16,6 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// A connection's byte stream, plain TCP or TLS.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// Most bytes accepted before the first PONG. The replies to HELLO/AUTH, CLIENT SETINFO and
 /// PING are well under a kilobyte.
 pub const SETUP_CAP: u64 = 1 << 20;
