@@ -501,31 +501,6 @@ async fn start_tracking(
     Ok(out)
 }
 
-/// Marks changed, after the second read: keys the node says were written since tracking
-/// began, or — where tracking is not known — keys the save marks do not hold.
-async fn settle_changed(
-    targets: &[ReadTarget],
-    trackers: &mut [Option<Tracker>],
-    sample: &mut [SampleKey],
-    held: &[bool],
-) {
-    for (t, tracker) in targets.iter().zip(trackers.iter_mut()) {
-        let written = match tracker {
-            Some(tracker) => tracker.written().await.ok().flatten(),
-            None => None,
-        };
-        for (k, held) in sample.iter_mut().zip(held) {
-            if k.shard != t.shard {
-                continue;
-            }
-            k.changed |= match &written {
-                Some(keys) => keys.contains(&k.key()),
-                None => !held,
-            };
-        }
-    }
-}
-
 /// Each target's [`manifest::SaveMark`] before the snapshot is asked for.
 async fn save_marks(
     ctx: &ActionContext,
@@ -554,39 +529,63 @@ async fn read_sample(
     cutoff: u64,
     start: &[manifest::SaveMark],
 ) -> Result<(Vec<SampleKey>, Vec<bool>), ActionError> {
+    let total: u64 = keyspaces.iter().flat_map(|k| k.values()).sum();
+    let walked = std::sync::atomic::AtomicU64::new(0);
+    // Every shard at once: each is a node of its own.
+    let read =
+        futures::future::try_join_all(targets.iter().zip(keyspaces).zip(start).map(
+            |((t, keys), start)| read_node_sample(ctx, t, keys, cutoff, start, total, &walked),
+        ))
+        .await?;
     let mut sample = Vec::new();
     let mut held = Vec::new();
-    let total: u64 = keyspaces.iter().flat_map(|k| k.values()).sum();
-    let mut walked = 0u64;
-    for ((t, keys), start) in targets.iter().zip(keyspaces).zip(start) {
-        let mut conn = connect(ctx, t).await?;
-        let mut walk = connect_raw(ctx, t).await?;
-        for &db in keys.keys() {
-            let mut on_batch = |n: usize| {
-                walked += n as u64;
-                ctx.progress(walked, Some(total.max(walked)), "choosing the sample");
+    for (s, h) in read {
+        sample.extend(s);
+        held.extend(h);
+    }
+    Ok((sample, held))
+}
+
+/// [`read_sample`] on one target.
+async fn read_node_sample(
+    ctx: &ActionContext,
+    t: &ReadTarget,
+    keys: &std::collections::BTreeMap<u32, u64>,
+    cutoff: u64,
+    start: &manifest::SaveMark,
+    total: u64,
+    walked: &std::sync::atomic::AtomicU64,
+) -> Result<(Vec<SampleKey>, Vec<bool>), ActionError> {
+    use std::sync::atomic::Ordering;
+    let mut sample = Vec::new();
+    let mut held = Vec::new();
+    let mut conn = connect(ctx, t).await?;
+    let mut walk = connect_raw(ctx, t).await?;
+    for &db in keys.keys() {
+        let mut on_batch = |n: usize| {
+            let now = walked.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+            ctx.progress(now, Some(total.max(now)), "choosing the sample");
+        };
+        let chosen = manifest::pick(&mut walk, db, cutoff, &mut on_batch)
+            .await
+            .map_err(|e| ActionError::failed(format!("scan {}: {e}", t.label)))?;
+        let reads = manifest::read_keys_marked(&mut conn, db, &chosen, true)
+            .await
+            .map_err(|e| ActionError::failed(format!("read {}: {e}", t.label)))?;
+        for (key, (read, mark)) in chosen.into_iter().zip(reads) {
+            let Some(read) = read else {
+                continue;
             };
-            let chosen = manifest::pick(&mut walk, db, cutoff, &mut on_batch)
-                .await
-                .map_err(|e| ActionError::failed(format!("scan {}: {e}", t.label)))?;
-            let reads = manifest::read_keys_marked(&mut conn, db, &chosen, true)
-                .await
-                .map_err(|e| ActionError::failed(format!("read {}: {e}", t.label)))?;
-            for (key, (read, mark)) in chosen.into_iter().zip(reads) {
-                let Some(read) = read else {
-                    continue;
-                };
-                sample.push(SampleKey {
-                    key_hex: manifest::to_hex(&key),
-                    db,
-                    shard: t.shard.clone(),
-                    kind: read.kind,
-                    ttl: read.ttl,
-                    digest: read.digest,
-                    changed: false,
-                });
-                held.push(mark.holds_since(start));
-            }
+            sample.push(SampleKey {
+                key_hex: manifest::to_hex(&key),
+                db,
+                shard: t.shard.clone(),
+                kind: read.kind,
+                ttl: read.ttl,
+                digest: read.digest,
+                changed: false,
+            });
+            held.push(mark.holds_since(start));
         }
     }
     Ok((sample, held))
@@ -611,7 +610,10 @@ async fn read_sample_timed(
 }
 
 /// After the save: the key counts again, and the sampled keys that changed while it ran
-/// marked as such. Returns the counts.
+/// marked as such: on a node with write tracking, the keys it says were written since
+/// tracking began (before the snapshot was asked for, so before every read of the sample);
+/// elsewhere, the keys whose second read differs from the first, or whose first read the save
+/// marks do not hold. Returns the counts.
 async fn settle_sample(
     ctx: &ActionContext,
     targets: &[ReadTarget],
@@ -620,26 +622,51 @@ async fn settle_sample(
     held: &[bool],
 ) -> Result<Vec<Counts>, ActionError> {
     let after = counts(ctx, targets).await?;
-    mark_changed(ctx, targets, sample).await?;
-    settle_changed(targets, trackers, sample, held).await;
+    let mut written = Vec::new();
+    for i in 0..targets.len() {
+        written.push(match trackers.get_mut(i) {
+            Some(Some(tracker)) => tracker.written().await.ok().flatten(),
+            _ => None,
+        });
+    }
+    let untracked: Vec<&ReadTarget> = targets
+        .iter()
+        .zip(&written)
+        .filter(|(_, w)| w.is_none())
+        .map(|(t, _)| t)
+        .collect();
+    mark_changed(ctx, &untracked, sample).await?;
+    for (t, written) in targets.iter().zip(&written) {
+        for (k, held) in sample.iter_mut().zip(held) {
+            if k.shard == t.shard {
+                k.changed |= match written {
+                    Some(keys) => keys.contains(&k.key()),
+                    None => !held,
+                };
+            }
+        }
+    }
     Ok(after)
 }
 
-/// Reads the sample again after the snapshot and flags keys that changed since their first
-/// read (which, when it preceded the save's fork, brackets it).
+/// Reads the sample of each of `targets` again after the snapshot and flags keys that
+/// changed since their first read (which, when it preceded the save's fork, brackets it).
 async fn mark_changed(
     ctx: &ActionContext,
-    targets: &[ReadTarget],
+    targets: &[&ReadTarget],
     sample: &mut [SampleKey],
 ) -> Result<(), ActionError> {
     for t in targets {
-        let mut conn = connect(ctx, t).await?;
         let mut by_db: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
         for (i, k) in sample.iter().enumerate() {
             if k.shard == t.shard {
                 by_db.entry(k.db).or_default().push(i);
             }
         }
+        if by_db.is_empty() {
+            continue;
+        }
+        let mut conn = connect(ctx, t).await?;
         for (db, idx) in by_db {
             let keys: Vec<Vec<u8>> = idx.iter().map(|&i| sample[i].key()).collect();
             let reads = manifest::read_keys(&mut conn, db, &keys)
