@@ -26,9 +26,33 @@ pub fn put<T: Serialize>(dir: &Path, name: &str, request: &T) -> std::io::Result
     std::fs::rename(&tmp, queue.join(file))
 }
 
-/// Claims every request waiting in the queue `name`, oldest first. A request another
-/// claimer renamed first is skipped; one that cannot be read is logged and dropped.
+/// Claims every request waiting in the queue `name`, oldest first, and forgets it at once. A
+/// request another claimer renamed first is skipped; one that cannot be read is logged and
+/// dropped.
 pub fn take_all<T: DeserializeOwned>(dir: &Path, name: &str) -> Vec<T> {
+    claim_all(dir, name)
+        .into_iter()
+        .map(|(request, claim)| {
+            claim.done();
+            request
+        })
+        .collect()
+}
+
+/// A request claimed from a queue: kept on disk (as `*.taken`) until [`Claim::done`], so a
+/// daemon stopped while carrying it out finds it again when it starts ([`requeue_claimed`]).
+#[derive(Debug)]
+pub struct Claim(PathBuf);
+
+impl Claim {
+    /// The request is carried out (or failed for good, as recorded): it is forgotten.
+    pub fn done(self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// [`take_all`], each request with its [`Claim`].
+pub fn claim_all<T: DeserializeOwned>(dir: &Path, name: &str) -> Vec<(T, Claim)> {
     let Ok(entries) = std::fs::read_dir(dir.join(name)) else {
         return Vec::new();
     };
@@ -47,15 +71,28 @@ pub fn take_all<T: DeserializeOwned>(dir: &Path, name: &str) -> Vec<T> {
         let request = std::fs::read(&claimed)
             .ok()
             .and_then(|b| serde_json::from_slice::<T>(&b).ok());
-        let _ = std::fs::remove_file(&claimed);
         match request {
-            Some(r) => taken.push(r),
+            Some(r) => taken.push((r, Claim(claimed))),
             None => {
+                let _ = std::fs::remove_file(&claimed);
                 tracing::warn!(queue = name, file = %path.display(), "unreadable request dropped")
             }
         }
     }
     taken
+}
+
+/// Puts back every request of the queue `name` that was claimed and never done: called by the
+/// one daemon of a sandbox as it starts, when no claim can be in progress.
+pub fn requeue_claimed(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir.join(name)) else {
+        return;
+    };
+    for path in entries.flatten().map(|e| e.path()) {
+        if path.extension().is_some_and(|x| x == "taken") {
+            let _ = std::fs::rename(&path, path.with_extension("json"));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -75,5 +112,24 @@ mod tests {
             .unwrap()
             .collect();
         assert!(left.is_empty(), "nothing left behind: {left:?}");
+    }
+
+    #[test]
+    fn a_claim_not_done_is_found_again_after_a_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        put(dir.path(), "work", &7u32).unwrap();
+        put(dir.path(), "work", &8u32).unwrap();
+        let mut claims = claim_all::<u32>(dir.path(), "work");
+        assert_eq!(claims.len(), 2);
+        let (_, second) = claims.pop().unwrap();
+        let (first, claim) = claims.pop().unwrap();
+        assert_eq!(first, 7);
+        claim.done();
+        // The daemon stops while carrying out 8: nothing claims it again until it restarts.
+        drop(second);
+        assert!(claim_all::<u32>(dir.path(), "work").is_empty());
+        requeue_claimed(dir.path(), "work");
+        assert_eq!(take_all::<u32>(dir.path(), "work"), vec![8]);
+        assert!(take_all::<u32>(dir.path(), "work").is_empty());
     }
 }

@@ -252,9 +252,12 @@ fn enqueue(dir: &std::path::Path, accepted: &Accepted) -> std::io::Result<()> {
 /// are in the state, so the daemon serves them at once.
 pub(super) async fn serve_queue(dir: PathBuf, built: std::sync::Arc<tokio::sync::Notify>) {
     let params = ParamStore::new(&dir);
+    // A restore an earlier daemon was building when it stopped is built again (as ElastiCache
+    // finishes a create it accepted).
+    super::queue::requeue_claimed(&dir, QUEUE);
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        for request in super::queue::take_all::<Accepted>(&dir, QUEUE) {
+        for (request, claim) in super::queue::claim_all::<Accepted>(&dir, QUEUE) {
             let dir = dir.clone();
             let params = params.clone();
             let built = built.clone();
@@ -262,6 +265,8 @@ pub(super) async fn serve_queue(dir: PathBuf, built: std::sync::Arc<tokio::sync:
                 if let Err(e) = carry_out(&dir, &params, &request, Some(&built)).await {
                     tracing::warn!(cache = %request.cache.name, error = %e, "restore did not finish");
                 }
+                // Built, or `create-failed` on record: either way it is done with.
+                claim.done();
             });
         }
     }
@@ -281,7 +286,11 @@ async fn carry_out(
     let mut cache = match state.cache(&accepted.cache.env, &accepted.cache.name) {
         // Built already, or given up on: nothing to do.
         Some(c) if c.status.as_deref() != Some("creating") => return Ok(()),
-        Some(c) => c.clone(),
+        Some(c) => {
+            let mut c = c.clone();
+            clear_partial_build(dir, op, &mut c).await?;
+            c
+        }
         None => accepted.cache.clone(),
     };
     let result = build(dir, params, accepted, &mut cache, built).await;
@@ -306,6 +315,58 @@ async fn carry_out(
         );
     }
     result
+}
+
+/// A build that began and did not finish (its daemon was stopped): its processes are
+/// stopped and its endpoints dropped, so that the build starts over from the snapshot.
+async fn clear_partial_build(
+    dir: &std::path::Path,
+    op: &str,
+    cache: &mut CacheState,
+) -> Result<(), ControlPlaneError> {
+    // Every process of it: those on record, and any started just before the daemon stopped
+    // and not yet recorded (its pid file is in the cache's node directory).
+    let mut running: Vec<(i32, u16)> = cache
+        .shards
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .map(|n| (n.pid, n.port))
+        .collect();
+    let nodes_dir = dir.join("nodes").join(&cache.env).join(&cache.name);
+    for entry in std::fs::read_dir(&nodes_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let pid = std::fs::read_to_string(entry.path().join("valkey.pid"))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|p| running.iter().all(|(known, _)| known != p)) {
+            // Port 0: no port to wait for.
+            running.push((pid, 0));
+        }
+    }
+    if running.is_empty() && cache.shards.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(cache = %cache.name, "restore left half built: starting it over");
+    for (pid, port) in running {
+        let stopped = tokio::task::spawn_blocking(move || {
+            srv::stop_detached(pid, port, Duration::from_secs(5))
+        })
+        .await
+        .map_err(|e| broken(op, e))?;
+        stopped.map_err(|e| broken(op, e))?;
+    }
+    cache.shards.clear();
+    let prefix = format!("{}/{}/", cache.env, cache.name);
+    let mut state = super::plane::load_state(dir)?;
+    state.proxies.retain(|p| !p.name.starts_with(&prefix));
+    state
+        .caches
+        .retain(|c| !(c.env == cache.env && c.name == cache.name));
+    state.caches.push(cache.clone());
+    state.save(dir).map_err(|e| broken(op, e))
 }
 
 async fn build(

@@ -1137,3 +1137,167 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The endpoint daemon stopped (SIGKILL) while it builds a restore, its processes started and
+/// loading: the next daemon (`sandbox up` starts it again) stops the half-built processes and
+/// builds the group over from the snapshot, as ElastiCache finishes a create it accepted; the
+/// restore runbook, waiting all along, sees it available and verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_whose_daemon_stopped_mid_build_is_built_again() {
+    let sandbox = Sandbox::up(100);
+    let orders = sandbox
+        .state()
+        .cache("sandbox-dev", "orders")
+        .expect("orders")
+        .clone();
+    let token_param = orders.password_parameter.clone().expect("a token");
+    // Enough data that loading it takes a while: the daemon is stopped during the load.
+    let mut conn = node(
+        &sandbox,
+        orders.shards[0].nodes[0].port,
+        None,
+        Some(&token_param),
+    )
+    .await;
+    let value = "v".repeat(100);
+    for chunk in 0..40 {
+        let mut p = redis::pipe();
+        for i in 0..10_000 {
+            p.set(format!("bulk:{chunk}:{i}"), &value).ignore();
+        }
+        let _: () = p.query_async(&mut conn).await.expect("load");
+    }
+    let _: i64 = redis::cmd("WAIT")
+        .arg(2)
+        .arg(10_000)
+        .query_async(&mut conn)
+        .await
+        .expect("WAIT");
+    let (code, report) = run(
+        &sandbox,
+        &[
+            "snapshot",
+            "--env",
+            "sandbox-dev",
+            "--cache",
+            "orders",
+            "--param",
+            "name=mid-build",
+            "--param",
+            "sample=200",
+            "--param",
+            "poll=100ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{report}");
+
+    let home = sandbox.home().to_path_buf();
+    let runbook = std::thread::spawn(move || {
+        crate::harness::sandbox::cachedeck(&home)
+            .args([
+                "run",
+                "restore",
+                "--env",
+                "sandbox-dev",
+                "--cache",
+                "orders",
+                "--param",
+                "snapshot=mid-build",
+                "--param",
+                "target=rebuilt",
+                "--param",
+                "auth_token_parameter=/orders/dev/rebuilt/auth-token",
+                "--param",
+                "poll=100ms",
+                "--yes",
+                "--output",
+                "json",
+            ])
+            .timeout(std::time::Duration::from_secs(180))
+            .output()
+            .expect("run restore")
+    });
+    // Wait until the daemon has started the group's processes, then stop it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let half_built = loop {
+        let state = sandbox.state();
+        if let Some(c) = state.cache("sandbox-dev", "rebuilt") {
+            assert_eq!(
+                c.status.as_deref(),
+                Some("creating"),
+                "built before the daemon could be stopped; load more keys"
+            );
+            if !c.shards.is_empty() {
+                break c.clone();
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no build began");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    let daemon = sandbox.state().daemon.expect("a daemon").pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("stop the daemon");
+    let old: Vec<i32> = half_built
+        .shards
+        .iter()
+        .flat_map(|s| s.nodes.iter().map(|n| n.pid))
+        .collect();
+    let out = sandbox
+        .cachedeck()
+        .args(["sandbox", "up"])
+        .output()
+        .expect("sandbox up");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = runbook.join().expect("runbook thread");
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(
+        step(&report, "verify")["outputs"]["verified"],
+        true,
+        "{report}"
+    );
+    let rebuilt = sandbox
+        .state()
+        .cache("sandbox-dev", "rebuilt")
+        .expect("rebuilt")
+        .clone();
+    assert_eq!(rebuilt.status, None, "available");
+    let nodes: Vec<_> = rebuilt.shards.iter().flat_map(|s| &s.nodes).collect();
+    assert_eq!(nodes.len(), 3, "one primary and two replicas, once");
+    for pid in old {
+        assert!(
+            !cachedeck::valkey::server::pid_alive(pid)
+                || !cachedeck::valkey::server::is_server_pid(pid),
+            "half-built process {pid} still runs"
+        );
+    }
+    for n in nodes {
+        let mut c = node(
+            &sandbox,
+            n.port,
+            None,
+            Some("/orders/dev/rebuilt/auth-token"),
+        )
+        .await;
+        let got: i64 = redis::cmd("DBSIZE")
+            .query_async(&mut c)
+            .await
+            .expect("DBSIZE");
+        assert!(
+            got >= 400_000,
+            "node {} holds the snapshot's keys: {got}",
+            n.id
+        );
+        let v: Option<String> = c.get("bulk:39:9999").await.expect("GET");
+        assert_eq!(v.as_deref(), Some(value.as_str()), "node {}", n.id);
+    }
+    sandbox.down();
+}
