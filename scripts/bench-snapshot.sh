@@ -41,6 +41,7 @@ unset CACHEDECK_CONFIG AWS_PROFILE
 FLOOR_PID=
 cleanup() {
   [ -n "$FLOOR_PID" ] && kill "$FLOOR_PID" 2>/dev/null || true
+  [ -n "${FLOOR_PIDS:-}" ] && kill $FLOOR_PIDS 2>/dev/null || true
   "$CD" sandbox down >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -153,6 +154,25 @@ FLOOR_PID=$!
 until [ "$("$CLI" -p "$PORT" DBSIZE 2>/dev/null || echo -1)" -ge "$KEYS" ] 2>/dev/null; do sleep 0.01; done
 f3=$(now)
 kill "$FLOOR_PID"; FLOOR_PID=
+# For reference, the floor in the restored group's own shape: three servers (a primary and two
+# replicas) loading that RDB at once, as the restore starts them, until all three answer.
+PORTS3=$(python3 -c 'import socket
+ss=[socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1",0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+g0=$(now)
+for p in $PORTS3; do
+  mkdir -p "$FLOOR/$p"
+  ln "$FLOOR/dump.rdb" "$FLOOR/$p/dump.rdb"
+  "$SERVER" --port "$p" --bind 127.0.0.1 --dir "$FLOOR/$p" --dbfilename dump.rdb --save "" \
+    --appendonly no >"$FLOOR/$p/log" 2>&1 &
+  FLOOR_PIDS="${FLOOR_PIDS:-} $!"
+done
+for p in $PORTS3; do
+  until [ "$("$CLI" -p "$p" DBSIZE 2>/dev/null || echo -1)" -ge "$KEYS" ] 2>/dev/null; do sleep 0.01; done
+done
+g1=$(now)
+kill $FLOOR_PIDS; FLOOR_PIDS=
 
 # --- 3. the sample read's share ----------------------------------------------------------
 # Alternating rounds, the median of each kind (a shared machine has busy moments).
@@ -185,7 +205,7 @@ d0=0
 d1=$d_best
 CLI_BYTES=$(stat -c %s "$WORK/cli.rdb")
 
-py "$WORK" "$t0" "$t1" "$t2" "$f0" "$f1" "$f2" "$f3" "$d0" "$d1" "$CLI_BYTES" "$KEYS" "$VERIFIED" "$RESTORED" <<'EOF'
+py "$WORK" "$t0" "$t1" "$t2" "$f0" "$f1" "$f2" "$f3" "$d0" "$d1" "$CLI_BYTES" "$KEYS" "$VERIFIED" "$RESTORED" "$g0" "$g1" <<'EOF'
 import json, os, sys
 w = sys.argv[1]
 t0, t1, t2, f0, f1, f2, f3, d0, d1 = map(float, sys.argv[2:11])
@@ -201,6 +221,8 @@ print(f"keys: {keys}")
 print(f"1. snapshot+restore+verify: {full:.2f} s (snapshot run {t1-t0:.2f} s, restore run {t2-t1:.2f} s; verified={verified}, keys restored {restored})")
 print(f"   floor: BGSAVE {f1-f0:.2f} s + load {f3-f2:.2f} s = {floor:.2f} s")
 print(f"   ratio: {full/floor:.2f}x (goal <= 1.5x)")
+g0, g1 = float(sys.argv[15]), float(sys.argv[16])
+print(f"   for reference, in the group's shape: BGSAVE {f1-f0:.2f} s + three servers loading at once {g1-g0:.2f} s = {(f1-f0)+(g1-g0):.2f} s; ratio {full/((f1-f0)+(g1-g0)):.2f}x")
 # Where the time goes, phase by phase (the same run).
 snap = steps("snap.json")
 sn = step("snap.json", "snapshot")
