@@ -71,6 +71,21 @@ fn run(sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, serde_json::Value) {
     (out.status.code(), json(&out))
 }
 
+/// `run` of `runbook` on `cache` of `env`, with each of `params` as a `--param`.
+fn run_on(
+    sandbox: &Sandbox,
+    runbook: &str,
+    env: &str,
+    cache: &str,
+    params: &[&str],
+) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec![runbook, "--env", env, "--cache", cache];
+    for p in params {
+        args.extend(["--param", p]);
+    }
+    run(sandbox, &args)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_restore_and_verify_each_kind_of_cache() {
     let sandbox = Sandbox::up(300);
@@ -113,19 +128,12 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
         .await
         .expect("WAIT");
 
-    let (code, report) = run(
+    let (code, report) = run_on(
         &sandbox,
-        &[
-            "snapshot",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "orders",
-            "--param",
-            "name=Before-Deploy",
-            "--param",
-            "poll=200ms",
-        ],
+        "snapshot",
+        "sandbox-dev",
+        "orders",
+        &["name=Before-Deploy", "poll=200ms"],
     );
     assert_eq!(code, Some(0), "{report}");
     let pre = &step(&report, "preflight")["outputs"];
@@ -157,17 +165,12 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
     assert_eq!(listed[0].shard_count, Some(1));
 
     // The same name again is refused before any call.
-    let (code, report) = run(
+    let (code, report) = run_on(
         &sandbox,
-        &[
-            "snapshot",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "orders",
-            "--param",
-            "name=before-deploy",
-        ],
+        "snapshot",
+        "sandbox-dev",
+        "orders",
+        &["name=before-deploy"],
     );
     assert_eq!(code, Some(1), "{report}");
     assert!(
@@ -367,19 +370,12 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
             round
         }
     });
-    let (code, report) = run(
+    let (code, report) = run_on(
         &sandbox,
-        &[
-            "snapshot",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "orders",
-            "--param",
-            "name=while-busy",
-            "--param",
-            "poll=200ms",
-        ],
+        "snapshot",
+        "sandbox-dev",
+        "orders",
+        &["name=while-busy", "poll=200ms"],
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let rounds = writer.await.expect("writer");
@@ -400,21 +396,15 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
         changed < sampled,
         "{changed} of {sampled} sampled keys changed"
     );
-    let (code, report) = run(
+    let (code, report) = run_on(
         &sandbox,
+        "restore",
+        "sandbox-dev",
+        "orders",
         &[
-            "restore",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "orders",
-            "--param",
             "snapshot=while-busy",
-            "--param",
             "target=orders-busy",
-            "--param",
             "auth_token_parameter=/orders/dev/busy/auth-token",
-            "--param",
             "poll=200ms",
         ],
     );
@@ -448,40 +438,27 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
         .cache("sandbox-dev", "paperwurks")
         .expect("paperwurks")
         .clone();
-    let (code, report) = run(
+    let (code, report) = run_on(
         &sandbox,
-        &[
-            "snapshot",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "paperwurks",
-            "--param",
-            "name=cluster-one",
-            "--param",
-            "poll=200ms",
-        ],
+        "snapshot",
+        "sandbox-dev",
+        "paperwurks",
+        &["name=cluster-one", "poll=200ms"],
     );
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(step(&report, "preflight")["outputs"]["level"], "group");
     let cluster_keys = step(&report, "snapshot")["outputs"]["keys"]
         .as_i64()
         .expect("keys");
-    let (code, report) = run(
+    let (code, report) = run_on(
         &sandbox,
+        "restore",
+        "sandbox-dev",
+        "paperwurks",
         &[
-            "restore",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "paperwurks",
-            "--param",
             "snapshot=cluster-one",
-            "--param",
             "target=paperwurks-copy",
-            "--param",
             "auth_token_parameter=/paperwurks/dev/copy/auth-token",
-            "--param",
             "poll=200ms",
         ],
     );
@@ -543,38 +520,22 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
         .set("product:snaptest", "in-the-snapshot")
         .await
         .expect("SET");
-    let (code, report) = run(
+    let (code, report) = run_on(
         &sandbox,
-        &[
-            "snapshot",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "storefront",
-            "--param",
-            "name=sf-one",
-            "--param",
-            "poll=200ms",
-        ],
+        "snapshot",
+        "sandbox-dev",
+        "storefront",
+        &["name=sf-one", "poll=200ms"],
     );
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(step(&report, "preflight")["outputs"]["level"], "serverless");
     assert_eq!(step(&report, "preflight")["outputs"]["limit"], 24);
-    let (code, report) = run(
+    let (code, report) = run_on(
         &sandbox,
-        &[
-            "restore",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "storefront",
-            "--param",
-            "snapshot=sf-one",
-            "--param",
-            "target=storefront-copy",
-            "--param",
-            "poll=200ms",
-        ],
+        "restore",
+        "sandbox-dev",
+        "storefront",
+        &["snapshot=sf-one", "target=storefront-copy", "poll=200ms"],
     );
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(step(&report, "verify")["outputs"]["verified"], true);
@@ -724,17 +685,12 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
 
     // The cluster copy has another token: the cutover refuses before any write.
     let paper_url = read("/paperwurks/dev/redis/url");
-    let (code, report) = run(
+    let (code, report) = run_on(
         &sandbox,
-        &[
-            "cutover",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "paperwurks",
-            "--param",
-            "restored=paperwurks-copy",
-        ],
+        "cutover",
+        "sandbox-dev",
+        "paperwurks",
+        &["restored=paperwurks-copy"],
     );
     assert_eq!(code, Some(1), "{report}");
     assert!(
@@ -1173,21 +1129,12 @@ async fn a_restore_whose_daemon_stopped_mid_build_is_built_again() {
         .query_async(&mut conn)
         .await
         .expect("WAIT");
-    let (code, report) = run(
+    let (code, report) = run_on(
         &sandbox,
-        &[
-            "snapshot",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "orders",
-            "--param",
-            "name=mid-build",
-            "--param",
-            "sample=200",
-            "--param",
-            "poll=100ms",
-        ],
+        "snapshot",
+        "sandbox-dev",
+        "orders",
+        &["name=mid-build", "sample=200", "poll=100ms"],
     );
     assert_eq!(code, Some(0), "{report}");
 
