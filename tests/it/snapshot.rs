@@ -71,6 +71,16 @@ fn run(sandbox: &Sandbox, args: &[&str]) -> (Option<i32>, serde_json::Value) {
     (out.status.code(), json(&out))
 }
 
+/// WAIT until `replicas` replicas hold every write so far (snapshots are taken on a replica).
+async fn wait_replicas(conn: &mut redis::aio::MultiplexedConnection, replicas: i64) {
+    let _: i64 = redis::cmd("WAIT")
+        .arg(replicas)
+        .arg(10_000)
+        .query_async(conn)
+        .await
+        .expect("WAIT");
+}
+
 /// `run` of `runbook` on `cache` of `env`, with each of `params` as a `--param`.
 fn run_on(
     sandbox: &Sandbox,
@@ -121,12 +131,7 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
         .await
         .expect("SETEX");
     // The snapshot is taken on a replica: let the writes reach every replica first.
-    let _: i64 = redis::cmd("WAIT")
-        .arg(2)
-        .arg(5000)
-        .query_async(&mut conn)
-        .await
-        .expect("WAIT");
+    wait_replicas(&mut conn, 2).await;
 
     let (code, report) = run_on(
         &sandbox,
@@ -1123,12 +1128,7 @@ async fn a_restore_whose_daemon_stopped_mid_build_is_built_again() {
         }
         let _: () = p.query_async(&mut conn).await.expect("load");
     }
-    let _: i64 = redis::cmd("WAIT")
-        .arg(2)
-        .arg(10_000)
-        .query_async(&mut conn)
-        .await
-        .expect("WAIT");
+    wait_replicas(&mut conn, 2).await;
     let (code, report) = run_on(
         &sandbox,
         "snapshot",

@@ -43,16 +43,21 @@ async fn admin(server: &ValkeyServer, password: Option<&str>) -> NodeConnection 
         .expect("admin connection")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acl_user_logs_in_and_a_wrong_password_is_an_auth_error_without_the_password() {
-    let server = start(ServerSpec::new().config_line("requirepass admin-pw-1234"));
-    let mut adm = admin(&server, Some("admin-pw-1234")).await;
+/// ACL user `app` (password `app-s3cret-pw`) with every command and key.
+async fn add_app_user(adm: &mut NodeConnection) {
     let _: () = adm
         .query(
             redis::cmd("ACL").arg(&["SETUSER", "app", "on", ">app-s3cret-pw", "~*", "+@all"][..]),
         )
         .await
         .expect("acl setuser");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_user_logs_in_and_a_wrong_password_is_an_auth_error_without_the_password() {
+    let server = start(ServerSpec::new().config_line("requirepass admin-pw-1234"));
+    let mut adm = admin(&server, Some("admin-pw-1234")).await;
+    add_app_user(&mut adm).await;
 
     let mut app = connector(Some("app"), Some("app-s3cret-pw"))
         .connect(&local(server.port()))
@@ -434,12 +439,7 @@ async fn the_keyspace_walk_picks_exactly_the_keys_under_the_cutoff() {
     use cachedeck::snapshot::manifest::{key_hash, pick};
     let server = start(ServerSpec::new().config_line("requirepass admin-pw-1234"));
     let mut adm = admin(&server, Some("admin-pw-1234")).await;
-    let _: () = adm
-        .query(
-            redis::cmd("ACL").arg(&["SETUSER", "app", "on", ">app-s3cret-pw", "~*", "+@all"][..]),
-        )
-        .await
-        .expect("acl setuser");
+    add_app_user(&mut adm).await;
     let mut keys: Vec<Vec<u8>> = (0..12_000)
         .map(|i| format!("order:{i}:total").into_bytes())
         .collect();
