@@ -344,6 +344,12 @@ impl Agent {
                     }
                 }
                 _ = tick.tick() => {
+                    // Quiet counts only while the terminal is being read: with the window
+                    // full (a slow client) or the client's pause, what the command wrote last
+                    // waits in the terminal and must not be cut off.
+                    if !pty_done && (self.paused || self.outgoing.len() >= WINDOW) {
+                        last_data = Instant::now();
+                    }
                     if let Some(at) = exited
                         && !pty_done
                         && at.elapsed() > Duration::from_millis(300)
