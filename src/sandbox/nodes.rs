@@ -227,16 +227,36 @@ pub(super) fn node_state(
 /// Waits until every replica reports `master_link_status:up` (FAILOVER needs synced replicas).
 pub(super) async fn wait_replicas_synced(ports: &[u16], auth: &NodeAuth) -> Result<(), String> {
     let until = Instant::now() + Duration::from_secs(20);
-    cluster::wait(until, "replicas to sync with the primary", || async {
+    wait_info_line(
+        ports,
+        auth,
+        ("replication", "master_link_status:up"),
+        until,
+        "replicas to sync with the primary",
+    )
+    .await
+}
+
+/// Waits until `until` for every node on `ports` to have the line `line` (whole) in its
+/// `INFO section`.
+pub(super) async fn wait_info_line(
+    ports: &[u16],
+    auth: &NodeAuth,
+    (section, line): (&str, &str),
+    until: Instant,
+    what: &str,
+) -> Result<(), String> {
+    cluster::wait(until, what, || async {
         for &port in ports {
             let mut conn = super::client::connect(port, auth, Duration::from_secs(2)).await?;
             let info = super::client::command(
                 &mut conn,
-                redis::cmd("INFO").arg("replication"),
+                redis::cmd("INFO").arg(section),
                 Duration::from_secs(2),
             )
             .await?;
-            if !super::client::text_of(&info).contains("master_link_status:up") {
+            let text = super::client::text_of(&info);
+            if !text.lines().any(|l| l.trim_end() == line) {
                 return Ok(false);
             }
         }

@@ -7,7 +7,7 @@
 
 use super::client::NodeAuth;
 use super::cluster::{self, ShardPlan};
-use super::nodes::{node_state, spawn, wait_replicas_synced};
+use super::nodes::{node_state, spawn, wait_info_line, wait_replicas_synced};
 use super::params::{ParamStore, put_value};
 use super::plane::SandboxControlPlane;
 use super::snapshots::{self, SnapshotMeta};
@@ -362,11 +362,8 @@ async fn clear_partial_build(
     let prefix = format!("{}/{}/", cache.env, cache.name);
     let mut state = super::plane::load_state(dir)?;
     state.proxies.retain(|p| !p.name.starts_with(&prefix));
-    state
-        .caches
-        .retain(|c| !(c.env == cache.env && c.name == cache.name));
-    state.caches.push(cache.clone());
-    state.save(dir).map_err(|e| broken(op, e))
+    state.save(dir).map_err(|e| broken(op, e))?;
+    save_cache(dir, op, cache).map(|_| ())
 }
 
 async fn build(
@@ -586,23 +583,14 @@ async fn attach_loaded_replicas(plans: &[ShardPlan], auth: &NodeAuth) -> Result<
         let all: Vec<u16> = std::iter::once(plan.primary)
             .chain(plan.replicas.iter().copied())
             .collect();
-        cluster::wait(until, "the nodes to load the snapshot", || async {
-            for &port in &all {
-                let mut conn = super::client::connect(port, auth, Duration::from_secs(2)).await?;
-                let info = super::client::command(
-                    &mut conn,
-                    redis::cmd("INFO").arg("persistence"),
-                    Duration::from_secs(2),
-                )
-                .await?;
-                let text = super::client::text_of(&info);
-                // `async_loading:0` is a different field.
-                if !text.lines().any(|l| l.trim_end() == "loading:0") {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        })
+        // A whole line: `async_loading:0` is a different field.
+        wait_info_line(
+            &all,
+            auth,
+            ("persistence", "loading:0"),
+            until,
+            "the nodes to load the snapshot",
+        )
         .await?;
         for &port in &plan.replicas {
             let mut conn = super::client::connect(port, auth, Duration::from_secs(2)).await?;

@@ -444,8 +444,7 @@ impl NodeConnection {
     }
 }
 
-/// What the connectivity check says of a TLS handshake that worked; the host (from a config
-/// file, AWS or SSM) is escaped like any text from outside.
+/// No answer from `target` within the connect deadline during `stage`.
 fn timed_out(target: &str, deadline: Duration, stage: &str) -> ConnectError {
     ConnectError::new(
         Layer::Timeout,
@@ -455,6 +454,8 @@ fn timed_out(target: &str, deadline: Duration, stage: &str) -> ConnectError {
     )
 }
 
+/// What the connectivity check says of a TLS handshake that worked; the host (from a config
+/// file, AWS or SSM) is escaped like any text from outside.
 fn tls_step_detail(version: &str, host: &str) -> String {
     format!(
         "{version} handshake, certificate valid for {}",

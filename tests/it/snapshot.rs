@@ -203,22 +203,12 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
         (None, "needs one: pass --param auth_token_parameter="),
         (Some(plain), "is not a SecureString"),
     ] {
-        let mut args = vec![
-            "restore",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "orders",
-            "--param",
-            "snapshot=before-deploy",
-            "--param",
-            "target=orders-refused",
-        ];
+        let mut params = vec!["snapshot=before-deploy", "target=orders-refused"];
         let given = extra.map(|p| format!("auth_token_parameter={p}"));
         if let Some(g) = &given {
-            args.extend(["--param", g.as_str()]);
+            params.push(g.as_str());
         }
-        let (code, report) = run(&sandbox, &args);
+        let (code, report) = run_on(&sandbox, "restore", "sandbox-dev", "orders", &params);
         assert_eq!(code, Some(1), "{report}");
         assert_eq!(step(&report, "preflight")["state"], "failed", "{report}");
         assert!(
@@ -234,21 +224,15 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
 
     // Restore into a new group with its own token, then verify.
     let new_token = "/orders/dev/restored/auth-token";
-    let (code, report) = run(
+    let (code, report) = run_on(
         &sandbox,
+        "restore",
+        "sandbox-dev",
+        "orders",
         &[
-            "restore",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "orders",
-            "--param",
             "snapshot=before-deploy",
-            "--param",
             "target=orders-restored",
-            "--param",
             &format!("auth_token_parameter={new_token}"),
-            "--param",
             "poll=200ms",
         ],
     );
@@ -419,19 +403,14 @@ async fn snapshot_restore_and_verify_each_kind_of_cache() {
     assert_eq!(verify["changed_during_snapshot"].as_i64(), Some(changed));
 
     // A second restore into the same id is refused before any create.
-    let (code, report) = run(
+    let (code, report) = run_on(
         &sandbox,
+        "restore",
+        "sandbox-dev",
+        "orders",
         &[
-            "restore",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "orders",
-            "--param",
             "snapshot=before-deploy",
-            "--param",
             "target=orders-restored",
-            "--param",
             &format!("auth_token_parameter={new_token}"),
         ],
     );
@@ -832,21 +811,17 @@ async fn survives_restart_measures_what_a_deployment_and_a_crash_keep() {
         .expect("valkey-ecs")
         .clone();
     let old_port = ecs.shards[0].nodes[0].port;
-    let args = |stop: &'static str| {
-        vec![
+    let run_restart = |stop: &str| {
+        run_on(
+            &sandbox,
             "survives-restart",
-            "--env",
             "sandbox-dev",
-            "--cache",
             "valkey-ecs",
-            "--param",
-            "poll=200ms",
-            "--param",
-            stop,
-        ]
+            &["poll=200ms", stop],
+        )
     };
     // A new deployment: SIGTERM, the final save, a new task on a new port.
-    let (code, report) = run(&sandbox, &args("stop=deploy"));
+    let (code, report) = run_restart("stop=deploy");
     assert_eq!(code, Some(0), "{report}");
     let restart = &step(&report, "restart")["outputs"];
     assert_ne!(restart["old_task"], restart["new_task"], "{restart}");
@@ -885,7 +860,7 @@ async fn survives_restart_measures_what_a_deployment_and_a_crash_keep() {
     );
 
     // A crash: the task is killed; only what the last save kept survives.
-    let (code, report) = run(&sandbox, &args("stop=crash"));
+    let (code, report) = run_restart("stop=crash");
     assert_eq!(code, Some(0), "{report}");
     let restart = &step(&report, "restart")["outputs"];
     let acked = restart["last_acked"].as_i64().expect("acked");
@@ -933,10 +908,7 @@ async fn survives_restart_measures_what_a_deployment_and_a_crash_keep() {
         .query_async(&mut conn)
         .await
         .expect("BGSAVE");
-    let (code, report) = run(
-        &sandbox,
-        &["snapshot", "--env", "sandbox-dev", "--cache", "valkey-ecs"],
-    );
+    let (code, report) = run_on(&sandbox, "snapshot", "sandbox-dev", "valkey-ecs", &[]);
     assert_eq!(code, Some(0), "a running save is waited for: {report}");
     let _: () = redis::cmd("CONFIG")
         .arg(&["SET", "rdb-key-save-delay", "0"])
@@ -958,17 +930,12 @@ async fn survives_restart_measures_what_a_deployment_and_a_crash_keep() {
     // The ecs-service snapshot: BGSAVE, the manifest, and the RDB downloaded off the host.
     let file = sandbox.home().join("valkey-ecs.rdb");
     let download = format!("download={}", file.display());
-    let (code, report) = run(
+    let (code, report) = run_on(
         &sandbox,
-        &[
-            "snapshot",
-            "--env",
-            "sandbox-dev",
-            "--cache",
-            "valkey-ecs",
-            "--param",
-            &download,
-        ],
+        "snapshot",
+        "sandbox-dev",
+        "valkey-ecs",
+        &[&download],
     );
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(step(&report, "preflight")["outputs"]["level"], "bgsave");

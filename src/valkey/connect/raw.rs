@@ -166,9 +166,7 @@ impl RawConnection {
                     Err(e) => {
                         return Err(self
                             .error(Layer::Protocol, format!("the reply is not RESP: {e:?}"))
-                            .with_cause(
-                                "something other than Valkey/Redis answers on that port, or a proxy in between alters the stream",
-                            ));
+                            .with_cause(super::transport::NOT_RESP));
                     }
                 }
             }

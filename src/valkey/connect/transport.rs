@@ -7,6 +7,9 @@ use redis::{ErrorKind, RedisError};
 use std::net::SocketAddr;
 use tokio::net::TcpStream;
 
+/// Why a reply that is not RESP came back.
+pub(super) const NOT_RESP: &str = "something other than Valkey/Redis answers on that port, or a proxy in between alters the stream";
+
 pub(super) async fn resolve(endpoint: &Endpoint) -> Result<Vec<SocketAddr>, ConnectError> {
     let host = endpoint.host.trim_matches(|c| c == '[' || c == ']');
     let found = tokio::net::lookup_host((host, endpoint.port)).await.map_err(|e| {
@@ -76,9 +79,7 @@ pub(super) fn classify(e: &RedisError, endpoint: &Endpoint, secret: Option<&str>
         return new(Layer::Timeout);
     }
     if e.kind() == ErrorKind::Parse {
-        return new(Layer::Protocol).with_cause(
-            "the reply was not RESP: something other than Valkey/Redis answers on that port, or a proxy in between alters the stream",
-        );
+        return new(Layer::Protocol).with_cause(format!("the reply was not RESP: {NOT_RESP}"));
     }
     if e.is_connection_dropped() || e.is_io_error() {
         let err = new(Layer::Protocol);
